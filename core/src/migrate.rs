@@ -1,0 +1,1 @@
+//! Live migration of a guest's PASID state. TODO(issue 4).

@@ -1,0 +1,1 @@
+//! VT-d virtual command (VCMD) emulation. TODO(issue 3).

@@ -1,0 +1,1 @@
+//! C ABI over pasid-core. TODO(issue 5).

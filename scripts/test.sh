@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs every test of the project: the README's test command, and what CI runs.
+# Installs what it needs itself (see scripts/setup.sh); safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n=== %s\n' "$*"; }
+
+step "set-up"
+scripts/setup.sh rust
+
+step "format and lints"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "Rust tests"
+cargo test --workspace
+
+step "docs"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+
+step "core without std (x86_64-unknown-none)"
+cargo build -p pasid-core --target x86_64-unknown-none

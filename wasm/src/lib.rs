@@ -1,0 +1,1 @@
+//! wasm bindings over pasid-core. TODO(issue 6).
