@@ -18,7 +18,7 @@
 //! use pasid_core::{DeviceKind, GuestConfig, Host, PasidKind, PasidLayout, Platform, Rid};
 //!
 //! let layout = PasidLayout::new(20, 1..4096, 4096..1 << 19)?;
-//! let mut host = Host::new(layout, Platform::P2)?;
+//! let mut host = Host::new(layout.clone(), Platform::P2)?;
 //! let guest = host.create_guest(GuestConfig::p2(64))?;
 //! let vf = Rid::new(0, 0x0301);
 //! let dsa_wq = Rid::new(0, 0x0a00);
