@@ -181,6 +181,42 @@ pub enum Error {
         /// The source RID.
         rid: Rid,
     },
+    /// A source RID of the guest appears more than once in the RID map.
+    #[error("RID {rid} appears more than once as a source in the RID map")]
+    RidMappedTwice {
+        /// The source RID.
+        rid: Rid,
+    },
+    /// A caller-provided page buffer is not exactly 4096 bytes.
+    #[error("a page buffer holds {len} bytes, not 4096")]
+    PageSize {
+        /// The buffer's length.
+        len: usize,
+    },
+    /// A physical address given for a page is not 4 KiB aligned.
+    #[error("physical address {phys:#x} is not 4 KiB aligned")]
+    UnalignedPage {
+        /// The address.
+        phys: u64,
+    },
+    /// A PASID-translation table the guest uses has no page among those supplied.
+    #[error("no page supplied for PASID-translation table {table}")]
+    MissingTablePage {
+        /// The table number (gPASID >> 10).
+        table: u32,
+    },
+    /// A supplied table page names a table twice or one beyond the 1024 tables.
+    #[error("page for PASID-translation table {table} is a duplicate or out of range")]
+    BadTablePage {
+        /// The table number given.
+        table: u32,
+    },
+    /// Two caller-provided pages have the same physical address.
+    #[error("two pages share physical address {phys:#x}")]
+    DuplicatePage {
+        /// The address.
+        phys: u64,
+    },
 }
 
 /// The stable number of each [`Error`] variant. 0 is success in the C API.
@@ -246,6 +282,18 @@ pub enum ErrorCode {
     IncompatibleLayout = 33,
     /// [`Error::RidNotMapped`].
     RidNotMapped = 34,
+    /// [`Error::RidMappedTwice`].
+    RidMappedTwice = 50,
+    /// [`Error::PageSize`].
+    PageSize = 40,
+    /// [`Error::UnalignedPage`].
+    UnalignedPage = 41,
+    /// [`Error::MissingTablePage`].
+    MissingTablePage = 42,
+    /// [`Error::BadTablePage`].
+    BadTablePage = 43,
+    /// [`Error::DuplicatePage`].
+    DuplicatePage = 44,
 }
 
 impl Error {
@@ -281,6 +329,12 @@ impl Error {
             Error::UnsupportedVersion { .. } => ErrorCode::UnsupportedVersion,
             Error::IncompatibleLayout { .. } => ErrorCode::IncompatibleLayout,
             Error::RidNotMapped { .. } => ErrorCode::RidNotMapped,
+            Error::RidMappedTwice { .. } => ErrorCode::RidMappedTwice,
+            Error::PageSize { .. } => ErrorCode::PageSize,
+            Error::UnalignedPage { .. } => ErrorCode::UnalignedPage,
+            Error::MissingTablePage { .. } => ErrorCode::MissingTablePage,
+            Error::BadTablePage { .. } => ErrorCode::BadTablePage,
+            Error::DuplicatePage { .. } => ErrorCode::DuplicatePage,
         }
     }
 }
