@@ -21,7 +21,20 @@ web() {
 }
 
 fuzz() {
-    : # filled by the hardening work (issue 8)
+    # Miri and rust-src (Miri builds its own std) on nightly; libFuzzer comes with
+    # cargo-fuzz's libfuzzer-sys crate, so only the cargo subcommand is installed.
+    rustup toolchain install nightly --profile minimal >/dev/null 2>&1 || true
+    rustup +nightly component add miri rust-src >/dev/null
+    cargo +nightly miri setup >/dev/null 2>&1
+    if ! cargo fuzz --version >/dev/null 2>&1; then
+        cargo install cargo-fuzz --locked
+    fi
+    # valgrind runs the C tests (scripts/harden.sh); Debian package.
+    if ! command -v valgrind >/dev/null; then
+        if command -v apt-get >/dev/null; then
+            apt-get update -qq && apt-get install -y -qq valgrind >/dev/null
+        fi
+    fi
 }
 
 for what in "$@"; do
