@@ -1,1 +1,389 @@
-//! Live migration of a guest's PASID state. TODO(issue 4).
+//! Live migration of a guest's PASID state between hosts.
+//!
+//! The source exports a guest into a self-contained, versioned, checksummed blob
+//! ([`Host::export_guest`]); the destination imports it ([`Host::import_guest`]). The
+//! guest keeps every guest PASID: RID-local numbers are programmed unchanged on the
+//! destination's dedicated RIDs, and each shared gPASID gets a new host PASID from the
+//! destination's shared range, with the translation table rebuilt. Host PASIDs of the
+//! source travel only as diagnostics ([`ImportReport::shared`]). The format is
+//! described in `docs/migration-format.md`.
+//!
+//! Import is all-or-nothing: it checks everything first and then installs the guest in
+//! one step, so a refused import leaves the destination exactly as it was.
+//!
+//! # Checks, in order
+//!
+//! The first one that fails names the conflict:
+//!
+//! 1. the blob: framing ([`Error::MalformedBlob`]), major version
+//!    ([`Error::UnsupportedVersion`]), checksum ([`Error::ChecksumMismatch`]), then the
+//!    payload must describe a guest that could exist on its source
+//!    ([`Error::MalformedBlob`], or [`Error::QuotaExceeded`] when it holds more shared
+//!    PASIDs than its quota);
+//! 2. platform: a p2 guest needs a p2 destination ([`Error::NotSupported`]); a p1 guest
+//!    goes to either and stays p1, because its vIOMMU's lack of PASID allocation is
+//!    guest-visible ([`ImportReport::p1_guest_on_p2_host`]);
+//! 3. layout: every gPASID (p2) or recorded PASID (p1) lies in the destination's local
+//!    range ([`Error::PasidOutOfRange`] with the first one, ascending, by RID for p1),
+//!    and the destination's shared range is at least as large as the guest's shared
+//!    PASIDs ([`Error::IncompatibleLayout`]). The split need not equal the source's;
+//!    a fleet should still use one local range everywhere (see the crate's design);
+//! 4. free shared PASIDs on the destination ([`Error::SharedRangeExhausted`]);
+//! 5. devices, by source RID ascending: each is in `rid_map`
+//!    ([`Error::RidNotMapped`]: an unmapped RID is an error, never identity, so a VF
+//!    that moved is never silently attached to whatever sits at its old BDF), exactly
+//!    once ([`Error::RidMappedTwice`]), and its destination RID is attached to no guest
+//!    and to no other device of this guest ([`Error::RidInUse`]). Map entries for RIDs
+//!    the guest lacks are ignored, so one map can serve several guests. Devices keep
+//!    their kind;
+//! 6. a free guest slot ([`Error::TooManyGuests`]) and memory ([`Error::OutOfMemory`]).
+
+mod wire;
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+use crate::error::{Error, Result};
+use crate::host::{Device, Guest, Host};
+use crate::layout::PasidLayout;
+use crate::types::{DeviceKind, GuestConfig, GuestId, PasidKind, Platform, Rid};
+
+use wire::{Decoded, WirePasid};
+
+/// The format's major version this build writes and reads. Readers refuse any other
+/// major version with [`Error::UnsupportedVersion`].
+pub const FORMAT_MAJOR: u16 = wire::MAJOR;
+/// The format's minor version this build writes. Minor versions only append fields, so
+/// readers accept blobs of any minor version of their major.
+pub const FORMAT_MINOR: u16 = wire::MINOR;
+/// The 8 bytes every blob starts with.
+pub const FORMAT_MAGIC: [u8; 8] = wire::MAGIC;
+
+/// What a successful [`Host::import_guest`] did, for the VMM's log and for programming
+/// the destination's devices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct ImportReport {
+    /// The guest's platform, as it was on the source.
+    pub guest_platform: Platform,
+    /// True when a p1 guest landed on a p2 host: it stays p1 (its vIOMMU offers no PASID
+    /// allocation and may not start to), so it cannot use shared work queues there.
+    pub p1_guest_on_p2_host: bool,
+    /// Every shared gPASID with its host PASID on the source (if it travelled) and on
+    /// the destination, ascending by gPASID.
+    pub shared: Vec<SharedRemap>,
+    /// Every device: its source RID, the destination RID it was attached at, its kind;
+    /// ascending by source RID.
+    pub devices: Vec<RidRemap>,
+}
+
+/// A shared gPASID's host PASIDs before and after migration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct SharedRemap {
+    /// The guest PASID; unchanged by migration.
+    pub gpasid: u32,
+    /// Its host PASID on the source, if the blob carried it (diagnostic only).
+    pub source_hpasid: Option<u32>,
+    /// Its new host PASID on the destination (what [`Host::translate`] now returns).
+    pub destination_hpasid: u32,
+}
+
+/// A device's RID before and after migration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct RidRemap {
+    /// The RID on the source.
+    pub source: Rid,
+    /// The RID on the destination.
+    pub destination: Rid,
+    /// The device's kind, the same on both.
+    pub kind: DeviceKind,
+}
+
+/// The contents of a migration blob, decoded for diagnostics by [`inspect`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct MigratedGuest {
+    /// The blob's format version, major.
+    pub format_major: u16,
+    /// The blob's format version, minor.
+    pub format_minor: u16,
+    /// The source host's layout.
+    pub source_layout: PasidLayout,
+    /// The source host's platform.
+    pub source_platform: Platform,
+    /// The guest's configuration (platform and quota).
+    pub config: GuestConfig,
+    /// The guest's gPASIDs (p2), ascending.
+    pub pasids: Vec<MigratedPasid>,
+    /// The guest's devices, ascending by source RID.
+    pub devices: Vec<MigratedDevice>,
+}
+
+/// A gPASID in a [`MigratedGuest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct MigratedPasid {
+    /// The guest PASID.
+    pub gpasid: u32,
+    /// Local or shared.
+    pub kind: PasidKind,
+    /// For a shared gPASID, its host PASID on the source, if it travelled.
+    pub source_hpasid: Option<u32>,
+}
+
+/// A device in a [`MigratedGuest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct MigratedDevice {
+    /// The RID on the source.
+    pub rid: Rid,
+    /// Dedicated or shared WQ.
+    pub kind: DeviceKind,
+    /// The gPASIDs bound to it (p2) or recorded on it (p1), ascending.
+    pub pasids: Vec<u32>,
+}
+
+/// Decodes and checks a blob without a host: what it holds, or why it is refused.
+/// Succeeds exactly when the blob passes check 1 of the [module's list](self).
+pub fn inspect(blob: &[u8]) -> Result<MigratedGuest> {
+    let d = wire::decode(blob)?;
+    let mut pasids = Vec::new();
+    pasids.try_reserve_exact(d.pasids.len())?;
+    pasids.extend(d.pasids.iter().map(|p| MigratedPasid {
+        gpasid: p.gpasid,
+        kind: p.kind(),
+        source_hpasid: p.source_hpasid(),
+    }));
+    let mut devices = Vec::new();
+    devices.try_reserve_exact(d.devices.len())?;
+    for dev in &d.devices {
+        let src = d.pasids_of(dev);
+        let mut list = Vec::new();
+        list.try_reserve_exact(src.len())?;
+        list.extend_from_slice(src);
+        devices.push(MigratedDevice {
+            rid: dev.rid,
+            kind: dev.kind,
+            pasids: list,
+        });
+    }
+    Ok(MigratedGuest {
+        format_major: d.major,
+        format_minor: d.minor,
+        source_layout: d.source_layout,
+        source_platform: d.source_platform,
+        config: d.config,
+        pasids,
+        devices,
+    })
+}
+
+const P2_GUEST_P1_HOST: &str =
+    "a p2 guest needs a p2 destination: its vIOMMU offers PASID allocation";
+const SHARED_RANGE_TOO_SMALL: &str =
+    "the destination's shared range is smaller than the guest's shared PASIDs";
+
+impl Host {
+    /// Exports a guest's PASID state as a migration blob. The guest stays as it is;
+    /// once the destination has imported the blob, [`Host::destroy_guest`] releases it.
+    pub fn export_guest(&self, guest: GuestId) -> Result<Vec<u8>> {
+        let g = self.guest(guest)?;
+        let mut out = Vec::new();
+        wire::encode_vec(self, g, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Host::export_guest`] into a caller's buffer (for C callers that own their
+    /// memory): returns the blob's length, or [`Error::BufferTooSmall`] with the length
+    /// needed, in which case `buf`'s contents are unspecified.
+    pub fn export_guest_into(&self, guest: GuestId, buf: &mut [u8]) -> Result<usize> {
+        let g = self.guest(guest)?;
+        wire::encode_slice(self, g, buf)
+    }
+
+    /// Runs every check of [`Host::import_guest`] without changing anything: `Ok` means
+    /// the import would succeed now (memory permitting).
+    pub fn check_import(&self, blob: &[u8], rid_map: &[(Rid, Rid)]) -> Result<()> {
+        let d = wire::decode(blob)?;
+        self.plan_import(&d, rid_map).map(|_| ())
+    }
+
+    /// Imports a guest exported by [`Host::export_guest`] on another host (or this one),
+    /// attaching its devices at the RIDs `rid_map` gives as (source RID, destination
+    /// RID) pairs. Returns the new guest's id and what moved where.
+    ///
+    /// Every gPASID keeps its number and kind, bindings (p2) and recorded PASIDs (p1)
+    /// are restored, and each shared gPASID gets the lowest free host PASIDs of this
+    /// host's shared range. See the [module's list](self) for the checks, which all run
+    /// before anything changes: on error this host is unchanged.
+    pub fn import_guest(
+        &mut self,
+        blob: &[u8],
+        rid_map: &[(Rid, Rid)],
+    ) -> Result<(GuestId, ImportReport)> {
+        let d = wire::decode(blob)?;
+        let destinations = self.plan_import(&d, rid_map)?;
+
+        // Build the guest and the report off to the side; only memory can fail here.
+        let mut report = ImportReport {
+            guest_platform: d.config.platform,
+            p1_guest_on_p2_host: d.config.platform == Platform::P1 && self.platform == Platform::P2,
+            shared: Vec::new(),
+            devices: Vec::new(),
+        };
+        report.shared.try_reserve_exact(d.shared_count as usize)?;
+        report.devices.try_reserve_exact(d.devices.len())?;
+        let mut g = Guest::new(d.config, &self.layout)?;
+        self.fill_pasids(&mut g, &d.pasids, &mut report.shared)?;
+        for (dev, &destination) in d.devices.iter().zip(&destinations) {
+            let device = Device {
+                kind: dev.kind,
+                pasids: wire::pasid_set(d.pasids_of(dev)),
+            };
+            g.devices.insert(destination, device);
+            report.devices.push(RidRemap {
+                source: dev.rid,
+                destination,
+                kind: dev.kind,
+            });
+        }
+        if d.config.platform == Platform::P2 {
+            g.bind_counts = bind_counts(&d.device_pasids)?;
+        }
+
+        // Commit: install (the last step that can fail), then claim what was planned.
+        let id = self.install_guest(g)?;
+        for s in &report.shared {
+            let claimed = self.shared.claim(s.destination_hpasid);
+            debug_assert!(claimed, "planned host PASIDs are free");
+        }
+        for &rid in &destinations {
+            self.devices.insert(rid, id);
+        }
+        Ok((id, report))
+    }
+
+    /// Checks 2-5 of the module's list; returns the destination RID of each device.
+    fn plan_import(&self, d: &Decoded, rid_map: &[(Rid, Rid)]) -> Result<Vec<Rid>> {
+        // Platform.
+        if d.config.platform == Platform::P2 && self.platform == Platform::P1 {
+            return Err(Error::NotSupported {
+                what: P2_GUEST_P1_HOST,
+            });
+        }
+        // Layout: every PASID the guest holds fits the destination's local range.
+        let local = self.layout.local();
+        if d.config.platform == Platform::P2 {
+            first_outside(&d.pasids, |p| p.gpasid, &local)?;
+        } else {
+            for dev in &d.devices {
+                first_outside(d.pasids_of(dev), |&p| p, &local)?;
+            }
+        }
+        if d.shared_count > self.shared.capacity() {
+            return Err(Error::IncompatibleLayout {
+                reason: SHARED_RANGE_TOO_SMALL,
+            });
+        }
+        // Free shared PASIDs.
+        if d.shared_count > self.shared_free() {
+            return Err(Error::SharedRangeExhausted);
+        }
+        // Devices.
+        let mut map = Vec::new();
+        map.try_reserve_exact(rid_map.len())?;
+        map.extend_from_slice(rid_map);
+        map.sort_unstable_by_key(|&(src, _)| src);
+        let mut destinations = Vec::new();
+        destinations.try_reserve_exact(d.devices.len())?;
+        for dev in &d.devices {
+            let at = map.partition_point(|&(src, _)| src < dev.rid);
+            let destination = match map.get(at) {
+                Some(&(src, dst)) if src == dev.rid => dst,
+                _ => return Err(Error::RidNotMapped { rid: dev.rid }),
+            };
+            if map.get(at + 1).is_some_and(|&(src, _)| src == dev.rid) {
+                return Err(Error::RidMappedTwice { rid: dev.rid });
+            }
+            if self.devices.contains_key(&destination) {
+                return Err(Error::RidInUse { rid: destination });
+            }
+            destinations.push(destination);
+        }
+        // Two devices of the guest sent to one destination RID.
+        let mut sorted = Vec::new();
+        sorted.try_reserve_exact(destinations.len())?;
+        sorted.extend_from_slice(&destinations);
+        sorted.sort_unstable();
+        if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+            return Err(Error::RidInUse { rid: w[0] });
+        }
+        Ok(destinations)
+    }
+
+    /// Claims every gPASID in `g` and maps each shared one to the next lowest free host
+    /// PASID (not yet claimed on the host: the caller does that once `g` is installed).
+    fn fill_pasids(
+        &self,
+        g: &mut Guest,
+        pasids: &[WirePasid],
+        shared: &mut Vec<SharedRemap>,
+    ) -> Result<()> {
+        let mut next = self.layout.shared().start;
+        for p in pasids {
+            g.pasids.claim(p.gpasid);
+            if p.is_shared() {
+                let hpasid = self
+                    .shared
+                    .first_free_from(next)
+                    .ok_or(Error::SharedRangeExhausted)?;
+                next = hpasid + 1;
+                g.remap.insert(p.gpasid, hpasid)?;
+                shared.push(SharedRemap {
+                    gpasid: p.gpasid,
+                    source_hpasid: p.source_hpasid(),
+                    destination_hpasid: hpasid,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The first element (in order) whose PASID is outside `range`, as an error. `items`
+/// is sorted by PASID, so only its ends need looking at.
+fn first_outside<T>(
+    items: &[T],
+    pasid: impl Fn(&T) -> u32,
+    range: &core::ops::Range<u32>,
+) -> Result<()> {
+    if let Some(first) = items.first().map(&pasid) {
+        if first < range.start {
+            return Err(Error::PasidOutOfRange { pasid: first });
+        }
+    }
+    let at = items.partition_point(|x| pasid(x) < range.end);
+    match items.get(at) {
+        Some(x) => Err(Error::PasidOutOfRange { pasid: pasid(x) }),
+        None => Ok(()),
+    }
+}
+
+/// How many devices each gPASID is bound to, from every device's bound gPASIDs.
+fn bind_counts(bound: &[u32]) -> Result<BTreeMap<u32, u32>> {
+    let mut all = Vec::new();
+    all.try_reserve_exact(bound.len())?;
+    all.extend_from_slice(bound);
+    all.sort_unstable();
+    let mut counts = Vec::new();
+    counts.try_reserve_exact(all.len())?;
+    for p in all {
+        match counts.last_mut() {
+            Some((last, n)) if *last == p => *n += 1,
+            _ => counts.push((p, 1)),
+        }
+    }
+    Ok(counts.into_iter().collect())
+}
