@@ -187,12 +187,6 @@ pub enum Error {
         /// The source RID.
         rid: Rid,
     },
-    /// A source RID of the guest appears more than once in the RID map.
-    #[error("RID {rid} appears more than once as a source in the RID map")]
-    RidMappedTwice {
-        /// The source RID.
-        rid: Rid,
-    },
     /// A caller-provided page buffer is not exactly 4096 bytes.
     #[error("a page buffer holds {len} bytes, not 4096")]
     PageSize {
@@ -290,8 +284,6 @@ pub enum ErrorCode {
     RidNotMapped = 34,
     /// [`Error::RidMappedTwice`].
     RidMappedTwice = 50,
-    /// [`Error::RidMappedTwice`].
-    RidMappedTwice = 50,
     /// [`Error::PageSize`].
     PageSize = 40,
     /// [`Error::UnalignedPage`].
@@ -337,7 +329,6 @@ impl Error {
             Error::UnsupportedVersion { .. } => ErrorCode::UnsupportedVersion,
             Error::IncompatibleLayout { .. } => ErrorCode::IncompatibleLayout,
             Error::RidNotMapped { .. } => ErrorCode::RidNotMapped,
-            Error::RidMappedTwice { .. } => ErrorCode::RidMappedTwice,
             Error::RidMappedTwice { .. } => ErrorCode::RidMappedTwice,
             Error::PageSize { .. } => ErrorCode::PageSize,
             Error::UnalignedPage { .. } => ErrorCode::UnalignedPage,
