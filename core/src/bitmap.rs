@@ -24,6 +24,12 @@
 //! Every path is therefore at most `depth` dependent loads up and `depth` down, with
 //! `depth = ceil(log64(capacity))`: 4 for 2^20 ids, 2 for a 4096-id guest range.
 //!
+//! On top of that the bitmap keeps a floor: an index below which every id is used.
+//! Lowest-free allocation starts its search there, and a free lowers it, so the common
+//! alloc/free pair touches one leaf word and no summary word. The floor is only a lower
+//! bound: when it is stale the search climbs as above, so the worst case stays `2 * depth`
+//! loads whatever the fill level.
+//!
 //! All levels sit in one boxed slice, top first, so the few summary words share the first
 //! cache lines and the whole structure is one allocation made up front: nothing grows
 //! after [`IdBitmap::new`], and 2^20 ids take 16,384 + 256 + 4 + 1 words (130 KiB).
@@ -46,7 +52,9 @@ const MAX_LEVELS: usize = 6;
 ///
 /// Memory is allocated once by [`IdBitmap::new`]; no operation allocates afterwards.
 /// Ids outside the range are never used: asking about them gives `false` or `None`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Two bitmaps are equal when they cover the same range with the same ids used.
+#[derive(Debug, Clone)]
 pub struct IdBitmap {
     range: Range<u32>,
     /// All levels, top word first, leaves last. Bit set = free (see the module doc).
@@ -56,7 +64,18 @@ pub struct IdBitmap {
     /// How many levels there are (0 when the capacity is 0).
     depth: usize,
     used: u32,
+    /// Every index below this is used: where a lowest-free search may start. Not part
+    /// of the bitmap's value, so equality ignores it.
+    floor: usize,
 }
+
+impl PartialEq for IdBitmap {
+    fn eq(&self, other: &Self) -> bool {
+        self.range == other.range && self.used == other.used && self.words == other.words
+    }
+}
+
+impl Eq for IdBitmap {}
 
 /// A word whose lowest `bits` bits are set (all of it from 64 on).
 #[inline]
@@ -109,6 +128,7 @@ impl IdBitmap {
             offsets,
             depth,
             used: 0,
+            floor: 0,
         })
     }
 
@@ -121,23 +141,29 @@ impl IdBitmap {
     /// Marks the lowest free id used and returns it; `None` when every id is used.
     #[inline]
     pub fn alloc(&mut self) -> Option<u32> {
-        let index = self.lowest_free()?;
+        let index = self.free_index_at_or_after(self.floor)?;
         self.mark_used(index);
+        self.floor = index + 1;
         Some(self.range.start + index as u32)
     }
 
     /// Marks the lowest free id at or after `start` used and returns it.
     #[inline]
     pub fn alloc_from(&mut self, start: u32) -> Option<u32> {
-        let index = self.free_index_from(start)?;
+        let from = start.saturating_sub(self.range.start) as usize;
+        let index = self.free_index_at_or_after(from.max(self.floor))?;
         self.mark_used(index);
+        if from <= self.floor {
+            self.floor = index + 1;
+        }
         Some(self.range.start + index as u32)
     }
 
     /// The lowest free id at or after `start` (ids below the range count as its start).
     #[inline]
     pub fn first_free_from(&self, start: u32) -> Option<u32> {
-        self.free_index_from(start)
+        let from = start.saturating_sub(self.range.start) as usize;
+        self.free_index_at_or_after(from.max(self.floor))
             .map(|index| self.range.start + index as u32)
     }
 
@@ -159,6 +185,7 @@ impl IdBitmap {
         match self.index_of(id) {
             Some(index) if !self.leaf_bit(index) => {
                 self.mark_free(index);
+                self.floor = self.floor.min(index);
                 true
             }
             _ => false,
@@ -226,16 +253,6 @@ impl IdBitmap {
         self.words[self.offsets[0] + index / 64] & (1 << (index % 64)) != 0
     }
 
-    /// Walks down from the top word, taking the lowest set bit at each level.
-    #[inline]
-    fn lowest_free(&self) -> Option<usize> {
-        let top = self.depth.checked_sub(1)?;
-        if self.words[self.offsets[top]] == 0 {
-            return None;
-        }
-        Some(self.descend(top, 0))
-    }
-
     /// From word `word` of `level`, known to be non-zero, down to the lowest free leaf.
     #[inline]
     fn descend(&self, level: usize, mut word: usize) -> usize {
@@ -246,9 +263,13 @@ impl IdBitmap {
         word
     }
 
-    fn free_index_from(&self, start: u32) -> Option<usize> {
-        let start = start.max(self.range.start);
-        let mut bit = self.index_of(start)?;
+    /// The lowest free index at or after `bit`: mask the word holding it, climb while
+    /// the masked word is empty, then walk down.
+    #[inline]
+    fn free_index_at_or_after(&self, mut bit: usize) -> Option<usize> {
+        if bit >= self.capacity() as usize {
+            return None;
+        }
         for l in 0..self.depth {
             let word = bit / 64;
             let masked = self.words[self.offsets[l] + word] & (u64::MAX << (bit % 64));
@@ -346,6 +367,12 @@ mod tests {
             );
         }
         assert_eq!(b.iter_used().count(), b.used() as usize);
+        let below_floor = b.range().start..b.range().start + b.floor as u32;
+        assert!(
+            below_floor.clone().all(|id| b.is_used(id)),
+            "floor {}",
+            b.floor
+        );
     }
 
     fn fill(b: &mut IdBitmap) -> Vec<u32> {
