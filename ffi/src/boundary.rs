@@ -1,0 +1,367 @@
+//! The one place where C meets Rust: the panic boundary, the handle registry and the
+//! checked conversions of raw pointers. Every exported function goes through
+//! [`call`] (or [`call_or`]), and touches C memory only through the helpers here.
+//!
+//! # Handles
+//!
+//! A handle (`pasid_host *`, `pasid_import_report *`) is not a pointer to memory: it is
+//! a token, a number unique for the life of the process, that names an entry of one
+//! process-wide registry. The registry holds each object behind an `Arc`, tagged with
+//! its type. So:
+//!
+//! * a handle of the wrong type, a freed handle and a made-up value are all detected,
+//!   always, without reading freed memory ([`PASID_RESULT_INVALID_HANDLE`]); a token is
+//!   never reused, so a stale handle can never alias a newer object;
+//! * freeing a handle while another thread is inside a call on it is memory-safe: the
+//!   running call keeps the object alive until it returns, later calls fail;
+//! * looking a handle up costs a read lock of the registry and an `Arc` clone.
+//!
+//! [`PASID_RESULT_INVALID_HANDLE`]: crate::pasid_result::InvalidHandle
+
+use core::any::Any;
+use core::ffi::c_int;
+use core::mem::MaybeUninit;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::string::String;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use pasid_core::Host;
+
+use crate::error::{set_last_error, FfiError};
+use crate::migrate::ReportData;
+
+/// Runs the body of an exported function that returns a result code: 0 on success,
+/// the error's code otherwise (recorded as this thread's last error). A panic becomes
+/// `PASID_RESULT_PANIC`.
+pub(crate) fn call(f: impl FnOnce() -> Result<(), FfiError>) -> c_int {
+    let e = match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(())) => return 0,
+        Ok(Err(e)) => e,
+        Err(payload) => FfiError::Panic(panic_message(payload.as_ref())),
+    };
+    // Building the message allocates; a panic there must not escape either.
+    let code = e.code();
+    let _ = catch_unwind(AssertUnwindSafe(|| set_last_error(&e)));
+    code
+}
+
+/// Runs the body of an exported function that returns a value rather than a code: a
+/// panic gives `default`.
+pub(crate) fn call_or<T>(default: T, f: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or(default)
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        String::from(*s)
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        String::from("(no message)")
+    }
+}
+
+// ---- handles ----
+
+/// One host behind its lock.
+pub(crate) struct HostCell {
+    host: Mutex<Host>,
+}
+
+impl HostCell {
+    pub(crate) fn new(host: Host) -> Self {
+        HostCell {
+            host: Mutex::new(host),
+        }
+    }
+
+    /// Locks the host. A lock poisoned by a panic is reported, never unwrapped.
+    pub(crate) fn lock(&self) -> Result<MutexGuard<'_, Host>, FfiError> {
+        self.host.lock().map_err(|_| FfiError::Poisoned)
+    }
+}
+
+/// A registry entry: the object and so its type.
+#[derive(Clone)]
+enum Object {
+    Host(Arc<HostCell>),
+    Report(Arc<ReportData>),
+}
+
+/// Live handles by token.
+static REGISTRY: RwLock<BTreeMap<usize, Object>> = RwLock::new(BTreeMap::new());
+/// The next token number; tokens are `(n << TAG_BITS) | tag`, so never 0 and never
+/// reused (on 64-bit targets; 32-bit ones wrap after 2^28 handles).
+static NEXT: AtomicUsize = AtomicUsize::new(1);
+const TAG_BITS: u32 = 4;
+const TAG_HOST: usize = 0x1;
+const TAG_REPORT: usize = 0x2;
+
+fn registry_read() -> std::sync::RwLockReadGuard<'static, BTreeMap<usize, Object>> {
+    // Nothing panics while holding the registry lock (map operations only), and every
+    // map operation is atomic, so a poisoned lock still guards a consistent map.
+    REGISTRY.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn registry_write() -> std::sync::RwLockWriteGuard<'static, BTreeMap<usize, Object>> {
+    REGISTRY.write().unwrap_or_else(|e| e.into_inner())
+}
+
+fn register(object: Object, tag: usize) -> Result<usize, FfiError> {
+    let mut map = registry_write();
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let token = n.wrapping_shl(TAG_BITS) | tag;
+        if n != 0 && !map.contains_key(&token) {
+            map.insert(token, object);
+            return Ok(token);
+        }
+    }
+}
+
+/// Registers a host; returns its handle.
+pub(crate) fn register_host(cell: HostCell) -> Result<*mut crate::pasid_host, FfiError> {
+    let token = register(Object::Host(Arc::new(cell)), TAG_HOST)?;
+    Ok(core::ptr::without_provenance_mut(token))
+}
+
+/// Registers an import report; returns its handle.
+pub(crate) fn register_report(
+    report: ReportData,
+) -> Result<*mut crate::pasid_import_report, FfiError> {
+    let token = register(Object::Report(Arc::new(report)), TAG_REPORT)?;
+    Ok(core::ptr::without_provenance_mut(token))
+}
+
+/// The host behind a handle.
+pub(crate) fn host(
+    handle: *const crate::pasid_host,
+    name: &'static str,
+) -> Result<Arc<HostCell>, FfiError> {
+    if handle.is_null() {
+        return Err(FfiError::Null(name));
+    }
+    match registry_read().get(&(handle as usize)) {
+        Some(Object::Host(cell)) => Ok(Arc::clone(cell)),
+        _ => Err(FfiError::InvalidHandle(name)),
+    }
+}
+
+/// The report behind a handle.
+pub(crate) fn report(
+    handle: *const crate::pasid_import_report,
+    name: &'static str,
+) -> Result<Arc<ReportData>, FfiError> {
+    if handle.is_null() {
+        return Err(FfiError::Null(name));
+    }
+    match registry_read().get(&(handle as usize)) {
+        Some(Object::Report(r)) => Ok(Arc::clone(r)),
+        _ => Err(FfiError::InvalidHandle(name)),
+    }
+}
+
+/// Runs `f` on the locked host behind `handle`.
+pub(crate) fn with_host<R>(
+    handle: *const crate::pasid_host,
+    f: impl FnOnce(&mut Host) -> Result<R, FfiError>,
+) -> Result<R, FfiError> {
+    let cell = host(handle, "host")?;
+    let mut guard = cell.lock()?;
+    f(&mut guard)
+}
+
+/// Removes a handle of the given type from the registry. NULL is a no-op; a value that
+/// is not a live handle of that type is ignored too (freeing twice is harmless).
+/// Returns whether something was freed.
+fn unregister(token: usize, is_host: bool) -> bool {
+    if token == 0 {
+        return false;
+    }
+    let removed = {
+        let mut map = registry_write();
+        match map.get(&token) {
+            Some(Object::Host(_)) if is_host => map.remove(&token),
+            Some(Object::Report(_)) if !is_host => map.remove(&token),
+            _ => None,
+        }
+    };
+    // The object is dropped here, outside the registry lock (it may be big).
+    removed.is_some()
+}
+
+pub(crate) fn free_host(handle: *mut crate::pasid_host) -> bool {
+    unregister(handle as usize, true)
+}
+
+pub(crate) fn free_report(handle: *mut crate::pasid_import_report) -> bool {
+    unregister(handle as usize, false)
+}
+
+// ---- pointers ----
+
+/// A caller's input struct.
+///
+/// # Safety
+/// `p` is NULL or points to a valid, initialized `T` for the duration of the call.
+pub(crate) unsafe fn input<'a, T>(p: *const T, name: &'static str) -> Result<&'a T, FfiError> {
+    if p.is_null() {
+        return Err(FfiError::Null(name));
+    }
+    check_aligned(p, name)?;
+    // SAFETY: non-NULL and aligned; validity is the caller's promise.
+    Ok(unsafe { &*p })
+}
+
+/// An out-parameter: checked before the operation runs, so a NULL out-pointer never
+/// leaves a change behind that the caller cannot see.
+///
+/// # Safety
+/// `p` is NULL or points to writable memory for one `T` for the duration of the call.
+pub(crate) unsafe fn output<'a, T>(
+    p: *mut T,
+    name: &'static str,
+) -> Result<&'a mut MaybeUninit<T>, FfiError> {
+    if p.is_null() {
+        return Err(FfiError::Null(name));
+    }
+    check_aligned(p, name)?;
+    // SAFETY: non-NULL, aligned, writable by the caller's promise; MaybeUninit makes
+    // no claim about the current contents.
+    Ok(unsafe { &mut *(p as *mut MaybeUninit<T>) })
+}
+
+/// An optional out-parameter (NULL allowed).
+///
+/// # Safety
+/// As [`output`].
+pub(crate) unsafe fn output_opt<'a, T>(
+    p: *mut T,
+    name: &'static str,
+) -> Result<Option<&'a mut MaybeUninit<T>>, FfiError> {
+    if p.is_null() {
+        Ok(None)
+    } else {
+        // SAFETY: forwarded.
+        unsafe { output(p, name) }.map(Some)
+    }
+}
+
+/// An input array of `len` elements; NULL is accepted when `len` is 0.
+///
+/// # Safety
+/// `p` is NULL or points to `len` valid, initialized `T`s for the duration of the call.
+pub(crate) unsafe fn input_slice<'a, T>(
+    p: *const T,
+    len: usize,
+    name: &'static str,
+) -> Result<&'a [T], FfiError> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if p.is_null() {
+        return Err(FfiError::Null(name));
+    }
+    check_aligned(p, name)?;
+    check_len::<T>(len, name)?;
+    // SAFETY: non-NULL, aligned, size fits isize; contents are the caller's promise.
+    Ok(unsafe { core::slice::from_raw_parts(p, len) })
+}
+
+/// An output array of `len` elements; NULL is accepted when `len` is 0 (a size query).
+///
+/// # Safety
+/// `p` is NULL or points to writable memory for `len` `T`s for the duration of the call.
+pub(crate) unsafe fn output_slice<'a, T>(
+    p: *mut T,
+    len: usize,
+    name: &'static str,
+) -> Result<&'a mut [MaybeUninit<T>], FfiError> {
+    if len == 0 {
+        return Ok(&mut []);
+    }
+    if p.is_null() {
+        return Err(FfiError::Null(name));
+    }
+    check_aligned(p, name)?;
+    check_len::<T>(len, name)?;
+    // SAFETY: as input_slice, and writable by the caller's promise.
+    Ok(unsafe { core::slice::from_raw_parts_mut(p as *mut MaybeUninit<T>, len) })
+}
+
+fn check_aligned<T>(p: *const T, name: &'static str) -> Result<(), FfiError> {
+    if p.is_aligned() {
+        Ok(())
+    } else {
+        Err(FfiError::InvalidArgument(std::format!(
+            "{name} is not aligned for its type"
+        )))
+    }
+}
+
+fn check_len<T>(len: usize, name: &'static str) -> Result<(), FfiError> {
+    match len.checked_mul(core::mem::size_of::<T>()) {
+        Some(bytes) if bytes <= isize::MAX as usize => Ok(()),
+        _ => Err(FfiError::InvalidArgument(std::format!(
+            "{name}: length {len} is too large"
+        ))),
+    }
+}
+
+/// Fills a caller's array from `items` (an exact-size iterator): stores the count in
+/// `*out_n`, and the items when they fit; otherwise writes no item and returns
+/// `PASID_RESULT_BUFFER_TOO_SMALL`.
+pub(crate) fn fill<T>(
+    buf: &mut [MaybeUninit<T>],
+    out_n: &mut MaybeUninit<usize>,
+    items: impl ExactSizeIterator<Item = T>,
+) -> Result<(), FfiError> {
+    let needed = items.len();
+    out_n.write(needed);
+    if needed > buf.len() {
+        return Err(pasid_core::Error::BufferTooSmall { needed }.into());
+    }
+    for (slot, item) in buf.iter_mut().zip(items) {
+        slot.write(item);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pasid_result;
+
+    #[test]
+    fn a_panic_becomes_a_code_and_a_message() {
+        let code = call(|| panic!("boom"));
+        assert_eq!(code, pasid_result::Panic as c_int);
+        crate::error::with_last_error(|last| {
+            let (c, msg) = last.unwrap();
+            assert_eq!(*c, pasid_result::Panic as c_int);
+            assert!(msg.contains("boom"), "{msg}");
+        });
+        assert_eq!(call_or(7, || panic!("again")), 7);
+    }
+
+    #[test]
+    fn a_poisoned_host_is_reported_not_unwrapped() {
+        let layout = pasid_core::PasidLayout::new(20, 1..4096, 4096..8192).unwrap();
+        let host = Host::new(layout, pasid_core::Platform::P2).unwrap();
+        let handle = register_host(HostCell::new(host)).unwrap();
+        let code = call(|| {
+            with_host(handle, |_| -> Result<(), FfiError> {
+                panic!("inside the lock")
+            })
+        });
+        assert_eq!(code, pasid_result::Panic as c_int);
+        let code = call(|| with_host(handle, |_| Ok(())));
+        assert_eq!(code, pasid_result::HostPoisoned as c_int);
+        assert!(free_host(handle));
+        assert!(!free_host(handle));
+        let code = call(|| with_host(handle, |_| Ok(())));
+        assert_eq!(code, pasid_result::InvalidHandle as c_int);
+    }
+}

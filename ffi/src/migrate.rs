@@ -1,0 +1,334 @@
+//! Live migration: export a guest as bytes, inspect and check a blob, import it with a
+//! RID map, and read the import's report.
+
+use core::ffi::c_int;
+use std::vec::Vec;
+
+use pasid_core::migrate::{inspect, ImportReport};
+use pasid_core::{GuestId, Rid};
+
+use crate::boundary::{
+    call, fill, free_report, input_slice, output, output_opt, output_slice, register_report,
+    report, with_host,
+};
+use crate::types::*;
+use crate::{pasid_host, pasid_import_report};
+
+/// What a report handle holds.
+pub(crate) struct ReportData {
+    report: ImportReport,
+}
+
+/// One entry of an import's RID map: where the device at `source` on the source host
+/// is attached on this host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub struct pasid_rid_pair {
+    /// The device's RID on the source host.
+    pub source: pasid_rid,
+    /// Its RID on this (destination) host.
+    pub destination: pasid_rid,
+}
+
+/// A summary of an import (`pasid_import_report_get_info`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub struct pasid_import_info {
+    /// The guest's platform (`PASID_PLATFORM_*`), as it was on the source.
+    pub guest_platform: u32,
+    /// True when a p1 guest landed on a p2 host: it stays p1 (its vIOMMU offers no
+    /// PASID allocation), so it cannot use shared work queues there.
+    pub p1_guest_on_p2_host: bool,
+    /// Entries of `pasid_import_report_shared`.
+    pub shared: usize,
+    /// Entries of `pasid_import_report_devices`.
+    pub devices: usize,
+}
+
+/// A shared gPASID's host PASIDs before and after migration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub struct pasid_shared_remap {
+    /// The guest PASID; unchanged by migration.
+    pub gpasid: u32,
+    /// Whether the blob carried the source's host PASID (diagnostic only).
+    pub has_source_hpasid: bool,
+    /// The host PASID on the source, if `has_source_hpasid`; else 0.
+    pub source_hpasid: u32,
+    /// The new host PASID on this host (what `pasid_translate` now returns).
+    pub destination_hpasid: u32,
+}
+
+/// A device's RID before and after migration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub struct pasid_rid_remap {
+    /// The RID on the source.
+    pub source: pasid_rid,
+    /// The RID on this host.
+    pub destination: pasid_rid,
+    /// The device's kind (`PASID_DEVICE_KIND_*`), the same on both.
+    pub kind: u32,
+}
+
+/// What a migration blob holds (`pasid_inspect_blob`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub struct pasid_blob_info {
+    /// The blob's format version, major. Readers refuse other majors.
+    pub format_major: u16,
+    /// The blob's format version, minor (minor versions only append fields).
+    pub format_minor: u16,
+    /// The source host's layout.
+    pub source_layout: pasid_layout,
+    /// The source host's platform (`PASID_PLATFORM_*`).
+    pub source_platform: u32,
+    /// The guest's configuration.
+    pub config: pasid_guest_config,
+    /// gPASIDs (p2) in the blob: entries of `pasid_inspect_blob_pasids`.
+    pub pasids: usize,
+    /// Devices in the blob.
+    pub devices: usize,
+}
+
+/// The migration format's major version this library writes and reads.
+pub const PASID_MIGRATION_FORMAT_MAJOR: u16 = 1;
+/// The migration format's minor version this library writes.
+pub const PASID_MIGRATION_FORMAT_MINOR: u16 = 0;
+
+const _: () = {
+    assert!(PASID_MIGRATION_FORMAT_MAJOR == pasid_core::migrate::FORMAT_MAJOR);
+    assert!(PASID_MIGRATION_FORMAT_MINOR == pasid_core::migrate::FORMAT_MINOR);
+};
+
+fn rid_map(pairs: &[pasid_rid_pair]) -> Vec<(Rid, Rid)> {
+    pairs
+        .iter()
+        .map(|p| (Rid::from(p.source), Rid::from(p.destination)))
+        .collect()
+}
+
+/// Exports a guest's PASID state as a migration blob (versioned, checksummed; put it
+/// in the migration stream). The guest stays as it is: after the destination imported
+/// it, release it with `pasid_guest_destroy`.
+///
+/// `*out_n` receives the blob's size. If `len` is enough the blob is written to `buf`;
+/// else nothing is written and `PASID_RESULT_BUFFER_TOO_SMALL` is returned (`buf` may
+/// be NULL when `len` is 0: a size query). The size can change between two calls if
+/// the guest changes in between: retry with the new size. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn pasid_export_guest(
+    host: *const pasid_host,
+    guest: pasid_guest_id,
+    buf: *mut u8,
+    len: usize,
+    out_n: *mut usize,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller passes NULL or valid pointers for the given lengths.
+        let out_n = unsafe { output(out_n, "out_n") }?;
+        let buf = unsafe { output_slice(buf, len, "buf") }?;
+        let blob = with_host(host, |h| Ok(h.export_guest(GuestId(guest))?))?;
+        fill(buf, out_n, blob.into_iter())
+    })
+}
+
+/// Decodes and checks a blob without a host: its version, source layout and platform,
+/// the guest's configuration and counts. Fails exactly when the blob itself is bad
+/// (`PASID_RESULT_MALFORMED_BLOB`, `PASID_RESULT_CHECKSUM_MISMATCH`,
+/// `PASID_RESULT_UNSUPPORTED_VERSION`, ...). Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn pasid_inspect_blob(
+    blob: *const u8,
+    blob_len: usize,
+    out_info: *mut pasid_blob_info,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller passes NULL or valid pointers for the given lengths.
+        let blob = unsafe { input_slice(blob, blob_len, "blob") }?;
+        let out = unsafe { output(out_info, "out_info") }?;
+        let g = inspect(blob)?;
+        out.write(pasid_blob_info {
+            format_major: g.format_major,
+            format_minor: g.format_minor,
+            source_layout: layout_to_c(&g.source_layout),
+            source_platform: platform_to_c(g.source_platform),
+            config: config_to_c(&g.config),
+            pasids: g.pasids.len(),
+            devices: g.devices.len(),
+        });
+        Ok(())
+    })
+}
+
+/// Lists the gPASIDs in a blob, ascending, with kind and (in `hpasid`) the source's
+/// host PASID of a shared one if it travelled (else 0). Buffer rule as
+/// `pasid_host_guests`. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn pasid_inspect_blob_pasids(
+    blob: *const u8,
+    blob_len: usize,
+    buf: *mut pasid_guest_pasid,
+    len: usize,
+    out_n: *mut usize,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller passes NULL or valid pointers for the given lengths.
+        let blob = unsafe { input_slice(blob, blob_len, "blob") }?;
+        let out_n = unsafe { output(out_n, "out_n") }?;
+        let buf = unsafe { output_slice(buf, len, "buf") }?;
+        let g = inspect(blob)?;
+        fill(
+            buf,
+            out_n,
+            g.pasids.iter().map(|p| pasid_guest_pasid {
+                gpasid: p.gpasid,
+                kind: kind_to_c(p.kind),
+                hpasid: p.source_hpasid.unwrap_or(0),
+            }),
+        )
+    })
+}
+
+/// Runs every check of `pasid_import_guest` without changing anything: OK means the
+/// import would succeed now (memory permitting). Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn pasid_check_import(
+    host: *const pasid_host,
+    blob: *const u8,
+    blob_len: usize,
+    rid_map_pairs: *const pasid_rid_pair,
+    rid_map_len: usize,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller passes NULL or valid pointers for the given lengths.
+        let blob = unsafe { input_slice(blob, blob_len, "blob") }?;
+        let pairs = unsafe { input_slice(rid_map_pairs, rid_map_len, "rid_map") }?;
+        let map = rid_map(pairs);
+        with_host(host, |h| Ok(h.check_import(blob, &map)?))
+    })
+}
+
+/// Imports a guest exported by `pasid_export_guest` on another host (or this one).
+///
+/// `rid_map` (`rid_map_len` pairs; NULL when 0) says where each of the guest's devices
+/// is attached here; a device missing from it is refused
+/// (`PASID_RESULT_RID_NOT_MAPPED`), pairs for RIDs the guest lacks are ignored. Every
+/// gPASID keeps its number and kind, bindings (p2) and recorded PASIDs (p1) are
+/// restored, and each shared gPASID gets a new host PASID from this host's shared
+/// range. All-or-nothing: on any error this host is unchanged.
+///
+/// On success `*out_guest` is the new guest's id and, if `out_report` is not NULL,
+/// `*out_report` a new report handle (release it with `pasid_import_report_free`).
+/// Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn pasid_import_guest(
+    host: *mut pasid_host,
+    blob: *const u8,
+    blob_len: usize,
+    rid_map_pairs: *const pasid_rid_pair,
+    rid_map_len: usize,
+    out_guest: *mut pasid_guest_id,
+    out_report: *mut *mut pasid_import_report,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller passes NULL or valid pointers for the given lengths.
+        let blob = unsafe { input_slice(blob, blob_len, "blob") }?;
+        let pairs = unsafe { input_slice(rid_map_pairs, rid_map_len, "rid_map") }?;
+        let out_guest = unsafe { output(out_guest, "out_guest") }?;
+        let out_report = unsafe { output_opt(out_report, "out_report") }?;
+        let map = rid_map(pairs);
+        with_host(host, |h| {
+            // Registering the report cannot fail (it only takes memory), so a host
+            // that was changed always reports its new guest.
+            let (id, report) = h.import_guest(blob, &map)?;
+            out_guest.write(id.0);
+            if let Some(out) = out_report {
+                out.write(register_report(ReportData { report })?);
+            }
+            Ok(())
+        })
+    })
+}
+
+/// Frees an import report. NULL, and a report already freed, are no-ops.
+/// Thread-safe.
+#[no_mangle]
+pub extern "C" fn pasid_import_report_free(report: *mut pasid_import_report) {
+    crate::boundary::call_or((), || {
+        free_report(report);
+    })
+}
+
+/// Summarizes an import report. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn pasid_import_report_get_info(
+    report_handle: *const pasid_import_report,
+    out_info: *mut pasid_import_info,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller passes NULL or a valid pointer.
+        let out = unsafe { output(out_info, "out_info") }?;
+        let r = &report(report_handle, "report")?.report;
+        out.write(pasid_import_info {
+            guest_platform: platform_to_c(r.guest_platform),
+            p1_guest_on_p2_host: r.p1_guest_on_p2_host,
+            shared: r.shared.len(),
+            devices: r.devices.len(),
+        });
+        Ok(())
+    })
+}
+
+/// Lists every shared gPASID of the imported guest with its source and new host
+/// PASID, ascending by gPASID. Buffer rule as `pasid_host_guests`. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn pasid_import_report_shared(
+    report_handle: *const pasid_import_report,
+    buf: *mut pasid_shared_remap,
+    len: usize,
+    out_n: *mut usize,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller passes NULL or valid pointers for the given lengths.
+        let out_n = unsafe { output(out_n, "out_n") }?;
+        let buf = unsafe { output_slice(buf, len, "buf") }?;
+        let data = report(report_handle, "report")?;
+        fill(
+            buf,
+            out_n,
+            data.report.shared.iter().map(|s| pasid_shared_remap {
+                gpasid: s.gpasid,
+                has_source_hpasid: s.source_hpasid.is_some(),
+                source_hpasid: s.source_hpasid.unwrap_or(0),
+                destination_hpasid: s.destination_hpasid,
+            }),
+        )
+    })
+}
+
+/// Lists every device of the imported guest with its source and destination RID,
+/// ascending by source RID. Buffer rule as `pasid_host_guests`. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn pasid_import_report_devices(
+    report_handle: *const pasid_import_report,
+    buf: *mut pasid_rid_remap,
+    len: usize,
+    out_n: *mut usize,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller passes NULL or valid pointers for the given lengths.
+        let out_n = unsafe { output(out_n, "out_n") }?;
+        let buf = unsafe { output_slice(buf, len, "buf") }?;
+        let data = report(report_handle, "report")?;
+        fill(
+            buf,
+            out_n,
+            data.report.devices.iter().map(|d| pasid_rid_remap {
+                source: d.source.into(),
+                destination: d.destination.into(),
+                kind: device_kind_to_c(d.kind),
+            }),
+        )
+    })
+}

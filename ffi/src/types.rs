@@ -1,0 +1,281 @@
+//! The plain C types: structs passed by value or through pointers, and the constants
+//! of the core's small enums. Conversions from C values are checked here, once.
+
+#![allow(non_camel_case_types)]
+
+use pasid_core::{DeviceKind, GuestConfig, PasidKind, PasidLayout, Platform, Rid};
+
+use crate::error::FfiError;
+
+/// A guest on one host: the number `pasid_guest_create` gave. Stale ids (of a
+/// destroyed guest) are refused with `PASID_RESULT_NO_SUCH_GUEST`, never aliased.
+pub type pasid_guest_id = u32;
+
+/// Whether the platform has shared work queues: the `platform` arguments and fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum pasid_platform {
+    /// No shared work queue: the vIOMMU offers no PASID allocation; the guest picks
+    /// PASIDs per RID and the host records them (`pasid_record`).
+    P1 = 1,
+    /// Shared work queues present: the vIOMMU offers PASID allocation (`pasid_alloc`,
+    /// VCMD) and every request says local or shared.
+    P2 = 2,
+}
+
+/// What a guest PASID is for: the `kind` arguments of `pasid_alloc`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum pasid_kind {
+    /// Used only on dedicated RIDs: programmed as the guest's own number.
+    Local = 1,
+    /// Usable on shared work queues too: backed by a host-global PASID.
+    Shared = 2,
+}
+
+/// How a device function is given to a guest: the `kind` argument of `pasid_attach`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum pasid_device_kind {
+    /// An SR-IOV VF or a whole PF owned by one guest: its PASID space is RID-local.
+    Dedicated = 1,
+    /// A shared work queue (ENQCMD): needs host-global PASIDs.
+    SharedWq = 2,
+}
+
+/// A PASID layout: the PASID width and the two half-open ranges `[start, end)`.
+///
+/// The local range is every guest's PASID range (and the range of RID-local PASIDs);
+/// the shared range holds host-global PASIDs. They must not overlap, must not include
+/// PASID 0, and must end at or below 2^width.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub struct pasid_layout {
+    /// PASID width in bits, 1..=20 (VT-d ECAP.PSS + 1).
+    pub width: u8,
+    /// First PASID of the local (guest) range.
+    pub local_start: u32,
+    /// One past the last PASID of the local range.
+    pub local_end: u32,
+    /// First PASID of the shared (host-global) range.
+    pub shared_start: u32,
+    /// One past the last PASID of the shared range.
+    pub shared_end: u32,
+}
+
+/// A PCI requester ID: segment plus packed bus/device/function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub struct pasid_rid {
+    /// PCI segment (domain).
+    pub segment: u16,
+    /// Bus in bits 15:8, device in bits 7:3, function in bits 2:0.
+    pub bdf: u16,
+}
+
+/// How a guest is set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub struct pasid_guest_config {
+    /// The interface of the guest's vIOMMU: a `PASID_PLATFORM_*` value. It is
+    /// guest-visible and stays the same when the guest migrates.
+    pub platform: u32,
+    /// How many host (shared) PASIDs the guest may hold at once (0 for p1 guests).
+    pub shared_quota: u32,
+}
+
+/// Which 4 KiB pages of a guest's PASID translation an update changed, so a VMM
+/// rewrites only those (see `pasid_write_translation_table`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub struct pasid_pages_touched {
+    /// Whether any page changed (false: a local PASID, nothing to write back).
+    pub changed: bool,
+    /// Whether the table is new, so its PASID-directory entry changed too.
+    pub directory_changed: bool,
+    /// The PASID-translation table that changed: gPASID >> 10.
+    pub table: u32,
+}
+
+/// A summary of a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub struct pasid_host_info {
+    /// The host's layout.
+    pub layout: pasid_layout,
+    /// The host's platform: a `PASID_PLATFORM_*` value.
+    pub platform: u32,
+    /// Shared (host-global) PASIDs in use.
+    pub shared_in_use: u32,
+    /// Shared PASIDs free.
+    pub shared_free: u32,
+    /// Live guests.
+    pub guests: u32,
+    /// Heap bytes the host holds.
+    pub heap_bytes: usize,
+}
+
+/// A summary of one guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub struct pasid_guest_info {
+    /// The guest's configuration.
+    pub config: pasid_guest_config,
+    /// Shared PASIDs it holds (what its quota limits).
+    pub shared_held: u32,
+    /// gPASIDs it holds, of both kinds (p2 guests).
+    pub pasids: u32,
+    /// Devices attached to it.
+    pub devices: u32,
+}
+
+/// One gPASID a guest holds (`pasid_guest_pasids`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub struct pasid_guest_pasid {
+    /// The guest PASID.
+    pub gpasid: u32,
+    /// A `PASID_KIND_*` value.
+    pub kind: u32,
+    /// The host PASID of a shared gPASID; 0 (never a valid PASID) for a local one.
+    pub hpasid: u32,
+}
+
+/// One device of a guest (`pasid_guest_devices`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub struct pasid_device_info {
+    /// The device's RID.
+    pub rid: pasid_rid,
+    /// A `PASID_DEVICE_KIND_*` value.
+    pub kind: u32,
+    /// How many PASIDs are bound (p2) or recorded (p1) on it.
+    pub programmed: u32,
+}
+
+/// A gPASID on a device and the PASID the host IOMMU is programmed with for it
+/// (`pasid_device_programmed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub struct pasid_programmed {
+    /// The guest's PASID.
+    pub gpasid: u32,
+    /// What the host IOMMU holds: the gPASID on a dedicated RID, the hPASID on a
+    /// shared work queue.
+    pub programmed: u32,
+}
+
+// ---- conversions, checked once ----
+
+pub(crate) fn platform_from_c(v: u32) -> Result<Platform, FfiError> {
+    match v {
+        x if x == pasid_platform::P1 as u32 => Ok(Platform::P1),
+        x if x == pasid_platform::P2 as u32 => Ok(Platform::P2),
+        _ => Err(FfiError::InvalidArgument(std::format!(
+            "platform {v} is not a PASID_PLATFORM_* value"
+        ))),
+    }
+}
+
+pub(crate) fn platform_to_c(p: Platform) -> u32 {
+    match p {
+        Platform::P1 => pasid_platform::P1 as u32,
+        Platform::P2 => pasid_platform::P2 as u32,
+    }
+}
+
+pub(crate) fn kind_from_c(v: u32) -> Result<PasidKind, FfiError> {
+    match v {
+        x if x == pasid_kind::Local as u32 => Ok(PasidKind::Local),
+        x if x == pasid_kind::Shared as u32 => Ok(PasidKind::Shared),
+        _ => Err(FfiError::InvalidArgument(std::format!(
+            "kind {v} is not a PASID_KIND_* value"
+        ))),
+    }
+}
+
+pub(crate) fn kind_to_c(k: PasidKind) -> u32 {
+    match k {
+        PasidKind::Local => pasid_kind::Local as u32,
+        PasidKind::Shared => pasid_kind::Shared as u32,
+    }
+}
+
+pub(crate) fn device_kind_from_c(v: u32) -> Result<DeviceKind, FfiError> {
+    match v {
+        x if x == pasid_device_kind::Dedicated as u32 => Ok(DeviceKind::Dedicated),
+        x if x == pasid_device_kind::SharedWq as u32 => Ok(DeviceKind::SharedWq),
+        _ => Err(FfiError::InvalidArgument(std::format!(
+            "device kind {v} is not a PASID_DEVICE_KIND_* value"
+        ))),
+    }
+}
+
+pub(crate) fn device_kind_to_c(k: DeviceKind) -> u32 {
+    match k {
+        DeviceKind::Dedicated => pasid_device_kind::Dedicated as u32,
+        DeviceKind::SharedWq => pasid_device_kind::SharedWq as u32,
+    }
+}
+
+impl From<pasid_rid> for Rid {
+    fn from(r: pasid_rid) -> Self {
+        Rid::new(r.segment, r.bdf)
+    }
+}
+
+impl From<Rid> for pasid_rid {
+    fn from(r: Rid) -> Self {
+        pasid_rid {
+            segment: r.segment,
+            bdf: r.bdf,
+        }
+    }
+}
+
+pub(crate) fn layout_from_c(l: &pasid_layout) -> Result<PasidLayout, FfiError> {
+    Ok(PasidLayout::new(
+        l.width,
+        l.local_start..l.local_end,
+        l.shared_start..l.shared_end,
+    )?)
+}
+
+pub(crate) fn layout_to_c(l: &PasidLayout) -> pasid_layout {
+    pasid_layout {
+        width: l.width(),
+        local_start: l.local().start,
+        local_end: l.local().end,
+        shared_start: l.shared().start,
+        shared_end: l.shared().end,
+    }
+}
+
+pub(crate) fn config_from_c(c: &pasid_guest_config) -> Result<GuestConfig, FfiError> {
+    Ok(GuestConfig {
+        platform: platform_from_c(c.platform)?,
+        shared_quota: c.shared_quota,
+    })
+}
+
+pub(crate) fn config_to_c(c: &GuestConfig) -> pasid_guest_config {
+    pasid_guest_config {
+        platform: platform_to_c(c.platform),
+        shared_quota: c.shared_quota,
+    }
+}
+
+pub(crate) fn pages_to_c(p: Option<pasid_core::remap::PagesTouched>) -> pasid_pages_touched {
+    match p {
+        Some(p) => pasid_pages_touched {
+            changed: true,
+            directory_changed: p.directory_changed,
+            table: p.table,
+        },
+        None => pasid_pages_touched {
+            changed: false,
+            directory_changed: false,
+            table: 0,
+        },
+    }
+}
