@@ -48,8 +48,28 @@
 //!
 //! # What was verified
 //!
-//! Checked against public sources with this project's search tool:
-//! *(filled in below, see the crate's issue 3 report)*.
+//! Checked against public sources (searched when this module was written):
+//!
+//! * The VMCS encodings: SDM Vol. 3D, Appendix B, Table B-4 "Encodings for 64-Bit
+//!   Control Fields" lists "Low PASID directory address (full)" 0000_2038H and "High
+//!   PASID directory address (full)" 0000_203AH, with the footnote that they exist only
+//!   on processors supporting the 1-setting of the "PASID translation" VM-execution
+//!   control. Intel's own TDX module source agrees (`VMX_PASID_LOW_FULL_ENCODE 0x2038`,
+//!   `VMX_PASID_HIGH_FULL_ENCODE 0x203A`, intel/tdx-module, `vmcs_defs.h`).
+//! * The control: several VMX definition headers name secondary processor-based
+//!   control bit 21 "PASID translation" (`SECONDARY_EXEC_PASID_TRANSLATION (1 << 21)`,
+//!   between "enable XSAVES/XRSTORS", bit 20, and "mode-based execute control for
+//!   EPT", bit 22).
+//! * The exit reasons: intel/tdx-module's basic exit reasons list
+//!   `ENQCMD_PASID_TRANSLATION_FAILURE = 72` and `ENQCMDS_PASID_TRANSLATION_FAILURE = 73`.
+//!
+//! **Not verified** (no public text of the SDM's walk description nor of the
+//! out-of-tree KVM "ENQCMD PASID translation" series was found): the split of the gPASID
+//! (bit 19 / bits 18:10 / bits 9:0), the entry formats (directory: bit 0 present,
+//! 63:12 address; table: bit 31 valid, 19:0 host PASID) and which bits are reserved.
+//! They follow the project's design brief, which takes them from the SDM; the reserved
+//! ranges used here are simply "every bit that is not a defined field". Everything that
+//! depends on them is in this module, so a correction is local.
 
 use alloc::vec::Vec;
 
@@ -436,15 +456,20 @@ impl TableSet {
     fn new() -> Self {
         TableSet([0; (TABLE_COUNT / 64) as usize])
     }
-    /// Inserts; false if already there.
+    /// Inserts; false if already there or out of range.
     fn insert(&mut self, table: u32) -> bool {
-        let (word, bit) = ((table / 64) as usize, table % 64);
-        let had = self.0[word] & (1 << bit) != 0;
-        self.0[word] |= 1 << bit;
-        !had
+        let Some(word) = self.0.get_mut((table / 64) as usize) else {
+            return false;
+        };
+        let bit = 1 << (table % 64);
+        let new = *word & bit == 0;
+        *word |= bit;
+        new
     }
     fn contains(&self, table: u32) -> bool {
-        self.0[(table / 64) as usize] & (1 << (table % 64)) != 0
+        self.0
+            .get((table / 64) as usize)
+            .is_some_and(|w| w & (1 << (table % 64)) != 0)
     }
 }
 

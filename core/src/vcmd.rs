@@ -22,6 +22,28 @@
 //!   guest then reads. Commands complete at once, so IP (bit 0) is always clear; the
 //!   VMM keeps the value and returns it on every VCRSP read until the next command.
 //!
+//! # Sources
+//!
+//! * Offsets, bit fields and status codes: Linux `include/linux/intel-iommu.h` and
+//!   `drivers/iommu/intel/pasid.h` (`DMAR_VCCAP_REG`, `DMAR_VCMD_REG`, `DMAR_VCRSP_REG`,
+//!   `VCMD_CMD_ALLOC` 1, `VCMD_CMD_FREE` 2, `VCMD_VRSP_IP` 1, `VCMD_VRSP_SC`,
+//!   `VCMD_VRSP_RESULT_PASID`, `VCMD_CMD_OPERAND`). The 3.0 values are those of v5.8
+//!   ("iommu/vt-d: Enlightened PASID allocation") with the fix "iommu/vt-d: Fix status
+//!   code for Allocate/Free PASID command" (2021: "as per VT-d spec Rev 3.0 section
+//!   10.4.45 ... the status code of 'No PASID available' ... is 2, not 1"); the 3.3
+//!   values are from "iommu/vt-d: Update the virtual command related registers"
+//!   (upstream 4d99efb229e6, 2021: "The VT-d spec Revision 3.3 updated the virtual
+//!   command registers ... (Section 10.4.43, 10.4.44, 10.4.45, 10.4.46)"), which moved
+//!   the registers to 0xE00/0xE10/0xE30, the SC field to bits 7:1 with value 16, and the
+//!   operand/result to bit 16. Linux removed the guest side in "iommu/vt-d: Remove unused
+//!   vcmd interfaces" (2023) after the ioasid infrastructure went in 6.4.
+//! * ECAP.VCS bit 44 (`ecap_vcs`) and VCCAP.PAS bit 0 (`DMA_VCS_PAS`): same headers.
+//! * Linux as a guest writes ALLOC with operand 0, polls IP, and treats any status
+//!   other than success and 16 (2 on 3.0) as an unexpected error.
+//!
+//! Not verified: the spec's own text for a status code meaning "undefined command"
+//! (the table in the design brief gives 1 for 3.0); we use 1 in both revisions.
+//!
 //! # Our choices where the spec leaves room
 //!
 //! * **Local/shared extension.** ALLOC's operand is unused by the spec (it must be 0):
