@@ -139,7 +139,7 @@ impl IdBitmap {
     }
 
     /// Marks the lowest free id used and returns it; `None` when every id is used.
-    #[inline]
+    #[inline(always)]
     pub fn alloc(&mut self) -> Option<u32> {
         let index = self.free_index_at_or_after(self.floor)?;
         self.mark_used(index);
@@ -168,7 +168,7 @@ impl IdBitmap {
     }
 
     /// Marks `id` used. False if it is out of range or used already.
-    #[inline]
+    #[inline(always)]
     pub fn claim(&mut self, id: u32) -> bool {
         match self.index_of(id) {
             Some(index) if self.leaf_bit(index) => {
@@ -180,7 +180,7 @@ impl IdBitmap {
     }
 
     /// Marks `id` free. False if it is out of range or free already.
-    #[inline]
+    #[inline(always)]
     pub fn free(&mut self, id: u32) -> bool {
         match self.index_of(id) {
             Some(index) if !self.leaf_bit(index) => {
@@ -193,7 +193,7 @@ impl IdBitmap {
     }
 
     /// Whether `id` is used (false outside the range).
-    #[inline]
+    #[inline(always)]
     pub fn is_used(&self, id: u32) -> bool {
         self.index_of(id).is_some_and(|index| !self.leaf_bit(index))
     }
@@ -241,14 +241,14 @@ impl IdBitmap {
 
     // ---- internals; `index` is an id's offset from the range start ----
 
-    #[inline]
+    #[inline(always)]
     fn index_of(&self, id: u32) -> Option<usize> {
         let index = id.wrapping_sub(self.range.start);
         (index < self.capacity()).then_some(index as usize)
     }
 
     /// The leaf bit of `index`: true when free.
-    #[inline]
+    #[inline(always)]
     fn leaf_bit(&self, index: usize) -> bool {
         self.words[self.offsets[0] + index / 64] & (1 << (index % 64)) != 0
     }
@@ -263,29 +263,39 @@ impl IdBitmap {
         word
     }
 
-    /// The lowest free index at or after `bit`: mask the word holding it, climb while
-    /// the masked word is empty, then walk down.
-    #[inline]
-    fn free_index_at_or_after(&self, mut bit: usize) -> Option<usize> {
+    /// The lowest free index at or after `bit`: mask the leaf word holding it and, only
+    /// if nothing is free there, climb.
+    #[inline(always)]
+    fn free_index_at_or_after(&self, bit: usize) -> Option<usize> {
         if bit >= self.capacity() as usize {
             return None;
         }
-        for l in 0..self.depth {
+        let word = bit / 64;
+        let masked = self.words[self.offsets[0] + word] & (u64::MAX << (bit % 64));
+        if masked != 0 {
+            return Some(word * 64 + masked.trailing_zeros() as usize);
+        }
+        self.climb_for_free(word + 1)
+    }
+
+    /// Nothing is free in the leaf word before `bit` (a bit of level 1, i.e. a leaf word
+    /// number): climb while the masked word is empty, then walk down.
+    #[cold]
+    #[inline(never)]
+    fn climb_for_free(&self, mut bit: usize) -> Option<usize> {
+        for l in 1..self.depth {
+            // Past the last word of the level below: nothing further right.
+            if bit >= self.words_at(l - 1) {
+                return None;
+            }
             let word = bit / 64;
             let masked = self.words[self.offsets[l] + word] & (u64::MAX << (bit % 64));
             if masked != 0 {
-                let found = word * 64 + masked.trailing_zeros() as usize;
-                return Some(match l {
-                    0 => found,
-                    _ => self.descend(l - 1, found),
-                });
+                return Some(self.descend(l - 1, word * 64 + masked.trailing_zeros() as usize));
             }
-            // Nothing free in the rest of this word: go to the parent, one bit to the
-            // right of this word's own bit, unless that is past the level's last word.
+            // Nothing free in the rest of this word: on to the parent, one bit to the
+            // right of this word's own bit.
             bit = word + 1;
-            if bit >= self.words_at(l) {
-                return None;
-            }
         }
         None
     }
@@ -302,32 +312,55 @@ impl IdBitmap {
     }
 
     /// Clears the free bit of `index`; a word that turns zero clears its bit above.
-    #[inline]
-    fn mark_used(&mut self, mut index: usize) {
-        for l in 0..self.depth {
-            let slot = &mut self.words[self.offsets[l] + index / 64];
-            *slot &= !(1 << (index % 64));
+    #[inline(always)]
+    fn mark_used(&mut self, index: usize) {
+        self.used += 1;
+        let slot = &mut self.words[self.offsets[0] + index / 64];
+        *slot &= !(1 << (index % 64));
+        if *slot == 0 {
+            self.clear_summaries(index / 64);
+        }
+    }
+
+    /// Leaf word `word` turned all-used: clear its bit above, and so on up.
+    #[cold]
+    #[inline(never)]
+    fn clear_summaries(&mut self, mut word: usize) {
+        for l in 1..self.depth {
+            let slot = &mut self.words[self.offsets[l] + word / 64];
+            *slot &= !(1 << (word % 64));
             if *slot != 0 {
                 break;
             }
-            index /= 64;
+            word /= 64;
         }
-        self.used += 1;
     }
 
     /// Sets the free bit of `index`; a word that was zero sets its bit above.
-    #[inline]
-    fn mark_free(&mut self, mut index: usize) {
-        for l in 0..self.depth {
-            let slot = &mut self.words[self.offsets[l] + index / 64];
+    #[inline(always)]
+    fn mark_free(&mut self, index: usize) {
+        self.used -= 1;
+        let slot = &mut self.words[self.offsets[0] + index / 64];
+        let was = *slot;
+        *slot = was | (1 << (index % 64));
+        if was == 0 {
+            self.set_summaries(index / 64);
+        }
+    }
+
+    /// Leaf word `word` got its first free id: set its bit above, and so on up.
+    #[cold]
+    #[inline(never)]
+    fn set_summaries(&mut self, mut word: usize) {
+        for l in 1..self.depth {
+            let slot = &mut self.words[self.offsets[l] + word / 64];
             let was = *slot;
-            *slot = was | (1 << (index % 64));
+            *slot = was | (1 << (word % 64));
             if was != 0 {
                 break;
             }
-            index /= 64;
+            word /= 64;
         }
-        self.used -= 1;
     }
 }
 
