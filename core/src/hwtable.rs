@@ -46,6 +46,35 @@
 //! [`walk`] is a software model of the CPU's walk over such pages, for tests and for
 //! VMMs that emulate ENQCMD themselves.
 //!
+//! ```
+//! use pasid_core::hwtable::{walk, Fault, PageBuf, TablePage, PAGE_SIZE};
+//! use pasid_core::{GuestConfig, Host, PasidKind, PasidLayout, Platform};
+//!
+//! let mut host = Host::new(PasidLayout::new(20, 1..4096, 4096..1 << 19)?, Platform::P2)?;
+//! let g = host.create_guest(GuestConfig::p2(8))?;
+//! let gpasid = host.alloc(g, PasidKind::Shared)?;
+//! assert_eq!(host.translation_tables(g)?.collect::<Vec<_>>(), [0]);
+//!
+//! // Three pages the VMM will hand to the CPU, at these physical addresses.
+//! let (mut low, mut high, mut table) = ([0u8; PAGE_SIZE], [0u8; PAGE_SIZE], [0u8; PAGE_SIZE]);
+//! host.export_translation(
+//!     g,
+//!     PageBuf { phys: 0x10_0000, bytes: &mut low },
+//!     PageBuf { phys: 0x10_1000, bytes: &mut high },
+//!     &mut [TablePage { table: 0, page: PageBuf { phys: 0x10_2000, bytes: &mut table } }],
+//! )?;
+//! // VMCS 0x2038 = 0x10_0000, 0x203A = 0x10_1000. What the CPU would do:
+//! let read = |phys| match phys {
+//!     0x10_0000 => Some(&low[..]),
+//!     0x10_1000 => Some(&high[..]),
+//!     0x10_2000 => Some(&table[..]),
+//!     _ => None,
+//! };
+//! assert_eq!(walk(0x10_0000, 0x10_1000, gpasid, read), Ok(host.translate(g, gpasid)?));
+//! assert!(matches!(walk(0x10_0000, 0x10_1000, gpasid + 1, read), Err(Fault::EntryInvalid { .. })));
+//! # Ok::<(), pasid_core::Error>(())
+//! ```
+//!
 //! # What was verified
 //!
 //! Checked against public sources (searched when this module was written):
@@ -560,7 +589,9 @@ impl Host {
 
     /// Applies one update's [`PagesTouched`] to pages a VMM keeps: rewrites the table's
     /// page and, if the directory changed, the table's entry in `directory` (which must
-    /// be the page of [`Directory::of_table`]`(touched.table)`). Checked before written.
+    /// be the page of [`Directory::of_table`]`(touched.table)`). Pass `None` for
+    /// `directory` when every table was linked up front (see
+    /// [`Host::export_translation`]). Everything is checked before anything is written.
     pub fn write_touched_pages(
         &self,
         guest: GuestId,

@@ -22,6 +22,24 @@
 //!   guest then reads. Commands complete at once, so IP (bit 0) is always clear; the
 //!   VMM keeps the value and returns it on every VCRSP read until the next command.
 //!
+//! ```
+//! use pasid_core::vcmd::{VtdRevision, VCCAP_PAS};
+//! use pasid_core::{GuestConfig, Host, PasidLayout, Platform};
+//!
+//! let mut host = Host::new(PasidLayout::new(20, 1..4096, 4096..1 << 19)?, Platform::P2)?;
+//! let g = host.create_guest(GuestConfig::p2(8))?;
+//! let rev = VtdRevision::V3_3;
+//! assert_eq!(host.vcap(g, rev)?, VCCAP_PAS);
+//! // The guest writes ALLOC (1) to VCMD and reads VCRSP: gPASID 1 in bits 35:16.
+//! let vcrsp = host.vcmd(g, rev, 0x1)?;
+//! assert_eq!(vcrsp, 0x1_0000);
+//! assert!(host.translate(g, 1).is_ok()); // shared: backed by a host PASID
+//! // FREE (2) of gPASID 1, then again: "invalid PASID", SC 16 in bits 7:1.
+//! assert_eq!(host.vcmd(g, rev, 0x1_0002)?, 0);
+//! assert_eq!(host.vcmd(g, rev, 0x1_0002)?, 16 << 1);
+//! # Ok::<(), pasid_core::Error>(())
+//! ```
+//!
 //! # Sources
 //!
 //! * Offsets, bit fields and status codes: Linux `include/linux/intel-iommu.h` and
