@@ -2,4 +2,5 @@
 //! uses only part of them, hence the `dead_code` allowance).
 #![allow(dead_code)]
 
+pub mod alloc;
 pub mod model;
