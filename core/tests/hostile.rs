@@ -32,6 +32,9 @@ const VF_P1: Rid = Rid::new(0, 0x0401);
 const VF_X: Rid = Rid::new(0, 0x0501);
 const WQ_X: Rid = Rid::new(0, 0x0a01);
 
+/// A bystander's snapshot, its translation of every gPASID, and its shared count.
+type Bystander = (GuestSnapshot, Vec<Result<u32, Error>>, u32);
+
 struct World {
     host: Host,
     /// Bystanders: a p2 guest with shared and local PASIDs bound to a VF and a shared
@@ -78,7 +81,7 @@ impl World {
 
     /// What must not change: the bystanders' snapshots (allocations, kinds, host
     /// PASIDs, devices, bindings, config with quota) and their translations.
-    fn bystander_state(&self) -> Vec<(GuestSnapshot, Vec<Result<u32, Error>>, u32)> {
+    fn bystander_state(&self) -> Vec<Bystander> {
         self.bystanders
             .iter()
             .map(|&g| {
