@@ -185,7 +185,11 @@ impl IdBitmap {
         match self.index_of(id) {
             Some(index) if !self.leaf_bit(index) => {
                 self.mark_free(index);
-                self.floor = self.floor.min(index);
+                // A branch, not a min: the next alloc's search start then does not wait
+                // on the old floor's value.
+                if index < self.floor {
+                    self.floor = index;
+                }
                 true
             }
             _ => false,

@@ -282,15 +282,22 @@ impl Host {
 
     /// [`Host::alloc`], also telling which translation-table pages changed (for a
     /// shared PASID), so a VMM rewrites only those.
+    #[inline]
     pub fn alloc_reporting_pages(
         &mut self,
         guest: GuestId,
         kind: PasidKind,
     ) -> Result<(u32, Option<PagesTouched>)> {
+        // One lookup, borrowing the guest and the shared allocator at once (disjoint
+        // fields): this is a VM-exit path.
         let slot = (guest.0 & (MAX_SLOTS as u32 - 1)) as usize;
-        self.guest(guest)?;
-        // Borrow the guest and the shared allocator at once: they are disjoint fields.
-        let g = self.slots[slot].guest.as_mut().expect("checked above");
+        let g = match self.slots.get_mut(slot) {
+            Some(Slot {
+                generation,
+                guest: Some(g),
+            }) if (guest.0 >> SLOT_BITS) == *generation as u32 => g,
+            _ => return Err(Error::NoSuchGuest { guest }),
+        };
         g.require(Platform::P2, P1_NO_ALLOC)?;
         match kind {
             PasidKind::Local => {
@@ -329,17 +336,24 @@ impl Host {
     }
 
     /// [`Host::free`], also telling which translation-table page changed.
+    #[inline]
     pub fn free_reporting_pages(
         &mut self,
         guest: GuestId,
         gpasid: u32,
     ) -> Result<Option<PagesTouched>> {
         let slot = (guest.0 & (MAX_SLOTS as u32 - 1)) as usize;
-        self.guest(guest)?;
-        let g = self.slots[slot].guest.as_mut().expect("checked above");
+        let g = match self.slots.get_mut(slot) {
+            Some(Slot {
+                generation,
+                guest: Some(g),
+            }) if (guest.0 >> SLOT_BITS) == *generation as u32 => g,
+            _ => return Err(Error::NoSuchGuest { guest }),
+        };
         g.require(Platform::P2, P1_NO_ALLOC)?;
         g.check_held(gpasid, &self.layout)?;
-        if g.bind_counts.contains_key(&gpasid) {
+        // The emptiness test is inline; the map lookup is a call.
+        if !g.bind_counts.is_empty() && g.bind_counts.contains_key(&gpasid) {
             return Err(Error::StillBound { pasid: gpasid });
         }
         let pages = g.remap.remove(gpasid).map(|(hpasid, pages)| {

@@ -64,6 +64,7 @@ impl RemapTable {
 
     /// Maps `gpasid` to `hpasid`. The gPASID must be in the guest range given to
     /// [`RemapTable::new`]; the caller keeps that promise (the host checks it).
+    #[inline(always)]
     pub fn insert(&mut self, gpasid: u32, hpasid: u32) -> Result<PagesTouched> {
         let table_no = gpasid >> 10;
         let slot = &mut self.tables[(table_no - self.first_table) as usize];
@@ -83,6 +84,7 @@ impl RemapTable {
     }
 
     /// Removes the mapping of `gpasid`; returns the host PASID it had, and the page.
+    #[inline(always)]
     pub fn remove(&mut self, gpasid: u32) -> Option<(u32, PagesTouched)> {
         let table_no = gpasid >> 10;
         let slot = (table_no.wrapping_sub(self.first_table)) as usize;
