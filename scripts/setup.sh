@@ -17,7 +17,26 @@ c() {
 }
 
 web() {
-    : # filled by the playground work (issue 6)
+    # wasm-bindgen-cli must be exactly the version of the wasm-bindgen crate in Cargo.lock.
+    local want have
+    want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)
+    if [ -z "$want" ]; then
+        echo "setup web: no wasm-bindgen in Cargo.lock" >&2
+        return 1
+    fi
+    have=$(wasm-bindgen --version 2>/dev/null | awk '{ print $2 }' || true)
+    if [ "$have" != "$want" ]; then
+        # --locked first; if the registry no longer serves a crate of the CLI's own
+        # lock file (seen: webpki-roots 1.0.11), resolve afresh: the CLI version is
+        # what has to match, not its dependencies.
+        cargo install wasm-bindgen-cli --version "$want" --locked ||
+            cargo install wasm-bindgen-cli --version "$want"
+    fi
+    rustup target add wasm32-unknown-unknown >/dev/null
+    (cd web-demo && npm ci --no-audit --no-fund)
+    if [ ! -x /usr/bin/chromium ]; then
+        apt-get update && apt-get install -y chromium
+    fi
 }
 
 fuzz() {

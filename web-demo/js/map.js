@@ -1,0 +1,148 @@
+// The PASID space map of one host: the whole 2^width space to scale, one pixel per
+// bucket of PASIDs, row by row. Local and shared ranges are tinted; used PASIDs are
+// coloured by guest (grey where several guests use the same local numbers).
+// Built from typed arrays, so hundreds of thousands of PASIDs draw in milliseconds.
+
+import { num } from './format.js';
+
+const TINT = { local: [219, 234, 254], shared: [254, 243, 199], none: [241, 245, 249] };
+const SEVERAL = [71, 85, 105];
+
+function rgb(hexColour) {
+  const v = parseInt(hexColour.slice(1), 16);
+  return [(v >> 16) & 255, (v >> 8) & 255, v & 255];
+}
+
+/** Sorted copy of the numbers a guest uses in one range. */
+function sorted(values) {
+  const a = Uint32Array.from(values);
+  a.sort();
+  return a;
+}
+
+/** How many entries of the sorted array lie in [lo, hi). */
+function countIn(a, lo, hi) {
+  const lower = (x) => {
+    let l = 0;
+    let h = a.length;
+    while (l < h) {
+      const m = (l + h) >> 1;
+      if (a[m] < x) l = m + 1;
+      else h = m;
+    }
+    return l;
+  };
+  return lower(hi) - lower(lo);
+}
+
+/**
+ * Prepares per-guest data from a host snapshot and pasid pairs.
+ * `guests`: [{ name, colour, platform, pairs: Uint32Array [g,h,...], devices }]
+ */
+export function buildMapData(snap, guests) {
+  return {
+    width: snap.width,
+    local: [snap.local.start, snap.local.end],
+    shared: [snap.shared.start, snap.shared.end],
+    guests: guests.map((g) => {
+      const local = [];
+      const shared = [];
+      if (g.platform === 'P2') {
+        for (let i = 0; i < g.pairs.length; i += 2) {
+          local.push(g.pairs[i]);
+          if (g.pairs[i + 1]) shared.push(g.pairs[i + 1]);
+        }
+      } else {
+        // p1: the guest's own numbers, recorded per RID (one mark per number).
+        const seen = new Set();
+        for (const d of g.devices) for (const p of d.programmed) seen.add(p.gpasid);
+        local.push(...seen);
+      }
+      return { name: g.name, colour: g.colour, rgb: rgb(g.colour), local: sorted(local), shared: sorted(shared), pairs: g.pairs };
+    }),
+  };
+}
+
+/**
+ * Draws PASIDs [lo, hi) of a host on `canvas`, `columns` cells per row and at most
+ * `maxRows` rows: one cell per bucket of PASIDs. Returns what hover needs.
+ */
+export function drawMap(canvas, data, lo, hi, columns, maxRows) {
+  const span = hi - lo;
+  const bucket = Math.max(1, Math.ceil(span / (columns * maxRows)));
+  const cells = Math.ceil(span / bucket);
+  const rows = Math.max(1, Math.ceil(cells / columns));
+  const cols = rows === 1 ? cells : columns;
+  canvas.width = cols;
+  canvas.height = rows;
+  const counts = new Uint32Array(cells);
+  const owner = new Int32Array(cells).fill(-1);
+  data.guests.forEach((g, gi) => {
+    for (const list of [g.local, g.shared]) {
+      for (let i = 0; i < list.length; i++) {
+        const p = list[i];
+        if (p < lo || p >= hi) continue;
+        const c = ((p - lo) / bucket) | 0;
+        counts[c]++;
+        owner[c] = owner[c] === -1 || owner[c] === gi ? gi : -2;
+      }
+    }
+  });
+  const ctx = canvas.getContext('2d');
+  const img = ctx.createImageData(cols, rows);
+  const px = img.data;
+  const [ls, le] = data.local;
+  const [ss, se] = data.shared;
+  for (let c = 0; c < cols * rows; c++) {
+    const start = lo + c * bucket;
+    let colour;
+    if (c < cells && counts[c] > 0) {
+      const base = owner[c] === -2 ? SEVERAL : data.guests[owner[c]].rgb;
+      const a = 0.5 + 0.5 * Math.min(1, counts[c] / bucket);
+      colour = base.map((v, i) => Math.round(v * a + 255 * (1 - a)));
+    } else if (c >= cells) {
+      colour = [255, 255, 255];
+    } else if (start < le && start + bucket > ls) {
+      colour = TINT.local;
+    } else if (start < se && start + bucket > ss) {
+      colour = TINT.shared;
+    } else {
+      colour = TINT.none;
+    }
+    px[c * 4] = colour[0];
+    px[c * 4 + 1] = colour[1];
+    px[c * 4 + 2] = colour[2];
+    px[c * 4 + 3] = 255;
+  }
+  ctx.putImageData(img, 0, 0);
+  return { lo, hi, bucket, cols, rows, data };
+}
+
+/** Text for the PASIDs under a canvas position (CSS pixels). */
+export function describeAt(canvas, layout, clientX, clientY) {
+  const r = canvas.getBoundingClientRect();
+  const x = Math.floor(((clientX - r.left) / r.width) * canvas.width);
+  const y = Math.floor(((clientY - r.top) / r.height) * canvas.height);
+  if (x < 0 || y < 0 || x >= canvas.width || y >= canvas.height) return null;
+  const { bucket, data, cols } = layout;
+  const lo = layout.lo + (y * cols + x) * bucket;
+  const hi = Math.min(lo + bucket, layout.hi);
+  if (lo >= hi) return null;
+  const inRange = (a) => lo < a[1] && hi > a[0];
+  const where = inRange(data.local) ? 'local range' : inRange(data.shared) ? 'shared range' : lo === 0 ? 'PASID 0 is reserved' : 'outside both ranges';
+  const lines = [`${hi - lo === 1 ? `PASID ${num(lo)}` : `PASIDs ${num(lo)}–${num(hi - 1)}`} · ${where}`];
+  for (const g of data.guests) {
+    const nl = countIn(g.local, lo, hi);
+    const ns = countIn(g.shared, lo, hi);
+    if (nl) lines.push(`${g.name}: ${num(nl)} gPASID${nl > 1 ? 's' : ''}`);
+    if (ns) {
+      let extra = '';
+      if (hi - lo === 1) {
+        for (let i = 1; i < g.pairs.length; i += 2) if (g.pairs[i] === lo) extra = ` (gPASID ${g.pairs[i - 1]})`;
+      }
+      lines.push(`${g.name}: ${num(ns)} hPASID${ns > 1 ? 's' : ''}${extra}`);
+    }
+  }
+  if (lines.length === 1) lines.push('free');
+  return lines;
+}
