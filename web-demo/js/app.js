@@ -4,13 +4,13 @@
 
 import init, { Host, inspectBlob } from '../pkg/pasid_wasm.js';
 import { esc, errText, kindText, num, PALETTE, ridText } from './format.js';
-import { buildMapData, describeAt, drawMap } from './map.js';
+import { buildMapData, cellAt, describeAt, drawMap } from './map.js';
 import { PRESETS } from './presets.js';
 
 export const DEFAULT_CONFIG = { platform: 'p2', width: 20, local: [1, 4096], shared: [4096, 1 << 19] };
 const KEYS = ['A', 'B'];
 const UNDO_LIMIT = 60;
-const TABLE_ROWS = 40;
+const TABLE_ROWS = 500; // rows drawn per table (they scroll); the rest are counted
 
 const state = {
   hosts: [], // { key, config, host, names: { [guestId]: name } }
@@ -22,7 +22,9 @@ const state = {
   migration: { selected: '', ridMap: {}, result: null },
   exportText: '',
 };
-const maps = {}; // host key -> map layout, for hover
+const maps = {}; // host key -> view -> map layout, for hover and zoom
+const ZOOM_SPAN = 4096; // a zoomed map shows this many PASIDs, one per cell
+const zoom = {}; // `${host}:${view}` -> first PASID shown, while zoomed
 
 // ---------- state, steps, undo ----------
 
@@ -188,7 +190,7 @@ const actions = {
     const quota = Number(field(el, 'quota'));
     step(`host ${key}: add ${platform} guest${platform === 'p2' ? ` (quota ${quota})` : ''}`, (log) => {
       const id = ops.guest(key, platform, quota);
-      log(`${hostByKey(key).names[id]} is guest ${id.toString(16)}`);
+      log(`${hostByKey(key).names[id]} is guest 0x${id.toString(16)}`);
     }, `${key}:addGuest`);
   },
   removeGuest(el) {
@@ -312,7 +314,7 @@ function migrate(key, guestId) {
     dst.names[imported.guest] = name;
     src.host.destroyGuest(guestId);
     delete src.names[guestId];
-    log(`${name} is guest ${imported.guest.toString(16)} on host ${dst.key}; source guest destroyed`);
+    log(`${name} is guest 0x${imported.guest.toString(16)} on host ${dst.key}; source guest destroyed`);
     state.migration.result = { ok: true, name, from: src.key, to: dst.key, before, after, report: imported.report, shared: [dst.config.shared[0], dst.config.shared[1]] };
     state.migration.selected = `${dst.key}:${imported.guest}`;
   }, 'migrate');
@@ -380,7 +382,7 @@ function renderGuest(h, g) {
   <section class="guest" data-testid="guest-${esc(name)}" data-guest-id="${id}" style="--guest:${colourOf(name)}">
     <header>
       <span class="swatch"></span><b>${esc(name)}</b>
-      <span class="muted mono">id ${id.toString(16)}</span>
+      <span class="muted mono">id 0x${id.toString(16)}</span>
       <span class="tag">${p2 ? 'p2' : 'p1'}</span>
       ${p2 ? `<span data-testid="quota">shared ${sharedHeld}/${g.config.shared_quota}</span>` : ''}
       <button class="small right" data-action="removeGuest" ${attrs} data-testid="remove-guest">remove guest</button>
@@ -412,8 +414,8 @@ function renderGuest(h, g) {
       <button data-action="unbind" ${attrs} data-testid="unbind">unbind</button>
       ${errorSlot(`${k}:${id}:bind`, 'bind-error')}
     </div>
-    <table class="xlate" data-testid="xlate-table"><thead><tr><th>gPASID</th><th>kind</th><th>hPASID</th></tr></thead>
-      <tbody>${rows || '<tr><td colspan="3" class="muted">no PASIDs</td></tr>'}${more}</tbody></table>` : `
+    <div class="scroll"><table class="xlate" data-testid="xlate-table"><thead><tr><th>gPASID</th><th>kind</th><th>hPASID (translation table)</th></tr></thead>
+      <tbody>${rows || '<tr><td colspan="3" class="muted">no PASIDs</td></tr>'}${more}</tbody></table></div>` : `
     <div class="row" data-scope>
       on <select data-field="device" data-testid="record-device">${deviceOptions(g)}</select>
       the guest picks PASID <input data-field="pasid" data-testid="record-pasid" value="1" size="6">
@@ -510,16 +512,19 @@ function renderMigrationResult(r) {
     <b>${esc(r.name)} moved from host ${r.from} to host ${r.to}.</b>
     <span data-testid="migrate-kept">${kept ? '✓ every gPASID kept' : '✗ gPASIDs changed'}</span>;
     hPASIDs come from host ${r.to}'s shared range ${num(r.shared[0])}..${num(r.shared[1])}.
-    <table class="xlate"><thead><tr><th>gPASID on ${r.from}</th><th>gPASID on ${r.to}</th><th>kind</th><th>hPASID on ${r.from}</th><th>hPASID on ${r.to}</th></tr></thead>
-    <tbody>${rows}${r.before.pasids.length > TABLE_ROWS ? `<tr><td colspan="5" class="muted">… and ${num(r.before.pasids.length - TABLE_ROWS)} more</td></tr>` : ''}</tbody></table>
-    <details open><summary>import report</summary><pre data-testid="migrate-report">${esc(JSON.stringify(r.report, null, 1))}</pre></details>
+    <div class="scroll"><table class="xlate"><thead><tr><th>gPASID on ${r.from}</th><th>gPASID on ${r.to}</th><th>kind</th><th>hPASID on ${r.from}</th><th>hPASID on ${r.to}</th></tr></thead>
+    <tbody>${rows}${r.before.pasids.length > TABLE_ROWS ? `<tr><td colspan="5" class="muted">… and ${num(r.before.pasids.length - TABLE_ROWS)} more</td></tr>` : ''}</tbody></table></div>
+    <div class="report" data-testid="migrate-report"><b>import report</b>: ${r.report.guest_platform.toLowerCase()} guest${r.report.p1_guest_on_p2_host ? ' (stays p1 on a p2 host)' : ''};
+      devices ${r.report.devices.map((d) => `${ridText(d.source)} → ${ridText(d.destination)} (${kindText[d.kind]})`).join(', ') || 'none'};
+      shared gPASIDs ${r.report.shared.slice(0, 12).map((x) => `${x.gpasid}: ${x.source_hpasid ?? '?'} → ${x.destination_hpasid}`).join(', ') || 'none'}${r.report.shared.length > 12 ? ', …' : ''}
+      <details><summary>as JSON</summary><pre>${esc(JSON.stringify(r.report, null, 1))}</pre></details></div>
   </div>`;
 }
 
 function renderLog() {
   const items = state.log.slice(-200).map((e) => `
     <li data-testid="log-entry" class="${e.ok ? 'ok' : 'fail'} ${e.undone ? 'undone' : ''} ${e.meta ? 'meta' : ''}">
-      <span>${e.ok ? '✓' : '✗'} ${esc(e.text)}</span>${e.error ? ` <span class="err">${esc(e.error)}</span>` : ''}
+      <span>${e.ok ? '✓' : '✗'} ${esc(e.text)}${e.error ? ':' : ''}</span>${e.error ? ` <span class="err">${esc(e.error)}</span>` : ''}
       ${e.details.length ? `<ul>${e.details.slice(0, 30).map((d) => `<li>${esc(d)}</li>`).join('')}${e.details.length > 30 ? `<li>… ${e.details.length - 30} more</li>` : ''}</ul>` : ''}
     </li>`).join('');
   return `<ol data-testid="log">${items}</ol>`;
@@ -550,13 +555,26 @@ function render() {
       local: [h.snap.local.start, h.snap.local.end, 128, 32],
       shared: [h.snap.shared.start, h.snap.shared.end, 128, 32],
     };
+    for (const view of ['local', 'shared']) {
+      const at = zoom[`${h.key}:${view}`];
+      const [lo, hi] = views[view];
+      if (at !== undefined && hi - lo > ZOOM_SPAN) {
+        const start = Math.max(lo, Math.min(at, hi - ZOOM_SPAN));
+        views[view] = [start, start + ZOOM_SPAN, 128, 32];
+      } else {
+        delete zoom[`${h.key}:${view}`];
+      }
+    }
     maps[h.key] = {};
     for (const [view, [lo, hi, cols, rows]] of Object.entries(views)) {
       const canvas = document.querySelector(`[data-testid="map-${h.key}-${view}"]`);
       const m = drawMap(canvas, data, lo, hi, cols, rows);
       maps[h.key][view] = m;
       const label = canvas.parentElement.querySelector(`[data-scale="${view}"]`);
-      label.textContent = `(1 cell = ${num(m.bucket)} PASID${m.bucket > 1 ? 's' : ''})`;
+      const zoomed = zoom[`${h.key}:${view}`] !== undefined;
+      const canZoom = view !== 'space' && (m.bucket > 1 || zoomed);
+      label.textContent = `(1 cell = ${num(m.bucket)} PASID${m.bucket > 1 ? 's' : ''}${zoomed ? `; zoomed to ${num(lo)}..${num(hi)}, click to zoom out` : canZoom ? '; click to zoom in' : ''})`;
+      canvas.classList.toggle('zoomable', canZoom);
     }
   }
   const list = document.querySelector('[data-testid="log"]');
@@ -566,7 +584,25 @@ function render() {
 
 // ---------- wiring ----------
 
+function onMapClick(canvas, ev) {
+  const key = `${canvas.dataset.host}:${canvas.dataset.view}`;
+  const layout = maps[canvas.dataset.host]?.[canvas.dataset.view];
+  if (!layout || canvas.dataset.view === 'space') return;
+  if (zoom[key] !== undefined) {
+    delete zoom[key];
+  } else {
+    const cell = cellAt(canvas, layout, ev.clientX, ev.clientY);
+    if (!cell || layout.bucket === 1) return;
+    zoom[key] = Math.max(layout.lo, cell[0] - ZOOM_SPAN / 4);
+  }
+  render();
+}
+
 function onClick(ev) {
+  if (ev.target.matches?.('canvas.map')) {
+    onMapClick(ev.target, ev);
+    return;
+  }
   const el = ev.target.closest('[data-action]');
   if (!el || el.disabled) return;
   ev.preventDefault();

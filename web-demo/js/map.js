@@ -118,16 +118,23 @@ export function drawMap(canvas, data, lo, hi, columns, maxRows) {
   return { lo, hi, bucket, cols, rows, data };
 }
 
-/** Text for the PASIDs under a canvas position (CSS pixels). */
-export function describeAt(canvas, layout, clientX, clientY) {
+/** The PASIDs [lo, hi) of the cell under a position (client pixels), or null. */
+export function cellAt(canvas, layout, clientX, clientY) {
   const r = canvas.getBoundingClientRect();
   const x = Math.floor(((clientX - r.left) / r.width) * canvas.width);
   const y = Math.floor(((clientY - r.top) / r.height) * canvas.height);
   if (x < 0 || y < 0 || x >= canvas.width || y >= canvas.height) return null;
-  const { bucket, data, cols } = layout;
-  const lo = layout.lo + (y * cols + x) * bucket;
-  const hi = Math.min(lo + bucket, layout.hi);
-  if (lo >= hi) return null;
+  const lo = layout.lo + (y * layout.cols + x) * layout.bucket;
+  const hi = Math.min(lo + layout.bucket, layout.hi);
+  return lo < hi ? [lo, hi] : null;
+}
+
+/** Text for the PASIDs under a position (client pixels). */
+export function describeAt(canvas, layout, clientX, clientY) {
+  const cell = cellAt(canvas, layout, clientX, clientY);
+  if (!cell) return null;
+  const [lo, hi] = cell;
+  const { data } = layout;
   const inRange = (a) => lo < a[1] && hi > a[0];
   const where = inRange(data.local) ? 'local range' : inRange(data.shared) ? 'shared range' : lo === 0 ? 'PASID 0 is reserved' : 'outside both ranges';
   const lines = [`${hi - lo === 1 ? `PASID ${num(lo)}` : `PASIDs ${num(lo)}–${num(hi - 1)}`} · ${where}`];

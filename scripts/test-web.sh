@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Tests of the playground: the wasm bindings under Node and the page in headless
+# Chromium. Installs what it needs (scripts/setup.sh web), builds web-demo/pkg, runs
+# both suites with Node's test runner, and fails if either fails. Screenshots land in
+# web-demo/screenshots/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n=== %s\n' "$*"; }
+
+step "set-up (web)"
+scripts/setup.sh web
+
+step "build the wasm package"
+scripts/play.sh --build
+
+cd web-demo
+status=0
+step "wasm bindings under Node"
+node --test --test-reporter=spec test/wasm.test.mjs || status=1
+step "the playground in Chromium"
+node --test --test-reporter=spec test/browser.test.mjs || status=1
+if [ "$status" -ne 0 ]; then
+    echo "test-web: FAILED" >&2
+fi
+exit "$status"

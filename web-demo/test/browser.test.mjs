@@ -1,0 +1,242 @@
+// The playground in headless Debian Chromium, driven by playwright-core: every preset,
+// a migration, the refusals, undo, export, hover. Needs web-demo/pkg (scripts/play.sh
+// --build) and /usr/bin/chromium (scripts/setup.sh web). Saves screenshots/*.png.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { chromium } from 'playwright-core';
+import { serve } from '../serve.mjs';
+
+const SHOTS = new URL('../screenshots/', import.meta.url).pathname;
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+let server;
+let browser;
+let page;
+const pageErrors = [];
+
+before(async () => {
+  mkdirSync(SHOTS, { recursive: true });
+  server = await serve(0);
+  browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', args: CHROMIUM_ARGS });
+  page = await browser.newPage({ viewport: { width: 1500, height: 1200 } });
+  page.on('pageerror', (e) => pageErrors.push(e.message));
+  page.on('console', (m) => {
+    if (m.type() === 'error') pageErrors.push(m.text());
+  });
+  await page.goto(`http://127.0.0.1:${server.address().port}/`);
+  await page.waitForSelector('body[data-ready="true"]', { timeout: 15000 });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.close();
+});
+
+const byId = (id) => page.getByTestId(id);
+const guest = (name) => page.getByTestId(`guest-${name}`);
+
+async function preset(id) {
+  await byId(`preset-${id}`).click();
+  await assert.doesNotReject(byId('log-entry').last().waitFor());
+  assert.equal(await byId('preset-error').textContent(), '');
+  const last = byId('log-entry').filter({ hasText: 'preset:' }).last();
+  assert.match(await last.getAttribute('class'), /\bok\b/, await last.textContent());
+}
+
+/** [{ g, h }] of a guest card's translation table. */
+async function xlateRows(card) {
+  return card.getByTestId('xlate-row').evaluateAll((rows) => rows.map((r) => ({ g: Number(r.dataset.gpasid), h: r.dataset.hpasid === '' ? null : Number(r.dataset.hpasid) })));
+}
+
+test('the page loads the wasm package without errors', async () => {
+  assert.equal(await byId('load-error').count(), 0);
+  assert.equal(await byId('host-A').getByRole('heading').first().textContent().then((t) => t.startsWith('Host A')), true);
+  assert.deepEqual(pageErrors, []);
+});
+
+test('preset p1: SR-IOV only records per-RID PASIDs and shows the refusals', async () => {
+  await preset('p1-sriov');
+  const vm1 = guest('vm1');
+  const vf1 = vm1.getByTestId('device').filter({ hasText: '0000:03:00.1' });
+  assert.equal((await vf1.getByTestId('programmed').textContent()).trim(), '1, 2');
+  assert.equal(await vm1.getByTestId('record-error').textContent(), 'PASID 2 is already in use (code 14 PasidInUse)');
+  assert.match(await vm1.getByTestId('attach-error').textContent(), /^not supported: shared work queues need a p2 guest/);
+  assert.match(await byId('add-guest-error-A').textContent(), /p1 host has no shared work queues/);
+  assert.equal(await vm1.getByTestId('alloc-local').count(), 0, 'a p1 guest has no allocation buttons');
+});
+
+test('preset p2: shared WQ + SR-IOV programs gPASID on the VF and hPASID on the WQ', async () => {
+  await preset('p2-mixed');
+  const vm1 = guest('vm1');
+  const rows = await xlateRows(vm1);
+  assert.deepEqual(rows.map((r) => r.g), [1, 2, 3]);
+  assert.equal(rows[0].h, null);
+  for (const r of rows.slice(1)) assert.ok(r.h >= 4096 && r.h < 1 << 19);
+  const wq = vm1.getByTestId('device').filter({ hasText: 'shared WQ' });
+  assert.equal((await wq.getByTestId('programmed').textContent()).trim(), `2→${rows[1].h}, 3→${rows[2].h}`);
+  assert.equal(await vm1.getByTestId('bind-error').textContent(), 'PASID 1 is a local PASID, not a shared one (code 16 NotShared)');
+  assert.equal(await vm1.getByTestId('free-error').textContent(), 'PASID 2 is still bound to a device (code 17 StillBound)');
+});
+
+test('preset p2: quota exhaustion attack is stopped by the quota on host A only', async () => {
+  await preset('p2-quota-attack');
+  assert.equal(await guest('attacker').getByTestId('alloc-error').textContent(), 'shared PASID quota of 32 reached (code 22 QuotaExceeded)');
+  assert.equal((await xlateRows(guest('victim'))).length, 1, 'the victim on host A still got its PASID');
+  assert.equal(await guest('attacker-B').getByTestId('alloc-error').textContent(), 'no free PASID in the shared range (code 21 SharedRangeExhausted)');
+  assert.equal(await guest('victim-B').getByTestId('alloc-error').textContent(), 'no free PASID in the shared range (code 21 SharedRangeExhausted)');
+  assert.match(await byId('shared-stat-B').textContent(), /in use 64 \/ 64/);
+});
+
+test('preset with 350,000 PASIDs renders quickly and the map shows them', async () => {
+  await preset('stress');
+  const ms = Number(await page.evaluate(() => document.body.dataset.renderMs));
+  console.log(`# render with 350k PASIDs: ${ms} ms`);
+  assert.ok(ms < 3000, `render took ${ms} ms`);
+  assert.match(await byId('shared-stat-A').textContent(), /in use 300,000 \/ 524,288/);
+  assert.match(await guest('bulk1').getByTestId('xlate-table').textContent(), /and 199,500 more/);
+  // The shared map is mostly coloured now: sample its pixels.
+  const used = await byId('map-A-shared').evaluate((c) => {
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let coloured = 0;
+    for (let i = 0; i < d.length; i += 4) if (!(d[i] === 254 && d[i + 1] === 243 && d[i + 2] === 199)) coloured++;
+    return coloured / (d.length / 4);
+  });
+  assert.ok(used > 0.5 && used < 0.65, `coloured fraction ${used}`);
+  await page.screenshot({ path: `${SHOTS}stress.png`, fullPage: true });
+});
+
+test('hovering the map tells which PASIDs are there', async () => {
+  await preset('p2-mixed');
+  const canvas = byId('map-A-shared');
+  const box = await canvas.boundingBox();
+  await page.mouse.move(box.x + 1, box.y + 1);
+  const tip = byId('map-tooltip-A');
+  await tip.waitFor({ state: 'visible' });
+  const text = await tip.textContent();
+  assert.match(text, /PASIDs 4,096–4,222 · shared range/);
+  assert.match(text, /vm1: 2 hPASIDs/);
+  assert.match(text, /vm2: 1 hPASID/);
+  await page.mouse.move(0, 0);
+});
+
+test('migration keeps gPASIDs and remaps hPASIDs into the target shared range', async () => {
+  await preset('p2-migration');
+  const before = await xlateRows(byId('host-A').getByTestId('guest-vm1'));
+  assert.equal(await byId('migrate-guest').inputValue().then((v) => v.startsWith('A:')), true);
+  await byId('migrate-go').click();
+  const result = byId('migrate-result');
+  await result.waitFor();
+  assert.match(await result.textContent(), /vm1 moved from host A to host B/);
+  assert.equal(await byId('migrate-kept').textContent(), '✓ every gPASID kept');
+  const rows = await byId('migrate-row').evaluateAll((rs) => rs.map((r) => ({ ...r.dataset })));
+  assert.equal(rows.length, before.length);
+  for (const r of rows) {
+    assert.equal(r.gpasidAfter, r.gpasidBefore);
+    if (r.hpasidBefore !== '') {
+      const h = Number(r.hpasidAfter);
+      assert.ok(h >= 4096 && h < 1 << 19, `hPASID ${h} outside host B's shared range`);
+      assert.notEqual(r.hpasidAfter, r.hpasidBefore, 'host B had other free PASIDs');
+    }
+  }
+  // The page's own tables agree: vm1 is on host B now with the same gPASIDs.
+  assert.equal(await byId('host-A').getByTestId('guest-vm1').count(), 0);
+  const moved = await xlateRows(byId('host-B').getByTestId('guest-vm1'));
+  assert.deepEqual(moved.map((r) => r.g), before.map((r) => r.g));
+  assert.match(await byId('migrate-report').textContent(), /0000:00:0a.0 → 0000:00:0a.0 \(shared WQ\)/);
+
+  // Zoom host B's shared map onto its first 4,096 PASIDs: vm1's new hPASIDs follow the resident's.
+  const map = byId('map-B-shared');
+  let box = await map.boundingBox();
+  await page.mouse.click(box.x + 2, box.y + 2);
+  assert.match(await byId('host-B').locator('[data-scale="shared"]').textContent(), /zoomed to 4,096..8,192/);
+  box = await map.boundingBox();
+  const firstNew = Number(rows.find((r) => r.hpasidAfter !== '').hpasidAfter);
+  const col = firstNew - 4096;
+  await page.mouse.move(box.x + ((col + 0.5) / 128) * box.width, box.y + (0.5 / 32) * box.height);
+  const tip = await byId('map-tooltip-B').textContent();
+  assert.match(tip, new RegExp(`PASID ${firstNew.toLocaleString('en-US')} · shared range`));
+  assert.match(tip, /vm1: 1 hPASID \(gPASID 2\)/);
+  await page.screenshot({ path: `${SHOTS}playground.png`, fullPage: true });
+  await page.mouse.click(box.x + 2, box.y + 2); // zoom out again
+  assert.match(await byId('host-B').locator('[data-scale="shared"]').textContent(), /click to zoom in/);
+
+  // Undo puts vm1 back on host A.
+  await byId('undo').click();
+  assert.deepEqual(await xlateRows(byId('host-A').getByTestId('guest-vm1')), before);
+  assert.equal(await byId('host-B').getByTestId('guest-vm1').count(), 0);
+});
+
+const REFUSALS = {
+  'refuse-p1-target': 'not supported: a p2 guest needs a p2 destination: its vIOMMU offers PASID allocation (code 6 NotSupported)',
+  'refuse-quota': 'no free PASID in the shared range (code 21 SharedRangeExhausted)',
+  'refuse-small-range': "incompatible layout: the destination's shared range is smaller than the guest's shared PASIDs (code 33 IncompatibleLayout)",
+  'refuse-rid-in-use': 'RID 0000:03:00.1 is already attached (code 9 RidInUse)',
+};
+
+for (const [id, message] of Object.entries(REFUSALS)) {
+  test(`a refused import shows the error and leaves the target unchanged: ${id}`, async () => {
+    await byId(`refusal-${id}`).click();
+    await byId('migrate-refusal').waitFor();
+    assert.equal(await byId('migrate-refusal').textContent(), message);
+    assert.equal(await byId('migrate-error').textContent(), message);
+    assert.equal(await byId('migrate-target-unchanged').textContent(), '✓ host B is unchanged');
+    assert.equal(await byId('host-B').getByTestId('guest-vm1').count(), 0);
+    assert.equal(await byId('host-A').getByTestId('guest-vm1').count(), 1, 'the source keeps the guest');
+    if (id === 'refuse-rid-in-use') await page.screenshot({ path: `${SHOTS}refused.png`, fullPage: true });
+  });
+}
+
+test('an unmapped RID is refused by the core, not silently kept', async () => {
+  await preset('p2-migration');
+  await byId('rid-map-0000:03:00.1').fill('');
+  await byId('rid-map-0000:03:00.1').dispatchEvent('change');
+  await byId('migrate-go').click();
+  assert.equal(await byId('migrate-refusal').textContent(), 'RID 0000:03:00.1 has no destination in the RID map (code 34 RidNotMapped)');
+  // A different destination RID works.
+  await byId('rid-map-0000:03:00.1').fill('0000:07:00.1');
+  await byId('rid-map-0000:03:00.1').dispatchEvent('change');
+  await byId('migrate-go').click();
+  await byId('migrate-kept').waitFor();
+  assert.equal(await byId('host-B').getByTestId('guest-vm1').getByTestId('device').filter({ hasText: '0000:07:00.1' }).count(), 1);
+});
+
+test('controls: add a guest and devices by hand, errors next to the control that caused them', async () => {
+  await byId('layout-apply-A').click(); // a fresh, empty host A
+  await byId('add-guest-quota-A').fill('2');
+  await byId('add-guest-A').click();
+  const g = byId('host-A').getByTestId('guest-vm1');
+  await g.getByTestId('attach-rid').fill('00:0a.0');
+  await g.getByTestId('attach-kind').selectOption('shared-wq');
+  await g.getByTestId('attach').click();
+  await g.getByTestId('attach-rid').fill('not-a-rid');
+  await g.getByTestId('attach').click();
+  assert.match(await g.getByTestId('attach-error').textContent(), /^RID must look like/);
+  for (let i = 0; i < 3; i++) await g.getByTestId('alloc-shared').click();
+  assert.equal(await g.getByTestId('alloc-error').textContent(), 'shared PASID quota of 2 reached (code 22 QuotaExceeded)');
+  await g.getByTestId('bind-gpasid').fill('2');
+  await g.getByTestId('bind').click();
+  assert.equal(await g.getByTestId('bind-error').textContent(), '');
+  const rows = await xlateRows(g);
+  assert.equal((await g.getByTestId('device').getByTestId('programmed').textContent()).trim(), `2→${rows[1].h}`);
+  await g.getByTestId('free-gpasid').fill('2');
+  await g.getByTestId('free').click();
+  assert.equal(await g.getByTestId('free-error').textContent(), 'PASID 2 is still bound to a device (code 17 StillBound)');
+  // Layout errors stay next to the layout form, and the host keeps its guests.
+  await byId('layout-local-end-A').fill('5000');
+  await byId('layout-apply-A').click();
+  assert.equal(await byId('layout-error-A').textContent(), 'the local and shared ranges overlap (code 5 RangesOverlap)');
+  assert.equal(await byId('host-A').getByTestId('guest-vm1').count(), 1);
+});
+
+test('export gives the whole state as JSON', async () => {
+  await preset('p2-mixed');
+  await byId('export').click();
+  const data = JSON.parse(await byId('export-json').inputValue());
+  assert.equal(data.hosts.length, 2);
+  assert.equal(data.hosts[0].snapshot.guests.length, 2);
+  assert.equal(data.hosts[0].snapshot.shared_in_use, 3);
+  assert.ok(data.log.some((e) => e.text === 'preset: p2: shared WQ + SR-IOV'));
+  assert.deepEqual(pageErrors, []);
+});
