@@ -13,7 +13,17 @@ rust() {
 }
 
 c() {
-    : # filled by the C ABI work (issue 5)
+    # The C tests and example (scripts/test-c.sh): a C and C++ compiler with ASan and
+    # UBSan, binutils (ld -r, objcopy, nm, readelf: scripts/install-c.sh), pkg-config.
+    local need=()
+    command -v gcc >/dev/null || need+=(gcc)
+    command -v g++ >/dev/null || need+=(g++)
+    command -v pkg-config >/dev/null || need+=(pkg-config)
+    command -v objcopy >/dev/null || need+=(binutils)
+    if [ ${#need[@]} -gt 0 ]; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    fi
 }
 
 web() {
