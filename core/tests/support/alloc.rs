@@ -17,11 +17,14 @@ thread_local! {
     static COUNT: Cell<u64> = const { Cell::new(0) };
     /// Allocations still allowed before every further one fails; `u64::MAX` = disarmed.
     static ALLOWED: Cell<u64> = const { Cell::new(u64::MAX) };
+    /// The largest single request this thread made.
+    static LARGEST: Cell<usize> = const { Cell::new(0) };
 }
 
-/// Whether this allocation may go ahead (and counts it).
-fn admit() -> bool {
+/// Whether an allocation of `size` bytes may go ahead (and counts it).
+fn admit(size: usize) -> bool {
     COUNT.with(|c| c.set(c.get() + 1));
+    LARGEST.with(|l| l.set(l.get().max(size)));
     ALLOWED.with(|a| match a.get() {
         u64::MAX => true,
         0 => false,
@@ -41,7 +44,7 @@ fn add_live(bytes: isize) {
 // allocates nor touches a destroyed value.
 unsafe impl GlobalAlloc for TestAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if !admit() {
+        if !admit(layout.size()) {
             return std::ptr::null_mut();
         }
         let p = unsafe { System.alloc(layout) };
@@ -52,7 +55,7 @@ unsafe impl GlobalAlloc for TestAlloc {
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if !admit() {
+        if !admit(layout.size()) {
             return std::ptr::null_mut();
         }
         let p = unsafe { System.alloc_zeroed(layout) };
@@ -68,7 +71,7 @@ unsafe impl GlobalAlloc for TestAlloc {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if !admit() {
+        if !admit(new_size) {
             return std::ptr::null_mut();
         }
         let p = unsafe { System.realloc(ptr, layout, new_size) };
@@ -109,4 +112,12 @@ pub fn count_allocations<R>(f: impl FnOnce() -> R) -> (R, u64) {
     let before = allocations();
     let r = f();
     (r, allocations() - before)
+}
+
+/// The largest single allocation `f` asks for on this thread.
+pub fn largest_allocation<R>(f: impl FnOnce() -> R) -> (R, usize) {
+    let saved = LARGEST.with(|l| l.replace(0));
+    let r = f();
+    let largest = LARGEST.with(|l| l.replace(saved.max(l.get())));
+    (r, largest)
 }
