@@ -7,7 +7,7 @@
 //! buffers, handles, threads) are stated once in the header's introduction, which is
 //! `header` in `ffi/cbindgen.toml`.
 //!
-//! Module map: [`boundary`] holds the panic boundary, the handle registry and the
+//! Module map: `boundary` holds the panic boundary, the handle registry and the
 //! checked pointer conversions that every function goes through; the other modules
 //! hold the exported functions.
 #![deny(missing_docs)]
@@ -21,11 +21,11 @@
 
 use core::ffi::{c_char, c_int};
 
-pub mod boundary;
+mod boundary;
 mod error;
 mod host;
 mod hwtable;
-pub mod migrate;
+mod migrate;
 mod types;
 mod vcmd;
 
