@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { initSync, Host } from '../pkg/pasid_wasm.js';
+import { initSync, Host, inspectBlob } from '../pkg/pasid_wasm.js';
 
 initSync({ module: readFileSync(new URL('../pkg/pasid_wasm_bg.wasm', import.meta.url)) });
 
@@ -170,4 +170,95 @@ test('hundreds of thousands of PASIDs: allocation and pasidPairs stay fast', () 
   assert.equal(pairs[1], 1 << 19);
   console.log(`# 300k allocPasid ${(t1 - t0).toFixed(0)} ms, pasidPairs ${(t2 - t1).toFixed(1)} ms`);
   host.free();
+});
+
+/** A p2 host A with vm1 (a VF and a shared WQ, one local and two shared gPASIDs, bound). */
+function sourceWithGuest() {
+  const a = new Host(P2);
+  const g = a.createGuest('p2', 8);
+  a.attach(g, '03:00.1', 'dedicated');
+  a.attach(g, '00:0a.0', 'shared-wq');
+  const local = a.allocPasid(g, 'local');
+  const s1 = a.allocPasid(g, 'shared');
+  const s2 = a.allocPasid(g, 'shared');
+  a.bind(g, local, '03:00.1');
+  a.bind(g, s1, '03:00.1');
+  a.bind(g, s1, '00:0a.0');
+  a.bind(g, s2, '00:0a.0');
+  return { a, g, local, s1, s2 };
+}
+
+const IDENTITY = [['03:00.1', '03:00.1'], ['00:0a.0', '00:0a.0']];
+
+test('migration: gPASIDs kept, hPASIDs new from the target, report shape', () => {
+  const { a, g, local, s1, s2 } = sourceWithGuest();
+  const b = new Host(P2);
+  const resident = b.createGuest('p2', 16);
+  for (let i = 0; i < 10; i++) b.allocPasid(resident, 'shared');
+  const blob = a.exportGuest(g);
+  assert.ok(blob instanceof Uint8Array);
+  const info = inspectBlob(blob);
+  assert.equal(info.config.platform, 'P2');
+  assert.deepEqual(info.pasids.map((p) => p.gpasid), [local, s1, s2]);
+  assert.equal(b.checkImport(blob, IDENTITY), undefined);
+  const { guest, report } = b.importGuest(blob, IDENTITY);
+  assert.equal(typeof guest, 'number');
+  assert.deepEqual(report, {
+    guest_platform: 'P2',
+    p1_guest_on_p2_host: false,
+    shared: [
+      { gpasid: s1, source_hpasid: a.translate(g, s1), destination_hpasid: 4106 },
+      { gpasid: s2, source_hpasid: a.translate(g, s2), destination_hpasid: 4107 },
+    ],
+    devices: [
+      { source: { segment: 0, bdf: 0x50 }, destination: { segment: 0, bdf: 0x50 }, kind: 'SharedWq' },
+      { source: { segment: 0, bdf: 0x301 }, destination: { segment: 0, bdf: 0x301 }, kind: 'Dedicated' },
+    ],
+  });
+  const moved = b.guestSnapshot(guest);
+  assert.deepEqual(moved.pasids.map((p) => p.gpasid), [local, s1, s2]);
+  assert.equal(b.translate(guest, s1), 4106);
+  assert.equal(b.owner('03:00.1'), guest);
+  const wq = moved.devices.find((d) => d.kind === 'SharedWq');
+  assert.deepEqual(wq.programmed, [{ gpasid: s1, programmed: 4106 }, { gpasid: s2, programmed: 4107 }]);
+  a.destroyGuest(g);
+  assert.equal(a.sharedInUse, 0);
+  a.free();
+  b.free();
+});
+
+test('refused imports throw the core error and leave the target unchanged', () => {
+  const { a, g } = sourceWithGuest();
+  const blob = a.exportGuest(g);
+  const cases = [
+    [new Host({ ...P2, platform: 'p1' }), IDENTITY, 6, /^not supported: a p2 guest needs a p2 destination/],
+    [new Host({ ...P2, shared: [4096, 4097] }), IDENTITY, 33, /^incompatible layout: /],
+    [new Host({ ...P2, local: [1, 2], shared: [4096, 8192] }), IDENTITY, 13, /^PASID 2 is outside the guest range$/],
+    [new Host(P2), [['00:0a.0', '00:0a.0']], 34, /^RID 0000:03:00.1 has no destination in the RID map$/],
+    [new Host(P2), [['03:00.1', '04:00.0'], ['00:0a.0', '04:00.0']], 9, /^RID 0000:04:00.0 is already attached$/],
+  ];
+  const full = new Host({ ...P2, shared: [4096, 4098] });
+  full.allocPasid(full.createGuest('p2', 2), 'shared');
+  cases.push([full, IDENTITY, 21, /^no free PASID in the shared range$/]);
+  const taken = new Host(P2);
+  taken.attach(taken.createGuest('p2', 1), '03:00.1', 'dedicated');
+  cases.push([taken, IDENTITY, 9, /^RID 0000:03:00.1 is already attached$/]);
+  for (const [target, map, code, message] of cases) {
+    const before = target.snapshot();
+    const checked = coreError(() => target.checkImport(blob, map));
+    const e = coreError(() => target.importGuest(blob, map));
+    assert.ok(e instanceof Error);
+    assert.equal(e.code, code, e.message);
+    assert.match(e.message, message);
+    assert.equal(checked.code, code);
+    assert.deepEqual(target.snapshot(), before, 'the target is unchanged');
+    target.free();
+  }
+  const bad = coreError(() => new Host(P2).importGuest(blob.slice(0, 10), IDENTITY));
+  assert.equal(bad.code, 30);
+  const flipped = Uint8Array.from(blob);
+  flipped[flipped.length - 1] ^= 1;
+  assert.equal(coreError(() => inspectBlob(flipped)).code, 31);
+  assert.ok(coreError(() => new Host(P2).importGuest(blob, [['x', 'y']])) instanceof TypeError);
+  assert.ok(coreError(() => new Host(P2).importGuest(blob, 'not a map')) instanceof TypeError);
 });
