@@ -40,7 +40,6 @@
 
 mod wire;
 
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use crate::error::{Error, Result};
@@ -48,7 +47,7 @@ use crate::host::{Device, Guest, Host};
 use crate::layout::PasidLayout;
 use crate::types::{DeviceKind, GuestConfig, GuestId, PasidKind, Platform, Rid};
 
-use wire::{Decoded, WirePasid};
+use wire::{gpasid, Decoded, SHARED_BIT};
 
 /// The format's major version this build writes and reads. Readers refuse any other
 /// major version with [`Error::UnsupportedVersion`].
@@ -151,11 +150,14 @@ pub fn inspect(blob: &[u8]) -> Result<MigratedGuest> {
     let d = wire::decode(blob)?;
     let mut pasids = Vec::new();
     pasids.try_reserve_exact(d.pasids.len())?;
-    pasids.extend(d.pasids.iter().map(|p| MigratedPasid {
-        gpasid: p.gpasid,
-        kind: p.kind(),
-        source_hpasid: p.source_hpasid(),
-    }));
+    pasids.extend(
+        d.pasids()
+            .map(|(gpasid, kind, source_hpasid)| MigratedPasid {
+                gpasid,
+                kind,
+                source_hpasid,
+            }),
+    );
     let mut devices = Vec::new();
     devices.try_reserve_exact(d.devices.len())?;
     for dev in &d.devices {
@@ -189,10 +191,7 @@ impl Host {
     /// Exports a guest's PASID state as a migration blob. The guest stays as it is;
     /// once the destination has imported the blob, [`Host::destroy_guest`] releases it.
     pub fn export_guest(&self, guest: GuestId) -> Result<Vec<u8>> {
-        let g = self.guest(guest)?;
-        let mut out = Vec::new();
-        wire::encode_vec(self, g, &mut out)?;
-        Ok(out)
+        wire::encode_vec(self, self.guest(guest)?)
     }
 
     /// [`Host::export_guest`] into a caller's buffer (for C callers that own their
@@ -236,11 +235,11 @@ impl Host {
         report.shared.try_reserve_exact(d.shared_count as usize)?;
         report.devices.try_reserve_exact(d.devices.len())?;
         let mut g = Guest::new(d.config, &self.layout)?;
-        self.fill_pasids(&mut g, &d.pasids, &mut report.shared)?;
+        self.fill_pasids(&mut g, &d, &mut report.shared)?;
         for (dev, &destination) in d.devices.iter().zip(&destinations) {
             let device = Device {
                 kind: dev.kind,
-                pasids: wire::pasid_set(d.pasids_of(dev)),
+                pasids: wire::pasid_set(d.pasids_of(dev))?,
             };
             g.devices.insert(destination, device);
             report.devices.push(RidRemap {
@@ -249,9 +248,19 @@ impl Host {
                 kind: dev.kind,
             });
         }
-        if d.config.platform == Platform::P2 {
-            g.bind_counts = bind_counts(&d.device_pasids)?;
-        }
+        // Collected into a Vec of the exact size first: BTreeMap::from_iter then reuses
+        // it in place, and a memory failure is an error rather than an abort.
+        let bound = d.bind_counts.iter().filter(|&&n| n > 0).count();
+        let mut counts = Vec::new();
+        counts.try_reserve_exact(bound)?;
+        counts.extend(
+            d.pasids
+                .iter()
+                .zip(&d.bind_counts)
+                .filter(|(_, &n)| n > 0)
+                .map(|(&e, &n)| (gpasid(e), n)),
+        );
+        g.bind_counts = counts.into_iter().collect();
 
         // Commit: install (the last step that can fail), then claim what was planned.
         let id = self.install_guest(g)?;
@@ -276,7 +285,7 @@ impl Host {
         // Layout: every PASID the guest holds fits the destination's local range.
         let local = self.layout.local();
         if d.config.platform == Platform::P2 {
-            first_outside(&d.pasids, |p| p.gpasid, &local)?;
+            first_outside(&d.pasids, |&e| gpasid(e), &local)?;
         } else {
             for dev in &d.devices {
                 first_outside(d.pasids_of(dev), |&p| p, &local)?;
@@ -325,25 +334,22 @@ impl Host {
 
     /// Claims every gPASID in `g` and maps each shared one to the next lowest free host
     /// PASID (not yet claimed on the host: the caller does that once `g` is installed).
-    fn fill_pasids(
-        &self,
-        g: &mut Guest,
-        pasids: &[WirePasid],
-        shared: &mut Vec<SharedRemap>,
-    ) -> Result<()> {
+    fn fill_pasids(&self, g: &mut Guest, d: &Decoded, shared: &mut Vec<SharedRemap>) -> Result<()> {
         let mut next = self.layout.shared().start;
-        for p in pasids {
-            g.pasids.claim(p.gpasid);
-            if p.is_shared() {
+        let mut source = d.source_hpasids.iter();
+        for &e in &d.pasids {
+            let gpasid = gpasid(e);
+            g.pasids.claim(gpasid);
+            if e & SHARED_BIT != 0 {
                 let hpasid = self
                     .shared
                     .first_free_from(next)
                     .ok_or(Error::SharedRangeExhausted)?;
                 next = hpasid + 1;
-                g.remap.insert(p.gpasid, hpasid)?;
+                g.remap.insert(gpasid, hpasid)?;
                 shared.push(SharedRemap {
-                    gpasid: p.gpasid,
-                    source_hpasid: p.source_hpasid(),
+                    gpasid,
+                    source_hpasid: source.next().copied(),
                     destination_hpasid: hpasid,
                 });
             }
@@ -369,21 +375,4 @@ fn first_outside<T>(
         Some(x) => Err(Error::PasidOutOfRange { pasid: pasid(x) }),
         None => Ok(()),
     }
-}
-
-/// How many devices each gPASID is bound to, from every device's bound gPASIDs.
-fn bind_counts(bound: &[u32]) -> Result<BTreeMap<u32, u32>> {
-    let mut all = Vec::new();
-    all.try_reserve_exact(bound.len())?;
-    all.extend_from_slice(bound);
-    all.sort_unstable();
-    let mut counts = Vec::new();
-    counts.try_reserve_exact(all.len())?;
-    for p in all {
-        match counts.last_mut() {
-            Some((last, n)) if *last == p => *n += 1,
-            _ => counts.push((p, 1)),
-        }
-    }
-    Ok(counts.into_iter().collect())
 }

@@ -33,8 +33,6 @@ pub(crate) const TRAILER_LEN: usize = 4;
 
 const PLATFORM_P1: u8 = 1;
 const PLATFORM_P2: u8 = 2;
-const PASID_LOCAL: u8 = 0;
-const PASID_SHARED: u8 = 1;
 const DEVICE_DEDICATED: u8 = 0;
 const DEVICE_SHARED_WQ: u8 = 1;
 
@@ -47,6 +45,13 @@ fn malformed(reason: &'static str) -> Error {
 }
 
 // ---- the payload, version 1 ----
+//
+// Lists are columns of small numbers so postcard's varints keep them short: a guest of
+// 4096 PASIDs takes about 10 KiB, which keeps the checksum and the decoder cheap.
+
+/// Bit 31 of a decoded gPASID entry: the gPASID is shared. gPASIDs are below 2^20.
+pub(crate) const SHARED_BIT: u32 = 1 << 31;
+const GPASID_MASK: u32 = SHARED_BIT - 1;
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct WireLayout {
@@ -55,34 +60,6 @@ struct WireLayout {
     local_end: u32,
     shared_start: u32,
     shared_end: u32,
-}
-
-/// One gPASID. `source_hpasid` is 0 when absent (PASID 0 is never a shared PASID).
-#[derive(serde::Serialize, serde::Deserialize, Clone, Copy)]
-pub(crate) struct WirePasid {
-    pub(crate) gpasid: u32,
-    kind: u8,
-    source_hpasid: u32,
-}
-
-impl WirePasid {
-    /// Whether the gPASID is shared (valid after [`validate`]).
-    pub(crate) fn is_shared(&self) -> bool {
-        self.kind == PASID_SHARED
-    }
-
-    /// The source host PASID, if it travelled.
-    pub(crate) fn source_hpasid(&self) -> Option<u32> {
-        (self.source_hpasid != 0).then_some(self.source_hpasid)
-    }
-
-    pub(crate) fn kind(&self) -> PasidKind {
-        if self.is_shared() {
-            PasidKind::Shared
-        } else {
-            PasidKind::Local
-        }
-    }
 }
 
 /// One device; its PASIDs are the next `pasid_count` entries of `device_pasids`.
@@ -101,8 +78,15 @@ struct Payload {
     source_platform: u8,
     guest_platform: u8,
     shared_quota: u32,
-    pasids: TryVec<WirePasid>,
+    /// Per gPASID, ascending: `(gpasid - previous gpasid) << 1 | shared`, the first
+    /// one relative to 0. A gap of 0 is a repeat.
+    pasids: TryVec<u32>,
+    /// Empty, or per shared gPASID in order: the source host PASID as a zigzag delta
+    /// from the previous one (the first from 0). Diagnostics only.
+    source_hpasids: TryVec<u32>,
     devices: TryVec<WireDevice>,
+    /// Per device in order, its PASIDs ascending as gaps from the previous one (each
+    /// device's first from 0).
     device_pasids: TryVec<u32>,
 }
 
@@ -114,6 +98,7 @@ struct PayloadRef<'a> {
     guest_platform: u8,
     shared_quota: u32,
     pasids: PasidsRef<'a>,
+    source_hpasids: HpasidsRef<'a>,
     devices: DevicesRef<'a>,
     device_pasids: DevicePasidsRef<'a>,
 }
@@ -124,16 +109,26 @@ impl Serialize for PasidsRef<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> core::result::Result<S::Ok, S::Error> {
         let g = self.0;
         let mut seq = s.serialize_seq(Some(g.pasids.used() as usize))?;
+        let mut prev = 0;
         for gpasid in g.pasids.iter_used() {
-            let (kind, source_hpasid) = match g.remap.get(gpasid) {
-                Some(h) => (PASID_SHARED, h),
-                None => (PASID_LOCAL, 0),
-            };
-            seq.serialize_element(&WirePasid {
-                gpasid,
-                kind,
-                source_hpasid,
-            })?;
+            let shared = g.remap.get(gpasid).is_some() as u32;
+            seq.serialize_element(&((gpasid - prev) << 1 | shared))?;
+            prev = gpasid;
+        }
+        seq.end()
+    }
+}
+
+struct HpasidsRef<'a>(&'a Guest);
+
+impl Serialize for HpasidsRef<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> core::result::Result<S::Ok, S::Error> {
+        let g = self.0;
+        let mut seq = s.serialize_seq(Some(g.remap.len() as usize))?;
+        let mut prev = 0u32;
+        for (_, hpasid) in g.remap.iter() {
+            seq.serialize_element(&zigzag(hpasid.wrapping_sub(prev) as i32))?;
+            prev = hpasid;
         }
         seq.end()
     }
@@ -165,12 +160,22 @@ impl Serialize for DevicePasidsRef<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> core::result::Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(self.1))?;
         for d in self.0.values() {
-            for p in &d.pasids {
-                seq.serialize_element(p)?;
+            let mut prev = 0;
+            for &p in &d.pasids {
+                seq.serialize_element(&(p - prev))?;
+                prev = p;
             }
         }
         seq.end()
     }
+}
+
+fn zigzag(v: i32) -> u32 {
+    ((v << 1) ^ (v >> 31)) as u32
+}
+
+fn unzigzag(v: u32) -> i32 {
+    ((v >> 1) as i32) ^ -((v & 1) as i32)
 }
 
 /// A `Vec` that grows with `try_reserve`, so decoding reports memory failure instead of
@@ -195,7 +200,9 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for TryVec<T> {
                 let hint = seq.size_hint().unwrap_or(0).min(PREALLOC_LIMIT);
                 v.try_reserve_exact(hint).map_err(oom)?;
                 while let Some(x) = seq.next_element()? {
-                    v.try_reserve(1).map_err(oom)?;
+                    if v.len() == v.capacity() {
+                        v.try_reserve(1).map_err(oom)?;
+                    }
                     v.push(x);
                 }
                 Ok(TryVec(v))
@@ -207,52 +214,34 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for TryVec<T> {
 
 // ---- writing ----
 
-/// A postcard sink that appends to a `Vec` with `try_reserve`.
-struct VecSink<'a>(&'a mut Vec<u8>);
-
-impl Flavor for VecSink<'_> {
-    type Output = ();
-    #[inline]
-    fn try_push(&mut self, b: u8) -> postcard::Result<()> {
-        self.try_extend(&[b])
-    }
-    #[inline]
-    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        self.0
-            .try_reserve(data.len())
-            .map_err(|_| postcard::Error::SerializeBufferFull)?;
-        self.0.extend_from_slice(data);
-        Ok(())
-    }
-    fn finalize(self) -> postcard::Result<()> {
-        Ok(())
-    }
-}
-
-/// A postcard sink that writes into a caller's slice as far as it fits and counts every
-/// byte, so one pass tells the size a too-small buffer needed.
+/// A postcard sink that writes into a slice as far as it fits and counts every byte,
+/// so one pass tells the size a too-small buffer needed. The cursor lives in the sink
+/// itself (not behind a reference), which lets the compiler keep it in a register.
 struct SliceSink<'a> {
     buf: &'a mut [u8],
-    pos: &'a mut usize,
+    pos: usize,
 }
 
 impl Flavor for SliceSink<'_> {
-    type Output = ();
-    #[inline]
+    type Output = usize;
+    #[inline(always)]
     fn try_push(&mut self, b: u8) -> postcard::Result<()> {
-        self.try_extend(&[b])
-    }
-    #[inline]
-    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        let end = *self.pos + data.len();
-        if let Some(dst) = self.buf.get_mut(*self.pos..end) {
-            dst.copy_from_slice(data);
+        if let Some(dst) = self.buf.get_mut(self.pos) {
+            *dst = b;
         }
-        *self.pos = end;
+        self.pos += 1;
         Ok(())
     }
-    fn finalize(self) -> postcard::Result<()> {
+    #[inline(always)]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        // Varints of a few bytes: a byte loop beats a memcpy call.
+        for &b in data {
+            self.try_push(b)?;
+        }
         Ok(())
+    }
+    fn finalize(self) -> postcard::Result<usize> {
+        Ok(self.pos)
     }
 }
 
@@ -278,6 +267,7 @@ fn payload_of<'a>(host: &Host, g: &'a Guest) -> PayloadRef<'a> {
         guest_platform: platform_code(g.config.platform),
         shared_quota: g.config.shared_quota,
         pasids: PasidsRef(g),
+        source_hpasids: HpasidsRef(g),
         devices: DevicesRef(&g.devices),
         device_pasids: DevicePasidsRef(&g.devices, bound),
     }
@@ -294,52 +284,58 @@ fn header(payload_len: u32) -> [u8; HEADER_LEN] {
 
 /// An upper bound of the encoded size, so the output is reserved once.
 fn size_bound(g: &Guest) -> usize {
-    // Varints: u16 <= 3 bytes, u32 <= 5 bytes; PASIDs < 2^20 take <= 3.
+    // Varints: u16 <= 3 bytes, u32 <= 5 bytes, numbers below 2^21 <= 3 bytes.
     let bound: usize = g.devices.values().map(|d| d.pasids.len()).sum();
     HEADER_LEN
         + TRAILER_LEN
         + 1 + 4 * 5 // layout
         + 2 + 5 // platforms, quota
-        + 3 * 5 // sequence lengths
-        + g.pasids.used() as usize * (3 + 1 + 3)
+        + 4 * 5 // sequence lengths
+        + g.pasids.used() as usize * 3
+        + g.remap.len() as usize * 3
         + g.devices.len() * (3 + 3 + 1 + 5)
         + bound * 3
 }
 
-/// Appends the blob of `g` to `out`. On error `out` may hold a partial blob.
-pub(crate) fn encode_vec(host: &Host, g: &Guest, out: &mut Vec<u8>) -> Result<()> {
-    out.try_reserve_exact(size_bound(g))?;
-    let start = out.len();
-    out.extend_from_slice(&header(0));
-    postcard::serialize_with_flavor(&payload_of(host, g), VecSink(out))
-        .map_err(|_| Error::OutOfMemory)?;
-    let payload_len = out.len() - start - HEADER_LEN;
-    out[start + 12..start + 16].copy_from_slice(&(payload_len as u32).to_le_bytes());
-    let crc = crc32fast::hash(&out[start..]);
-    out.try_reserve(TRAILER_LEN)?;
-    out.extend_from_slice(&crc.to_le_bytes());
-    Ok(())
+/// The blob of `g` in a new `Vec`, sized once from [`size_bound`].
+pub(crate) fn encode_vec(host: &Host, g: &Guest) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut len = size_bound(g);
+    loop {
+        out.try_reserve_exact(len.saturating_sub(out.len()))?;
+        out.resize(len, 0);
+        match encode_slice(host, g, &mut out) {
+            Ok(n) => {
+                out.truncate(n);
+                return Ok(out);
+            }
+            // Only if size_bound were wrong; never loops twice.
+            Err(Error::BufferTooSmall { needed }) if needed > len => len = needed,
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Writes the blob of `g` into `buf`; returns its length, or how long `buf` must be.
 pub(crate) fn encode_slice(host: &Host, g: &Guest, buf: &mut [u8]) -> Result<usize> {
-    let mut pos = HEADER_LEN;
-    postcard::serialize_with_flavor(
-        &payload_of(host, g),
-        SliceSink {
-            buf: &mut *buf,
-            pos: &mut pos,
-        },
-    )
-    .map_err(|_| Error::OutOfMemory)?;
-    let payload_len = pos - HEADER_LEN;
-    let needed = pos + TRAILER_LEN;
+    let sink = SliceSink {
+        buf: &mut *buf,
+        pos: HEADER_LEN,
+    };
+    // SliceSink never fails; Serialize impls here raise no custom errors.
+    let end = postcard::serialize_with_flavor(&payload_of(host, g), sink).map_err(|_| {
+        Error::MalformedBlob {
+            reason: "the guest could not be encoded",
+        }
+    })?;
+    let payload_len = end - HEADER_LEN;
+    let needed = end + TRAILER_LEN;
     if needed > buf.len() {
         return Err(Error::BufferTooSmall { needed });
     }
     buf[..HEADER_LEN].copy_from_slice(&header(payload_len as u32));
-    let crc = crc32fast::hash(&buf[..pos]);
-    buf[pos..needed].copy_from_slice(&crc.to_le_bytes());
+    let crc = crc32fast::hash(&buf[..end]);
+    buf[end..needed].copy_from_slice(&crc.to_le_bytes());
     Ok(needed)
 }
 
@@ -353,13 +349,18 @@ pub(crate) struct Decoded {
     pub(crate) source_layout: PasidLayout,
     pub(crate) source_platform: Platform,
     pub(crate) config: GuestConfig,
-    /// gPASIDs, strictly ascending, in the source's local range.
-    pub(crate) pasids: Vec<WirePasid>,
+    /// gPASIDs, strictly ascending, in the source's local range, each with
+    /// [`SHARED_BIT`] set when shared.
+    pub(crate) pasids: Vec<u32>,
     pub(crate) shared_count: u32,
+    /// The source host PASID of each shared gPASID, in order; empty if none travelled.
+    pub(crate) source_hpasids: Vec<u32>,
     /// Devices, strictly ascending by RID.
     pub(crate) devices: Vec<DecodedDevice>,
     /// Every device's PASIDs, concatenated in device order.
     pub(crate) device_pasids: Vec<u32>,
+    /// p2: how many devices each gPASID (same index as `pasids`) is bound to.
+    pub(crate) bind_counts: Vec<u32>,
 }
 
 /// A device of a [`Decoded`] guest.
@@ -375,6 +376,47 @@ impl Decoded {
     pub(crate) fn pasids_of(&self, d: &DecodedDevice) -> &[u32] {
         &self.device_pasids[d.pasids.clone()]
     }
+
+    /// The gPASIDs with their kind, and the source host PASID of shared ones.
+    pub(crate) fn pasids(&self) -> impl Iterator<Item = (u32, PasidKind, Option<u32>)> + '_ {
+        let mut hpasids = self.source_hpasids.iter();
+        self.pasids.iter().map(move |&e| {
+            if e & SHARED_BIT != 0 {
+                (e & GPASID_MASK, PasidKind::Shared, hpasids.next().copied())
+            } else {
+                (e, PasidKind::Local, None)
+            }
+        })
+    }
+}
+
+/// The gPASID of a [`Decoded::pasids`] entry.
+#[inline]
+pub(crate) fn gpasid(entry: u32) -> u32 {
+    entry & GPASID_MASK
+}
+
+/// The first index at or after `from` whose gPASID is at least `key`: a galloping
+/// search, so walking a sorted list of keys through `hay` costs about one step per key
+/// when they are dense and a logarithm of the gap when they are sparse.
+#[inline]
+fn gallop(hay: &[u32], from: usize, key: u32) -> usize {
+    // Dense bindings: the key is usually right here.
+    match hay.get(from) {
+        Some(&e) if gpasid(e) >= key => return from,
+        None => return from,
+        Some(_) => {}
+    }
+    let n = hay.len();
+    let (mut lo, mut probe, mut step) = (from + 1, from + 1, 1usize);
+    // Every index in from..lo holds a smaller gPASID.
+    while probe < n && gpasid(hay[probe]) < key {
+        lo = probe + 1;
+        probe = probe.saturating_add(step);
+        step = step.saturating_mul(2);
+    }
+    let end = probe.min(n);
+    lo + hay[lo..end].partition_point(|&e| gpasid(e) < key)
 }
 
 /// Checks the framing and checksum, decodes the payload and checks that it describes a
@@ -455,33 +497,27 @@ fn validate(p: Payload, major: u16, minor: u16) -> Result<Decoded> {
     let local = source_layout.local();
     let shared = source_layout.shared();
 
-    let pasids = p.pasids.0;
+    // gPASIDs: gaps to absolute numbers, in place.
+    let mut pasids = p.pasids.0;
     if guest_platform == Platform::P1 && !pasids.is_empty() {
         return Err(malformed("a p1 guest with allocated PASIDs"));
     }
     let mut shared_count = 0u32;
-    let mut prev = 0;
-    for x in &pasids {
-        if !local.contains(&x.gpasid) {
+    let mut prev = 0u32;
+    for e in &mut pasids {
+        let gap = *e >> 1;
+        if gap == 0 {
+            return Err(malformed("guest PASIDs repeated (or PASID 0)"));
+        }
+        // Cannot overflow: prev < 2^20 and gap < 2^31.
+        let gpasid = prev + gap;
+        if !local.contains(&gpasid) {
             return Err(malformed("a guest PASID outside the source's guest range"));
         }
-        if x.gpasid <= prev {
-            return Err(malformed("guest PASIDs repeated or out of order"));
-        }
-        prev = x.gpasid;
-        match x.kind {
-            PASID_LOCAL if x.source_hpasid != 0 => {
-                return Err(malformed("a local guest PASID with a host PASID"));
-            }
-            PASID_LOCAL => {}
-            PASID_SHARED => {
-                if x.source_hpasid != 0 && !shared.contains(&x.source_hpasid) {
-                    return Err(malformed("a source host PASID outside the shared range"));
-                }
-                shared_count += 1;
-            }
-            _ => return Err(malformed("unknown PASID kind")),
-        }
+        prev = gpasid;
+        let is_shared = *e & 1;
+        shared_count += is_shared;
+        *e = gpasid | is_shared << 31;
     }
     if shared_count > p.shared_quota {
         return Err(Error::QuotaExceeded {
@@ -489,10 +525,33 @@ fn validate(p: Payload, major: u16, minor: u16) -> Result<Decoded> {
         });
     }
 
+    // Source host PASIDs: none, or one per shared gPASID, in the shared range.
+    let mut source_hpasids = p.source_hpasids.0;
+    if !source_hpasids.is_empty() && source_hpasids.len() != shared_count as usize {
+        return Err(malformed(
+            "source host PASIDs do not match the shared PASIDs",
+        ));
+    }
+    let mut prev = 0u32;
+    for h in &mut source_hpasids {
+        let hpasid = prev.wrapping_add(unzigzag(*h) as u32);
+        if !shared.contains(&hpasid) {
+            return Err(malformed("a source host PASID outside the shared range"));
+        }
+        prev = hpasid;
+        *h = hpasid;
+    }
+
+    // Devices and their PASIDs.
     let wire_devices = p.devices.0;
-    let device_pasids = p.device_pasids.0;
+    let mut device_pasids = p.device_pasids.0;
     let mut devices = Vec::new();
     devices.try_reserve_exact(wire_devices.len())?;
+    let mut bind_counts = Vec::new();
+    if guest_platform == Platform::P2 {
+        bind_counts.try_reserve_exact(pasids.len())?;
+        bind_counts.resize(pasids.len(), 0u32);
+    }
     let mut next = 0usize;
     let mut prev_rid = None;
     for d in &wire_devices {
@@ -511,27 +570,34 @@ fn validate(p: Payload, major: u16, minor: u16) -> Result<Decoded> {
             .checked_add(d.pasid_count as usize)
             .filter(|&end| end <= device_pasids.len())
             .ok_or(malformed("device PASID counts exceed the PASID list"))?;
-        let mut prev = 0;
-        for &pasid in &device_pasids[next..end] {
+        let mut prev = 0u32;
+        let mut at = 0usize;
+        for e in &mut device_pasids[next..end] {
+            if *e == 0 {
+                return Err(malformed("a device's PASIDs repeated (or PASID 0)"));
+            }
+            let pasid = prev.saturating_add(*e);
+            prev = pasid;
+            *e = pasid;
             if guest_platform == Platform::P1 {
                 if !local.contains(&pasid) {
                     return Err(malformed(
                         "a recorded PASID outside the source's guest range",
                     ));
                 }
-            } else {
-                match pasids.binary_search_by_key(&pasid, |x| x.gpasid) {
-                    Err(_) => return Err(malformed("a device bound to a PASID the guest lacks")),
-                    Ok(i) if kind == DeviceKind::SharedWq && !pasids[i].is_shared() => {
+                continue;
+            }
+            at = gallop(&pasids, at, pasid);
+            match pasids.get(at) {
+                Some(&e) if gpasid(e) == pasid => {
+                    if kind == DeviceKind::SharedWq && e & SHARED_BIT == 0 {
                         return Err(malformed("a local PASID bound to a shared work queue"));
                     }
-                    Ok(_) => {}
+                    bind_counts[at] += 1;
+                    at += 1;
                 }
+                _ => return Err(malformed("a device bound to a PASID the guest lacks")),
             }
-            if pasid <= prev {
-                return Err(malformed("a device's PASIDs repeated or out of order"));
-            }
-            prev = pasid;
         }
         devices.push(DecodedDevice {
             rid,
@@ -555,12 +621,18 @@ fn validate(p: Payload, major: u16, minor: u16) -> Result<Decoded> {
         },
         pasids,
         shared_count,
+        source_hpasids,
         devices,
         device_pasids,
+        bind_counts,
     })
 }
 
 /// Builds the set of a device's PASIDs from a strictly ascending slice.
-pub(crate) fn pasid_set(pasids: &[u32]) -> BTreeSet<u32> {
-    pasids.iter().copied().collect()
+pub(crate) fn pasid_set(pasids: &[u32]) -> Result<BTreeSet<u32>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(pasids.len())?;
+    v.extend_from_slice(pasids);
+    // Reuses `v` in place and bulk-builds from the sorted run.
+    Ok(v.into_iter().collect())
 }
