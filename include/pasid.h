@@ -1360,6 +1360,29 @@ int pasid_inspect_blob_pasids(const uint8_t *blob,
                               size_t *out_n);
 
 /**
+ * Lists the devices in a blob by source RID, ascending, each with its kind and the
+ * number of PASIDs bound (p2) or recorded (p1) on it. Buffer rule as
+ * `pasid_host_guests`. Thread-safe.
+ */
+int pasid_inspect_blob_devices(const uint8_t *blob,
+                               size_t blob_len,
+                               struct pasid_device_info *buf,
+                               size_t len,
+                               size_t *out_n);
+
+/**
+ * Lists the PASIDs bound (p2) or recorded (p1) on the device at source RID `rid` in a
+ * blob, ascending (`PASID_RESULT_NO_SUCH_DEVICE` if the blob has no such device).
+ * Buffer rule as `pasid_host_guests`. Thread-safe.
+ */
+int pasid_inspect_blob_device_pasids(const uint8_t *blob,
+                                     size_t blob_len,
+                                     struct pasid_rid rid,
+                                     uint32_t *buf,
+                                     size_t len,
+                                     size_t *out_n);
+
+/**
  * Runs every check of `pasid_import_guest` without changing anything: OK means the
  * import would succeed now (memory permitting). Thread-safe.
  */

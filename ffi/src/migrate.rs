@@ -190,6 +190,63 @@ pub unsafe extern "C" fn pasid_inspect_blob_pasids(
     })
 }
 
+/// Lists the devices in a blob by source RID, ascending, each with its kind and the
+/// number of PASIDs bound (p2) or recorded (p1) on it. Buffer rule as
+/// `pasid_host_guests`. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn pasid_inspect_blob_devices(
+    blob: *const u8,
+    blob_len: usize,
+    buf: *mut pasid_device_info,
+    len: usize,
+    out_n: *mut usize,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller passes NULL or valid pointers for the given lengths.
+        let blob = unsafe { input_slice(blob, blob_len, "blob") }?;
+        let out_n = unsafe { output(out_n, "out_n") }?;
+        let buf = unsafe { output_slice(buf, len, "buf") }?;
+        let g = inspect(blob)?;
+        fill(
+            buf,
+            out_n,
+            g.devices.iter().map(|d| pasid_device_info {
+                rid: d.rid.into(),
+                kind: device_kind_to_c(d.kind),
+                programmed: d.pasids.len() as u32,
+            }),
+        )
+    })
+}
+
+/// Lists the PASIDs bound (p2) or recorded (p1) on the device at source RID `rid` in a
+/// blob, ascending (`PASID_RESULT_NO_SUCH_DEVICE` if the blob has no such device).
+/// Buffer rule as `pasid_host_guests`. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn pasid_inspect_blob_device_pasids(
+    blob: *const u8,
+    blob_len: usize,
+    rid: pasid_rid,
+    buf: *mut u32,
+    len: usize,
+    out_n: *mut usize,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller passes NULL or valid pointers for the given lengths.
+        let blob = unsafe { input_slice(blob, blob_len, "blob") }?;
+        let out_n = unsafe { output(out_n, "out_n") }?;
+        let buf = unsafe { output_slice(buf, len, "buf") }?;
+        let g = inspect(blob)?;
+        let rid = Rid::from(rid);
+        let device = g
+            .devices
+            .iter()
+            .find(|d| d.rid == rid)
+            .ok_or(pasid_core::Error::NoSuchDevice { rid })?;
+        fill(buf, out_n, device.pasids.iter().copied())
+    })
+}
+
 /// Runs every check of `pasid_import_guest` without changing anything: OK means the
 /// import would succeed now (memory permitting). Thread-safe.
 #[no_mangle]

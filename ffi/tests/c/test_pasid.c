@@ -994,6 +994,24 @@ static void test_migration_p2(void) {
     CHECK(bp[0].gpasid == local && bp[0].kind == PASID_KIND_LOCAL);
     CHECK(bp[1].gpasid == s1 && bp[1].kind == PASID_KIND_SHARED);
     CHECK_RC(pasid_inspect_blob_pasids(blob, len, bp, 8, NULL), PASID_RESULT_NULL_PARAMETER);
+    {
+        pasid_device_info bd[4];
+        uint32_t on_vf[4];
+        CHECK_RC(pasid_inspect_blob_devices(blob, len, bd, 1, &n), PASID_RESULT_BUFFER_TOO_SMALL);
+        CHECK(n == 2);
+        OK(pasid_inspect_blob_devices(blob, len, bd, 4, &n));
+        CHECK(bd[0].rid.bdf == VF.bdf && bd[0].kind == PASID_DEVICE_KIND_DEDICATED &&
+              bd[0].programmed == 2);
+        CHECK(bd[1].rid.bdf == WQ.bdf && bd[1].kind == PASID_DEVICE_KIND_SHARED_WQ &&
+              bd[1].programmed == 1);
+        CHECK_RC(pasid_inspect_blob_devices(blob, 3, bd, 4, &n), PASID_RESULT_MALFORMED_BLOB);
+        OK(pasid_inspect_blob_device_pasids(blob, len, VF, on_vf, 4, &n));
+        CHECK(n == 2 && on_vf[0] == local && on_vf[1] == s1);
+        CHECK_RC(pasid_inspect_blob_device_pasids(blob, len, rid(0, 0x0c00), on_vf, 4, &n),
+                 PASID_RESULT_NO_SUCH_DEVICE);
+        CHECK_RC(pasid_inspect_blob_device_pasids(blob, len, VF, NULL, 4, &n),
+                 PASID_RESULT_NULL_PARAMETER);
+    }
 
     /* Refusals leave the destination unchanged. */
     host_fingerprint(dst, before, sizeof before);
