@@ -42,8 +42,9 @@
  * that moment answers `PASID_RESULT_HOST_POISONED` from then on.
  *
  * Pointers. Every pointer argument is NULL or valid for what its documentation says
- * (one object, or `len` elements) for the duration of the call, and page buffers
- * given to one call do not overlap (checked).
+ * (one object, or `len` elements) for the duration of the call, and the memory a call
+ * writes (out-parameters, buffers) does not overlap other arguments. For page buffers
+ * that last rule is checked (`PASID_RESULT_INVALID_ARGUMENT`).
  */
 
 #ifndef PASID_H
@@ -1384,7 +1385,7 @@ int pasid_inspect_blob_device_pasids(const uint8_t *blob,
 
 /**
  * Runs every check of `pasid_import_guest` without changing anything: OK means the
- * import would succeed now (memory permitting). Thread-safe.
+ * import would succeed now, short of memory or a free guest slot. Thread-safe.
  */
 int pasid_check_import(const struct pasid_host *host,
                        const uint8_t *blob,

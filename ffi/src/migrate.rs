@@ -248,7 +248,7 @@ pub unsafe extern "C" fn pasid_inspect_blob_device_pasids(
 }
 
 /// Runs every check of `pasid_import_guest` without changing anything: OK means the
-/// import would succeed now (memory permitting). Thread-safe.
+/// import would succeed now, short of memory or a free guest slot. Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn pasid_check_import(
     host: *const pasid_host,
