@@ -1,0 +1,175 @@
+//! The C ABI driven from Rust, so `cargo test` (and Miri) cover the boundary too. The
+//! full C suite is ffi/tests/c/test_pasid.c, run by scripts/test-c.sh.
+
+use core::ffi::{c_int, CStr};
+use core::ptr;
+
+use pasid::*;
+
+const OK: c_int = pasid_result::Ok as c_int;
+
+fn code(r: pasid_result) -> c_int {
+    r as c_int
+}
+
+fn layout() -> pasid_layout {
+    pasid_layout {
+        width: 20,
+        local_start: 1,
+        local_end: 4096,
+        shared_start: 4096,
+        shared_end: 1 << 19,
+    }
+}
+
+fn last_message() -> String {
+    let mut buf = [0 as core::ffi::c_char; 256];
+    let mut n = 0usize;
+    unsafe { pasid_last_error_message(buf.as_mut_ptr(), buf.len(), &mut n) };
+    unsafe { CStr::from_ptr(buf.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn p2_guest_alloc_bind_migrate() {
+    unsafe {
+        let l = layout();
+        let mut src = ptr::null_mut();
+        let mut dst = ptr::null_mut();
+        assert_eq!(pasid_host_new(&l, pasid_platform::P2 as u32, &mut src), OK);
+        assert_eq!(pasid_host_new(&l, pasid_platform::P2 as u32, &mut dst), OK);
+        let cfg = pasid_guest_config {
+            platform: pasid_platform::P2 as u32,
+            shared_quota: 4,
+        };
+        let mut g = 0;
+        assert_eq!(pasid_guest_create(src, &cfg, &mut g), OK);
+        let wq = pasid_rid {
+            segment: 0,
+            bdf: 0x0a00,
+        };
+        assert_eq!(
+            pasid_attach(src, g, wq, pasid_device_kind::SharedWq as u32),
+            OK
+        );
+        let (mut gp, mut hp, mut prog) = (0u32, 0u32, 0u32);
+        let mut pages = core::mem::MaybeUninit::<pasid_pages_touched>::uninit();
+        assert_eq!(
+            pasid_alloc(
+                src,
+                g,
+                pasid_kind::Shared as u32,
+                &mut gp,
+                pages.as_mut_ptr()
+            ),
+            OK
+        );
+        assert!(pages.assume_init().directory_changed);
+        assert_eq!(pasid_translate(src, g, gp, &mut hp), OK);
+        assert_eq!(pasid_bind(src, g, gp, wq, &mut prog), OK);
+        assert_eq!(prog, hp);
+
+        // Export with a size query, import elsewhere.
+        let mut n = 0usize;
+        assert_eq!(
+            pasid_export_guest(src, g, ptr::null_mut(), 0, &mut n),
+            code(pasid_result::BufferTooSmall)
+        );
+        let mut blob = vec![0u8; n];
+        assert_eq!(pasid_export_guest(src, g, blob.as_mut_ptr(), n, &mut n), OK);
+        let map = [pasid_rid_pair {
+            source: wq,
+            destination: wq,
+        }];
+        let (mut g2, mut report) = (0u32, ptr::null_mut());
+        assert_eq!(
+            pasid_import_guest(dst, blob.as_ptr(), n, map.as_ptr(), 1, &mut g2, &mut report),
+            OK
+        );
+        let mut remap = [pasid_shared_remap {
+            gpasid: 0,
+            has_source_hpasid: false,
+            source_hpasid: 0,
+            destination_hpasid: 0,
+        }; 2];
+        assert_eq!(
+            pasid_import_report_shared(report, remap.as_mut_ptr(), 2, &mut n),
+            OK
+        );
+        assert_eq!((n, remap[0].gpasid), (1, gp));
+        let mut hp2 = 0;
+        assert_eq!(pasid_translate(dst, g2, gp, &mut hp2), OK);
+        assert_eq!(remap[0].destination_hpasid, hp2);
+        pasid_import_report_free(report);
+
+        // A VCMD ALLOC on the destination, in the VT-d 3.3 layout.
+        let mut rsp = 0u64;
+        assert_eq!(
+            pasid_vcmd(
+                dst,
+                g2,
+                pasid_vtd_revision::V33 as u32,
+                1,
+                &mut rsp,
+                ptr::null_mut()
+            ),
+            OK
+        );
+        assert_eq!(((rsp >> 1) & 0x7f, (rsp >> 16) & 0xfffff), (0, 2));
+
+        pasid_host_free(src);
+        pasid_host_free(dst);
+    }
+}
+
+#[test]
+fn errors_are_codes_with_messages() {
+    unsafe {
+        let mut l = layout();
+        let mut h = ptr::null_mut();
+        l.local_end = 5000;
+        assert_eq!(
+            pasid_host_new(&l, pasid_platform::P2 as u32, &mut h),
+            code(pasid_result::RangesOverlap)
+        );
+        assert_eq!(last_message(), "the local and shared ranges overlap");
+        assert_eq!(pasid_last_error_code(), code(pasid_result::RangesOverlap));
+        assert_eq!(
+            pasid_host_new(ptr::null(), 2, &mut h),
+            code(pasid_result::NullParameter)
+        );
+        assert_eq!(last_message(), "layout is NULL");
+        assert_eq!(
+            pasid_host_new(&layout(), 0, &mut h),
+            code(pasid_result::InvalidArgument)
+        );
+        assert!(h.is_null());
+
+        assert_eq!(pasid_host_new(&layout(), 2, &mut h), OK);
+        let mut info = core::mem::MaybeUninit::uninit();
+        assert_eq!(pasid_host_get_info(h, info.as_mut_ptr()), OK);
+        assert_eq!(info.assume_init().shared_free, (1 << 19) - 4096);
+        pasid_host_free(h);
+        pasid_host_free(h);
+        assert_eq!(
+            pasid_host_get_info(h, info.as_mut_ptr()),
+            code(pasid_result::InvalidHandle)
+        );
+        // A report handle is not a host handle and the other way round.
+        assert_eq!(
+            pasid_import_report_get_info(h as *const pasid_import_report, ptr::null_mut()),
+            code(pasid_result::NullParameter)
+        );
+        let mut ri = core::mem::MaybeUninit::uninit();
+        assert_eq!(
+            pasid_import_report_get_info(h as *const pasid_import_report, ri.as_mut_ptr()),
+            code(pasid_result::InvalidHandle)
+        );
+        let text = CStr::from_ptr(pasid_strerror(code(pasid_result::InvalidHandle)));
+        assert_eq!(
+            text.to_str().unwrap(),
+            "not a live handle of the expected type"
+        );
+    }
+}
