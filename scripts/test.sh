@@ -21,3 +21,10 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 
 step "core without std (x86_64-unknown-none)"
 cargo build -p pasid-core --target x86_64-unknown-none
+
+step "C ABI: header, C tests (plain, ASan+UBSan, shared), vIOMMU example"
+scripts/setup.sh c
+scripts/test-c.sh
+
+step "playground: wasm bindings under Node, the page in headless Chromium"
+scripts/test-web.sh
