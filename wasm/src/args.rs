@@ -3,6 +3,7 @@
 //! Pure Rust, so it is tested on the host. A bad argument is the caller's mistake, not
 //! a state the core refused: it becomes a JS `TypeError` without a `code`.
 
+use pasid_core::vcmd::VtdRevision;
 use pasid_core::{DeviceKind, PasidKind, Platform, Rid};
 
 /// An argument JS passed that the layer cannot read.
@@ -49,6 +50,21 @@ pub fn device_kind(name: &str) -> Result<DeviceKind, ArgError> {
         "sharedwq" => Ok(DeviceKind::SharedWq),
         _ => Err(ArgError(format!(
             "device kind must be \"dedicated\" or \"shared-wq\", got {name:?}"
+        ))),
+    }
+}
+
+/// A VT-d revision of the virtual command registers: `3.0`/`3.1` or `3.3` (default).
+pub fn revision(name: &str) -> Result<VtdRevision, ArgError> {
+    match name
+        .trim_start_matches(['v', 'V'])
+        .replace('_', ".")
+        .as_str()
+    {
+        "3.0" | "3.1" => Ok(VtdRevision::V3_0),
+        "3.3" | "" => Ok(VtdRevision::V3_3),
+        _ => Err(ArgError(format!(
+            "VT-d revision must be \"3.0\", \"3.1\" or \"3.3\", got {name:?}"
         ))),
     }
 }
@@ -126,6 +142,9 @@ mod tests {
         assert!(platform("p3").is_err());
         assert!(pasid_kind("global").is_err());
         assert!(device_kind("vf").is_err());
+        assert_eq!(revision("3.1").unwrap(), VtdRevision::V3_0);
+        assert_eq!(revision("V3_3").unwrap(), VtdRevision::V3_3);
+        assert!(revision("4.0").is_err());
     }
 
     #[test]

@@ -24,7 +24,8 @@
 //! `sharedFree`, `createGuest`, `destroyGuest`, `guests`, `attach`, `detach`, `owner`,
 //! `allocPasid`, `freePasid`, `translate`, `bind`, `unbind`, `record`, `release`,
 //! `snapshot`, `guestSnapshot`, `pasidPairs`, `exportGuest`, `importGuest`,
-//! `checkImport`, and the free function `inspectBlob`. Every `Host` holds wasm memory:
+//! `checkImport`, `vcap`, `vcmd`, and the free functions `inspectBlob`, `vcmdLayout`,
+//! `vcmdCommand`, `vcmdDecode`. VT-d register values are `BigInt`s. Every `Host` holds wasm memory:
 //! call `.free()` on hosts (and clones) you drop.
 //!
 //! # Errors
@@ -58,6 +59,7 @@
 mod args;
 
 use pasid_core::migrate::{self, ImportReport};
+use pasid_core::vcmd::VtdRevision;
 use pasid_core::{ErrorCode, GuestConfig, GuestId, Host, PasidLayout, Platform, Rid};
 use serde::Deserialize;
 use wasm_bindgen::prelude::*;
@@ -397,6 +399,83 @@ impl WasmHost {
     }
 }
 
+#[wasm_bindgen(js_class = Host)]
+impl WasmHost {
+    /// The guest's VCCAP register (`BigInt`): PAS (bit 0) set for a p2 guest, clear for p1.
+    /// `revision` is `'3.0'`, `'3.1'` or `'3.3'`.
+    pub fn vcap(&self, guest: f64, revision: &str) -> Out<u64> {
+        Ok(self
+            .host
+            .vcap(guest_id(guest)?, args::revision(revision)?)?)
+    }
+
+    /// Runs the command a guest wrote to VCMD (`BigInt`) and returns the VCRSP value it
+    /// reads back (`BigInt`). Guest-caused failures are status codes in VCRSP, not throws.
+    pub fn vcmd(&mut self, guest: f64, revision: &str, command: u64) -> Out<u64> {
+        let (guest, rev) = (guest_id(guest)?, args::revision(revision)?);
+        Ok(self.host.vcmd(guest, rev, command)?)
+    }
+}
+
+/// The virtual command registers of one VT-d revision, for showing raw values.
+#[derive(serde::Serialize)]
+pub struct VcmdLayout {
+    /// MMIO offsets of VCCAP, VCMD and VCRSP.
+    pub vccap: u32,
+    /// VCMD's offset.
+    pub vcmd: u32,
+    /// VCRSP's offset.
+    pub vcrsp: u32,
+    /// Bit of the operand in VCMD and of the PASID in VCRSP.
+    pub operand_shift: u32,
+    /// SC of "no PASID available" / "invalid PASID".
+    pub sc_no_pasid: u8,
+    /// SC of an undefined command.
+    pub sc_undefined: u8,
+}
+
+/// Register offsets and field positions of a VT-d revision (`'3.0'` or `'3.3'`).
+#[wasm_bindgen(js_name = vcmdLayout)]
+pub fn vcmd_layout(revision: &str) -> Out<JsValue> {
+    let rev = args::revision(revision)?;
+    to_js(&VcmdLayout {
+        vccap: rev.vccap_offset(),
+        vcmd: rev.vcmd_offset(),
+        vcrsp: rev.vcrsp_offset(),
+        operand_shift: rev.operand_shift(),
+        sc_no_pasid: rev.sc_no_pasid_available(),
+        sc_undefined: VtdRevision::SC_UNDEFINED_COMMAND,
+    })
+}
+
+/// The VCMD value (`BigInt`) for a command code (1 ALLOC, 2 FREE) and operand.
+#[wasm_bindgen(js_name = vcmdCommand)]
+pub fn vcmd_command(revision: &str, code: u8, operand: u64) -> Out<u64> {
+    Ok(args::revision(revision)?.command(code, operand))
+}
+
+/// A decoded VCRSP value.
+#[derive(serde::Serialize)]
+pub struct VcmdResponse {
+    /// IP, bit 0.
+    pub in_progress: bool,
+    /// SC.
+    pub status: u8,
+    /// The result PASID field.
+    pub pasid: u32,
+}
+
+/// Decodes a VCRSP value (`BigInt`): `{ in_progress, status, pasid }`.
+#[wasm_bindgen(js_name = vcmdDecode)]
+pub fn vcmd_decode(revision: &str, vcrsp: u64) -> Out<JsValue> {
+    let r = args::revision(revision)?.decode_response(vcrsp);
+    to_js(&VcmdResponse {
+        in_progress: r.in_progress,
+        status: r.status,
+        pasid: r.pasid,
+    })
+}
+
 /// Decodes a migration blob without a host: `{ format_major, format_minor,
 /// source_layout, source_platform, config, pasids, devices }`, or the core's error.
 #[wasm_bindgen(js_name = inspectBlob)]
@@ -502,6 +581,18 @@ mod tests {
         assert_eq!(b.core().snapshot(), before);
         let bad = [("zz".to_string(), "00:0b.0".to_string())];
         assert!(matches!(b.import_with_map(&blob, &bad), Err(Fail::Arg(_))));
+    }
+
+    #[test]
+    fn vcmd_alloc_goes_through_the_layer() {
+        let mut h = p2_host();
+        let g = f64::from(h.create_guest("p2", 4.0).unwrap());
+        assert_eq!(h.vcap(g, "3.3").unwrap(), 1);
+        let rev = args::revision("3.3").unwrap();
+        let vcrsp = h.vcmd(g, "3.3", rev.command(1, 0)).unwrap();
+        assert_eq!(rev.decode_response(vcrsp).pasid, 1);
+        assert!((4096..1 << 19).contains(&h.translate(g, 1.0).unwrap()));
+        assert!(matches!(h.vcmd(g, "2.0", 1), Err(Fail::Arg(_))));
     }
 
     #[test]

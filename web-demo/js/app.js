@@ -2,14 +2,14 @@
 // log with undo. Every decision is the core's (through the wasm package); this module
 // only calls it, remembers names and colours, and draws.
 
-import init, { Host, inspectBlob } from '../pkg/pasid_wasm.js';
+import init, { Host, inspectBlob, vcmdCommand, vcmdDecode, vcmdLayout } from '../pkg/pasid_wasm.js';
 import { esc, errText, kindText, num, PALETTE, ridText } from './format.js';
 import { buildMapData, cellAt, describeAt, drawMap } from './map.js';
 import { PRESETS } from './presets.js';
 
 export const DEFAULT_CONFIG = { platform: 'p2', width: 20, local: [1, 4096], shared: [4096, 1 << 19] };
 const KEYS = ['A', 'B'];
-const UNDO_LIMIT = 60;
+const UNDO_LIMIT = 30; // each entry holds a deep copy of both hosts
 const TABLE_ROWS = 500; // rows drawn per table (they scroll); the rest are counted
 
 const state = {
@@ -21,6 +21,8 @@ const state = {
   errors: {}, // control key -> message
   migration: { selected: '', ridMap: {}, result: null },
   exportText: '',
+  vcmdRev: '3.3', // VT-d revision of the virtual command registers shown
+  vcmdOut: {}, // `${host}:${guest}` -> last VCMD/VCRSP exchange, as text
 };
 const maps = {}; // host key -> view -> map layout, for hover and zoom
 const ZOOM_SPAN = 4096; // a zoomed map shows this many PASIDs, one per cell
@@ -253,6 +255,25 @@ const actions = {
     const rid = field(el, 'device');
     step(`host ${h.key}: ${h.names[g]} drops PASID ${field(el, 'pasid')} on ${rid}`, () => h.host.release(g, rid, pasidField(el, 'pasid')), `${h.key}:${g}:record`);
   },
+  vcmd(el) {
+    const h = hostByKey(el.dataset.host);
+    const g = Number(el.dataset.guest);
+    const rev = state.vcmdRev;
+    const what = field(el, 'command');
+    const regs = vcmdLayout(rev);
+    const [code, operand] = what === 'free' ? [2, BigInt(pasidField(el, 'gpasid'))] : [1, what === 'alloc-local' ? 1n : 0n];
+    const command = vcmdCommand(rev, code, operand);
+    step(`host ${h.key}: ${h.names[g]} writes VCMD ${hex64(command)} (VT-d ${rev})`, (log) => {
+      const vcrsp = h.host.vcmd(g, rev, command);
+      const r = vcmdDecode(rev, vcrsp);
+      const meaning = r.status === 0 ? (code === 1 ? `success, PASID ${r.pasid}` : 'success')
+        : r.status === regs.sc_undefined ? 'undefined command'
+          : r.status === regs.sc_no_pasid ? (code === 1 ? 'no PASID available' : 'invalid PASID') : 'unknown status';
+      const text = `VCMD@${hex64(BigInt(regs.vcmd))} ← ${hex64(command)}; VCRSP@${hex64(BigInt(regs.vcrsp))} → ${hex64(vcrsp)} (IP ${r.in_progress ? 1 : 0}, SC ${r.status}: ${meaning})`;
+      state.vcmdOut[`${h.key}:${g}`] = text;
+      log(text);
+    }, `${h.key}:${g}:vcmd`);
+  },
   migrate() {
     const [key, id] = state.migration.selected.split(':');
     if (!key) return;
@@ -322,6 +343,28 @@ function migrate(key, guestId) {
 }
 
 // ---------- rendering ----------
+
+const hex64 = (v) => `0x${v.toString(16)}`;
+
+function renderVcmd(h, g, attrs) {
+  const rev = state.vcmdRev;
+  const regs = vcmdLayout(rev);
+  const vccap = h.host.vcap(g.id, rev);
+  const out = state.vcmdOut[`${h.key}:${g.id}`] ?? '';
+  return `
+    <div class="row vcmd" data-scope>
+      <span class="muted" title="VT-d virtual command registers of the guest's vIOMMU">vIOMMU</span>
+      <select data-field="revision" data-testid="vcmd-revision" aria-label="VT-d revision">
+        <option value="3.3" ${rev === '3.3' ? 'selected' : ''}>VT-d 3.3</option><option value="3.0" ${rev === '3.0' ? 'selected' : ''}>VT-d 3.0/3.1</option></select>
+      <span class="mono" data-testid="vccap">VCCAP@${hex64(BigInt(regs.vccap))} = ${hex64(vccap)}</span><span class="muted">(${vccap & 1n ? 'PAS: allocation offered' : 'no PASID allocation'})</span>
+      <select data-field="command" data-testid="vcmd-command" aria-label="virtual command">
+        <option value="alloc-shared">ALLOC (operand 0: shared)</option><option value="alloc-local">ALLOC (operand 1: local)</option><option value="free">FREE gPASID</option></select>
+      <input data-field="gpasid" data-testid="vcmd-gpasid" value="${g.pasids.length ? g.pasids[g.pasids.length - 1].gpasid : 1}" size="5" aria-label="gPASID to free">
+      <button data-action="vcmd" ${attrs} data-testid="vcmd-write">write VCMD</button>
+      <span class="mono vcmd-out" data-testid="vcmd-result">${esc(out)}</span>
+      ${errorSlot(`${h.key}:${g.id}:vcmd`, 'vcmd-error')}
+    </div>`;
+}
 
 function errorSlot(key, testid) {
   const message = state.errors[key];
@@ -403,13 +446,13 @@ function renderGuest(h, g) {
       ${errorSlot(`${k}:${id}:alloc`, 'alloc-error')}
     </div>
     <div class="row" data-scope>
-      gPASID <input data-field="gpasid" data-testid="free-gpasid" value="${last}" size="6">
+      <label>gPASID <input data-field="gpasid" data-testid="free-gpasid" value="${last}" size="6"></label>
       <button data-action="freePasid" ${attrs} data-testid="free">free</button>
       ${errorSlot(`${k}:${id}:free`, 'free-error')}
     </div>
     <div class="row" data-scope>
-      bind gPASID <input data-field="gpasid" data-testid="bind-gpasid" value="${last}" size="6">
-      to <select data-field="device" data-testid="bind-device">${deviceOptions(g)}</select>
+      <label>bind gPASID <input data-field="gpasid" data-testid="bind-gpasid" value="${last}" size="6"></label>
+      <label>to <select data-field="device" data-testid="bind-device">${deviceOptions(g)}</select></label>
       <button data-action="bind" ${attrs} data-testid="bind">bind</button>
       <button data-action="unbind" ${attrs} data-testid="unbind">unbind</button>
       ${errorSlot(`${k}:${id}:bind`, 'bind-error')}
@@ -417,12 +460,13 @@ function renderGuest(h, g) {
     <div class="scroll"><table class="xlate" data-testid="xlate-table"><thead><tr><th>gPASID</th><th>kind</th><th>hPASID (translation table)</th></tr></thead>
       <tbody>${rows || '<tr><td colspan="3" class="muted">no PASIDs</td></tr>'}${more}</tbody></table></div>` : `
     <div class="row" data-scope>
-      on <select data-field="device" data-testid="record-device">${deviceOptions(g)}</select>
-      the guest picks PASID <input data-field="pasid" data-testid="record-pasid" value="1" size="6">
+      <label>on <select data-field="device" data-testid="record-device">${deviceOptions(g)}</select></label>
+      <label>the guest picks PASID <input data-field="pasid" data-testid="record-pasid" value="1" size="6"></label>
       <button data-action="record" ${attrs} data-testid="record">record</button>
       <button data-action="release" ${attrs} data-testid="release">release</button>
       ${errorSlot(`${k}:${id}:record`, 'record-error')}
     </div>`}
+    ${renderVcmd(h, g, attrs)}
   </section>`;
 }
 
@@ -452,9 +496,9 @@ function renderHost(h) {
     ${s.guests.map((g) => { const n = h.names[g.id] ?? g.id.toString(16); return `<span><i style="background:${colourOf(n)}"></i>${esc(n)}</span>`; }).join('')}
   </div>
   <div class="row add-guest" data-scope>
-    <select data-field="platform" data-testid="add-guest-platform-${k}">
+    <select data-field="platform" data-testid="add-guest-platform-${k}" aria-label="guest platform">
       <option value="p2" ${s.platform === 'P2' ? 'selected' : ''}>p2 guest</option><option value="p1" ${s.platform === 'P1' ? 'selected' : ''}>p1 guest</option></select>
-    shared quota <input data-field="quota" data-testid="add-guest-quota-${k}" value="64" size="5">
+    <label>shared quota (p2) <input data-field="quota" data-testid="add-guest-quota-${k}" value="64" size="5"></label>
     <button data-action="addGuest" data-host="${k}" data-testid="add-guest-${k}">add guest</button>
     ${errorSlot(`${k}:addGuest`, `add-guest-error-${k}`)}
   </div>
@@ -481,7 +525,7 @@ function renderMigration() {
   <h2>Migration</h2>
   ${supported ? '' : '<p class="err">This build of the core has no migration yet.</p>'}
   <div class="row" data-scope>
-    <select data-testid="migrate-guest" data-field="guest"><option value="">pick a guest…</option>${options}</select>
+    <select data-testid="migrate-guest" data-field="guest" aria-label="guest to migrate"><option value="">pick a guest…</option>${options}</select>
     ${ridRows ? `<span class="muted">RID map:</span>${ridRows}` : ''}
     <button data-action="migrate" data-testid="migrate-go" ${m.selected && supported ? '' : 'disabled'}>send to the other host</button>
     ${errorSlot('migrate', 'migrate-error')}
@@ -621,6 +665,9 @@ function onChange(ev) {
   if (el.matches('[data-testid="migrate-guest"]')) {
     state.migration.selected = el.value;
     state.migration.result = null;
+    render();
+  } else if (el.matches('[data-testid="vcmd-revision"]')) {
+    state.vcmdRev = el.value;
     render();
   } else if (el.dataset.ridmap) {
     const sel = state.migration.selected;

@@ -240,3 +240,24 @@ test('export gives the whole state as JSON', async () => {
   assert.ok(data.log.some((e) => e.text === 'preset: p2: shared WQ + SR-IOV'));
   assert.deepEqual(pageErrors, []);
 });
+
+test('the vIOMMU virtual command registers: ALLOC and FREE as raw register values', async () => {
+  await preset('p2-mixed');
+  const vm2 = guest('vm2');
+  assert.equal(await vm2.getByTestId('vccap').textContent(), 'VCCAP@0xe30 = 0x1');
+  await vm2.getByTestId('vcmd-write').click(); // ALLOC shared
+  assert.match(await guest('vm2').getByTestId('vcmd-result').textContent(),
+    /^VCMD@0xe00 ← 0x1; VCRSP@0xe10 → 0x20000 \(IP 0, SC 0: success, PASID 2\)$/);
+  assert.equal((await xlateRows(guest('vm2'))).find((r) => r.g === 2).h > 0, true);
+  await guest('vm2').getByTestId('vcmd-command').selectOption('free');
+  await guest('vm2').getByTestId('vcmd-gpasid').fill('99');
+  await guest('vm2').getByTestId('vcmd-write').click();
+  assert.match(await guest('vm2').getByTestId('vcmd-result').textContent(), /→ 0x20 \(IP 0, SC 16: invalid PASID\)$/);
+  await guest('vm2').getByTestId('vcmd-revision').selectOption('3.0');
+  assert.equal(await guest('vm2').getByTestId('vccap').textContent(), 'VCCAP@0xe00 = 0x1');
+  await preset('p1-sriov');
+  assert.equal(await guest('vm1').getByTestId('vccap').textContent(), 'VCCAP@0xe00 = 0x0');
+  await guest('vm1').getByTestId('vcmd-write').click();
+  assert.match(await guest('vm1').getByTestId('vcmd-result').textContent(), /SC 1: undefined command\)$/);
+  await guest('vm1').getByTestId('vcmd-revision').selectOption('3.3');
+});

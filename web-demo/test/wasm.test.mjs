@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { initSync, Host, inspectBlob } from '../pkg/pasid_wasm.js';
+import { initSync, Host, inspectBlob, vcmdCommand, vcmdDecode, vcmdLayout } from '../pkg/pasid_wasm.js';
 
 initSync({ module: readFileSync(new URL('../pkg/pasid_wasm_bg.wasm', import.meta.url)) });
 
@@ -261,4 +261,26 @@ test('refused imports throw the core error and leave the target unchanged', () =
   assert.equal(coreError(() => inspectBlob(flipped)).code, 31);
   assert.ok(coreError(() => new Host(P2).importGuest(blob, [['x', 'y']])) instanceof TypeError);
   assert.ok(coreError(() => new Host(P2).importGuest(blob, 'not a map')) instanceof TypeError);
+});
+
+test('VT-d virtual commands: BigInt registers, both revisions', () => {
+  const host = new Host(P2);
+  const g = host.createGuest('p2', 1);
+  assert.deepEqual(vcmdLayout('3.3'), { vccap: 0xe30, vcmd: 0xe00, vcrsp: 0xe10, operand_shift: 16, sc_no_pasid: 16, sc_undefined: 1 });
+  assert.deepEqual(vcmdLayout('3.0'), { vccap: 0xe00, vcmd: 0xe10, vcrsp: 0xe20, operand_shift: 8, sc_no_pasid: 2, sc_undefined: 1 });
+  assert.equal(host.vcap(g, '3.3'), 1n);
+  assert.equal(vcmdCommand('3.3', 2, 5n), 0x50002n);
+  assert.equal(host.vcmd(g, '3.3', 1n), 0x10000n); // ALLOC shared: gPASID 1
+  assert.deepEqual(vcmdDecode('3.3', 0x10000n), { in_progress: false, status: 0, pasid: 1 });
+  assert.equal(host.vcmd(g, '3.0', 1n), 2n << 1n); // quota reached: no PASID available, SC 2 on 3.0
+  assert.equal(host.vcmd(g, '3.3', 0x1_0002n), 0n); // FREE 1
+  assert.equal(host.sharedInUse, 0);
+  assert.equal(coreError(() => host.vcmd(0, '3.3', 1n)).code, 7);
+  assert.ok(coreError(() => host.vcap(g, '2.0')) instanceof TypeError);
+  const p1 = new Host({ ...P2, platform: 'p1' });
+  const q = p1.createGuest('p1', 0);
+  assert.equal(p1.vcap(q, '3.3'), 0n);
+  assert.equal(p1.vcmd(q, '3.3', 1n), 1n << 1n); // undefined command
+  host.free();
+  p1.free();
 });
