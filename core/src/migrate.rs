@@ -203,7 +203,7 @@ impl Host {
     }
 
     /// Runs every check of [`Host::import_guest`] without changing anything: `Ok` means
-    /// the import would succeed now (memory permitting).
+    /// the import would succeed now, short of memory or a free guest slot.
     pub fn check_import(&self, blob: &[u8], rid_map: &[(Rid, Rid)]) -> Result<()> {
         let d = wire::decode(blob)?;
         self.plan_import(&d, rid_map).map(|_| ())

@@ -112,7 +112,7 @@ impl Serialize for PasidsRef<'_> {
         let mut prev = 0;
         for gpasid in g.pasids.iter_used() {
             let shared = g.remap.get(gpasid).is_some() as u32;
-            seq.serialize_element(&((gpasid - prev) << 1 | shared))?;
+            put(&mut seq, (gpasid - prev) << 1 | shared)?;
             prev = gpasid;
         }
         seq.end()
@@ -127,7 +127,7 @@ impl Serialize for HpasidsRef<'_> {
         let mut seq = s.serialize_seq(Some(g.remap.len() as usize))?;
         let mut prev = 0u32;
         for (_, hpasid) in g.remap.iter() {
-            seq.serialize_element(&zigzag(hpasid.wrapping_sub(prev) as i32))?;
+            put(&mut seq, zigzag(hpasid.wrapping_sub(prev) as i32))?;
             prev = hpasid;
         }
         seq.end()
@@ -162,11 +162,24 @@ impl Serialize for DevicePasidsRef<'_> {
         for d in self.0.values() {
             let mut prev = 0;
             for &p in &d.pasids {
-                seq.serialize_element(&(p - prev))?;
+                put(&mut seq, p - prev)?;
                 prev = p;
             }
         }
         seq.end()
+    }
+}
+
+/// Writes one `u32` list element. Postcard encodes a `u32` below 128 as one byte equal
+/// to its value, exactly as it encodes a `u8`, so those go out as `u8`: the same bytes,
+/// without the detour through a varint buffer on the stack (which costs a
+/// store-forwarding stall per element).
+#[inline(always)]
+fn put<S: SerializeSeq>(seq: &mut S, v: u32) -> core::result::Result<(), S::Error> {
+    if v < 0x80 {
+        seq.serialize_element(&(v as u8))
+    } else {
+        seq.serialize_element(&v)
     }
 }
 
