@@ -173,3 +173,74 @@ fn errors_are_codes_with_messages() {
         );
     }
 }
+
+#[test]
+fn translation_pages_export_and_walk() {
+    unsafe {
+        let mut h = ptr::null_mut();
+        assert_eq!(pasid_host_new(&layout(), 2, &mut h), OK);
+        let cfg = pasid_guest_config {
+            platform: pasid_platform::P2 as u32,
+            shared_quota: 8,
+        };
+        let mut g = 0;
+        assert_eq!(pasid_guest_create(h, &cfg, &mut g), OK);
+        let mut gp = 0;
+        for _ in 0..3 {
+            assert_eq!(
+                pasid_alloc(h, g, pasid_kind::Shared as u32, &mut gp, ptr::null_mut()),
+                OK
+            );
+        }
+        let mut mem = vec![vec![0xAAu8; PASID_PAGE_SIZE]; 3];
+        let phys = [0x1000u64, 0x2000, 0x3000];
+        let page = |m: &mut Vec<u8>, p: u64| pasid_page {
+            phys: p,
+            bytes: m.as_mut_ptr(),
+            len: m.len(),
+        };
+        let (a, rest) = mem.split_at_mut(1);
+        let (b, c) = rest.split_at_mut(1);
+        let table = [pasid_table_page {
+            table: 0,
+            page: page(&mut c[0], phys[2]),
+        }];
+        assert_eq!(
+            pasid_export_translation(
+                h,
+                g,
+                page(&mut a[0], phys[0]),
+                page(&mut b[0], phys[1]),
+                table.as_ptr(),
+                1
+            ),
+            OK
+        );
+        let refs: Vec<pasid_page_ref> = mem
+            .iter()
+            .zip(phys)
+            .map(|(m, p)| pasid_page_ref {
+                phys: p,
+                bytes: m.as_ptr(),
+                len: m.len(),
+            })
+            .collect();
+        let mut hp = 0;
+        assert_eq!(pasid_translate(h, g, gp, &mut hp), OK);
+        let mut r = core::mem::MaybeUninit::<pasid_walk_result>::uninit();
+        assert_eq!(
+            pasid_walk(
+                phys[0],
+                phys[1],
+                gp,
+                refs.as_ptr(),
+                refs.len(),
+                r.as_mut_ptr()
+            ),
+            OK
+        );
+        let r = r.assume_init();
+        assert_eq!((r.fault, r.hpasid), (pasid_fault::None as u32, hp));
+        pasid_host_free(h);
+    }
+}
