@@ -26,9 +26,12 @@
 //!
 //! On top of that the bitmap keeps a floor: an index below which every id is used.
 //! Lowest-free allocation starts its search there, and a free lowers it, so the common
-//! alloc/free pair touches one leaf word and no summary word. The floor is only a lower
-//! bound: when it is stale the search climbs as above, so the worst case stays `2 * depth`
-//! loads whatever the fill level.
+//! alloc/free pair touches one leaf word and no summary word. A free below the floor
+//! also remembers the old floor as `next` (nothing else is free between the two), so
+//! once the freed id is handed out again the search resumes at the old floor instead of
+//! climbing over the full stretch in between: that keeps churn with random frees cheap.
+//! Both are only bounds: when they are stale the search climbs as above, so the worst
+//! case stays `2 * depth` loads whatever the fill level.
 //!
 //! All levels sit in one boxed slice, top first, so the few summary words share the first
 //! cache lines and the whole structure is one allocation made up front: nothing grows
@@ -67,6 +70,9 @@ pub struct IdBitmap {
     /// Every index below this is used: where a lowest-free search may start. Not part
     /// of the bitmap's value, so equality ignores it.
     floor: usize,
+    /// Above `floor`: every index in `floor + 1..next` is used, so once `floor` itself
+    /// is taken the search may start at `next`. Always `> floor`; ignored by equality.
+    next: usize,
 }
 
 impl PartialEq for IdBitmap {
@@ -129,6 +135,7 @@ impl IdBitmap {
             depth,
             used: 0,
             floor: 0,
+            next: 1,
         })
     }
 
@@ -143,7 +150,7 @@ impl IdBitmap {
     pub fn alloc(&mut self) -> Option<u32> {
         let index = self.free_index_at_or_after(self.floor)?;
         self.mark_used(index);
-        self.floor = index + 1;
+        self.raise_floor(index);
         Some(self.range.start + index as u32)
     }
 
@@ -154,7 +161,7 @@ impl IdBitmap {
         let index = self.free_index_at_or_after(from.max(self.floor))?;
         self.mark_used(index);
         if from <= self.floor {
-            self.floor = index + 1;
+            self.raise_floor(index);
         }
         Some(self.range.start + index as u32)
     }
@@ -185,10 +192,13 @@ impl IdBitmap {
         match self.index_of(id) {
             Some(index) if !self.leaf_bit(index) => {
                 self.mark_free(index);
-                // A branch, not a min: the next alloc's search start then does not wait
-                // on the old floor's value.
+                // Branches, not min/max: the next alloc's search start then does not
+                // wait on the old bounds' values.
                 if index < self.floor {
+                    self.next = self.floor;
                     self.floor = index;
+                } else if index > self.floor && index < self.next {
+                    self.next = index;
                 }
                 true
             }
@@ -315,6 +325,19 @@ impl IdBitmap {
         end - self.offsets[l]
     }
 
+    /// `index`, the lowest free index at or after the floor, was just taken.
+    #[inline(always)]
+    fn raise_floor(&mut self, index: usize) {
+        // If it was the floor itself, everything up to `next` is used; otherwise the
+        // ids between the floor and `index` were used already.
+        self.floor = if index == self.floor {
+            self.next
+        } else {
+            index + 1
+        };
+        self.next = self.floor + 1;
+    }
+
     /// Clears the free bit of `index`; a word that turns zero clears its bit above.
     #[inline(always)]
     fn mark_used(&mut self, index: usize) {
@@ -404,11 +427,23 @@ mod tests {
             );
         }
         assert_eq!(b.iter_used().count(), b.used() as usize);
-        let below_floor = b.range().start..b.range().start + b.floor as u32;
+        check_bounds(b);
+    }
+
+    /// Checks the search bounds: nothing free below `floor`, nor in `floor + 1..next`.
+    fn check_bounds(b: &IdBitmap) {
+        let cap = b.capacity() as usize;
+        assert!(b.next > b.floor, "floor {} next {}", b.floor, b.next);
         assert!(
-            below_floor.clone().all(|id| b.is_used(id)),
+            (0..b.floor.min(cap)).all(|i| !b.leaf_bit(i)),
             "floor {}",
             b.floor
+        );
+        assert!(
+            (b.floor + 1..b.next.min(cap)).all(|i| !b.leaf_bit(i)),
+            "floor {} next {}",
+            b.floor,
+            b.next
         );
     }
 
@@ -658,6 +693,11 @@ mod tests {
                         }
                     }
                     Op::IsUsed(id) => prop_assert_eq!(b.is_used(id), model.contains(&id)),
+                }
+                if b.capacity() < 10_000 {
+                    check_invariants(&b);
+                } else {
+                    check_bounds(&b);
                 }
                 prop_assert_eq!(b.used() as usize, model.len());
                 prop_assert!(b.iter_used().eq(model.iter().copied()));
