@@ -1,0 +1,115 @@
+//! Memory, no timing: the heap bytes each allocator holds for a 2^19-id range, and what
+//! one guest with 4096 gPASID -> hPASID mappings costs, printed as Markdown tables.
+//!
+//! Bytes are counted by a counting global allocator (the `cap` crate) around the
+//! construction and the operations: the live heap bytes requested, without malloc's own
+//! per-block overhead. Ours is also given by its `heap_bytes()`, which must agree.
+
+mod common;
+
+use std::alloc::System;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+
+use cap::Cap;
+use pasid_core::bitmap::IdBitmap;
+use pasid_core::{GuestConfig, PasidKind};
+
+use common::{BitAlloc1M, FreeSet, IdAlloc, VmIdAllocator, FULL_2_19};
+
+#[global_allocator]
+static ALLOCATOR: Cap<System> = Cap::new(System, usize::MAX);
+
+/// Live heap bytes that building and running `f` leaves behind in what it returns.
+fn held<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let before = ALLOCATOR.allocated();
+    let value = f();
+    (value, ALLOCATOR.allocated() - before)
+}
+
+/// Bytes held by allocator `A` over `range`: all free, all used, and half used with the
+/// free ids scattered (everything allocated, then every other id freed).
+fn states<A: IdAlloc>(range: Range<u32>) -> [usize; 3] {
+    let (_a, empty) = held(|| A::with_range(range.clone()));
+    let (_a, full) = held(|| {
+        let mut a = A::with_range(range.clone());
+        while a.alloc().is_some() {}
+        a
+    });
+    let (_a, half) = held(|| {
+        let mut a = A::with_range(range.clone());
+        while a.alloc().is_some() {}
+        for id in range.clone().step_by(2) {
+            a.free(id);
+        }
+        a
+    });
+    [empty, full, half]
+}
+
+fn kib(bytes: usize) -> String {
+    format!("{:.1} KiB", bytes as f64 / 1024.0)
+}
+
+fn row<A: IdAlloc>(range: Range<u32>) {
+    let [empty, full, half] = states::<A>(range);
+    println!(
+        "| {} | {} | {} | {} |",
+        A::NAME,
+        kib(empty),
+        kib(full),
+        kib(half)
+    );
+}
+
+fn main() {
+    println!("## Id allocators over 0..2^19 (524,288 ids)\n");
+    println!("| allocator | all free | all used | half used, scattered |");
+    println!("|---|---|---|---|");
+    row::<IdBitmap>(FULL_2_19);
+    row::<VmIdAllocator>(FULL_2_19);
+    row::<BitAlloc1M>(FULL_2_19);
+    row::<FreeSet>(FULL_2_19);
+    let big = IdBitmap::new(0..1 << 20).expect("memory");
+    println!(
+        "\nOur bitmap for all 2^20 PASIDs: {} ({} bytes; `heap_bytes()` says {}).",
+        kib(held(|| IdBitmap::new(0..1 << 20).expect("memory")).1),
+        held(|| IdBitmap::new(0..1 << 20).expect("memory")).1,
+        big.heap_bytes()
+    );
+
+    println!("\n## One guest with 4096 shared mappings (guest range 1..8192)\n");
+    let mut host = common::host_with(1..8192);
+    let before = host.heap_bytes();
+    let ((g, gpasids), ours) = held(|| {
+        let g = host.create_guest(GuestConfig::p2(4096)).expect("guest");
+        let ps: Vec<u32> = (0..4096)
+            .map(|_| host.alloc(g, PasidKind::Shared).expect("alloc"))
+            .collect();
+        (g, ps)
+    });
+    let ours_vec = gpasids.capacity() * 4; // the bench's own list of gPASIDs
+    let pairs: Vec<(u32, u32)> = gpasids
+        .iter()
+        .map(|&gp| (gp, host.translate(g, gp).expect("mapped")))
+        .collect();
+    let (_flat, flat) = held(|| {
+        let mut v = vec![0u32; 8192];
+        for &(gp, hp) in &pairs {
+            v[gp as usize] = hp;
+        }
+        v
+    });
+    let (_bt, btree) = held(|| pairs.iter().copied().collect::<BTreeMap<u32, u32>>());
+    let (_hm, hash) = held(|| pairs.iter().copied().collect::<HashMap<u32, u32>>());
+    println!("| structure | bytes |");
+    println!("|---|---|");
+    println!(
+        "| pasid guest (gPASID bitmap + translation tables + slot) | {} (`heap_bytes()` delta: {}) |",
+        kib(ours - ours_vec),
+        kib(host.heap_bytes() - before)
+    );
+    println!("| flat `Vec<u32>` over 0..8192 | {} |", kib(flat));
+    println!("| `BTreeMap<u32, u32>` | {} |", kib(btree));
+    println!("| `HashMap<u32, u32>` | {} |", kib(hash));
+}
