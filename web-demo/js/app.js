@@ -516,7 +516,7 @@ function renderMigration() {
   let ridRows = '';
   if (key && hostByKey(key)?.snap.guests.some((g) => g.id === Number(id))) {
     ridRows = ridMapFor(key, Number(id)).map(([from, to]) => `
-      <label class="ridmap">${from} → <input data-testid="rid-map-${from}" data-ridmap="${from}" value="${to}" size="12"></label>`).join('');
+      <label class="ridmap">${from} → <input data-testid="rid-map-${from}" data-ridmap="${from}" value="${esc(to)}" size="12" aria-label="destination RID of ${from}"></label>`).join('');
   } else if (m.selected) {
     m.selected = '';
   }
@@ -566,12 +566,13 @@ function renderMigrationResult(r) {
 }
 
 function renderLog() {
-  const items = state.log.slice(-200).map((e) => `
+  const first = Math.max(0, state.log.length - 200);
+  const items = state.log.slice(first).map((e) => `
     <li data-testid="log-entry" class="${e.ok ? 'ok' : 'fail'} ${e.undone ? 'undone' : ''} ${e.meta ? 'meta' : ''}">
       <span>${e.ok ? '✓' : '✗'} ${esc(e.text)}${e.error ? ':' : ''}</span>${e.error ? ` <span class="err">${esc(e.error)}</span>` : ''}
       ${e.details.length ? `<ul>${e.details.slice(0, 30).map((d) => `<li>${esc(d)}</li>`).join('')}${e.details.length > 30 ? `<li>… ${e.details.length - 30} more</li>` : ''}</ul>` : ''}
     </li>`).join('');
-  return `<ol data-testid="log">${items}</ol>`;
+  return `<ol data-testid="log" start="${first + 1}">${items}</ol>`;
 }
 
 function render() {
