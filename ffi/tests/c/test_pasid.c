@@ -1153,6 +1153,96 @@ static void test_migration_p1(void) {
     pasid_host_free(dst);
 }
 
+/* ---- every handle-taking function refuses NULL, freed, made-up and wrong-type handles ---- */
+
+static int handle_calls(pasid_host *h, pasid_import_report *r, int want_host, int want_report) {
+    pasid_guest_config c = {PASID_PLATFORM_P2, 1};
+    pasid_host_info hi;
+    pasid_guest_info gi;
+    pasid_guest_pasid gp[1];
+    pasid_device_info di[1];
+    pasid_programmed pr[1];
+    pasid_pages_touched pt = {true, false, 0};
+    pasid_page pg = {0x1000, NULL, 0};
+    pasid_import_info ii;
+    pasid_shared_remap sr[1];
+    pasid_rid_remap rr[1];
+    uint8_t blob[1] = {0}, page[1];
+    uint32_t u = 0, tables[1];
+    uint64_t v = 0;
+    bool b = false;
+    size_t n = 0;
+    int bad = 0;
+#define EXPECT(expr, want)                                                             \
+    do {                                                                               \
+        int rc__ = (expr);                                                             \
+        if (rc__ != (want)) {                                                          \
+            bad++;                                                                     \
+            fprintf(stderr, "  %s = %d, want %d\n", #expr, rc__, (want));              \
+        }                                                                              \
+    } while (0)
+    EXPECT(pasid_host_get_info(h, &hi), want_host);
+    EXPECT(pasid_guest_create(h, &c, &u), want_host);
+    EXPECT(pasid_guest_destroy(h, 1), want_host);
+    EXPECT(pasid_guest_get_info(h, 1, &gi), want_host);
+    EXPECT(pasid_host_guests(h, &u, 1, &n), want_host);
+    EXPECT(pasid_attach(h, 1, VF, PASID_DEVICE_KIND_DEDICATED), want_host);
+    EXPECT(pasid_detach(h, 1, VF), want_host);
+    EXPECT(pasid_owner(h, VF, &b, &u), want_host);
+    EXPECT(pasid_alloc(h, 1, PASID_KIND_LOCAL, &u, NULL), want_host);
+    EXPECT(pasid_free(h, 1, 1, NULL), want_host);
+    EXPECT(pasid_translate(h, 1, 1, &u), want_host);
+    EXPECT(pasid_kind_of(h, 1, 1, &u), want_host);
+    EXPECT(pasid_bind(h, 1, 1, VF, &u), want_host);
+    EXPECT(pasid_unbind(h, 1, 1, VF), want_host);
+    EXPECT(pasid_record(h, 1, VF, 1, &u), want_host);
+    EXPECT(pasid_release(h, 1, VF, 1), want_host);
+    EXPECT(pasid_guest_pasids(h, 1, gp, 1, &n), want_host);
+    EXPECT(pasid_guest_devices(h, 1, di, 1, &n), want_host);
+    EXPECT(pasid_device_programmed(h, 1, VF, pr, 1, &n), want_host);
+    EXPECT(pasid_translation_tables(h, 1, tables, 1, &n), want_host);
+    EXPECT(pasid_export_translation(h, 1, pg, pg, NULL, 0), want_host);
+    EXPECT(pasid_write_translation_table(h, 1, 0, page, 1), want_host);
+    EXPECT(pasid_write_touched_pages(h, 1, &pt, pg, NULL, 0), want_host);
+    EXPECT(pasid_vcap(h, 1, PASID_VTD_REVISION_V33, &v), want_host);
+    EXPECT(pasid_vcmd(h, 1, PASID_VTD_REVISION_V33, 1, &v, NULL), want_host);
+    EXPECT(pasid_export_guest(h, 1, blob, 1, &n), want_host);
+    EXPECT(pasid_check_import(h, blob, 1, NULL, 0), want_host);
+    EXPECT(pasid_import_guest(h, blob, 1, NULL, 0, &u, NULL), want_host);
+    EXPECT(pasid_import_report_get_info(r, &ii), want_report);
+    EXPECT(pasid_import_report_shared(r, sr, 1, &n), want_report);
+    EXPECT(pasid_import_report_devices(r, rr, 1, &n), want_report);
+#undef EXPECT
+    return bad;
+}
+
+static void test_bad_handles(void) {
+    pasid_host *h = new_host(PASID_PLATFORM_P2);
+    pasid_host *freed = new_host(PASID_PLATFORM_P2);
+    pasid_import_report *report = NULL;
+    pasid_guest_id g = new_guest(h, PASID_PLATFORM_P2, 1), g2 = 0;
+    uint8_t *blob;
+    size_t len = 0;
+
+    blob = export_guest(h, g, &len);
+    OK(pasid_import_guest(h, blob, len, NULL, 0, &g2, &report));
+    free(blob);
+    pasid_host_free(freed);
+
+    CHECK(handle_calls(NULL, NULL, PASID_RESULT_NULL_PARAMETER, PASID_RESULT_NULL_PARAMETER) == 0);
+    CHECK(handle_calls(freed, (pasid_import_report *)freed, PASID_RESULT_INVALID_HANDLE,
+                       PASID_RESULT_INVALID_HANDLE) == 0);
+    CHECK(handle_calls((pasid_host *)(uintptr_t)0xdeadbeef,
+                       (pasid_import_report *)(uintptr_t)0xdeadbeef, PASID_RESULT_INVALID_HANDLE,
+                       PASID_RESULT_INVALID_HANDLE) == 0);
+    CHECK(handle_calls((pasid_host *)report, (pasid_import_report *)h, PASID_RESULT_INVALID_HANDLE,
+                       PASID_RESULT_INVALID_HANDLE) == 0);
+    /* The live host and report were not disturbed. */
+    CHECK(host_info(h).guests == 2);
+    pasid_import_report_free(report);
+    pasid_host_free(h);
+}
+
 /* ---- threads ---- */
 
 typedef struct {
@@ -1256,6 +1346,7 @@ int main(void) {
         TEST(test_vcmd),
         TEST(test_migration_p2),
         TEST(test_migration_p1),
+        TEST(test_bad_handles),
         TEST(test_threads),
     };
     size_t i, passed = 0, failed = 0;
