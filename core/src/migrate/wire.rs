@@ -649,3 +649,31 @@ pub(crate) fn pasid_set(pasids: &[u32]) -> Result<BTreeSet<u32>> {
     // Reuses `v` in place and bulk-builds from the sorted run.
     Ok(v.into_iter().collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zigzag_round_trips() {
+        for v in [0, 1, -1, 2, -2, 4096, -4097, i32::MAX, i32::MIN] {
+            assert_eq!(unzigzag(zigzag(v)), v);
+        }
+        assert_eq!([zigzag(0), zigzag(-1), zigzag(1), zigzag(-2)], [0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn gallop_finds_the_first_not_smaller() {
+        // gPASIDs 2, 4, ..., 200, half of them flagged shared: the flag must not matter.
+        let hay: Vec<u32> = (1..=100u32)
+            .map(|i| 2 * i | if i % 2 == 0 { SHARED_BIT } else { 0 })
+            .collect();
+        for from in 0..=hay.len() {
+            for key in 0..205 {
+                let want = from + hay[from..].partition_point(|&e| gpasid(e) < key);
+                assert_eq!(gallop(&hay, from, key), want, "from {from} key {key}");
+            }
+        }
+        assert_eq!(gallop(&[], 0, 5), 0);
+    }
+}
