@@ -33,9 +33,9 @@
 //!    ([`Error::RidNotMapped`]: an unmapped RID is an error, never identity, so a VF
 //!    that moved is never silently attached to whatever sits at its old BDF), exactly
 //!    once ([`Error::RidMappedTwice`]), and its destination RID is attached to no guest
-//!    and to no other device of this guest ([`Error::RidInUse`]). Map entries for RIDs
-//!    the guest lacks are ignored, so one map can serve several guests. Devices keep
-//!    their kind;
+//!    ([`Error::RidInUse`]); then no two devices may share a destination RID
+//!    ([`Error::RidInUse`] with the lowest such RID). Map entries for RIDs the guest
+//!    lacks are ignored, so one map can serve several guests. Devices keep their kind;
 //! 6. a free guest slot ([`Error::TooManyGuests`]) and memory ([`Error::OutOfMemory`]).
 
 mod wire;

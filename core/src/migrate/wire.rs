@@ -666,7 +666,7 @@ mod tests {
     fn gallop_finds_the_first_not_smaller() {
         // gPASIDs 2, 4, ..., 200, half of them flagged shared: the flag must not matter.
         let hay: Vec<u32> = (1..=100u32)
-            .map(|i| 2 * i | if i % 2 == 0 { SHARED_BIT } else { 0 })
+            .map(|i| (2 * i) | if i % 2 == 0 { SHARED_BIT } else { 0 })
             .collect();
         for from in 0..=hay.len() {
             for key in 0..205 {
