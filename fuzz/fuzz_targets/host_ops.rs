@@ -43,7 +43,9 @@ enum Pasid {
 
 #[derive(Arbitrary, Debug, Clone, Copy)]
 enum Command {
-    Alloc { local: bool },
+    Alloc {
+        local: bool,
+    },
     Free(Pasid),
     /// Any register value: undefined codes, reserved bits, bad operands.
     Raw(u64),
@@ -51,20 +53,66 @@ enum Command {
 
 #[derive(Arbitrary, Debug, Clone, Copy)]
 enum FuzzOp {
-    Create { p2: bool, quota: u8 },
-    Destroy { guest: u8 },
-    Attach { guest: u8, rid: u8, shared_wq: bool },
-    Detach { guest: u8, rid: u8 },
-    Alloc { guest: u8, shared: bool },
-    Free { guest: u8, pasid: Pasid },
-    Translate { guest: u8, pasid: Pasid },
-    Bind { guest: u8, pasid: Pasid, rid: u8 },
-    Unbind { guest: u8, pasid: Pasid, rid: u8 },
-    Record { guest: u8, rid: u8, pasid: Pasid },
-    Release { guest: u8, rid: u8, pasid: Pasid },
-    Vcap { guest: u8, v3_0: bool },
-    Vcmd { guest: u8, v3_0: bool, command: Command },
-    Reimport { guest: u8 },
+    Create {
+        p2: bool,
+        quota: u8,
+    },
+    Destroy {
+        guest: u8,
+    },
+    Attach {
+        guest: u8,
+        rid: u8,
+        shared_wq: bool,
+    },
+    Detach {
+        guest: u8,
+        rid: u8,
+    },
+    Alloc {
+        guest: u8,
+        shared: bool,
+    },
+    Free {
+        guest: u8,
+        pasid: Pasid,
+    },
+    Translate {
+        guest: u8,
+        pasid: Pasid,
+    },
+    Bind {
+        guest: u8,
+        pasid: Pasid,
+        rid: u8,
+    },
+    Unbind {
+        guest: u8,
+        pasid: Pasid,
+        rid: u8,
+    },
+    Record {
+        guest: u8,
+        rid: u8,
+        pasid: Pasid,
+    },
+    Release {
+        guest: u8,
+        rid: u8,
+        pasid: Pasid,
+    },
+    Vcap {
+        guest: u8,
+        v3_0: bool,
+    },
+    Vcmd {
+        guest: u8,
+        v3_0: bool,
+        command: Command,
+    },
+    Reimport {
+        guest: u8,
+    },
 }
 
 #[derive(Arbitrary, Debug)]

@@ -15,9 +15,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use pasid_core::migrate::{inspect, FORMAT_MAGIC, FORMAT_MAJOR};
-use pasid_core::{
-    DeviceKind, Error, GuestConfig, Host, PasidKind, PasidLayout, Platform, Rid,
-};
+use pasid_core::{DeviceKind, Error, GuestConfig, Host, PasidKind, PasidLayout, Platform, Rid};
 
 const RESEAL: u8 = 1 << 0;
 const DEST_P1: u8 = 1 << 1;
@@ -58,11 +56,13 @@ fn destination(flags: u8) -> Host {
     if flags & BUSY_DEST != 0 {
         // RIDs the export seeds use too, so RidInUse happens; shared PASIDs in use.
         let p1 = host.create_guest(GuestConfig::p1()).unwrap();
-        host.attach(p1, Rid::new(0, 0x0300), DeviceKind::Dedicated).unwrap();
+        host.attach(p1, Rid::new(0, 0x0300), DeviceKind::Dedicated)
+            .unwrap();
         host.record(p1, Rid::new(0, 0x0300), 5).unwrap();
         if platform == Platform::P2 {
             let p2 = host.create_guest(GuestConfig::p2(8)).unwrap();
-            host.attach(p2, Rid::new(0, 0x0a00), DeviceKind::SharedWq).unwrap();
+            host.attach(p2, Rid::new(0, 0x0a00), DeviceKind::SharedWq)
+                .unwrap();
             for _ in 0..6 {
                 host.alloc(p2, PasidKind::Shared).unwrap();
             }
@@ -81,7 +81,12 @@ fn rid_map(blob: &[u8], flags: u8) -> Vec<(Rid, Rid)> {
     let mut map: Vec<(Rid, Rid)> = guest
         .devices
         .iter()
-        .map(|d| (d.rid, Rid::new(d.rid.segment, d.rid.bdf.wrapping_add(shift))))
+        .map(|d| {
+            (
+                d.rid,
+                Rid::new(d.rid.segment, d.rid.bdf.wrapping_add(shift)),
+            )
+        })
         .collect();
     if flags & DROP_A_RID != 0 {
         map.pop();
@@ -115,19 +120,35 @@ fuzz_target!(|data: &[u8]| {
 
     match host.import_guest(&blob, &map) {
         Err(e) => {
-            assert_eq!(host.snapshot(), before, "failed import ({e:?}) changed the host");
-            assert_eq!(host.heap_bytes(), heap_before, "failed import ({e:?}) kept memory");
+            assert_eq!(
+                host.snapshot(),
+                before,
+                "failed import ({e:?}) changed the host"
+            );
+            assert_eq!(
+                host.heap_bytes(),
+                heap_before,
+                "failed import ({e:?}) kept memory"
+            );
             match checked {
                 Err(c) => assert!(same_error(&c, &e), "check_import said {c:?}, import {e:?}"),
                 Ok(()) => panic!("check_import accepted what import refused with {e:?}"),
             }
         }
         Ok((id, report)) => {
-            assert!(checked.is_ok(), "check_import refused ({checked:?}) an import that worked");
+            assert!(
+                checked.is_ok(),
+                "check_import refused ({checked:?}) an import that worked"
+            );
             let want = inspect(&blob).expect("an imported blob inspects");
             let after = host.snapshot();
             // The other guests are untouched.
-            let others: Vec<_> = after.guests.iter().filter(|g| g.id != id).cloned().collect();
+            let others: Vec<_> = after
+                .guests
+                .iter()
+                .filter(|g| g.id != id)
+                .cloned()
+                .collect();
             assert_eq!(others, before.guests, "import changed another guest");
             let g = host.guest_snapshot(id).unwrap();
             assert_eq!(g.config, want.config);
@@ -164,7 +185,11 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(g.devices.len(), want.devices.len());
             for d in &want.devices {
                 let dst = map.iter().find(|(s, _)| *s == d.rid).unwrap().1;
-                let got = g.devices.iter().find(|x| x.rid == dst).expect("device attached");
+                let got = g
+                    .devices
+                    .iter()
+                    .find(|x| x.rid == dst)
+                    .expect("device attached");
                 assert_eq!(got.kind, d.kind);
                 let pasids: Vec<u32> = got.programmed.iter().map(|p| p.gpasid).collect();
                 assert_eq!(pasids, d.pasids, "device {dst} PASIDs");

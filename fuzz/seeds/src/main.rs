@@ -17,7 +17,8 @@ fn p2_guest(layout: PasidLayout) -> Vec<u8> {
     let wq = Rid::new(0, 0x0a00);
     host.attach(g, vf, DeviceKind::Dedicated).unwrap();
     host.attach(g, wq, DeviceKind::SharedWq).unwrap();
-    host.attach(g, Rid::new(1, 0x0301), DeviceKind::Dedicated).unwrap();
+    host.attach(g, Rid::new(1, 0x0301), DeviceKind::Dedicated)
+        .unwrap();
     let local = host.alloc(g, PasidKind::Local).unwrap();
     let shared = host.alloc(g, PasidKind::Shared).unwrap();
     let shared2 = host.alloc(g, PasidKind::Shared).unwrap();
