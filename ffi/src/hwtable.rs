@@ -134,6 +134,30 @@ fn directory_to_c(d: Directory) -> u32 {
     }
 }
 
+/// [`pasid_pages_touched`] as C may fill it: flags as plain bytes.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct RawPagesTouched {
+    changed: u8,
+    directory_changed: u8,
+    table: u32,
+}
+
+const _: () = {
+    assert!(core::mem::size_of::<RawPagesTouched>() == core::mem::size_of::<pasid_pages_touched>());
+    assert!(
+        core::mem::align_of::<RawPagesTouched>() == core::mem::align_of::<pasid_pages_touched>()
+    );
+    assert!(
+        core::mem::offset_of!(RawPagesTouched, directory_changed)
+            == core::mem::offset_of!(pasid_pages_touched, directory_changed)
+    );
+    assert!(
+        core::mem::offset_of!(RawPagesTouched, table)
+            == core::mem::offset_of!(pasid_pages_touched, table)
+    );
+};
+
 /// Checks that byte ranges of caller memory are pairwise disjoint, so the mutable
 /// slices made from them never alias.
 fn check_disjoint(ranges: &mut [(usize, usize)]) -> Result<(), FfiError> {
@@ -280,7 +304,14 @@ pub unsafe extern "C" fn pasid_write_touched_pages(
 ) -> c_int {
     call(|| {
         // SAFETY: the caller passes NULL or valid pointers for the given lengths.
-        let touched = *unsafe { input(touched, "touched") }?;
+        // Read through a mirror with u8 flags: C may hand any byte value in a `bool`,
+        // and a Rust `bool` that is not 0 or 1 would be undefined behaviour.
+        let touched = *unsafe { input(touched as *const RawPagesTouched, "touched") }?;
+        let touched = pasid_pages_touched {
+            changed: touched.changed != 0,
+            directory_changed: touched.directory_changed != 0,
+            table: touched.table,
+        };
         if !touched.changed {
             return with_host(host, |h| Ok(h.guest_config(GuestId(guest)).map(|_| ())?));
         }

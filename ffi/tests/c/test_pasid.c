@@ -776,6 +776,12 @@ static void test_hwtable(void) {
         OK(pasid_write_touched_pages(h, g, &touched, page_of(&p, 4), NULL, 0));
         r = walk(&p, g2048);
         CHECK(r.fault == PASID_FAULT_ENTRY_INVALID);
+        /* flags filled with arbitrary non-zero bytes read as true, never as UB */
+        memset(&touched, 0x7f, sizeof touched);
+        touched.table = 2;
+        OK(pasid_write_touched_pages(h, g, &touched, page_of(&p, 4), p.mem[0], PASID_PAGE_SIZE));
+        r = walk(&p, g2048);
+        CHECK(r.fault == PASID_FAULT_ENTRY_INVALID && r.phys == p.phys[4]);
         /* nothing changed: nothing to write, but the guest must exist */
         touched.changed = false;
         OK(pasid_write_touched_pages(h, g, &touched, page_of(&p, 4), NULL, 0));
