@@ -23,7 +23,7 @@
 //! The whole JS surface: `new Host(config)`, `clone`, `platform`, `sharedInUse`,
 //! `sharedFree`, `createGuest`, `destroyGuest`, `guests`, `attach`, `detach`, `owner`,
 //! `allocPasid`, `freePasid`, `translate`, `bind`, `unbind`, `record`, `release`,
-//! `snapshot`, `guestSnapshot`, `pasidPairs`, `exportGuest`, `importGuest`,
+//! `snapshot`, `summary`, `guestSnapshot`, `pasidPairs`, `exportGuest`, `importGuest`,
 //! `checkImport`, `vcap`, `vcmd`, and the free functions `inspectBlob`, `vcmdLayout`,
 //! `vcmdCommand`, `vcmdDecode`. VT-d register values are `BigInt`s. Every `Host` holds wasm memory:
 //! call `.free()` on hosts (and clones) you drop.
@@ -54,7 +54,8 @@
 //! source_hpasid, destination_hpasid } ], devices: [ { source, destination, kind } ] }`.
 //!
 //! Ranges are half-open. For maps of hundreds of thousands of PASIDs,
-//! [`WasmHost::pasid_pairs`] gives one guest's PASIDs as a flat `Uint32Array`.
+//! [`WasmHost::pasid_pairs`] gives one guest's PASIDs as a flat `Uint32Array`, and
+//! [`WasmHost::summary`] the snapshot without them.
 
 mod args;
 
@@ -309,6 +310,16 @@ impl WasmHost {
     /// The whole host as a plain object (shape in the crate docs).
     pub fn snapshot(&self) -> Out<JsValue> {
         to_js(&self.host.snapshot())
+    }
+
+    /// `snapshot()` with every guest's `pasids` left empty: the same shape, cheap at any
+    /// size. Pair it with `pasidPairs` for the PASIDs themselves.
+    pub fn summary(&self) -> Out<JsValue> {
+        let mut snap = self.host.snapshot();
+        for g in &mut snap.guests {
+            g.pasids = Vec::new();
+        }
+        to_js(&snap)
     }
 
     /// One guest as a plain object (a `guests[i]` of `snapshot()`).

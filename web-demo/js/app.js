@@ -10,7 +10,7 @@ import { PRESETS } from './presets.js';
 export const DEFAULT_CONFIG = { platform: 'p2', width: 20, local: [1, 4096], shared: [4096, 1 << 19] };
 const KEYS = ['A', 'B'];
 const UNDO_LIMIT = 30; // each entry holds a deep copy of both hosts
-const TABLE_ROWS = 500; // rows drawn per table (they scroll); the rest are counted
+const TABLE_ROWS = 200; // rows drawn per table (they scroll); the rest are counted
 
 const state = {
   hosts: [], // { key, config, host, names: { [guestId]: name } }
@@ -300,7 +300,7 @@ function expectError(log, text, fn, errKey) {
 
 function ridMapFor(key, guestId) {
   const h = hostByKey(key);
-  const snap = h.host.guestSnapshot(guestId);
+  const snap = h.snap.guests.find((g) => g.id === guestId);
   const map = state.migration.ridMap[`${key}:${guestId}`] ?? {};
   // A blank destination leaves the RID out of the map (the core refuses: not mapped).
   return snap.devices.map((d) => {
@@ -359,7 +359,7 @@ function renderVcmd(h, g, attrs) {
       <span class="mono" data-testid="vccap">VCCAP@${hex64(BigInt(regs.vccap))} = ${hex64(vccap)}</span><span class="muted">(${vccap & 1n ? 'PAS: allocation offered' : 'no PASID allocation'})</span>
       <select data-field="command" data-testid="vcmd-command" aria-label="virtual command">
         <option value="alloc-shared">ALLOC (operand 0: shared)</option><option value="alloc-local">ALLOC (operand 1: local)</option><option value="free">FREE gPASID</option></select>
-      <input data-field="gpasid" data-testid="vcmd-gpasid" value="${g.pasids.length ? g.pasids[g.pasids.length - 1].gpasid : 1}" size="5" aria-label="gPASID to free">
+      <input data-field="gpasid" data-testid="vcmd-gpasid" value="${g.pairs.length ? g.pairs[g.pairs.length - 2] : 1}" size="5" aria-label="gPASID to free">
       <button data-action="vcmd" ${attrs} data-testid="vcmd-write">write VCMD</button>
       <span class="mono vcmd-out" data-testid="vcmd-result">${esc(out)}</span>
       ${errorSlot(`${h.key}:${g.id}:vcmd`, 'vcmd-error')}
@@ -408,8 +408,11 @@ function renderGuest(h, g) {
   const id = g.id;
   const name = h.names[id] ?? `guest ${id.toString(16)}`;
   const p2 = g.config.platform === 'P2';
-  const sharedHeld = g.pasids.filter((p) => p.kind === 'Shared').length;
-  const last = g.pasids.length ? g.pasids[g.pasids.length - 1].gpasid : '';
+  const pairs = g.pairs; // [gPASID, hPASID or 0, ...], ascending
+  const count = pairs.length / 2;
+  let sharedHeld = 0;
+  for (let i = 1; i < pairs.length; i += 2) if (pairs[i]) sharedHeld++;
+  const last = count ? pairs[pairs.length - 2] : '';
   const attrs = `data-host="${k}" data-guest="${id}"`;
   const devices = g.devices.map((d) => `
       <tr data-testid="device" data-rid="${ridText(d.rid)}">
@@ -417,10 +420,12 @@ function renderGuest(h, g) {
         <td class="mono" data-testid="programmed">${d.programmed.length ? d.programmed.map((p) => (p.gpasid === p.programmed ? `${p.gpasid}` : `${p.gpasid}→<b>${p.programmed}</b>`)).join(', ') : '<span class="muted">none</span>'}</td>
         <td><button class="small" data-action="detach" ${attrs} data-rid="${ridText(d.rid)}" data-testid="detach">detach</button></td>
       </tr>`).join('');
-  const rows = g.pasids.slice(0, TABLE_ROWS).map((p) => `
+  const rows = Array.from({ length: Math.min(count, TABLE_ROWS) }, (_, i) => ({
+    gpasid: pairs[2 * i], kind: pairs[2 * i + 1] ? 'Shared' : 'Local', hpasid: pairs[2 * i + 1] || null,
+  })).map((p) => `
       <tr data-testid="xlate-row" data-gpasid="${p.gpasid}" data-hpasid="${p.hpasid ?? ''}">
         <td class="mono">${p.gpasid}</td><td>${kindText[p.kind]}</td><td class="mono">${p.hpasid ?? '<span class="muted">— (identity on VFs)</span>'}</td></tr>`).join('');
-  const more = g.pasids.length > TABLE_ROWS ? `<tr><td colspan="3" class="muted">… and ${num(g.pasids.length - TABLE_ROWS)} more</td></tr>` : '';
+  const more = count > TABLE_ROWS ? `<tr><td colspan="3" class="muted">… and ${num(count - TABLE_ROWS)} more</td></tr>` : '';
   return `
   <section class="guest" data-testid="guest-${esc(name)}" data-guest-id="${id}" style="--guest:${colourOf(name)}">
     <header>
@@ -577,7 +582,10 @@ function renderLog() {
 
 function render() {
   const t0 = performance.now();
-  for (const h of state.hosts) h.snap = h.host.snapshot();
+  for (const h of state.hosts) {
+    h.snap = h.host.summary(); // no PASID lists: those come as typed arrays
+    for (const g of h.snap.guests) g.pairs = h.host.pasidPairs(g.id);
+  }
   for (const h of state.hosts) {
     document.querySelector(`[data-testid="host-${h.key}"]`).innerHTML = renderHost(h);
   }
@@ -592,7 +600,7 @@ function render() {
   for (const h of state.hosts) {
     const guests = h.snap.guests.map((g) => {
       const name = h.names[g.id] ?? g.id.toString(16);
-      return { name, colour: colourOf(name), platform: g.config.platform, pairs: h.host.pasidPairs(g.id), devices: g.devices };
+      return { name, colour: colourOf(name), platform: g.config.platform, pairs: g.pairs, devices: g.devices };
     });
     const data = buildMapData(h.snap, guests);
     const views = {

@@ -20,19 +20,21 @@ function sorted(values) {
   return a;
 }
 
+/** The first index of the sorted array whose value is >= x. */
+function lowerBound(a, x) {
+  let l = 0;
+  let h = a.length;
+  while (l < h) {
+    const m = (l + h) >> 1;
+    if (a[m] < x) l = m + 1;
+    else h = m;
+  }
+  return l;
+}
+
 /** How many entries of the sorted array lie in [lo, hi). */
 function countIn(a, lo, hi) {
-  const lower = (x) => {
-    let l = 0;
-    let h = a.length;
-    while (l < h) {
-      const m = (l + h) >> 1;
-      if (a[m] < x) l = m + 1;
-      else h = m;
-    }
-    return l;
-  };
-  return lower(hi) - lower(lo);
+  return lowerBound(a, hi) - lowerBound(a, lo);
 }
 
 /**
@@ -45,20 +47,28 @@ export function buildMapData(snap, guests) {
     local: [snap.local.start, snap.local.end],
     shared: [snap.shared.start, snap.shared.end],
     guests: guests.map((g) => {
-      const local = [];
-      const shared = [];
+      let local;
+      let shared;
       if (g.platform === 'P2') {
-        for (let i = 0; i < g.pairs.length; i += 2) {
-          local.push(g.pairs[i]);
-          if (g.pairs[i + 1]) shared.push(g.pairs[i + 1]);
+        // Pairs come ascending by gPASID; hPASIDs need a (native, numeric) sort.
+        const n = g.pairs.length / 2;
+        let m = 0;
+        for (let i = 1; i < g.pairs.length; i += 2) if (g.pairs[i]) m++;
+        local = new Uint32Array(n);
+        shared = new Uint32Array(m);
+        for (let i = 0, j = 0; i < n; i++) {
+          local[i] = g.pairs[2 * i];
+          if (g.pairs[2 * i + 1]) shared[j++] = g.pairs[2 * i + 1];
         }
+        shared.sort();
       } else {
         // p1: the guest's own numbers, recorded per RID (one mark per number).
         const seen = new Set();
         for (const d of g.devices) for (const p of d.programmed) seen.add(p.gpasid);
-        local.push(...seen);
+        local = sorted(seen);
+        shared = new Uint32Array(0);
       }
-      return { name: g.name, colour: g.colour, rgb: rgb(g.colour), local: sorted(local), shared: sorted(shared), pairs: g.pairs };
+      return { name: g.name, colour: g.colour, rgb: rgb(g.colour), local, shared, pairs: g.pairs };
     }),
   };
 }
@@ -79,10 +89,10 @@ export function drawMap(canvas, data, lo, hi, columns, maxRows) {
   const owner = new Int32Array(cells).fill(-1);
   data.guests.forEach((g, gi) => {
     for (const list of [g.local, g.shared]) {
-      for (let i = 0; i < list.length; i++) {
-        const p = list[i];
-        if (p < lo || p >= hi) continue;
-        const c = ((p - lo) / bucket) | 0;
+      // Lists are sorted: visit only the part inside [lo, hi).
+      const end = lowerBound(list, hi);
+      for (let i = lowerBound(list, lo); i < end; i++) {
+        const c = ((list[i] - lo) / bucket) | 0;
         counts[c]++;
         owner[c] = owner[c] === -1 || owner[c] === gi ? gi : -2;
       }

@@ -142,6 +142,8 @@ test('a snapshot has the documented shape and survives JSON', () => {
   });
   assert.deepEqual(JSON.parse(JSON.stringify(snap)), snap);
   assert.deepEqual(host.guestSnapshot(g), snap.guests[0]);
+  const summary = host.summary();
+  assert.deepEqual(summary, { ...snap, guests: [{ ...snap.guests[0], pasids: [] }] });
   host.free();
 });
 
