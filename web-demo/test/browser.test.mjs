@@ -261,3 +261,17 @@ test('the vIOMMU virtual command registers: ALLOC and FREE as raw register value
   assert.match(await guest('vm1').getByTestId('vcmd-result').textContent(), /SC 1: undefined command\)$/);
   await guest('vm1').getByTestId('vcmd-revision').selectOption('3.3');
 });
+
+test('a p1 guest migrates to a p2 host and stays p1, its per-RID PASIDs unchanged', async () => {
+  await preset('p1-sriov');
+  await byId('layout-platform-B').selectOption('p2');
+  await byId('layout-apply-B').click();
+  const value = await byId('migrate-guest').locator('option', { hasText: 'vm1 on host A' }).getAttribute('value');
+  await byId('migrate-guest').selectOption(value);
+  await byId('migrate-go').click();
+  await byId('migrate-kept').waitFor();
+  assert.match(await byId('migrate-report').textContent(), /^import report: p1 guest \(stays p1 on a p2 host\)/);
+  const vm1 = byId('host-B').getByTestId('guest-vm1');
+  assert.equal((await vm1.getByTestId('device').filter({ hasText: '0000:03:00.1' }).getByTestId('programmed').textContent()).trim(), '1, 2');
+  assert.equal(await vm1.getByTestId('vccap').textContent(), 'VCCAP@0xe30 = 0x0');
+});
