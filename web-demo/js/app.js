@@ -6,6 +6,7 @@ import init, { Host, inspectBlob, vcmdCommand, vcmdDecode, vcmdLayout } from '..
 import { esc, errText, kindText, num, PALETTE, ridText } from './format.js';
 import { buildMapData, cellAt, describeAt, drawMap } from './map.js';
 import { PRESETS } from './presets.js';
+import { withFlippedBit, withQuota } from './blob.js';
 
 export const DEFAULT_CONFIG = { platform: 'p2', width: 20, local: [1, 4096], shared: [4096, 1 << 19] };
 const KEYS = ['A', 'B'];
@@ -280,7 +281,10 @@ const actions = {
     migrate(key, Number(id));
   },
   refusal(el) {
-    if (actions.preset({ dataset: { preset: el.dataset.refusal } })) actions.migrate();
+    const preset = PRESETS.find((p) => p.id === el.dataset.refusal);
+    if (!actions.preset({ dataset: { preset: preset.id } })) return;
+    const [key, id] = state.migration.selected.split(':');
+    migrate(key, Number(id), preset.tamper && TAMPER[preset.tamper]);
   },
 };
 
@@ -298,6 +302,12 @@ function expectError(log, text, fn, errKey) {
 
 // ---------- migration ----------
 
+// Blob edits for the refusal demos: [what the log says, edit].
+const TAMPER = {
+  quota: ['blob edited in transit: quota 64 → 1, CRC recomputed', (blob) => withQuota(blob, 1)],
+  bitflip: ['blob corrupted in transit: one payload bit flipped', withFlippedBit],
+};
+
 function ridMapFor(key, guestId) {
   const h = hostByKey(key);
   const snap = h.snap.guests.find((g) => g.id === guestId);
@@ -309,7 +319,7 @@ function ridMapFor(key, guestId) {
   });
 }
 
-function migrate(key, guestId) {
+function migrate(key, guestId, tamper) {
   const src = hostByKey(key);
   const dst = otherHost(src);
   const name = src.names[guestId];
@@ -319,9 +329,13 @@ function migrate(key, guestId) {
   const ok = step(`migrate ${name}: host ${src.key} → host ${dst.key}`, (log) => {
     const before = src.host.guestSnapshot(guestId);
     const targetBefore = JSON.stringify(dst.host.snapshot());
-    const blob = src.host.exportGuest(guestId);
+    let blob = src.host.exportGuest(guestId);
     const info = inspectBlob(blob);
     log(`exported ${num(blob.length)} bytes (format ${info.format_major}.${info.format_minor}: ${num(info.pasids.length)} gPASIDs, ${info.devices.length} devices)`);
+    if (tamper) {
+      log(tamper[0]);
+      blob = tamper[1](blob);
+    }
     log(`RID map ${sent.map(([a, b]) => `${a}→${b}`).join(', ') || '(empty)'}`);
     let imported;
     try {

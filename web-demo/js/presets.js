@@ -186,4 +186,26 @@ export const PRESETS = [
       ctx.selected = `A:${migratingGuest(ctx)}`;
     },
   },
+  {
+    id: 'refuse-tampered-quota',
+    refusal: true,
+    tamper: 'quota',
+    title: 'blob over its quota',
+    blurb: "vm1's blob is edited on the way to claim a quota of 1 while holding 4 shared PASIDs (CRC fixed up).",
+    run(ctx) {
+      ctx.ops.reset([P2, P2]);
+      ctx.selected = `A:${migratingGuest(ctx)}`;
+    },
+  },
+  {
+    id: 'refuse-corrupt',
+    refusal: true,
+    tamper: 'bitflip',
+    title: 'corrupted blob',
+    blurb: 'One bit of the blob flips in transit; the checksum catches it.',
+    run(ctx) {
+      ctx.ops.reset([P2, P2]);
+      ctx.selected = `A:${migratingGuest(ctx)}`;
+    },
+  },
 ];

@@ -173,6 +173,8 @@ const REFUSALS = {
   'refuse-quota': 'no free PASID in the shared range (code 21 SharedRangeExhausted)',
   'refuse-small-range': "incompatible layout: the destination's shared range is smaller than the guest's shared PASIDs (code 33 IncompatibleLayout)",
   'refuse-rid-in-use': 'RID 0000:03:00.1 is already attached (code 9 RidInUse)',
+  'refuse-tampered-quota': 'shared PASID quota of 1 reached (code 22 QuotaExceeded)',
+  'refuse-corrupt': 'migration blob checksum mismatch (code 31 ChecksumMismatch)',
 };
 
 for (const [id, message] of Object.entries(REFUSALS)) {

@@ -286,3 +286,16 @@ test('VT-d virtual commands: BigInt registers, both revisions', () => {
   host.free();
   p1.free();
 });
+
+test('blob edits of the refusal demos: CRC matches crc32fast, quota edit refused by the core', async () => {
+  const { crc32, withQuota, withFlippedBit } = await import('../js/blob.js');
+  assert.equal(crc32(new TextEncoder().encode('123456789')), 0xcbf43926);
+  const { a, g } = sourceWithGuest();
+  const blob = a.exportGuest(g);
+  assert.equal(inspectBlob(withQuota(blob, 8)).config.shared_quota, 8); // same quota: CRC redone right
+  const e = coreError(() => inspectBlob(withQuota(blob, 1)));
+  assert.equal(e.code, 22);
+  assert.equal(e.message, 'shared PASID quota of 1 reached');
+  assert.equal(coreError(() => inspectBlob(withFlippedBit(blob))).code, 31);
+  a.free();
+});
