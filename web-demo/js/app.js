@@ -96,6 +96,7 @@ function undo() {
   restoreState(last.saved);
   last.entry.undone = true;
   state.errors = {};
+  state.vcmdOut = {};
   state.migration.result = null;
   state.log.push({ text: `undo: ${last.entry.text}`, details: [], ok: true, meta: true });
   render();
@@ -111,6 +112,7 @@ export const ops = {
     state.colours = {};
     state.errors = {};
     state.migration = { selected: '', ridMap: {}, result: null };
+    state.vcmdOut = {};
   },
   layout(key, config) {
     const h = hostByKey(key);
@@ -119,6 +121,9 @@ export const ops = {
     h.host = fresh;
     h.config = structuredClone(config);
     h.names = {};
+    // Guest ids restart on a new host: forget what was shown for the old ones.
+    for (const k of Object.keys(state.vcmdOut)) if (k.startsWith(`${key}:`)) delete state.vcmdOut[k];
+    for (const k of Object.keys(state.migration.ridMap)) if (k.startsWith(`${key}:`)) delete state.migration.ridMap[k];
   },
   guest(key, platform, quota, name) {
     const h = hostByKey(key);
@@ -127,11 +132,6 @@ export const ops = {
     h.names[id] = name;
     colourOf(name);
     return id;
-  },
-  byName(key, name) {
-    const h = hostByKey(key);
-    const id = Object.keys(h.names).find((k) => h.names[k] === name);
-    return Number(id);
   },
 };
 
@@ -262,9 +262,10 @@ const actions = {
     const rev = state.vcmdRev;
     const what = field(el, 'command');
     const regs = vcmdLayout(rev);
-    const [code, operand] = what === 'free' ? [2, BigInt(pasidField(el, 'gpasid'))] : [1, what === 'alloc-local' ? 1n : 0n];
-    const command = vcmdCommand(rev, code, operand);
-    step(`host ${h.key}: ${h.names[g]} writes VCMD ${hex64(command)} (VT-d ${rev})`, (log) => {
+    const label = { 'alloc-shared': 'ALLOC shared', 'alloc-local': 'ALLOC local', free: `FREE ${field(el, 'gpasid')}` }[what];
+    step(`host ${h.key}: ${h.names[g]} writes ${label} to VCMD (VT-d ${rev})`, (log) => {
+      const [code, operand] = what === 'free' ? [2, BigInt(pasidField(el, 'gpasid'))] : [1, what === 'alloc-local' ? 1n : 0n];
+      const command = vcmdCommand(rev, code, operand);
       const vcrsp = h.host.vcmd(g, rev, command);
       const r = vcmdDecode(rev, vcrsp);
       const meaning = r.status === 0 ? (code === 1 ? `success, PASID ${r.pasid}` : 'success')
@@ -326,7 +327,7 @@ function migrate(key, guestId, tamper) {
   const pairs = ridMapFor(key, guestId);
   const sent = pairs.filter(([, to]) => to !== '');
   state.migration.result = null;
-  const ok = step(`migrate ${name}: host ${src.key} → host ${dst.key}`, (log) => {
+  step(`migrate ${name}: host ${src.key} → host ${dst.key}`, (log) => {
     const before = src.host.guestSnapshot(guestId);
     const targetBefore = JSON.stringify(dst.host.snapshot());
     let blob = src.host.exportGuest(guestId);
@@ -353,7 +354,6 @@ function migrate(key, guestId, tamper) {
     state.migration.result = { ok: true, name, from: src.key, to: dst.key, before, after, report: imported.report, shared: [dst.config.shared[0], dst.config.shared[1]] };
     state.migration.selected = `${dst.key}:${imported.guest}`;
   }, 'migrate');
-  if (!ok) render();
 }
 
 // ---------- rendering ----------
