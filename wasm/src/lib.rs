@@ -15,6 +15,7 @@
 //! try { host.freePasid(g, 4000); } catch (e) { e.code === 15; e.message; } // NotAllocated
 //!
 //! // Migration: the blob is a Uint8Array; the RID map pairs source and destination RIDs.
+//! const target = new Host({ platform: 'p2', width: 20, local: [1, 4096], shared: [4096, 1 << 20] });
 //! const blob = host.exportGuest(g);
 //! const { guest, report } = target.importGuest(blob, [['00:0a.0', '00:0a.0']]);
 //! host.destroyGuest(g);
@@ -25,8 +26,8 @@
 //! `allocPasid`, `freePasid`, `translate`, `bind`, `unbind`, `record`, `release`,
 //! `snapshot`, `summary`, `guestSnapshot`, `pasidPairs`, `exportGuest`, `importGuest`,
 //! `checkImport`, `vcap`, `vcmd`, and the free functions `inspectBlob`, `vcmdLayout`,
-//! `vcmdCommand`, `vcmdDecode`. VT-d register values are `BigInt`s. Every `Host` holds wasm memory:
-//! call `.free()` on hosts (and clones) you drop.
+//! `vcmdCommand`, `vcmdDecode`. VT-d register values are `BigInt`s. Every `Host` holds
+//! wasm memory: call `.free()` on hosts (and clones) you drop.
 //!
 //! # Errors
 //!
