@@ -33,9 +33,10 @@
 //! Both are only bounds: when they are stale the search climbs as above, so the worst
 //! case stays `2 * depth` loads whatever the fill level.
 //!
-//! All levels sit in one boxed slice, top first, so the few summary words share the first
-//! cache lines and the whole structure is one allocation made up front: nothing grows
-//! after [`IdBitmap::new`], and 2^20 ids take 16,384 + 256 + 4 + 1 words (130 KiB).
+//! All levels sit in one boxed slice, leaves first (so a leaf word is found at index / 64
+//! with no level offset to load on the hot path) and each summary level after the one
+//! below it. The whole structure is one allocation made up front: nothing grows after
+//! [`IdBitmap::new`], and 2^20 ids take 16,384 + 256 + 4 + 1 words (130 KiB).
 //! Padding bits past the capacity stay 0 ("not free") at every level, so no search needs
 //! a bounds test against the capacity.
 //!
@@ -60,9 +61,9 @@ const MAX_LEVELS: usize = 6;
 #[derive(Debug, Clone)]
 pub struct IdBitmap {
     range: Range<u32>,
-    /// All levels, top word first, leaves last. Bit set = free (see the module doc).
+    /// All levels, leaves first, the top word last. Bit set = free (see the module doc).
     words: Box<[u64]>,
-    /// Word offset in `words` of each level; level 0 holds the leaves.
+    /// Word offset in `words` of each level; level 0 holds the leaves, at offset 0.
     offsets: [usize; MAX_LEVELS],
     /// How many levels there are (0 when the capacity is 0).
     depth: usize,
@@ -118,7 +119,7 @@ impl IdBitmap {
         let mut words = Vec::new();
         words.try_reserve_exact(total)?;
         let mut offsets = [0usize; MAX_LEVELS];
-        for l in (0..depth).rev() {
+        for l in 0..depth {
             offsets[l] = words.len();
             // Every id is free, so every child word is non-zero: each level is `bits[l]`
             // ones followed by zero padding.
@@ -148,7 +149,26 @@ impl IdBitmap {
     /// Marks the lowest free id used and returns it; `None` when every id is used.
     #[inline(always)]
     pub fn alloc(&mut self) -> Option<u32> {
-        let index = self.free_index_at_or_after(self.floor)?;
+        // Fast path: a free id in the floor's own leaf word. Load the word once and
+        // store the new value, so the next operation waits on one load, not two.
+        let floor = self.floor;
+        if floor < self.capacity() as usize {
+            let slot = floor / 64;
+            let word = self.words[slot];
+            let masked = word & (u64::MAX << (floor % 64));
+            if masked != 0 {
+                let index = (floor & !63) + masked.trailing_zeros() as usize;
+                let left = word & !(masked & masked.wrapping_neg());
+                self.words[slot] = left;
+                self.used += 1;
+                if left == 0 {
+                    self.clear_summaries(floor / 64);
+                }
+                self.raise_floor(index);
+                return Some(self.range.start + index as u32);
+            }
+        }
+        let index = self.free_index_at_or_after(floor)?;
         self.mark_used(index);
         self.raise_floor(index);
         Some(self.range.start + index as u32)
@@ -189,21 +209,30 @@ impl IdBitmap {
     /// Marks `id` free. False if it is out of range or free already.
     #[inline(always)]
     pub fn free(&mut self, id: u32) -> bool {
-        match self.index_of(id) {
-            Some(index) if !self.leaf_bit(index) => {
-                self.mark_free(index);
-                // Branches, not min/max: the next alloc's search start then does not
-                // wait on the old bounds' values.
-                if index < self.floor {
-                    self.next = self.floor;
-                    self.floor = index;
-                } else if index > self.floor && index < self.next {
-                    self.next = index;
-                }
-                true
-            }
-            _ => false,
+        let Some(index) = self.index_of(id) else {
+            return false;
+        };
+        // One load of the leaf word for the test and the update.
+        let slot = index / 64;
+        let word = self.words[slot];
+        let bit = 1 << (index % 64);
+        if word & bit != 0 {
+            return false;
         }
+        self.words[slot] = word | bit;
+        self.used -= 1;
+        if word == 0 {
+            self.set_summaries(index / 64);
+        }
+        // Branches, not min/max: the next alloc's search start then does not wait on
+        // the old bounds' values.
+        if index < self.floor {
+            self.next = self.floor;
+            self.floor = index;
+        } else if index > self.floor && index < self.next {
+            self.next = index;
+        }
+        true
     }
 
     /// Whether `id` is used (false outside the range).
@@ -229,7 +258,7 @@ impl IdBitmap {
         let leaves: &[u64] = if self.depth == 0 {
             &[]
         } else {
-            &self.words[self.offsets[0]..]
+            &self.words[..self.words_at(0)]
         };
         let capacity = self.capacity() as usize;
         let base = self.range.start;
@@ -264,7 +293,7 @@ impl IdBitmap {
     /// The leaf bit of `index`: true when free.
     #[inline(always)]
     fn leaf_bit(&self, index: usize) -> bool {
-        self.words[self.offsets[0] + index / 64] & (1 << (index % 64)) != 0
+        self.words[index / 64] & (1 << (index % 64)) != 0
     }
 
     /// From word `word` of `level`, known to be non-zero, down to the lowest free leaf.
@@ -285,7 +314,7 @@ impl IdBitmap {
             return None;
         }
         let word = bit / 64;
-        let masked = self.words[self.offsets[0] + word] & (u64::MAX << (bit % 64));
+        let masked = self.words[word] & (u64::MAX << (bit % 64));
         if masked != 0 {
             return Some(word * 64 + masked.trailing_zeros() as usize);
         }
@@ -317,10 +346,10 @@ impl IdBitmap {
     /// Number of words at level `l`.
     #[inline]
     fn words_at(&self, l: usize) -> usize {
-        let end = if l == 0 {
+        let end = if l + 1 == self.depth {
             self.words.len()
         } else {
-            self.offsets[l - 1]
+            self.offsets[l + 1]
         };
         end - self.offsets[l]
     }
@@ -342,7 +371,7 @@ impl IdBitmap {
     #[inline(always)]
     fn mark_used(&mut self, index: usize) {
         self.used += 1;
-        let slot = &mut self.words[self.offsets[0] + index / 64];
+        let slot = &mut self.words[index / 64];
         *slot &= !(1 << (index % 64));
         if *slot == 0 {
             self.clear_summaries(index / 64);
@@ -360,18 +389,6 @@ impl IdBitmap {
                 break;
             }
             word /= 64;
-        }
-    }
-
-    /// Sets the free bit of `index`; a word that was zero sets its bit above.
-    #[inline(always)]
-    fn mark_free(&mut self, index: usize) {
-        self.used -= 1;
-        let slot = &mut self.words[self.offsets[0] + index / 64];
-        let was = *slot;
-        *slot = was | (1 << (index % 64));
-        if was == 0 {
-            self.set_summaries(index / 64);
         }
     }
 
@@ -420,11 +437,7 @@ mod tests {
         if b.depth > 0 {
             let last = b.words_at(0) - 1;
             let pad = !low_bits(b.capacity() as usize - last * 64);
-            assert_eq!(
-                b.words[b.offsets[0] + last] & pad,
-                0,
-                "padding must stay used"
-            );
+            assert_eq!(b.words[last] & pad, 0, "padding must stay used");
         }
         assert_eq!(b.iter_used().count(), b.used() as usize);
         check_bounds(b);
