@@ -104,6 +104,13 @@
 #define PASID_MIGRATION_FORMAT_MINOR 0
 
 /**
+ * The `kind` of a `pasid_rid_mapping` that says nothing about the destination device:
+ * its kind is not checked (the device keeps the kind it had on the source). Not a
+ * `PASID_DEVICE_KIND_*` value `pasid_attach` accepts.
+ */
+#define PASID_DEVICE_KIND_ANY 0
+
+/**
  * ECAP_REG bit 44 (VCS): the remapping unit supports virtual commands.
  */
 #define PASID_ECAP_VCS 17592186044416
@@ -313,6 +320,11 @@ enum pasid_result
    * The RID map gives a source RID more than one destination.
    */
   PASID_RESULT_RID_MAPPED_TWICE = 50,
+  /**
+   * The RID map says a destination RID is a device of another kind than the
+   * guest's device mapped to it.
+   */
+  PASID_RESULT_DEVICE_KIND_MISMATCH = 51,
   /**
    * A required pointer argument was NULL.
    */
@@ -872,9 +884,9 @@ typedef struct pasid_blob_info {
 
 /**
  * One entry of an import's RID map: where the device at `source` on the source host
- * is attached on this host.
+ * is attached on this host, and what kind of device that is.
  */
-typedef struct pasid_rid_pair {
+typedef struct pasid_rid_mapping {
   /**
    * The device's RID on the source host.
    */
@@ -883,7 +895,15 @@ typedef struct pasid_rid_pair {
    * Its RID on this (destination) host.
    */
   struct pasid_rid destination;
-} pasid_rid_pair;
+  /**
+   * What the destination device is, as the VMM configured it: a
+   * `PASID_DEVICE_KIND_*` value, checked against the guest's device (a mismatch is
+   * refused with `PASID_RESULT_DEVICE_KIND_MISMATCH`), or `PASID_DEVICE_KIND_ANY`
+   * (0, so a zero-initialized entry) when the caller does not say: not checked.
+   * Any other value: `PASID_RESULT_INVALID_ARGUMENT`.
+   */
+  uint32_t kind;
+} pasid_rid_mapping;
 
 /**
  * A summary of an import (`pasid_import_report_get_info`).
@@ -1385,21 +1405,26 @@ int pasid_inspect_blob_device_pasids(const uint8_t *blob,
 
 /**
  * Runs every check of `pasid_import_guest` without changing anything: OK means the
- * import would succeed now, short of memory or a free guest slot. Thread-safe.
+ * import would succeed now, short of memory or a free guest slot. `rid_map` as for
+ * `pasid_import_guest`. Thread-safe.
  */
 int pasid_check_import(const struct pasid_host *host,
                        const uint8_t *blob,
                        size_t blob_len,
-                       const struct pasid_rid_pair *rid_map_pairs,
+                       const struct pasid_rid_mapping *rid_map,
                        size_t rid_map_len);
 
 /**
  * Imports a guest exported by `pasid_export_guest` on another host (or this one).
  *
- * `rid_map` (`rid_map_len` pairs; NULL when 0) says where each of the guest's devices
- * is attached here; a device missing from it is refused
- * (`PASID_RESULT_RID_NOT_MAPPED`), pairs for RIDs the guest lacks are ignored. Every
- * gPASID keeps its number and kind, bindings (p2) and recorded PASIDs (p1) are
+ * `rid_map` (`rid_map_len` entries; NULL when 0) says where each of the guest's
+ * devices is attached here and, unless an entry's `kind` is `PASID_DEVICE_KIND_ANY`,
+ * what kind of device that is; a device missing from it is refused
+ * (`PASID_RESULT_RID_NOT_MAPPED`), one mapped to a device of another kind too
+ * (`PASID_RESULT_DEVICE_KIND_MISMATCH`); entries for RIDs the guest lacks are ignored
+ * (their kinds must still be valid values).
+ *
+ * Every gPASID keeps its number and kind, bindings (p2) and recorded PASIDs (p1) are
  * restored, and each shared gPASID gets a new host PASID from this host's shared
  * range. All-or-nothing: on any error this host is unchanged.
  *
@@ -1410,7 +1435,7 @@ int pasid_check_import(const struct pasid_host *host,
 int pasid_import_guest(struct pasid_host *host,
                        const uint8_t *blob,
                        size_t blob_len,
-                       const struct pasid_rid_pair *rid_map_pairs,
+                       const struct pasid_rid_mapping *rid_map,
                        size_t rid_map_len,
                        pasid_guest_id *out_guest,
                        struct pasid_import_report **out_report);

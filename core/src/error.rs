@@ -217,6 +217,20 @@ pub enum Error {
         /// The address.
         phys: u64,
     },
+    /// The RID map says a destination RID is a device of another kind than the
+    /// guest's device mapped to it.
+    #[error(
+        "RID kind mismatch: destination RID {rid} is a {destination_kind:?} device, \
+         but the guest's device mapped to it is {guest_kind:?}"
+    )]
+    DeviceKindMismatch {
+        /// The destination RID.
+        rid: Rid,
+        /// The kind of the guest's device (as it was on the source).
+        guest_kind: DeviceKind,
+        /// The kind the RID map gives the destination RID.
+        destination_kind: DeviceKind,
+    },
 }
 
 /// The stable number of each [`Error`] variant. 0 is success in the C API.
@@ -294,6 +308,8 @@ pub enum ErrorCode {
     BadTablePage = 43,
     /// [`Error::DuplicatePage`].
     DuplicatePage = 44,
+    /// [`Error::DeviceKindMismatch`].
+    DeviceKindMismatch = 51,
 }
 
 impl Error {
@@ -335,6 +351,7 @@ impl Error {
             Error::MissingTablePage { .. } => ErrorCode::MissingTablePage,
             Error::BadTablePage { .. } => ErrorCode::BadTablePage,
             Error::DuplicatePage { .. } => ErrorCode::DuplicatePage,
+            Error::DeviceKindMismatch { .. } => ErrorCode::DeviceKindMismatch,
         }
     }
 }

@@ -11,6 +11,41 @@
 //! Import is all-or-nothing: it checks everything first and then installs the guest in
 //! one step, so a refused import leaves the destination exactly as it was.
 //!
+//! # The RID map
+//!
+//! The destination's VMM says where each device of the guest is attached there, one
+//! [`RidMapping`] per device: source RID, destination RID and, optionally, what kind
+//! of device the destination RID is (the VMM configured it, a VF or a shared work
+//! queue; the host knows nothing of RIDs it has not attached). Plain
+//! `(source, destination)` pairs, with no kind, are accepted too:
+//!
+//! ```
+//! # use pasid_core::{DeviceKind, GuestConfig, Host, PasidLayout, Platform, Rid};
+//! let layout = PasidLayout::new(20, 1..4096, 4096..1 << 19)?;
+//! let mut source = Host::new(layout.clone(), Platform::P2)?;
+//! let g = source.create_guest(GuestConfig::p2(8))?;
+//! let (vf, wq) = (Rid::new(0, 0x0301), Rid::new(0, 0x0a00));
+//! source.attach(g, vf, DeviceKind::Dedicated)?;
+//! source.attach(g, wq, DeviceKind::SharedWq)?;
+//! let blob = source.export_guest(g)?;
+//!
+//! let mut target = Host::new(layout, Platform::P2)?;
+//! // The VF lands at another BDF; the map says both destinations' kinds.
+//! let map = [
+//!     (vf, Rid::new(0, 0x0402), DeviceKind::Dedicated),
+//!     (wq, wq, DeviceKind::Dedicated), // wrong: the guest's device is a shared WQ
+//! ];
+//! let refused = target.check_import_mapped(&blob, &map).unwrap_err();
+//! assert_eq!(refused.code(), pasid_core::ErrorCode::DeviceKindMismatch);
+//! let map = [
+//!     (vf, Rid::new(0, 0x0402), DeviceKind::Dedicated),
+//!     (wq, wq, DeviceKind::SharedWq),
+//! ];
+//! let (_guest, report) = target.import_guest_mapped(&blob, &map)?;
+//! assert_eq!(report.devices.len(), 2);
+//! # Ok::<(), pasid_core::Error>(())
+//! ```
+//!
 //! # Checks, in order
 //!
 //! The first one that fails names the conflict:
@@ -32,7 +67,9 @@
 //! 5. devices, by source RID ascending: each is in `rid_map`
 //!    ([`Error::RidNotMapped`]: an unmapped RID is an error, never identity, so a VF
 //!    that moved is never silently attached to whatever sits at its old BDF), exactly
-//!    once ([`Error::RidMappedTwice`]), and its destination RID is attached to no guest
+//!    once ([`Error::RidMappedTwice`]); if its mapping gives a
+//!    [kind](RidMapping::kind), that is the device's kind
+//!    ([`Error::DeviceKindMismatch`]); and its destination RID is attached to no guest
 //!    ([`Error::RidInUse`]); then no two devices may share a destination RID
 //!    ([`Error::RidInUse`] with the lowest such RID). Map entries for RIDs the guest
 //!    lacks are ignored, so one map can serve several guests. Devices keep their kind;
@@ -57,6 +94,46 @@ pub const FORMAT_MAJOR: u16 = wire::MAJOR;
 pub const FORMAT_MINOR: u16 = wire::MINOR;
 /// The 8 bytes every blob starts with.
 pub const FORMAT_MAGIC: [u8; 8] = wire::MAGIC;
+
+/// One entry of an import's RID map: where the guest's device at `source` is attached
+/// on the destination host, and optionally what kind of device that is.
+///
+/// Converts from `(source, destination)` (kind `None`) and from
+/// `(source, destination, kind)`, so a map can be written as an array of tuples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RidMapping {
+    /// The device's RID on the source host (the RID in the blob).
+    pub source: Rid,
+    /// The RID to attach it at on the destination host.
+    pub destination: Rid,
+    /// What the destination device is, as its VMM configured it: a mapping whose kind
+    /// differs from the guest's device is refused with [`Error::DeviceKindMismatch`].
+    /// `None`: the caller does not say, and the kind is not checked (the device is
+    /// attached with the kind it had on the source).
+    pub kind: Option<DeviceKind>,
+}
+
+impl From<(Rid, Rid)> for RidMapping {
+    /// A mapping that does not say the destination's kind (not checked).
+    fn from((source, destination): (Rid, Rid)) -> Self {
+        RidMapping {
+            source,
+            destination,
+            kind: None,
+        }
+    }
+}
+
+impl From<(Rid, Rid, DeviceKind)> for RidMapping {
+    /// A mapping whose destination is a device of `kind` (checked).
+    fn from((source, destination, kind): (Rid, Rid, DeviceKind)) -> Self {
+        RidMapping {
+            source,
+            destination,
+            kind: Some(kind),
+        }
+    }
+}
 
 /// What a successful [`Host::import_guest`] did, for the VMM's log and for programming
 /// the destination's devices.
@@ -204,26 +281,57 @@ impl Host {
 
     /// Runs every check of [`Host::import_guest`] without changing anything: `Ok` means
     /// the import would succeed now, short of memory or a free guest slot.
+    ///
+    /// The map's pairs say no device kinds; [`Host::check_import_mapped`] takes
+    /// mappings that do.
     pub fn check_import(&self, blob: &[u8], rid_map: &[(Rid, Rid)]) -> Result<()> {
+        self.check_import_mapped(blob, rid_map)
+    }
+
+    /// Runs every check of [`Host::import_guest_mapped`] without changing anything:
+    /// `Ok` means the import would succeed now, short of memory or a free guest slot.
+    pub fn check_import_mapped<M>(&self, blob: &[u8], rid_map: &[M]) -> Result<()>
+    where
+        M: Copy + Into<RidMapping>,
+    {
         let d = wire::decode(blob)?;
-        self.plan_import(&d, rid_map).map(|_| ())
+        self.plan_import(&d, &rid_mappings(rid_map)?).map(|_| ())
     }
 
     /// Imports a guest exported by [`Host::export_guest`] on another host (or this one),
     /// attaching its devices at the RIDs `rid_map` gives as (source RID, destination
     /// RID) pairs. Returns the new guest's id and what moved where.
     ///
-    /// Every gPASID keeps its number and kind, bindings (p2) and recorded PASIDs (p1)
-    /// are restored, and each shared gPASID gets the lowest free host PASIDs of this
-    /// host's shared range. See the [module's list](self) for the checks, which all run
-    /// before anything changes: on error this host is unchanged.
+    /// The same as [`Host::import_guest_mapped`] with mappings that say no device kind.
+    /// (Not generic, so an empty map `&[]` needs no type annotation.)
     pub fn import_guest(
         &mut self,
         blob: &[u8],
         rid_map: &[(Rid, Rid)],
     ) -> Result<(GuestId, ImportReport)> {
+        self.import_guest_mapped(blob, rid_map)
+    }
+
+    /// Imports a guest exported by [`Host::export_guest`] on another host (or this one),
+    /// attaching its devices where `rid_map` says: [`RidMapping`]s, or tuples
+    /// `(source, destination)` and `(source, destination, kind)` that convert into
+    /// them. A mapping with a kind is checked against the guest's device; see
+    /// [the RID map](self#the-rid-map). Returns the new guest's id and what moved where.
+    ///
+    /// Every gPASID keeps its number and kind, bindings (p2) and recorded PASIDs (p1)
+    /// are restored, and each shared gPASID gets the lowest free host PASIDs of this
+    /// host's shared range. See the [module's list](self) for the checks, which all run
+    /// before anything changes: on error this host is unchanged.
+    pub fn import_guest_mapped<M>(
+        &mut self,
+        blob: &[u8],
+        rid_map: &[M],
+    ) -> Result<(GuestId, ImportReport)>
+    where
+        M: Copy + Into<RidMapping>,
+    {
         let d = wire::decode(blob)?;
-        let destinations = self.plan_import(&d, rid_map)?;
+        let destinations = self.plan_import(&d, &rid_mappings(rid_map)?)?;
 
         // Build the guest and the report off to the side; only memory can fail here.
         let mut report = ImportReport {
@@ -275,7 +383,8 @@ impl Host {
     }
 
     /// Checks 2-5 of the module's list; returns the destination RID of each device.
-    fn plan_import(&self, d: &Decoded, rid_map: &[(Rid, Rid)]) -> Result<Vec<Rid>> {
+    /// `map` is sorted by source RID.
+    fn plan_import(&self, d: &Decoded, map: &[RidMapping]) -> Result<Vec<Rid>> {
         // Platform.
         if d.config.platform == Platform::P2 && self.platform == Platform::P1 {
             return Err(Error::NotSupported {
@@ -301,20 +410,24 @@ impl Host {
             return Err(Error::SharedRangeExhausted);
         }
         // Devices.
-        let mut map = Vec::new();
-        map.try_reserve_exact(rid_map.len())?;
-        map.extend_from_slice(rid_map);
-        map.sort_unstable_by_key(|&(src, _)| src);
         let mut destinations = Vec::new();
         destinations.try_reserve_exact(d.devices.len())?;
         for dev in &d.devices {
-            let at = map.partition_point(|&(src, _)| src < dev.rid);
-            let destination = match map.get(at) {
-                Some(&(src, dst)) if src == dev.rid => dst,
+            let at = map.partition_point(|m| m.source < dev.rid);
+            let mapping = match map.get(at) {
+                Some(m) if m.source == dev.rid => m,
                 _ => return Err(Error::RidNotMapped { rid: dev.rid }),
             };
-            if map.get(at + 1).is_some_and(|&(src, _)| src == dev.rid) {
+            if map.get(at + 1).is_some_and(|m| m.source == dev.rid) {
                 return Err(Error::RidMappedTwice { rid: dev.rid });
+            }
+            let destination = mapping.destination;
+            if let Some(kind) = mapping.kind.filter(|&k| k != dev.kind) {
+                return Err(Error::DeviceKindMismatch {
+                    rid: destination,
+                    guest_kind: dev.kind,
+                    destination_kind: kind,
+                });
             }
             if self.devices.contains_key(&destination) {
                 return Err(Error::RidInUse { rid: destination });
@@ -356,6 +469,15 @@ impl Host {
         }
         Ok(())
     }
+}
+
+/// The caller's RID map as [`RidMapping`]s, sorted by source RID.
+fn rid_mappings<M: Copy + Into<RidMapping>>(rid_map: &[M]) -> Result<Vec<RidMapping>> {
+    let mut map = Vec::new();
+    map.try_reserve_exact(rid_map.len())?;
+    map.extend(rid_map.iter().map(|&m| m.into()));
+    map.sort_unstable_by_key(|m| m.source);
+    Ok(map)
 }
 
 /// The first element (in order) whose PASID is outside `range`, as an error. `items`

@@ -1,7 +1,7 @@
 //! Live migration: round trips of random guests between hosts in random fill states,
 //! every refusal (with the destination unchanged), and corrupt or hostile blobs.
 
-use pasid_core::migrate::{self, ImportReport, FORMAT_MAGIC, FORMAT_MAJOR};
+use pasid_core::migrate::{self, ImportReport, RidMapping, FORMAT_MAGIC, FORMAT_MAJOR};
 use pasid_core::{
     DeviceKind, Error, GuestConfig, GuestId, Host, PasidKind, PasidLayout, Platform, Rid,
 };
@@ -487,6 +487,117 @@ fn refuses_bad_rid_maps() {
     assert_same_guest(&src, g, &dst, g2, &map, &r);
     // Importing the same blob again collides with the guest just made.
     refused(&mut dst, &blob, &map, Error::RidInUse { rid: rid(9, 2) });
+}
+
+/// [`refused`] for mappings that may say the destination's kind.
+fn refused_mapped<M: Copy + Into<RidMapping>>(dst: &mut Host, blob: &[u8], map: &[M], want: Error) {
+    let before = dst.snapshot();
+    assert_eq!(dst.check_import_mapped(blob, map), Err(want));
+    assert_eq!(dst.import_guest_mapped(blob, map).map(|_| ()), Err(want));
+    assert_eq!(dst.snapshot(), before);
+}
+
+#[test]
+fn rid_mappings_convert_from_tuples() {
+    let (a, b) = (rid(1, 0x08), rid(2, 0x08));
+    assert_eq!(
+        RidMapping::from((a, b)),
+        RidMapping {
+            source: a,
+            destination: b,
+            kind: None
+        }
+    );
+    assert_eq!(
+        RidMapping::from((a, b, DeviceKind::SharedWq)).kind,
+        Some(DeviceKind::SharedWq)
+    );
+}
+
+#[test]
+fn refuses_a_rid_kind_mismatch() {
+    let mut src = host(1..4096, 4096..8192, Platform::P2);
+    let g = small_p2(&mut src);
+    let blob = src.export_guest(g).unwrap();
+    let mut dst = host(1..4096, 4096..8192, Platform::P2);
+    // A busy destination, so "unchanged" means something.
+    let o = small_p2(&mut dst);
+    dst.alloc(o, PasidKind::Shared).unwrap();
+    let (vf, wq) = (rid(1, 0x08), rid(1, 0x10));
+    let (vf2, wq2) = (rid(2, 0x08), rid(2, 0x10));
+    use DeviceKind::{Dedicated, SharedWq};
+    // The VF mapped onto a shared WQ: named by the destination RID, both kinds given.
+    refused_mapped(
+        &mut dst,
+        &blob,
+        &[(vf, vf2, SharedWq), (wq, wq2, SharedWq)],
+        Error::DeviceKindMismatch {
+            rid: vf2,
+            guest_kind: Dedicated,
+            destination_kind: SharedWq,
+        },
+    );
+    // The shared WQ onto a VF; the first conflict by source RID is the one reported.
+    let swapped = Error::DeviceKindMismatch {
+        rid: wq2,
+        guest_kind: SharedWq,
+        destination_kind: Dedicated,
+    };
+    refused_mapped(
+        &mut dst,
+        &blob,
+        &[(vf, vf2, Dedicated), (wq, wq2, Dedicated)],
+        swapped,
+    );
+    // Mappings mixed with and without kinds, as RidMapping values.
+    let map = [
+        RidMapping::from((vf, vf2)),
+        RidMapping::from((wq, wq2, Dedicated)),
+    ];
+    refused_mapped(&mut dst, &blob, &map, swapped);
+    assert_eq!(swapped.code() as u32, 51);
+    assert!(
+        swapped.to_string().contains("RID kind mismatch"),
+        "{swapped}"
+    );
+    // The kind is checked before the destination RID's owner: a busy RID of the wrong
+    // kind is a kind mismatch (the map itself is wrong).
+    refused_mapped(
+        &mut dst,
+        &blob,
+        &[(vf, vf2, Dedicated), (wq, vf, Dedicated)],
+        Error::DeviceKindMismatch {
+            rid: vf,
+            guest_kind: SharedWq,
+            destination_kind: Dedicated,
+        },
+    );
+    // ...and after the map's own errors.
+    refused_mapped(
+        &mut dst,
+        &blob,
+        &[(wq, wq2, Dedicated)],
+        Error::RidNotMapped { rid: vf },
+    );
+
+    // Matching kinds are accepted, and the report lists every device.
+    let mut ok = dst.clone();
+    let (g2, r) = ok
+        .import_guest_mapped(&blob, &[(vf, vf2, Dedicated), (wq, wq2, SharedWq)])
+        .unwrap();
+    assert_same_guest(&src, g, &ok, g2, &[(vf, vf2), (wq, wq2)], &r);
+    assert_eq!(r.devices.len(), 2);
+    assert_eq!(
+        r.devices.iter().map(|d| d.kind).collect::<Vec<_>>(),
+        [Dedicated, SharedWq]
+    );
+
+    // No kind: not checked, the devices keep the kinds they had.
+    let mut ok = dst.clone();
+    let map = [RidMapping::from((vf, vf2)), RidMapping::from((wq, wq2))];
+    ok.check_import_mapped(&blob, &map).unwrap();
+    let (g2, r) = ok.import_guest_mapped(&blob, &map).unwrap();
+    assert_same_guest(&src, g, &ok, g2, &[(vf, vf2), (wq, wq2)], &r);
 }
 
 #[test]

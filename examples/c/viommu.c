@@ -199,7 +199,7 @@ int main(void) {
     pasid_guest_id guest = 0, migrated = 0;
     pasid_rid vf = {0, 0x0301}, dsa_wq = {0, 0x0a00};
     pasid_rid vf_dst = {0, 0x0411}, dsa_wq_dst = {0, 0x0a00};
-    pasid_rid_pair map[2];
+    pasid_rid_mapping map[2];
     pasid_import_report *report = NULL;
     pasid_shared_remap remap[4];
     VtdState s, d;
@@ -259,10 +259,13 @@ int main(void) {
         for (i = 0; i < 3; i++)
             check(pasid_alloc(dst, other, PASID_KIND_SHARED, &x, NULL), "alloc dst");
     }
+    /* Where each device lives on the destination, and what the VMM set up there. */
     map[0].source = vf;
     map[0].destination = vf_dst;
+    map[0].kind = PASID_DEVICE_KIND_DEDICATED;
     map[1].source = dsa_wq;
     map[1].destination = dsa_wq_dst;
+    map[1].kind = PASID_DEVICE_KIND_SHARED_WQ;
     check(pasid_import_guest(dst, stream, stream_len, map, 2, &migrated, &report), "import");
     check(pasid_import_report_shared(report, remap, 4, &n), "report");
     for (i = 0; i < n; i++)

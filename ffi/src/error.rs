@@ -95,6 +95,9 @@ pub enum pasid_result {
     DuplicatePage = 44,
     /// The RID map gives a source RID more than one destination.
     RidMappedTwice = 50,
+    /// The RID map says a destination RID is a device of another kind than the
+    /// guest's device mapped to it.
+    DeviceKindMismatch = 51,
     /// A required pointer argument was NULL.
     NullParameter = 1000,
     /// A handle argument is not a live handle of the expected type (never created,
@@ -124,6 +127,7 @@ const _: () = {
         GuestRangeExhausted SharedRangeExhausted QuotaExceeded OutOfMemory BufferTooSmall
         MalformedBlob ChecksumMismatch UnsupportedVersion IncompatibleLayout RidNotMapped
         PageSize UnalignedPage MissingTablePage BadTablePage DuplicatePage RidMappedTwice
+        DeviceKindMismatch
     );
 };
 
@@ -184,6 +188,10 @@ pub(crate) fn code_text(code: c_int) -> Option<&'static CStr> {
         (R::BadTablePage, c"table page duplicated or out of range"),
         (R::DuplicatePage, c"two pages share one physical address"),
         (R::RidMappedTwice, c"RID map gives a source RID twice"),
+        (
+            R::DeviceKindMismatch,
+            c"RID kind mismatch: the destination device is of another kind",
+        ),
         (R::NullParameter, c"a required pointer argument is NULL"),
         (R::InvalidHandle, c"not a live handle of the expected type"),
         (R::InvalidArgument, c"invalid argument"),

@@ -4,13 +4,14 @@
 use core::ffi::c_int;
 use std::vec::Vec;
 
-use pasid_core::migrate::{inspect, ImportReport};
+use pasid_core::migrate::{inspect, ImportReport, RidMapping};
 use pasid_core::{GuestId, Rid};
 
 use crate::boundary::{
     call, fill, free_report, input_slice, output, output_opt, output_slice, register_report,
     report, with_host,
 };
+use crate::error::FfiError;
 use crate::types::*;
 use crate::{pasid_host, pasid_import_report};
 
@@ -20,14 +21,20 @@ pub(crate) struct ReportData {
 }
 
 /// One entry of an import's RID map: where the device at `source` on the source host
-/// is attached on this host.
+/// is attached on this host, and what kind of device that is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(C)]
-pub struct pasid_rid_pair {
+pub struct pasid_rid_mapping {
     /// The device's RID on the source host.
     pub source: pasid_rid,
     /// Its RID on this (destination) host.
     pub destination: pasid_rid,
+    /// What the destination device is, as the VMM configured it: a
+    /// `PASID_DEVICE_KIND_*` value, checked against the guest's device (a mismatch is
+    /// refused with `PASID_RESULT_DEVICE_KIND_MISMATCH`), or `PASID_DEVICE_KIND_ANY`
+    /// (0, so a zero-initialized entry) when the caller does not say: not checked.
+    /// Any other value: `PASID_RESULT_INVALID_ARGUMENT`.
+    pub kind: u32,
 }
 
 /// A summary of an import (`pasid_import_report_get_info`).
@@ -101,11 +108,19 @@ const _: () = {
     assert!(PASID_MIGRATION_FORMAT_MINOR == pasid_core::migrate::FORMAT_MINOR);
 };
 
-fn rid_map(pairs: &[pasid_rid_pair]) -> Vec<(Rid, Rid)> {
-    pairs
-        .iter()
-        .map(|p| (Rid::from(p.source), Rid::from(p.destination)))
-        .collect()
+/// The caller's RID map, with every kind checked before anything else happens.
+fn read_rid_map(entries: &[pasid_rid_mapping]) -> Result<Vec<RidMapping>, FfiError> {
+    let mut map = Vec::new();
+    map.try_reserve_exact(entries.len())
+        .map_err(|_| pasid_core::Error::OutOfMemory)?;
+    for e in entries {
+        map.push(RidMapping {
+            source: e.source.into(),
+            destination: e.destination.into(),
+            kind: mapping_kind_from_c(e.kind)?,
+        });
+    }
+    Ok(map)
 }
 
 /// Exports a guest's PASID state as a migration blob (versioned, checksummed; put it
@@ -248,30 +263,35 @@ pub unsafe extern "C" fn pasid_inspect_blob_device_pasids(
 }
 
 /// Runs every check of `pasid_import_guest` without changing anything: OK means the
-/// import would succeed now, short of memory or a free guest slot. Thread-safe.
+/// import would succeed now, short of memory or a free guest slot. `rid_map` as for
+/// `pasid_import_guest`. Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn pasid_check_import(
     host: *const pasid_host,
     blob: *const u8,
     blob_len: usize,
-    rid_map_pairs: *const pasid_rid_pair,
+    rid_map: *const pasid_rid_mapping,
     rid_map_len: usize,
 ) -> c_int {
     call(|| {
         // SAFETY: the caller passes NULL or valid pointers for the given lengths.
         let blob = unsafe { input_slice(blob, blob_len, "blob") }?;
-        let pairs = unsafe { input_slice(rid_map_pairs, rid_map_len, "rid_map") }?;
-        let map = rid_map(pairs);
-        with_host(host, |h| Ok(h.check_import(blob, &map)?))
+        let entries = unsafe { input_slice(rid_map, rid_map_len, "rid_map") }?;
+        let map = read_rid_map(entries)?;
+        with_host(host, |h| Ok(h.check_import_mapped(blob, &map)?))
     })
 }
 
 /// Imports a guest exported by `pasid_export_guest` on another host (or this one).
 ///
-/// `rid_map` (`rid_map_len` pairs; NULL when 0) says where each of the guest's devices
-/// is attached here; a device missing from it is refused
-/// (`PASID_RESULT_RID_NOT_MAPPED`), pairs for RIDs the guest lacks are ignored. Every
-/// gPASID keeps its number and kind, bindings (p2) and recorded PASIDs (p1) are
+/// `rid_map` (`rid_map_len` entries; NULL when 0) says where each of the guest's
+/// devices is attached here and, unless an entry's `kind` is `PASID_DEVICE_KIND_ANY`,
+/// what kind of device that is; a device missing from it is refused
+/// (`PASID_RESULT_RID_NOT_MAPPED`), one mapped to a device of another kind too
+/// (`PASID_RESULT_DEVICE_KIND_MISMATCH`); entries for RIDs the guest lacks are ignored
+/// (their kinds must still be valid values).
+///
+/// Every gPASID keeps its number and kind, bindings (p2) and recorded PASIDs (p1) are
 /// restored, and each shared gPASID gets a new host PASID from this host's shared
 /// range. All-or-nothing: on any error this host is unchanged.
 ///
@@ -283,7 +303,7 @@ pub unsafe extern "C" fn pasid_import_guest(
     host: *mut pasid_host,
     blob: *const u8,
     blob_len: usize,
-    rid_map_pairs: *const pasid_rid_pair,
+    rid_map: *const pasid_rid_mapping,
     rid_map_len: usize,
     out_guest: *mut pasid_guest_id,
     out_report: *mut *mut pasid_import_report,
@@ -291,14 +311,14 @@ pub unsafe extern "C" fn pasid_import_guest(
     call(|| {
         // SAFETY: the caller passes NULL or valid pointers for the given lengths.
         let blob = unsafe { input_slice(blob, blob_len, "blob") }?;
-        let pairs = unsafe { input_slice(rid_map_pairs, rid_map_len, "rid_map") }?;
+        let entries = unsafe { input_slice(rid_map, rid_map_len, "rid_map") }?;
         let out_guest = unsafe { output(out_guest, "out_guest") }?;
         let out_report = unsafe { output_opt(out_report, "out_report") }?;
-        let map = rid_map(pairs);
+        let map = read_rid_map(entries)?;
         with_host(host, |h| {
             // Registering the report cannot fail (it only takes memory), so a host
             // that was changed always reports its new guest.
-            let (id, report) = h.import_guest(blob, &map)?;
+            let (id, report) = h.import_guest_mapped(blob, &map)?;
             out_guest.write(id.0);
             if let Some(out) = out_report {
                 out.write(register_report(ReportData { report })?);

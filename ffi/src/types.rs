@@ -43,6 +43,11 @@ pub enum pasid_device_kind {
     SharedWq = 2,
 }
 
+/// The `kind` of a `pasid_rid_mapping` that says nothing about the destination device:
+/// its kind is not checked (the device keeps the kind it had on the source). Not a
+/// `PASID_DEVICE_KIND_*` value `pasid_attach` accepts.
+pub const PASID_DEVICE_KIND_ANY: u32 = 0;
+
 /// A PASID layout: the PASID width and the two half-open ranges `[start, end)`.
 ///
 /// The local range is every guest's PASID range (and the range of RID-local PASIDs);
@@ -207,6 +212,18 @@ pub(crate) fn device_kind_from_c(v: u32) -> Result<DeviceKind, FfiError> {
         x if x == pasid_device_kind::SharedWq as u32 => Ok(DeviceKind::SharedWq),
         _ => Err(FfiError::InvalidArgument(std::format!(
             "device kind {v} is not a PASID_DEVICE_KIND_* value"
+        ))),
+    }
+}
+
+/// The kind of a RID mapping: `PASID_DEVICE_KIND_ANY` (not checked) or a device kind.
+pub(crate) fn mapping_kind_from_c(v: u32) -> Result<Option<DeviceKind>, FfiError> {
+    match v {
+        PASID_DEVICE_KIND_ANY => Ok(None),
+        x if x == pasid_device_kind::Dedicated as u32 => Ok(Some(DeviceKind::Dedicated)),
+        x if x == pasid_device_kind::SharedWq as u32 => Ok(Some(DeviceKind::SharedWq)),
+        _ => Err(FfiError::InvalidArgument(std::format!(
+            "RID map kind {v} is not PASID_DEVICE_KIND_ANY or a PASID_DEVICE_KIND_* value"
         ))),
     }
 }

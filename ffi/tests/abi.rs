@@ -78,10 +78,28 @@ fn p2_guest_alloc_bind_migrate() {
         );
         let mut blob = vec![0u8; n];
         assert_eq!(pasid_export_guest(src, g, blob.as_mut_ptr(), n, &mut n), OK);
-        let map = [pasid_rid_pair {
+        // A kind that is no PASID_DEVICE_KIND_* value: refused before anything else.
+        let mut map = [pasid_rid_mapping {
             source: wq,
             destination: wq,
+            kind: 9,
         }];
+        assert_eq!(
+            pasid_check_import(dst, blob.as_ptr(), n, map.as_ptr(), 1),
+            code(pasid_result::InvalidArgument)
+        );
+        // The destination said to be a VF: the guest's shared WQ is refused there.
+        map[0].kind = pasid_device_kind::Dedicated as u32;
+        assert_eq!(
+            pasid_check_import(dst, blob.as_ptr(), n, map.as_ptr(), 1),
+            code(pasid_result::DeviceKindMismatch)
+        );
+        map[0].kind = PASID_DEVICE_KIND_ANY;
+        assert_eq!(
+            pasid_check_import(dst, blob.as_ptr(), n, map.as_ptr(), 1),
+            OK
+        );
+        map[0].kind = pasid_device_kind::SharedWq as u32;
         let (mut g2, mut report) = (0u32, ptr::null_mut());
         assert_eq!(
             pasid_import_guest(dst, blob.as_ptr(), n, map.as_ptr(), 1, &mut g2, &mut report),

@@ -103,6 +103,7 @@ static void test_version_and_strerror(void) {
         PASID_RESULT_INCOMPATIBLE_LAYOUT, PASID_RESULT_RID_NOT_MAPPED, PASID_RESULT_PAGE_SIZE,
         PASID_RESULT_UNALIGNED_PAGE, PASID_RESULT_MISSING_TABLE_PAGE,
         PASID_RESULT_BAD_TABLE_PAGE, PASID_RESULT_DUPLICATE_PAGE, PASID_RESULT_RID_MAPPED_TWICE,
+        PASID_RESULT_DEVICE_KIND_MISMATCH,
         PASID_RESULT_NULL_PARAMETER, PASID_RESULT_INVALID_HANDLE, PASID_RESULT_INVALID_ARGUMENT,
         PASID_RESULT_PANIC, PASID_RESULT_HOST_POISONED,
     };
@@ -957,7 +958,7 @@ static void test_migration_p2(void) {
     pasid_blob_info bi;
     pasid_guest_pasid bp[8];
     pasid_programmed progs[4];
-    pasid_rid_pair map[3];
+    pasid_rid_mapping map[3];
     pasid_rid vf_dst = rid(0, 0x0405), wq_dst = rid(0, 0x0a08);
     uint32_t local = 0, s1 = 0, s2 = 0, x = 0, src_h1 = 0, src_h2 = 0, dst_h1 = 0, prog = 0;
     uint8_t *blob, small[4];
@@ -1023,8 +1024,33 @@ static void test_migration_p2(void) {
     host_fingerprint(dst, before, sizeof before);
     map[0].source = VF;
     map[0].destination = vf_dst;
+    map[0].kind = PASID_DEVICE_KIND_DEDICATED;
     map[1].source = WQ;
     map[1].destination = wq_dst;
+    /* The VMM says wq_dst is a VF: the guest's shared WQ cannot land there. */
+    map[1].kind = PASID_DEVICE_KIND_DEDICATED;
+    CHECK_RC(pasid_check_import(dst, blob, len, map, 2), PASID_RESULT_DEVICE_KIND_MISMATCH);
+    CHECK_RC(pasid_import_guest(dst, blob, len, map, 2, &untouched_id, &report),
+             PASID_RESULT_DEVICE_KIND_MISMATCH);
+    {
+        char msg[256];
+        OK(pasid_last_error_message(msg, sizeof msg, &n));
+        CHECK(strstr(msg, "RID kind mismatch") != NULL);
+        CHECK(strstr(msg, "0000:0a:01.0") != NULL); /* the destination RID */
+        CHECK(strcmp(pasid_strerror(PASID_RESULT_DEVICE_KIND_MISMATCH),
+                     "RID kind mismatch: the destination device is of another kind") == 0);
+    }
+    /* A kind that is no PASID_DEVICE_KIND_* value, even on an entry the guest does not
+       need, is an invalid argument. */
+    map[1].kind = 7;
+    CHECK_RC(pasid_import_guest(dst, blob, len, map, 2, &untouched_id, &report),
+             PASID_RESULT_INVALID_ARGUMENT);
+    map[1].kind = PASID_DEVICE_KIND_SHARED_WQ;
+    map[2].source = rid(0, 0x0c00);
+    map[2].destination = rid(0, 0x0c00);
+    map[2].kind = 3;
+    CHECK_RC(pasid_check_import(dst, blob, len, map, 3), PASID_RESULT_INVALID_ARGUMENT);
+    map[2].kind = PASID_DEVICE_KIND_ANY;
     CHECK_RC(pasid_import_guest(dst, blob, len, map, 1, &untouched_id, &report),
              PASID_RESULT_RID_NOT_MAPPED);
     CHECK_RC(pasid_check_import(dst, blob, len, map, 1), PASID_RESULT_RID_NOT_MAPPED);
@@ -1134,7 +1160,7 @@ static void test_migration_p1(void) {
     pasid_import_report *report = NULL;
     pasid_import_info ri;
     pasid_programmed progs[4];
-    pasid_rid_pair map[1];
+    pasid_rid_mapping map[1];
     uint32_t prog = 0;
     uint8_t *blob;
     size_t len = 0, n = 0;
@@ -1145,6 +1171,9 @@ static void test_migration_p1(void) {
     blob = export_guest(src, g, &len);
     map[0].source = VF;
     map[0].destination = rid(0, 0x0808);
+    map[0].kind = PASID_DEVICE_KIND_SHARED_WQ;
+    CHECK_RC(pasid_check_import(dst, blob, len, map, 1), PASID_RESULT_DEVICE_KIND_MISMATCH);
+    map[0].kind = PASID_DEVICE_KIND_DEDICATED;
     OK(pasid_import_guest(dst, blob, len, map, 1, &g2, &report));
     OK(pasid_import_report_get_info(report, &ri));
     CHECK(ri.guest_platform == PASID_PLATFORM_P1 && ri.p1_guest_on_p2_host);
