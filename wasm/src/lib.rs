@@ -14,10 +14,11 @@
 //! host.bind(g, gpasid, '00:0a.0') === hpasid;    // what the host IOMMU is programmed with
 //! try { host.freePasid(g, 4000); } catch (e) { e.code === 15; e.message; } // NotAllocated
 //!
-//! // Migration: the blob is a Uint8Array; the RID map pairs source and destination RIDs.
+//! // Migration: the blob is a Uint8Array; the RID map pairs source and destination RIDs,
+//! // optionally with what the destination device is (checked against the guest's).
 //! const target = new Host({ platform: 'p2', width: 20, local: [1, 4096], shared: [4096, 1 << 20] });
 //! const blob = host.exportGuest(g);
-//! const { guest, report } = target.importGuest(blob, [['00:0a.0', '00:0a.0']]);
+//! const { guest, report } = target.importGuest(blob, [['00:0a.0', '00:0a.0', 'shared-wq']]);
 //! host.destroyGuest(g);
 //! ```
 //!
@@ -60,9 +61,9 @@
 
 mod args;
 
-use pasid_core::migrate::{self, ImportReport};
+use pasid_core::migrate::{self, ImportReport, RidMapping};
 use pasid_core::vcmd::VtdRevision;
-use pasid_core::{ErrorCode, GuestConfig, GuestId, Host, PasidLayout, Platform, Rid};
+use pasid_core::{ErrorCode, GuestConfig, GuestId, Host, PasidLayout, Platform};
 use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 
@@ -353,34 +354,59 @@ pub struct Imported {
     pub report: ImportReport,
 }
 
+/// One RID map entry as JS gives it: `[source, destination]` or
+/// `[source, destination, kind]`, RIDs as text and kind `'dedicated'` or `'shared-wq'`.
+pub type RidMapEntry = Vec<String>;
+
 impl WasmHost {
-    /// `importGuest` after its RID map has been read: `(source, destination)` RID texts.
-    pub fn import_with_map(&mut self, blob: &[u8], rid_map: &[(String, String)]) -> Out<Imported> {
+    /// `importGuest` after its RID map has been read from JS.
+    pub fn import_with_map(&mut self, blob: &[u8], rid_map: &[RidMapEntry]) -> Out<Imported> {
         let map = read_rid_map(rid_map)?;
-        let (id, report) = self.host.import_guest(blob, &map)?;
+        let (id, report) = self.host.import_guest_mapped(blob, &map)?;
         Ok(Imported {
             guest: id.0,
             report,
         })
     }
 
-    /// `checkImport` after its RID map has been read.
-    pub fn check_with_map(&self, blob: &[u8], rid_map: &[(String, String)]) -> Out<()> {
-        Ok(self.host.check_import(blob, &read_rid_map(rid_map)?)?)
+    /// `checkImport` after its RID map has been read from JS.
+    pub fn check_with_map(&self, blob: &[u8], rid_map: &[RidMapEntry]) -> Out<()> {
+        Ok(self
+            .host
+            .check_import_mapped(blob, &read_rid_map(rid_map)?)?)
     }
 }
 
-fn read_rid_map(pairs: &[(String, String)]) -> Out<Vec<(Rid, Rid)>> {
-    pairs
+fn read_rid_map(entries: &[RidMapEntry]) -> Out<Vec<RidMapping>> {
+    entries
         .iter()
-        .map(|(from, to)| Ok((args::rid(from)?, args::rid(to)?)))
+        .map(|entry| {
+            let (from, to, kind) = match entry.as_slice() {
+                [from, to] => (from, to, None),
+                [from, to, kind] => (from, to, Some(args::device_kind(kind)?)),
+                _ => {
+                    return Err(ArgError(format!(
+                        "a RID map entry is [source, destination] or [source, destination, kind], \
+                         got {} items",
+                        entry.len()
+                    ))
+                    .into())
+                }
+            };
+            Ok(RidMapping {
+                source: args::rid(from)?,
+                destination: args::rid(to)?,
+                kind,
+            })
+        })
         .collect()
 }
 
-fn rid_map_arg(rid_map: JsValue) -> Out<Vec<(String, String)>> {
+fn rid_map_arg(rid_map: JsValue) -> Out<Vec<RidMapEntry>> {
     serde_wasm_bindgen::from_value(rid_map).map_err(|e| {
         Fail::Arg(ArgError(format!(
-            "RID map must be an array of [source RID, destination RID] pairs: {e}"
+            "RID map must be an array of [source RID, destination RID] or \
+             [source RID, destination RID, kind] entries: {e}"
         )))
     })
 }
@@ -395,8 +421,11 @@ impl WasmHost {
     }
 
     /// Imports a blob from `exportGuest`, attaching its devices where `ridMap`
-    /// (`[[sourceRid, destinationRid], ...]`) says. Returns `{ guest, report }`; all or
-    /// nothing: on a thrown error this host is unchanged.
+    /// (`[[sourceRid, destinationRid], ...]`) says. An entry may add what the
+    /// destination device is, `[sourceRid, destinationRid, 'dedicated' | 'shared-wq']`:
+    /// a guest device of another kind is refused (`DeviceKindMismatch`, code 51);
+    /// without it the kind is not checked. Returns `{ guest, report }`; all or nothing:
+    /// on a thrown error this host is unchanged.
     #[wasm_bindgen(js_name = importGuest)]
     pub fn import_guest(&mut self, blob: &[u8], rid_map: JsValue) -> Out<JsValue> {
         let map = rid_map_arg(rid_map)?;
@@ -577,7 +606,25 @@ mod tests {
         let gp = a.alloc_pasid(g, "shared").unwrap();
         a.bind(g, f64::from(gp), "00:0a.0").unwrap();
         let blob = a.export_guest(g).unwrap();
-        let map = [("00:0a.0".to_string(), "0000:00:0b.0".to_string())];
+        let entry = |e: &[&str]| e.iter().map(|s| s.to_string()).collect::<RidMapEntry>();
+        // The destination said to be a VF: refused, nothing changes.
+        let before = b.core().snapshot();
+        let wrong = [entry(&["00:0a.0", "0000:00:0b.0", "dedicated"])];
+        assert!(matches!(
+            b.import_with_map(&blob, &wrong),
+            Err(Fail::Core(pasid_core::Error::DeviceKindMismatch { .. }))
+        ));
+        assert_eq!(b.core().snapshot(), before);
+        for bad in [
+            entry(&["00:0a.0"]),
+            entry(&["00:0a.0", "00:0b.0", "vf"]),
+            entry(&["00:0a.0", "00:0b.0", "dedicated", "x"]),
+        ] {
+            assert!(matches!(b.check_with_map(&blob, &[bad]), Err(Fail::Arg(_))));
+        }
+        b.check_with_map(&blob, &[entry(&["00:0a.0", "0000:00:0b.0", "shared-wq"])])
+            .unwrap();
+        let map = [entry(&["00:0a.0", "0000:00:0b.0"])];
         b.check_with_map(&blob, &map).unwrap();
         let imported = b.import_with_map(&blob, &map).unwrap();
         let moved = f64::from(imported.guest);
@@ -591,7 +638,7 @@ mod tests {
             Err(Fail::Core(pasid_core::Error::RidInUse { .. }))
         ));
         assert_eq!(b.core().snapshot(), before);
-        let bad = [("zz".to_string(), "00:0b.0".to_string())];
+        let bad = [entry(&["zz", "00:0b.0"])];
         assert!(matches!(b.import_with_map(&blob, &bad), Err(Fail::Arg(_))));
     }
 

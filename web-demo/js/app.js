@@ -20,7 +20,8 @@ const state = {
   undo: [], // { saved, entry }
   log: [], // { text, details, ok, error, undone }
   errors: {}, // control key -> message
-  migration: { selected: '', ridMap: {}, result: null },
+  // ridMap / ridKinds: `${host}:${guest}` -> { [source RID]: destination RID / its kind }
+  migration: { selected: '', ridMap: {}, ridKinds: {}, result: null },
   exportText: '',
   vcmdRev: '3.3', // VT-d revision of the virtual command registers shown
   vcmdOut: {}, // `${host}:${guest}` -> last VCMD/VCRSP exchange, as text
@@ -111,7 +112,7 @@ export const ops = {
     state.nextVm = 1;
     state.colours = {};
     state.errors = {};
-    state.migration = { selected: '', ridMap: {}, result: null };
+    state.migration = { selected: '', ridMap: {}, ridKinds: {}, result: null };
     state.vcmdOut = {};
   },
   layout(key, config) {
@@ -123,7 +124,9 @@ export const ops = {
     h.names = {};
     // Guest ids restart on a new host: forget what was shown for the old ones.
     for (const k of Object.keys(state.vcmdOut)) if (k.startsWith(`${key}:`)) delete state.vcmdOut[k];
-    for (const k of Object.keys(state.migration.ridMap)) if (k.startsWith(`${key}:`)) delete state.migration.ridMap[k];
+    for (const m of [state.migration.ridMap, state.migration.ridKinds]) {
+      for (const k of Object.keys(m)) if (k.startsWith(`${key}:`)) delete m[k];
+    }
   },
   guest(key, platform, quota, name) {
     const h = hostByKey(key);
@@ -152,13 +155,14 @@ function pasidField(el, name) {
 const actions = {
   preset(el) {
     const preset = PRESETS.find((p) => p.id === el.dataset.preset);
-    const ctx = { ops, h: hostByKey, expectError, log: null, selected: '' };
+    const ctx = { ops, h: hostByKey, expectError, log: null, selected: '', ridKinds: null };
     const ok = step(`preset: ${preset.title}`, (log) => {
       ctx.log = log;
       preset.run(ctx);
     }, 'preset');
     if (ok && ctx.selected) {
       state.migration.selected = ctx.selected;
+      if (ctx.ridKinds) state.migration.ridKinds[ctx.selected] = { ...ctx.ridKinds };
       render();
     }
     return ok;
@@ -309,14 +313,23 @@ const TAMPER = {
   bitflip: ['blob corrupted in transit: one payload bit flipped', withFlippedBit],
 };
 
+// The RID map's kind names (what Host.importGuest reads), by snapshot kind.
+const MAP_KIND = { Dedicated: 'dedicated', SharedWq: 'shared-wq' };
+
+/**
+ * The RID map of a guest as [source, destination, destination kind] entries. The kind
+ * says what the destination device is on the other host (its VMM set it up); it
+ * defaults to the source device's kind, and the core refuses a device of another kind.
+ */
 function ridMapFor(key, guestId) {
   const h = hostByKey(key);
   const snap = h.snap.guests.find((g) => g.id === guestId);
   const map = state.migration.ridMap[`${key}:${guestId}`] ?? {};
+  const kinds = state.migration.ridKinds[`${key}:${guestId}`] ?? {};
   // A blank destination leaves the RID out of the map (the core refuses: not mapped).
   return snap.devices.map((d) => {
     const from = ridText(d.rid);
-    return [from, map[from] ?? from];
+    return [from, map[from] ?? from, kinds[from] ?? MAP_KIND[d.kind]];
   });
 }
 
@@ -337,7 +350,7 @@ function migrate(key, guestId, tamper) {
       log(tamper[0]);
       blob = tamper[1](blob);
     }
-    log(`RID map ${sent.map(([a, b]) => `${a}→${b}`).join(', ') || '(empty)'}`);
+    log(`RID map ${sent.map(([a, b, kind]) => `${a}→${b} (${kind})`).join(', ') || '(empty)'}`);
     let imported;
     try {
       imported = dst.host.importGuest(blob, sent);
@@ -534,8 +547,11 @@ function renderMigration() {
   const [key, id] = m.selected.split(':');
   let ridRows = '';
   if (key && hostByKey(key)?.snap.guests.some((g) => g.id === Number(id))) {
-    ridRows = ridMapFor(key, Number(id)).map(([from, to]) => `
-      <label class="ridmap">${from} → <input data-testid="rid-map-${from}" data-ridmap="${from}" value="${esc(to)}" size="12" aria-label="destination RID of ${from}"></label>`).join('');
+    ridRows = ridMapFor(key, Number(id)).map(([from, to, kind]) => `
+      <label class="ridmap">${from} → <input data-testid="rid-map-${from}" data-ridmap="${from}" value="${esc(to)}" size="12" aria-label="destination RID of ${from}">
+        <select data-testid="rid-kind-${from}" data-ridkind="${from}" aria-label="kind of the destination device of ${from}" title="what the destination device is on the other host">
+          ${Object.values(MAP_KIND).map((k) => `<option value="${k}" ${k === kind ? 'selected' : ''}>${k === 'dedicated' ? 'dedicated (VF)' : 'shared WQ'}</option>`).join('')}
+        </select></label>`).join('');
   } else if (m.selected) {
     m.selected = '';
   }
@@ -695,6 +711,9 @@ function onChange(ev) {
   } else if (el.dataset.ridmap) {
     const sel = state.migration.selected;
     state.migration.ridMap[sel] = { ...(state.migration.ridMap[sel] ?? {}), [el.dataset.ridmap]: el.value.trim() };
+  } else if (el.dataset.ridkind) {
+    const sel = state.migration.selected;
+    state.migration.ridKinds[sel] = { ...(state.migration.ridKinds[sel] ?? {}), [el.dataset.ridkind]: el.value };
   }
 }
 

@@ -187,6 +187,17 @@ export const PRESETS = [
     },
   },
   {
+    id: 'refuse-rid-kind',
+    refusal: true,
+    title: 'RID kind mismatch',
+    blurb: "Host B's VMM set up 00:0a.0 as a VF, and the RID map says so; vm1's device there is a DSA shared WQ.",
+    run(ctx) {
+      ctx.ops.reset([P2, P2]);
+      ctx.selected = `A:${migratingGuest(ctx)}`;
+      ctx.ridKinds = { [WQ1]: 'dedicated' };
+    },
+  },
+  {
     id: 'refuse-tampered-quota',
     refusal: true,
     tamper: 'quota',

@@ -173,6 +173,7 @@ const REFUSALS = {
   'refuse-quota': 'no free PASID in the shared range (code 21 SharedRangeExhausted)',
   'refuse-small-range': "incompatible layout: the destination's shared range is smaller than the guest's shared PASIDs (code 33 IncompatibleLayout)",
   'refuse-rid-in-use': 'RID 0000:03:00.1 is already attached (code 9 RidInUse)',
+  'refuse-rid-kind': "RID kind mismatch: destination RID 0000:00:0a.0 is a Dedicated device, but the guest's device mapped to it is SharedWq (code 51 DeviceKindMismatch)",
   'refuse-tampered-quota': 'shared PASID quota of 1 reached (code 22 QuotaExceeded)',
   'refuse-corrupt': 'migration blob checksum mismatch (code 31 ChecksumMismatch)',
 };
@@ -187,6 +188,12 @@ for (const [id, message] of Object.entries(REFUSALS)) {
     assert.equal(await byId('host-B').getByTestId('guest-vm1').count(), 0);
     assert.equal(await byId('host-A').getByTestId('guest-vm1').count(), 1, 'the source keeps the guest');
     if (id === 'refuse-rid-in-use') await page.screenshot({ path: `${SHOTS}refused.png`, fullPage: true });
+    if (id === 'refuse-rid-kind') {
+      // The RID map row shows why: host B's device at 00:0a.0 is a VF.
+      assert.equal(await byId('rid-kind-0000:00:0a.0').inputValue(), 'dedicated');
+      assert.equal(await byId('rid-kind-0000:03:00.1').inputValue(), 'dedicated');
+      await page.screenshot({ path: `${SHOTS}refused-rid-kind.png`, fullPage: true });
+    }
   });
 }
 
@@ -202,6 +209,21 @@ test('an unmapped RID is refused by the core, not silently kept', async () => {
   await byId('migrate-go').click();
   await byId('migrate-kept').waitFor();
   assert.equal(await byId('host-B').getByTestId('guest-vm1').getByTestId('device').filter({ hasText: '0000:07:00.1' }).count(), 1);
+});
+
+test('the destination kind of each RID map row defaults to the source device and is checked', async () => {
+  await preset('p2-migration');
+  assert.equal(await byId('rid-kind-0000:03:00.1').inputValue(), 'dedicated');
+  assert.equal(await byId('rid-kind-0000:00:0a.0').inputValue(), 'shared-wq');
+  await byId('rid-kind-0000:03:00.1').selectOption('shared-wq');
+  await byId('migrate-go').click();
+  assert.equal(await byId('migrate-refusal').textContent(),
+    "RID kind mismatch: destination RID 0000:03:00.1 is a SharedWq device, but the guest's device mapped to it is Dedicated (code 51 DeviceKindMismatch)");
+  assert.equal(await byId('migrate-target-unchanged').textContent(), '✓ host B is unchanged');
+  await byId('rid-kind-0000:03:00.1').selectOption('dedicated');
+  await byId('migrate-go').click();
+  await byId('migrate-kept').waitFor();
+  assert.equal(await byId('host-B').getByTestId('guest-vm1').count(), 1);
 });
 
 test('controls: add a guest and devices by hand, errors next to the control that caused them', async () => {

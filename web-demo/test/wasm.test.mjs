@@ -238,6 +238,11 @@ test('refused imports throw the core error and leave the target unchanged', () =
     [new Host({ ...P2, local: [1, 2], shared: [4096, 8192] }), IDENTITY, 13, /^PASID 2 is outside the guest range$/],
     [new Host(P2), [['00:0a.0', '00:0a.0']], 34, /^RID 0000:03:00.1 has no destination in the RID map$/],
     [new Host(P2), [['03:00.1', '04:00.0'], ['00:0a.0', '04:00.0']], 9, /^RID 0000:04:00.0 is already attached$/],
+    // The destination's VMM says 00:0a.0 is a VF there; the guest's device is a shared WQ.
+    [new Host(P2), [['03:00.1', '03:00.1', 'dedicated'], ['00:0a.0', '00:0a.0', 'dedicated']], 51,
+      /^RID kind mismatch: destination RID 0000:00:0a.0 is a Dedicated device, but the guest's device mapped to it is SharedWq$/],
+    [new Host(P2), [['03:00.1', '03:00.1', 'shared-wq'], ['00:0a.0', '00:0a.0']], 51,
+      /^RID kind mismatch: destination RID 0000:03:00.1 is a SharedWq device/],
   ];
   const full = new Host({ ...P2, shared: [4096, 4098] });
   full.allocPasid(full.createGuest('p2', 2), 'shared');
@@ -253,6 +258,7 @@ test('refused imports throw the core error and leave the target unchanged', () =
     assert.equal(e.code, code, e.message);
     assert.match(e.message, message);
     assert.equal(checked.code, code);
+    assert.equal(checked.codeName, e.codeName);
     assert.deepEqual(target.snapshot(), before, 'the target is unchanged');
     target.free();
   }
@@ -263,6 +269,28 @@ test('refused imports throw the core error and leave the target unchanged', () =
   assert.equal(coreError(() => inspectBlob(flipped)).code, 31);
   assert.ok(coreError(() => new Host(P2).importGuest(blob, [['x', 'y']])) instanceof TypeError);
   assert.ok(coreError(() => new Host(P2).importGuest(blob, 'not a map')) instanceof TypeError);
+  // Entries are [source, destination] or [source, destination, kind]; nothing else.
+  for (const map of [[['03:00.1']], [['03:00.1', '03:00.1', 'vf']], [['03:00.1', '03:00.1', 'dedicated', 'x']], [['03:00.1', '03:00.1', 1]]]) {
+    const e = coreError(() => new Host(P2).checkImport(blob, map));
+    assert.ok(e instanceof TypeError, `${JSON.stringify(map)}: ${e}`);
+    assert.equal(e.code, undefined);
+  }
+});
+
+test('RID map entries may say the destination kind: matching kinds import, the report lists the devices', () => {
+  const { a, g } = sourceWithGuest();
+  const blob = a.exportGuest(g);
+  const b = new Host(P2);
+  const map = [['03:00.1', '04:00.1', 'dedicated'], ['00:0a.0', '00:0b.0', 'shared-wq']];
+  assert.equal(b.checkImport(blob, map), undefined);
+  const { guest, report } = b.importGuest(blob, map);
+  assert.deepEqual(report.devices, [
+    { source: { segment: 0, bdf: 0x50 }, destination: { segment: 0, bdf: 0x58 }, kind: 'SharedWq' },
+    { source: { segment: 0, bdf: 0x301 }, destination: { segment: 0, bdf: 0x401 }, kind: 'Dedicated' },
+  ]);
+  assert.equal(b.owner('04:00.1'), guest);
+  a.free();
+  b.free();
 });
 
 test('VT-d virtual commands: BigInt registers, both revisions', () => {
