@@ -282,7 +282,7 @@ impl Host {
 
     /// [`Host::alloc`], also telling which translation-table pages changed (for a
     /// shared PASID), so a VMM rewrites only those.
-    #[inline]
+    #[inline(always)]
     pub fn alloc_reporting_pages(
         &mut self,
         guest: GuestId,
@@ -336,7 +336,7 @@ impl Host {
     }
 
     /// [`Host::free`], also telling which translation-table page changed.
-    #[inline]
+    #[inline(always)]
     pub fn free_reporting_pages(
         &mut self,
         guest: GuestId,
