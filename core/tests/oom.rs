@@ -148,14 +148,16 @@ fn p2_blob(devices: bool) -> Vec<u8> {
     let g = src.create_guest(GuestConfig::p2(8)).unwrap();
     let wq = Rid::new(0, 0x0a01);
     let vf = Rid::new(0, 0x0301);
-    for i in 0..2000 {
-        // Spread over two translation tables.
-        let kind = if i % 500 == 0 {
-            PasidKind::Shared
-        } else {
-            PasidKind::Local
-        };
-        src.alloc(g, kind).unwrap();
+    // Shared gPASIDs 1, 2 and 1025 (two translation tables) and local 3, 4: fill the
+    // first table with locals to get to 1025, then free those again.
+    src.alloc(g, PasidKind::Shared).unwrap();
+    src.alloc(g, PasidKind::Shared).unwrap();
+    for _ in 3..1025 {
+        src.alloc(g, PasidKind::Local).unwrap();
+    }
+    assert_eq!(src.alloc(g, PasidKind::Shared), Ok(1025));
+    for p in 5..1025 {
+        src.free(g, p).unwrap();
     }
     if devices {
         src.attach(g, wq, DeviceKind::SharedWq).unwrap();
@@ -241,7 +243,7 @@ fn hostile_counts_in_a_blob_ask_for_little() {
     // Under Miri a tenth as many, so the test stays quick there.
     let count: u32 = if cfg!(miri) { 2_000 } else { 20_000 };
     let many = varint(count);
-                                   // Layout (width 20, local 1..4096, shared 4096..8192), platforms p2/p2, quota 8.
+    // Layout (width 20, local 1..4096, shared 4096..8192), platforms p2/p2, quota 8.
     let head = [20, 1, 0x80, 0x20, 0x80, 0x20, 0x80, 0x40, 2, 2, 8];
     let host = busy_host(false);
     for at in 0..3 {
