@@ -220,10 +220,6 @@ enum pasid_result
    */
   PASID_RESULT_NO_SUCH_DEVICE = 10,
   /**
-   * The device is of the wrong kind for the operation.
-   */
-  PASID_RESULT_WRONG_DEVICE_KIND = 11,
-  /**
    * The device still has PASIDs bound or recorded.
    */
   PASID_RESULT_DEVICE_BUSY = 12,

@@ -71,14 +71,6 @@ pub enum Error {
         /// The RID.
         rid: Rid,
     },
-    /// The device is of the wrong kind for the operation.
-    #[error("RID {rid} is a {kind:?} device, which cannot do that")]
-    WrongDeviceKind {
-        /// The RID.
-        rid: Rid,
-        /// Its kind.
-        kind: DeviceKind,
-    },
     /// The device still has PASIDs bound or recorded.
     #[error("RID {rid} still has PASIDs bound to it")]
     DeviceBusy {
@@ -220,8 +212,8 @@ pub enum Error {
     /// The RID map says a destination RID is a device of another kind than the
     /// guest's device mapped to it.
     #[error(
-        "RID kind mismatch: destination RID {rid} is a {destination_kind:?} device, \
-         but the guest's device mapped to it is {guest_kind:?}"
+        "RID kind mismatch: destination RID {rid} is a {destination_kind} device, \
+         but the guest's device mapped to it is a {guest_kind} device"
     )]
     DeviceKindMismatch {
         /// The destination RID.
@@ -258,8 +250,6 @@ pub enum ErrorCode {
     RidInUse = 9,
     /// [`Error::NoSuchDevice`].
     NoSuchDevice = 10,
-    /// [`Error::WrongDeviceKind`].
-    WrongDeviceKind = 11,
     /// [`Error::DeviceBusy`].
     DeviceBusy = 12,
     /// [`Error::PasidOutOfRange`].
@@ -326,7 +316,6 @@ impl Error {
             Error::TooManyGuests => ErrorCode::TooManyGuests,
             Error::RidInUse { .. } => ErrorCode::RidInUse,
             Error::NoSuchDevice { .. } => ErrorCode::NoSuchDevice,
-            Error::WrongDeviceKind { .. } => ErrorCode::WrongDeviceKind,
             Error::DeviceBusy { .. } => ErrorCode::DeviceBusy,
             Error::PasidOutOfRange { .. } => ErrorCode::PasidOutOfRange,
             Error::PasidInUse { .. } => ErrorCode::PasidInUse,

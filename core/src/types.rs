@@ -34,6 +34,16 @@ pub enum DeviceKind {
     SharedWq,
 }
 
+/// Prints `dedicated` or `shared WQ`, as error messages use them.
+impl fmt::Display for DeviceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DeviceKind::Dedicated => "dedicated",
+            DeviceKind::SharedWq => "shared WQ",
+        })
+    }
+}
+
 /// A PCI requester ID: segment plus bus/device/function.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]

@@ -44,8 +44,6 @@ pub enum pasid_result {
     RidInUse = 9,
     /// The RID is not attached to this guest.
     NoSuchDevice = 10,
-    /// The device is of the wrong kind for the operation.
-    WrongDeviceKind = 11,
     /// The device still has PASIDs bound or recorded.
     DeviceBusy = 12,
     /// The PASID lies outside the guest (local) range.
@@ -122,7 +120,7 @@ const _: () = {
     }
     same!(
         InvalidWidth IncludesPasidZero EmptyRange RangeBeyondWidth RangesOverlap NotSupported
-        NoSuchGuest TooManyGuests RidInUse NoSuchDevice WrongDeviceKind DeviceBusy
+        NoSuchGuest TooManyGuests RidInUse NoSuchDevice DeviceBusy
         PasidOutOfRange PasidInUse NotAllocated NotShared StillBound AlreadyBound NotBound
         GuestRangeExhausted SharedRangeExhausted QuotaExceeded OutOfMemory BufferTooSmall
         MalformedBlob ChecksumMismatch UnsupportedVersion IncompatibleLayout RidNotMapped
@@ -154,7 +152,6 @@ pub(crate) fn code_text(code: c_int) -> Option<&'static CStr> {
         (R::TooManyGuests, c"too many guests on this host"),
         (R::RidInUse, c"RID is already attached"),
         (R::NoSuchDevice, c"RID is not attached to this guest"),
-        (R::WrongDeviceKind, c"wrong device kind for the operation"),
         (R::DeviceBusy, c"device still has PASIDs bound to it"),
         (R::PasidOutOfRange, c"PASID is outside the guest range"),
         (R::PasidInUse, c"PASID is already in use"),

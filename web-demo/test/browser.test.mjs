@@ -173,7 +173,7 @@ const REFUSALS = {
   'refuse-quota': 'no free PASID in the shared range (code 21 SharedRangeExhausted)',
   'refuse-small-range': "incompatible layout: the destination's shared range is smaller than the guest's shared PASIDs (code 33 IncompatibleLayout)",
   'refuse-rid-in-use': 'RID 0000:03:00.1 is already attached (code 9 RidInUse)',
-  'refuse-rid-kind': "RID kind mismatch: destination RID 0000:00:0a.0 is a Dedicated device, but the guest's device mapped to it is SharedWq (code 51 DeviceKindMismatch)",
+  'refuse-rid-kind': "RID kind mismatch: destination RID 0000:00:0a.0 is a dedicated device, but the guest's device mapped to it is a shared WQ device (code 51 DeviceKindMismatch)",
   'refuse-tampered-quota': 'shared PASID quota of 1 reached (code 22 QuotaExceeded)',
   'refuse-corrupt': 'migration blob checksum mismatch (code 31 ChecksumMismatch)',
 };
@@ -218,7 +218,7 @@ test('the destination kind of each RID map row defaults to the source device and
   await byId('rid-kind-0000:03:00.1').selectOption('shared-wq');
   await byId('migrate-go').click();
   assert.equal(await byId('migrate-refusal').textContent(),
-    "RID kind mismatch: destination RID 0000:03:00.1 is a SharedWq device, but the guest's device mapped to it is Dedicated (code 51 DeviceKindMismatch)");
+    "RID kind mismatch: destination RID 0000:03:00.1 is a shared WQ device, but the guest's device mapped to it is a dedicated device (code 51 DeviceKindMismatch)");
   assert.equal(await byId('migrate-target-unchanged').textContent(), '✓ host B is unchanged');
   await byId('rid-kind-0000:03:00.1').selectOption('dedicated');
   await byId('migrate-go').click();

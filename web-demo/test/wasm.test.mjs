@@ -240,9 +240,9 @@ test('refused imports throw the core error and leave the target unchanged', () =
     [new Host(P2), [['03:00.1', '04:00.0'], ['00:0a.0', '04:00.0']], 9, /^RID 0000:04:00.0 is already attached$/],
     // The destination's VMM says 00:0a.0 is a VF there; the guest's device is a shared WQ.
     [new Host(P2), [['03:00.1', '03:00.1', 'dedicated'], ['00:0a.0', '00:0a.0', 'dedicated']], 51,
-      /^RID kind mismatch: destination RID 0000:00:0a.0 is a Dedicated device, but the guest's device mapped to it is SharedWq$/],
+      /^RID kind mismatch: destination RID 0000:00:0a.0 is a dedicated device, but the guest's device mapped to it is a shared WQ device$/],
     [new Host(P2), [['03:00.1', '03:00.1', 'shared-wq'], ['00:0a.0', '00:0a.0']], 51,
-      /^RID kind mismatch: destination RID 0000:03:00.1 is a SharedWq device/],
+      /^RID kind mismatch: destination RID 0000:03:00.1 is a shared WQ device/],
   ];
   const full = new Host({ ...P2, shared: [4096, 4098] });
   full.allocPasid(full.createGuest('p2', 2), 'shared');
