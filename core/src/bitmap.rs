@@ -33,6 +33,15 @@
 //! Both are only bounds: when they are stale the search climbs as above, so the worst
 //! case stays `2 * depth` loads whatever the fill level.
 //!
+//! A free below the floor into a full leaf word would set that word's summary bits, and
+//! the next alloc, which takes the same id back, would clear them again: with random
+//! frees at high fill that pair of climbs is most of the work. So that word is left
+//! *pending*: its summary bits stay "full" while it is the floor's word. No search needs
+//! them then, since every search starts at or above the floor, in that word, and only
+//! climbs to the right of it. The bits are set when the floor moves to another word with
+//! the word still holding a free id, and never if the word fills up again first.
+//! Summaries are thus exact for the leaves with the pending word counted as full.
+//!
 //! All levels sit in one boxed slice, leaves first (so a leaf word is found at index / 64
 //! with no level offset to load on the hot path) and each summary level after the one
 //! below it. The whole structure is one allocation made up front: nothing grows after
@@ -74,11 +83,18 @@ pub struct IdBitmap {
     /// Above `floor`: every index in `floor + 1..next` is used, so once `floor` itself
     /// is taken the search may start at `next`. Always `> floor`; ignored by equality.
     next: usize,
+    /// A leaf word with free ids whose summary bits are not set yet ([`NONE`] if none).
+    /// Only the floor's own word is ever pending; see the module doc.
+    pending: usize,
 }
+
+/// No pending leaf word.
+const NONE: usize = usize::MAX;
 
 impl PartialEq for IdBitmap {
     fn eq(&self, other: &Self) -> bool {
-        self.range == other.range && self.used == other.used && self.words == other.words
+        // The leaves are the set; summary words may differ by a pending word.
+        self.range == other.range && self.used == other.used && self.leaves() == other.leaves()
     }
 }
 
@@ -137,6 +153,7 @@ impl IdBitmap {
             used: 0,
             floor: 0,
             next: 1,
+            pending: NONE,
         })
     }
 
@@ -162,7 +179,7 @@ impl IdBitmap {
                 self.words[slot] = left;
                 self.used += 1;
                 if left == 0 {
-                    self.clear_summaries(floor / 64);
+                    self.word_now_full(slot);
                 }
                 self.raise_floor(index);
                 return Some(self.range.start + index as u32);
@@ -221,16 +238,22 @@ impl IdBitmap {
         }
         self.words[slot] = word | bit;
         self.used -= 1;
-        if word == 0 {
-            self.set_summaries(index / 64);
-        }
         // Branches, not min/max: the next alloc's search start then does not wait on
         // the old bounds' values.
         if index < self.floor {
             self.next = self.floor;
             self.floor = index;
-        } else if index > self.floor && index < self.next {
-            self.next = index;
+            // One branch on the common path (a word with other free ids, none pending).
+            if (word == 0) | (self.pending != NONE) {
+                self.floor_moved_down(slot, word == 0);
+            }
+        } else {
+            if word == 0 {
+                self.set_summaries(slot);
+            }
+            if index > self.floor && index < self.next {
+                self.next = index;
+            }
         }
         true
     }
@@ -255,11 +278,7 @@ impl IdBitmap {
 
     /// The used ids in increasing order. Leaf words with no used id are skipped whole.
     pub fn iter_used(&self) -> impl Iterator<Item = u32> + '_ {
-        let leaves: &[u64] = if self.depth == 0 {
-            &[]
-        } else {
-            &self.words[..self.words_at(0)]
-        };
+        let leaves = self.leaves();
         let capacity = self.capacity() as usize;
         let base = self.range.start;
         leaves.iter().enumerate().flat_map(move |(w, &free)| {
@@ -343,6 +362,15 @@ impl IdBitmap {
         None
     }
 
+    /// The leaf words.
+    fn leaves(&self) -> &[u64] {
+        if self.depth == 0 {
+            &[]
+        } else {
+            &self.words[..self.words_at(0)]
+        }
+    }
+
     /// Number of words at level `l`.
     #[inline]
     fn words_at(&self, l: usize) -> usize {
@@ -365,6 +393,53 @@ impl IdBitmap {
             index + 1
         };
         self.next = self.floor + 1;
+        if self.pending != NONE {
+            self.floor_moved_up();
+        }
+    }
+
+    /// A free moved the floor down into leaf word `word`, which was full if `was_full`.
+    #[cold]
+    #[inline(never)]
+    fn floor_moved_down(&mut self, word: usize, was_full: bool) {
+        if self.pending != NONE && self.pending != word {
+            self.flush_pending();
+        }
+        if was_full {
+            // The new floor's word: the next alloc most likely takes this id back, so
+            // leave its summaries alone while the floor stays in this word.
+            self.pending = word;
+        }
+    }
+
+    /// The floor went up while a word is pending: flush it if the floor left it.
+    #[cold]
+    #[inline(never)]
+    fn floor_moved_up(&mut self) {
+        if self.floor / 64 != self.pending {
+            self.flush_pending();
+        }
+    }
+
+    /// Sets the summary bits of the pending word, if it still has a free id.
+    #[cold]
+    #[inline(never)]
+    fn flush_pending(&mut self) {
+        let word = core::mem::replace(&mut self.pending, NONE);
+        if self.words[word] != 0 {
+            self.set_summaries(word);
+        }
+    }
+
+    /// Leaf word `word` has just lost its last free id.
+    #[inline(always)]
+    fn word_now_full(&mut self, word: usize) {
+        if word == self.pending {
+            // Its summary bits were never set: they already say "full".
+            self.pending = NONE;
+        } else {
+            self.clear_summaries(word);
+        }
     }
 
     /// Clears the free bit of `index`; a word that turns zero clears its bit above.
@@ -374,7 +449,7 @@ impl IdBitmap {
         let slot = &mut self.words[index / 64];
         *slot &= !(1 << (index % 64));
         if *slot == 0 {
-            self.clear_summaries(index / 64);
+            self.word_now_full(index / 64);
         }
     }
 
@@ -419,13 +494,19 @@ mod tests {
 
     /// Checks every summary bit against its child word and `used` against the leaves.
     fn check_invariants(b: &IdBitmap) {
+        // Summaries are exact with the pending word counted as full.
+        let mut exact = b.words.clone();
+        if b.pending != NONE {
+            assert_ne!(b.words[b.pending], 0, "a pending word has a free id");
+            assert_eq!(b.floor / 64, b.pending, "only the floor's word is pending");
+            exact[b.pending] = 0;
+        }
         for l in 1..b.depth {
             for w in 0..b.words_at(l) {
                 let word = b.words[b.offsets[l] + w];
                 for bit in 0..64 {
                     let child = w * 64 + bit;
-                    let expect =
-                        child < b.words_at(l - 1) && b.words[b.offsets[l - 1] + child] != 0;
+                    let expect = child < b.words_at(l - 1) && exact[b.offsets[l - 1] + child] != 0;
                     assert_eq!(
                         word & (1 << bit) != 0,
                         expect,
