@@ -48,6 +48,8 @@ fn layouts() -> impl Strategy<Value = (PasidLayout, Platform)> {
 /// Under Miri (about a thousand times slower) two cases still walk every operation
 /// (about a minute); the full count runs natively.
 const CASES: u32 = if cfg!(miri) { 2 } else { 256 };
+/// Sequences up to 80 operations long (40 under Miri).
+const MAX_OPS: usize = if cfg!(miri) { 40 } else { 80 };
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: CASES, ..ProptestConfig::default() })]
@@ -55,7 +57,7 @@ proptest! {
     #[test]
     fn host_agrees_with_the_model(
         (layout, platform) in layouts(),
-        ops in proptest::collection::vec(op_strategy(), 1..80),
+        ops in proptest::collection::vec(op_strategy(), 1..MAX_OPS),
     ) {
         let mut checker = Checker::new(layout, platform);
         for op in &ops {
