@@ -121,8 +121,8 @@ enum Call {
     ExportGuest(Handle, Guest, Buf),
     InspectBlob(Blob),
     InspectBlobPasids(Blob, Buf),
-    CheckImport(Handle, Blob, Vec<(Rid, Rid)>),
-    ImportGuest(Handle, Blob, Vec<(Rid, Rid)>, bool),
+    CheckImport(Handle, Blob, Vec<(Rid, Rid, u32)>),
+    ImportGuest(Handle, Blob, Vec<(Rid, Rid, u32)>, bool),
     ReportFree(u8),
     ReportInfo(u8),
     ReportShared(u8, Buf),
@@ -665,11 +665,12 @@ fn run(s: &mut State, call: &Call) {
             Call::CheckImport(h, b, map) => {
                 let (v, null, len) = s.blob(b);
                 let p = if null { core::ptr::null() } else { v.as_ptr() };
-                let pairs: Vec<pasid_rid_pair> = map
+                let pairs: Vec<pasid_rid_mapping> = map
                     .iter()
-                    .map(|&(a, b)| pasid_rid_pair {
+                    .map(|&(a, b, kind)| pasid_rid_mapping {
                         source: rid(a),
                         destination: rid(b),
+                        kind: kind % 4,
                     })
                     .collect();
                 let rc = pasid_check_import(
@@ -685,14 +686,15 @@ fn run(s: &mut State, call: &Call) {
                 let (v, null, len) = s.blob(b);
                 let p = if null { core::ptr::null() } else { v.as_ptr() };
                 // Identity map for the blob's devices, plus the fuzzer's pairs.
-                let mut pairs: Vec<pasid_rid_pair> = map
+                let mut pairs: Vec<pasid_rid_mapping> = map
                     .iter()
-                    .map(|&(a, b)| pasid_rid_pair {
+                    .map(|&(a, b, kind)| pasid_rid_mapping {
                         source: rid(a),
                         destination: rid(b),
+                        kind: kind % 4,
                     })
                     .collect();
-                pairs.extend((0..32u16).map(|i| pasid_rid_pair {
+                pairs.extend((0..32u16).map(|i| pasid_rid_mapping {
                     source: pasid_rid {
                         segment: i / 16,
                         bdf: i % 16,
@@ -701,6 +703,7 @@ fn run(s: &mut State, call: &Call) {
                         segment: i / 16,
                         bdf: i % 16,
                     },
+                    kind: 0, // PASID_DEVICE_KIND_ANY
                 }));
                 let mut report = core::ptr::null_mut();
                 let rc = pasid_import_guest(

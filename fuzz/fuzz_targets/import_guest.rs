@@ -14,7 +14,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pasid_core::migrate::{inspect, FORMAT_MAGIC, FORMAT_MAJOR};
+use pasid_core::migrate::{inspect, RidMapping, FORMAT_MAGIC, FORMAT_MAJOR};
 use pasid_core::{DeviceKind, Error, GuestConfig, Host, PasidKind, PasidLayout, Platform, Rid};
 
 const RESEAL: u8 = 1 << 0;
@@ -24,6 +24,9 @@ const BUSY_DEST: u8 = 1 << 3;
 const SHIFT_RIDS: u8 = 1 << 4;
 const DROP_A_RID: u8 = 1 << 5;
 const MAP_TWICE: u8 = 1 << 6;
+/// The map says each destination's device kind (`import_guest_mapped`): right for
+/// even-numbered devices, wrong for odd ones.
+const KINDS: u8 = 1 << 7;
 
 const HEADER_LEN: usize = 16;
 const TRAILER_LEN: usize = 4;
@@ -73,27 +76,39 @@ fn destination(flags: u8) -> Host {
     host
 }
 
-fn rid_map(blob: &[u8], flags: u8) -> Vec<(Rid, Rid)> {
+fn rid_map(blob: &[u8], flags: u8) -> Vec<RidMapping> {
     let Ok(guest) = inspect(blob) else {
-        return vec![(Rid::new(0, 1), Rid::new(0, 2))];
+        return vec![(Rid::new(0, 1), Rid::new(0, 2)).into()];
     };
     let shift = if flags & SHIFT_RIDS != 0 { 0x100 } else { 0 };
-    let mut map: Vec<(Rid, Rid)> = guest
+    let mut map: Vec<RidMapping> = guest
         .devices
         .iter()
-        .map(|d| {
-            (
-                d.rid,
-                Rid::new(d.rid.segment, d.rid.bdf.wrapping_add(shift)),
-            )
+        .enumerate()
+        .map(|(i, d)| {
+            let dst = Rid::new(d.rid.segment, d.rid.bdf.wrapping_add(shift));
+            if flags & KINDS == 0 {
+                (d.rid, dst).into()
+            } else {
+                let kind = match (d.kind, i % 2) {
+                    (k, 0) => k,
+                    (DeviceKind::Dedicated, _) => DeviceKind::SharedWq,
+                    (DeviceKind::SharedWq, _) => DeviceKind::Dedicated,
+                };
+                (d.rid, dst, kind).into()
+            }
         })
         .collect();
     if flags & DROP_A_RID != 0 {
         map.pop();
     }
     if flags & MAP_TWICE != 0 {
-        if let Some(&(src, dst)) = map.first() {
-            map.push((src, Rid::new(dst.segment ^ 1, dst.bdf)));
+        if let Some(&m) = map.first() {
+            let dst = Rid::new(m.destination.segment ^ 1, m.destination.bdf);
+            map.push(RidMapping {
+                destination: dst,
+                ..m
+            });
         }
     }
     map
@@ -115,10 +130,10 @@ fuzz_target!(|data: &[u8]| {
     let mut host = destination(flags);
     let before = host.snapshot();
     let heap_before = host.heap_bytes();
-    let checked = host.check_import(&blob, &map);
+    let checked = host.check_import_mapped(&blob, &map);
     assert_eq!(host.snapshot(), before, "check_import changed the host");
 
-    match host.import_guest(&blob, &map) {
+    match host.import_guest_mapped(&blob, &map) {
         Err(e) => {
             assert_eq!(
                 host.snapshot(),
@@ -184,7 +199,7 @@ fuzz_target!(|data: &[u8]| {
             // Devices: each source RID mapped, kind and PASIDs kept.
             assert_eq!(g.devices.len(), want.devices.len());
             for d in &want.devices {
-                let dst = map.iter().find(|(s, _)| *s == d.rid).unwrap().1;
+                let dst = map.iter().find(|m| m.source == d.rid).unwrap().destination;
                 let got = g
                     .devices
                     .iter()
