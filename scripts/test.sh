@@ -28,3 +28,9 @@ scripts/test-c.sh
 
 step "playground: wasm bindings under Node, the page in headless Chromium"
 scripts/test-web.sh
+
+step "benchmarks, quick mode (keeps them building and running; no timing is asserted)"
+scripts/bench.sh --quick
+
+step "hardening: bounded fuzz runs, Miri, valgrind on the C tests"
+FUZZ_SECONDS=${FUZZ_SECONDS:-20} scripts/harden.sh
