@@ -8,9 +8,11 @@
 # fuzz      builds the cargo-fuzz targets (nightly, libFuzzer, ASan) and runs each for
 #           FUZZ_SECONDS (default 60): host_ops (host operations and VCMD values
 #           against the reference model), import_guest (migration blobs), ffi_calls
-#           (the C ABI). Seeds: fuzz/corpus/<target> (committed); what a run finds is
-#           kept in fuzz/target/corpus/<target> for the next run; crashes go to
-#           fuzz/artifacts/<target> (reproduce: cargo +nightly fuzz run <target> FILE).
+#           (the C ABI), bitmap (the id allocator against a BTreeSet). Seeds:
+#           fuzz/corpus/<target> (committed; fuzz/seeds regenerates import_guest's);
+#           what a run finds is kept in fuzz/target/corpus/<target> for the next run;
+#           crashes go to fuzz/artifacts/<target> (reproduce: cargo +nightly fuzz run
+#           <target> FILE).
 # miri      runs the core's tests under Miri (undefined behaviour, leaks), property
 #           tests at PROPTEST_CASES=4 (model.rs: 2 under cfg(miri)), minus the tests
 #           listed in MIRI_SKIP below, which only repeat natively-tested logic at
@@ -30,7 +32,7 @@ cd "$(dirname "$0")/.."
 fuzz_seconds=${FUZZ_SECONDS:-60}
 # quick: a CI-sized Miri run (the default when FUZZ_SECONDS <= 30); all: every test.
 if [ "$fuzz_seconds" -le 30 ]; then miri_scope=${MIRI_SCOPE:-quick}; else miri_scope=${MIRI_SCOPE:-all}; fi
-targets="host_ops import_guest ffi_calls"
+targets="host_ops import_guest ffi_calls bitmap"
 passed=0
 failed=0
 pass() { passed=$((passed + 1)); printf 'ok   %s\n' "$*"; }
@@ -92,15 +94,16 @@ miri() {
         # run VCMD, export, decoding and import under Miri); they run natively.
         scope=(--lib --test host --test hostile --test hwtable --test oom --test vcmd)
     fi
-    if MIRIFLAGS="${MIRIFLAGS:--Zmiri-disable-isolation}" PROPTEST_CASES=4 \
-        cargo +nightly miri test -p pasid-core "${scope[@]}" -- "${skip[@]}" 2>&1 |
-        tee /tmp/harden-miri.log | grep -E '^test result|^error|FAILED|Undefined Behavior'; then
-        :
-    fi
-    if [ "${PIPESTATUS[0]}" -eq 0 ] && ! grep -q 'FAILED\|Undefined Behavior' /tmp/harden-miri.log; then
-        pass "miri: $(grep -c '^test result: ok' /tmp/harden-miri.log) test binaries clean"
+    local log=/tmp/harden-miri.log
+    MIRIFLAGS="${MIRIFLAGS:--Zmiri-disable-isolation}" PROPTEST_CASES=4 \
+        cargo +nightly miri test -p pasid-core "${scope[@]}" -- "${skip[@]}" >"$log" 2>&1
+    local rc=$?
+    grep -E '^test result|^error|FAILED|Undefined Behavior' "$log"
+    if [ "$rc" -eq 0 ]; then
+        pass "miri: $(grep -c '^test result: ok' "$log") test binaries clean"
     else
-        fail "miri (log: /tmp/harden-miri.log)"
+        tail -n 60 "$log"
+        fail "miri (log: $log)"
     fi
 }
 
