@@ -59,6 +59,8 @@
 //! [`WasmHost::pasid_pairs`] gives one guest's PASIDs as a flat `Uint32Array`, and
 //! [`WasmHost::summary`] the snapshot without them.
 
+#![deny(missing_docs)]
+
 mod args;
 
 use pasid_core::migrate::{self, ImportReport, RidMapping};
