@@ -13,7 +13,7 @@
 #           what a run finds is kept in fuzz/target/corpus/<target> for the next run;
 #           crashes go to fuzz/artifacts/<target> (reproduce: cargo +nightly fuzz run
 #           <target> FILE).
-# miri      runs the core's tests under Miri (undefined behaviour, leaks), property
+# miri      runs the core's tests, and the C layer's unit and ABI tests, under Miri (undefined behaviour, leaks), property
 #           tests at PROPTEST_CASES=4 (model.rs: 2 under cfg(miri)), minus the tests
 #           listed in MIRI_SKIP below, which only repeat natively-tested logic at
 #           sizes Miri would take many minutes over. MIRI_SCOPE=quick (the default
@@ -104,6 +104,21 @@ miri() {
     else
         tail -n 60 "$log"
         fail "miri (log: $log)"
+    fi
+
+    # The C layer is where the unsafe code is: its unit tests and the ABI called from
+    # Rust (handles, buffers, the panic boundary), about 15 s under Miri.
+    step "miri: pasid-ffi tests"
+    log=/tmp/harden-miri-ffi.log
+    MIRIFLAGS="${MIRIFLAGS:--Zmiri-disable-isolation}" PROPTEST_CASES=4 \
+        cargo +nightly miri test -p pasid-ffi --lib --test abi >"$log" 2>&1
+    rc=$?
+    grep -E '^test result|^error|FAILED|Undefined Behavior' "$log"
+    if [ "$rc" -eq 0 ]; then
+        pass "miri: pasid-ffi lib and ABI tests clean"
+    else
+        tail -n 60 "$log"
+        fail "miri ffi (log: $log)"
     fi
 }
 
