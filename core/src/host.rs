@@ -57,6 +57,36 @@ pub(crate) struct Device {
     pub(crate) pasids: BTreeSet<u32>,
 }
 
+/// The id of the guest in `slot`: the generation above the slot number.
+fn guest_id(slot: usize, generation: u16) -> GuestId {
+    GuestId(((generation as u32) << SLOT_BITS) | slot as u32)
+}
+
+/// The slot a guest id names (its low 16 bits).
+#[inline(always)]
+fn slot_of(id: GuestId) -> usize {
+    (id.0 & (MAX_SLOTS as u32 - 1)) as usize
+}
+
+/// The generation a guest id carries (its high 16 bits).
+#[inline(always)]
+fn generation_of(id: GuestId) -> u16 {
+    (id.0 >> SLOT_BITS) as u16
+}
+
+/// The live guest `id` names. A function of the slot table alone, not of the host, so
+/// a caller can hold the guest and the host's shared allocator at once.
+#[inline(always)]
+fn live_guest_mut(slots: &mut [Slot], id: GuestId) -> Result<&mut Guest> {
+    match slots.get_mut(slot_of(id)) {
+        Some(Slot {
+            generation,
+            guest: Some(g),
+        }) if generation_of(id) == *generation => Ok(g),
+        _ => Err(Error::NoSuchGuest { guest: id }),
+    }
+}
+
 impl Guest {
     pub(crate) fn new(config: GuestConfig, layout: &PasidLayout) -> Result<Self> {
         Ok(Guest {
@@ -170,16 +200,14 @@ impl Host {
         let entry = &mut self.slots[slot];
         entry.generation = entry.generation.wrapping_add(1).max(1);
         entry.guest = Some(guest);
-        Ok(GuestId(
-            ((entry.generation as u32) << SLOT_BITS) | slot as u32,
-        ))
+        Ok(guest_id(slot, entry.generation))
     }
 
     /// Destroys a guest and releases everything it held: its shared PASIDs return to
     /// the host and its devices are detached.
     pub fn destroy_guest(&mut self, guest: GuestId) -> Result<()> {
         self.guest(guest)?;
-        let slot = (guest.0 & (MAX_SLOTS as u32 - 1)) as usize;
+        let slot = slot_of(guest);
         let g = self.slots[slot].guest.take().expect("checked above");
         for (_, hpasid) in g.remap.iter() {
             self.shared.free(hpasid);
@@ -194,11 +222,10 @@ impl Host {
 
     /// The ids of the live guests, in slot order.
     pub fn guests(&self) -> impl Iterator<Item = GuestId> + '_ {
-        self.slots.iter().enumerate().filter_map(|(i, s)| {
-            s.guest
-                .as_ref()
-                .map(|_| GuestId(((s.generation as u32) << SLOT_BITS) | i as u32))
-        })
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.guest.as_ref().map(|_| guest_id(i, s.generation)))
     }
 
     /// A guest's configuration.
@@ -211,23 +238,20 @@ impl Host {
         Ok(self.guest(guest)?.remap.len())
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn guest(&self, guest: GuestId) -> Result<&Guest> {
-        let slot = (guest.0 & (MAX_SLOTS as u32 - 1)) as usize;
-        match self.slots.get(slot) {
+        match self.slots.get(slot_of(guest)) {
             Some(Slot {
                 generation,
                 guest: Some(g),
-            }) if (guest.0 >> SLOT_BITS) == *generation as u32 => Ok(g),
+            }) if generation_of(guest) == *generation => Ok(g),
             _ => Err(Error::NoSuchGuest { guest }),
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn guest_mut(&mut self, guest: GuestId) -> Result<&mut Guest> {
-        self.guest(guest)?;
-        let slot = (guest.0 & (MAX_SLOTS as u32 - 1)) as usize;
-        Ok(self.slots[slot].guest.as_mut().expect("checked above"))
+        live_guest_mut(&mut self.slots, guest)
     }
 
     // ---- devices ----
@@ -290,14 +314,7 @@ impl Host {
     ) -> Result<(u32, Option<PagesTouched>)> {
         // One lookup, borrowing the guest and the shared allocator at once (disjoint
         // fields): this is a VM-exit path.
-        let slot = (guest.0 & (MAX_SLOTS as u32 - 1)) as usize;
-        let g = match self.slots.get_mut(slot) {
-            Some(Slot {
-                generation,
-                guest: Some(g),
-            }) if (guest.0 >> SLOT_BITS) == *generation as u32 => g,
-            _ => return Err(Error::NoSuchGuest { guest }),
-        };
+        let g = live_guest_mut(&mut self.slots, guest)?;
         g.require(Platform::P2, P1_NO_ALLOC)?;
         match kind {
             PasidKind::Local => {
@@ -342,14 +359,7 @@ impl Host {
         guest: GuestId,
         gpasid: u32,
     ) -> Result<Option<PagesTouched>> {
-        let slot = (guest.0 & (MAX_SLOTS as u32 - 1)) as usize;
-        let g = match self.slots.get_mut(slot) {
-            Some(Slot {
-                generation,
-                guest: Some(g),
-            }) if (guest.0 >> SLOT_BITS) == *generation as u32 => g,
-            _ => return Err(Error::NoSuchGuest { guest }),
-        };
+        let g = live_guest_mut(&mut self.slots, guest)?;
         g.require(Platform::P2, P1_NO_ALLOC)?;
         g.check_held(gpasid, &self.layout)?;
         // The emptiness test is inline; the map lookup is a call.
@@ -393,9 +403,7 @@ impl Host {
     /// host PASID on a shared work queue. A local gPASID cannot go to a shared WQ.
     pub fn bind(&mut self, guest: GuestId, gpasid: u32, rid: Rid) -> Result<u32> {
         let layout = &self.layout;
-        let slot = (guest.0 & (MAX_SLOTS as u32 - 1)) as usize;
-        self.guest(guest)?;
-        let g = self.slots[slot].guest.as_mut().expect("checked above");
+        let g = live_guest_mut(&mut self.slots, guest)?;
         g.require(Platform::P2, P1_NO_ALLOC)?;
         let kind = g.device(rid)?.kind;
         g.check_held(gpasid, layout)?;
