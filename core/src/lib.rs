@@ -52,6 +52,7 @@ mod layout;
 pub mod migrate;
 pub mod remap;
 mod snapshot;
+pub mod source;
 mod types;
 pub mod vcmd;
 
@@ -59,4 +60,5 @@ pub use error::{Error, ErrorCode, Result};
 pub use host::Host;
 pub use layout::{PasidLayout, RangeName, MAX_PASID_WIDTH};
 pub use snapshot::{DeviceSnapshot, GuestSnapshot, HostSnapshot, PasidSnapshot, ProgrammedPasid};
+pub use source::{HostPasidSource, SourceError};
 pub use types::{DeviceKind, GuestConfig, GuestId, PasidKind, Platform, Rid};
