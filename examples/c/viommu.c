@@ -193,9 +193,9 @@ static uint32_t guest_vcmd(VtdState *s, uint64_t code, uint64_t operand, uint32_
 }
 
 int main(void) {
-    pasid_layout layout = {20, 1, 4096, 4096, 1u << 19};
+    pasid_layout layout = {.size = sizeof(layout), .width = 20, .local_start = 1, .local_end = 4096, .shared_start = 4096, .shared_end = 1u << 19};
     pasid_host *src = NULL, *dst = NULL;
-    pasid_guest_config cfg = {PASID_PLATFORM_P2, 16};
+    pasid_guest_config cfg = {.size = sizeof(cfg), .platform = PASID_PLATFORM_P2, .shared_quota = 16};
     pasid_guest_id guest = 0, migrated = 0;
     pasid_rid vf = {0, 0x0301}, dsa_wq = {0, 0x0a00};
     pasid_rid vf_dst = {0, 0x0411}, dsa_wq_dst = {0, 0x0a00};
@@ -260,6 +260,7 @@ int main(void) {
             check(pasid_alloc(dst, other, PASID_KIND_SHARED, &x, NULL), "alloc dst");
     }
     /* Where each device lives on the destination, and what the VMM set up there. */
+    map[0].size = map[1].size = sizeof(map[0]);
     map[0].source = vf;
     map[0].destination = vf_dst;
     map[0].kind = PASID_DEVICE_KIND_DEDICATED;
