@@ -612,6 +612,10 @@ enum pasid_log_level
    * A notable event: a host made or freed, a guest imported.
    */
   PASID_LOG_LEVEL_INFO = 3,
+  /**
+   * `PASID_RESULT_BUFFER_TOO_SMALL`: the answer to a size query, so routine.
+   */
+  PASID_LOG_LEVEL_DEBUG = 4,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -1484,8 +1488,12 @@ int pasid_walk(uint64_t low_directory,
 /**
  * Sets the log callback and its user data, or turns logging off with NULL (the
  * default). The library calls `callback(level, message, user)` for every call that
- * returns an error result (`PASID_LOG_LEVEL_WARN`, or `PASID_LOG_LEVEL_ERROR` for a
- * caught panic or a poisoned host) and for notable events (`PASID_LOG_LEVEL_INFO`).
+ * returns an error result (`PASID_LOG_LEVEL_WARN`; `PASID_LOG_LEVEL_ERROR` for a
+ * caught panic or a poisoned host; `PASID_LOG_LEVEL_DEBUG` for
+ * `PASID_RESULT_BUFFER_TOO_SMALL`, which a size query always gets) and for notable
+ * events (`PASID_LOG_LEVEL_INFO`). The message names the function, the code and the
+ * full text `pasid_last_error_message` gives, e.g. "pasid_alloc: error 22: shared
+ * PASID quota of 64 reached".
  * See `pasid_log_callback` for what the callback may do.
  *
  * Thread-safe. Process-wide: the last call wins. When it returns, no other thread is
@@ -1496,8 +1504,8 @@ int pasid_walk(uint64_t low_directory,
 void pasid_set_log_callback(pasid_log_callback callback, void *user);
 
 /**
- * A static name for a `PASID_LOG_LEVEL_*` value ("error", "warn", "info"), or
- * "unknown". Thread-safe.
+ * A static name for a `PASID_LOG_LEVEL_*` value ("error", "warn", "info", "debug"),
+ * or "unknown". Thread-safe.
  */
 const char *pasid_log_level_name(uint32_t level);
 

@@ -52,6 +52,7 @@ pub(crate) fn call<F: FnOnce() -> Result<(), FfiError>>(f: F) -> c_int {
         if crate::log::enabled() {
             let level = match e {
                 FfiError::Panic(_) | FfiError::Poisoned => pasid_log_level::Error,
+                FfiError::Core(pasid_core::Error::BufferTooSmall { .. }) => pasid_log_level::Debug,
                 _ => pasid_log_level::Warn,
             };
             crate::log::log(

@@ -24,6 +24,8 @@ pub enum pasid_log_level {
     Warn = 2,
     /// A notable event: a host made or freed, a guest imported.
     Info = 3,
+    /// `PASID_RESULT_BUFFER_TOO_SMALL`: the answer to a size query, so routine.
+    Debug = 4,
 }
 
 /// The log callback: `level` is a `PASID_LOG_LEVEL_*` value, `message` a
@@ -93,8 +95,12 @@ pub(crate) fn log(level: pasid_log_level, message: &str) {
 
 /// Sets the log callback and its user data, or turns logging off with NULL (the
 /// default). The library calls `callback(level, message, user)` for every call that
-/// returns an error result (`PASID_LOG_LEVEL_WARN`, or `PASID_LOG_LEVEL_ERROR` for a
-/// caught panic or a poisoned host) and for notable events (`PASID_LOG_LEVEL_INFO`).
+/// returns an error result (`PASID_LOG_LEVEL_WARN`; `PASID_LOG_LEVEL_ERROR` for a
+/// caught panic or a poisoned host; `PASID_LOG_LEVEL_DEBUG` for
+/// `PASID_RESULT_BUFFER_TOO_SMALL`, which a size query always gets) and for notable
+/// events (`PASID_LOG_LEVEL_INFO`). The message names the function, the code and the
+/// full text `pasid_last_error_message` gives, e.g. "pasid_alloc: error 22: shared
+/// PASID quota of 64 reached".
 /// See `pasid_log_callback` for what the callback may do.
 ///
 /// Thread-safe. Process-wide: the last call wins. When it returns, no other thread is
@@ -118,14 +124,15 @@ pub extern "C" fn pasid_set_log_callback(callback: pasid_log_callback, user: *mu
     })
 }
 
-/// A static name for a `PASID_LOG_LEVEL_*` value ("error", "warn", "info"), or
-/// "unknown". Thread-safe.
+/// A static name for a `PASID_LOG_LEVEL_*` value ("error", "warn", "info", "debug"),
+/// or "unknown". Thread-safe.
 #[no_mangle]
 pub extern "C" fn pasid_log_level_name(level: u32) -> *const c_char {
     let name = match level {
         x if x == pasid_log_level::Error as u32 => c"error",
         x if x == pasid_log_level::Warn as u32 => c"warn",
         x if x == pasid_log_level::Info as u32 => c"info",
+        x if x == pasid_log_level::Debug as u32 => c"debug",
         _ => c"unknown",
     };
     name.as_ptr()

@@ -49,7 +49,7 @@ static pasid_layout standard_layout(void) {
 
 typedef struct {
     pthread_mutex_t lock;
-    int calls[4]; /* by level */
+    int calls[5]; /* by level */
     char last[512];
     uint32_t last_level;
     pasid_host *reenter; /* if set, the callback calls into the library */
@@ -66,7 +66,7 @@ static void log_to_sink(uint32_t level, const char *message, void *user) {
         pasid_set_log_callback(log_to_sink, user);
     }
     pthread_mutex_lock(&s->lock);
-    if (level < 4)
+    if (level < 5)
         s->calls[level]++;
     s->last_level = level;
     snprintf(s->last, sizeof s->last, "%s", message);
@@ -77,6 +77,7 @@ static void test_log_off_by_default_and_levels(void) {
     CHECK(strcmp(pasid_log_level_name(PASID_LOG_LEVEL_ERROR), "error") == 0);
     CHECK(strcmp(pasid_log_level_name(PASID_LOG_LEVEL_WARN), "warn") == 0);
     CHECK(strcmp(pasid_log_level_name(PASID_LOG_LEVEL_INFO), "info") == 0);
+    CHECK(strcmp(pasid_log_level_name(PASID_LOG_LEVEL_DEBUG), "debug") == 0);
     CHECK(strcmp(pasid_log_level_name(99), "unknown") == 0);
     /* No callback: a refusal is only a code. */
     CHECK_RC(pasid_layout_check(NULL), PASID_RESULT_NULL_PARAMETER);
@@ -90,6 +91,7 @@ static void test_log_refusals_and_events(void) {
     pasid_host *h = NULL;
     pasid_guest_id g = 0;
     uint32_t x = 0;
+    size_t n = 0;
 
     memset(&s, 0, sizeof s);
     pthread_mutex_init(&s.lock, NULL);
@@ -108,6 +110,9 @@ static void test_log_refusals_and_events(void) {
     /* Every error result is logged, the C layer's own too. */
     CHECK_RC(pasid_bind(h, g, x, (pasid_rid){0, 1}, NULL), PASID_RESULT_NULL_PARAMETER);
     CHECK(s.calls[PASID_LOG_LEVEL_WARN] == 2 && strstr(s.last, "out_programmed is NULL"));
+    /* A size query's answer is routine: DEBUG, not WARN. */
+    CHECK_RC(pasid_host_guests(h, NULL, 0, &n), PASID_RESULT_BUFFER_TOO_SMALL);
+    CHECK(s.calls[PASID_LOG_LEVEL_DEBUG] == 1 && s.calls[PASID_LOG_LEVEL_WARN] == 2);
     pasid_host_free(h);
     CHECK(s.calls[PASID_LOG_LEVEL_INFO] == 2 && strstr(s.last, "freed") != NULL);
 
