@@ -3,9 +3,10 @@
  * @file pasid.h
  * @brief pasid: PCIe PASID allocation and guest-to-host PASID remapping for VMMs.
  *
- * Link: `pkg-config --cflags --libs pasid` (shared) or
- * `pkg-config --static --cflags --libs pasid` (static: libpasid.a plus the system
- * libraries Rust's standard library needs, from Libs.private).
+ * Link: `pkg-config --static --cflags --libs pasid` (libpasid.a plus the system
+ * libraries Rust's standard library needs, from Libs.private; works with `-static`
+ * too), meson's `dependency('pasid', static: true)`, or, where the shared library is
+ * installed, `pkg-config --cflags --libs pasid`.
  *
  * Results. Every function that can fail returns an `int`: 0 (`PASID_RESULT_OK`) on
  * success, else a `PASID_RESULT_*` code. Codes 1..999 are the core library's stable
@@ -27,6 +28,26 @@
  * Call it with `buf` NULL and `len` 0 to learn the size (a size query), then again.
  * (`pasid_last_error_message` is the one exception: it writes a truncated message.)
  * Input arrays are a pointer plus a count; the pointer may be NULL when the count is 0.
+ *
+ * Results must be checked: every function returning one is declared
+ * `PASID_MUST_USE` (GCC's and clang's `warn_unused_result`).
+ *
+ * Struct sizes. A struct that may grow in a later version (`pasid_layout`,
+ * `pasid_guest_config`, `pasid_rid_mapping`, and the `*_info` structs) starts with
+ * `uint32_t size`, which the caller sets to `sizeof` the struct, as VFIO's `argsz`:
+ *     pasid_layout layout = { .size = sizeof(layout), .width = 20, ... };
+ * so a program built against an older or newer header keeps working. Input: a size
+ * of an older version gets zeros for the fields it lacks; a larger size (a newer
+ * header) is accepted when every byte this library does not know is zero. Output
+ * (`*_info`): the library fills what both know, zeroes the rest, and stores the
+ * bytes it wrote in `size`. A size below the first version, above 4096, or not a
+ * multiple of the struct's alignment gives `PASID_RESULT_BAD_STRUCT_SIZE`, as does an
+ * array of `pasid_rid_mapping` whose entries say different sizes (entry 0's `size`
+ * is the array's stride). Every pointer to such a struct is valid for `size` bytes.
+ * The other structs are fixed (hardware formats, or array entries of outputs).
+ *
+ * Logging. `pasid_set_log_callback` routes a message for every error result, and
+ * for notable events, to a callback of the VMM's (off by default).
  *
  * Handles. `pasid_host` and `pasid_import_report` are opaque handles made by a `_new`
  * (or an import) and released by their `_free`; `_free(NULL)` and a second `_free`
@@ -57,6 +78,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#if defined(__GNUC__) || defined(__clang__)
+#define PASID_MUST_USE __attribute__((warn_unused_result))
+#else
+#define PASID_MUST_USE
+#endif
 
 /**
  * Size of every page: directories and PASID-translation tables.
@@ -361,6 +387,13 @@ enum pasid_result
    * not trusted any more. Free the host.
    */
   PASID_RESULT_HOST_POISONED = 1004,
+  /**
+   * A struct's `size` field (see "Struct sizes" in the header's introduction) is
+   * smaller than the smallest version of the struct this library knows, larger
+   * than 4096, or larger than this library's version with a non-zero byte in the
+   * part it does not know.
+   */
+  PASID_RESULT_BAD_STRUCT_SIZE = 1005,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -576,6 +609,40 @@ typedef uint32_t pasid_vcmd_register;
 #endif // __cplusplus
 
 /**
+ * How much a log message matters: the `level` argument of a `pasid_log_callback`.
+ */
+enum pasid_log_level
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * A bug in the library (a caught panic, a poisoned host): report it.
+   */
+  PASID_LOG_LEVEL_ERROR = 1,
+  /**
+   * A call refused with an error result: the caller's mistake or the guest's, as
+   * the code says (QEMU: a trace event, or a guest-error log).
+   */
+  PASID_LOG_LEVEL_WARN = 2,
+  /**
+   * A notable event: a host made or freed, a guest imported.
+   */
+  PASID_LOG_LEVEL_INFO = 3,
+  /**
+   * `PASID_RESULT_BUFFER_TOO_SMALL`: the answer to a size query, so routine.
+   */
+  PASID_LOG_LEVEL_DEBUG = 4,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum pasid_log_level pasid_log_level;
+#else
+typedef uint32_t pasid_log_level;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * A host: its layout, shared PASID allocator, guests and their devices.
  *
  * Opaque. Made by `pasid_host_new`, released by `pasid_host_free`. The value is a
@@ -600,6 +667,11 @@ typedef struct pasid_import_report pasid_import_report;
  * PASID 0, and must end at or below 2^width.
  */
 typedef struct pasid_layout {
+  /**
+   * `sizeof` this struct, set by the caller (see "Struct sizes" in the header's
+   * introduction); the library sets it in structs it fills.
+   */
+  uint32_t size;
   /**
    * PASID width in bits, 1..=20 (VT-d ECAP.PSS + 1).
    */
@@ -626,6 +698,11 @@ typedef struct pasid_layout {
  * A summary of a host.
  */
 typedef struct pasid_host_info {
+  /**
+   * `sizeof` this struct, set by the caller (see "Struct sizes" in the header's
+   * introduction); the library sets it in structs it fills.
+   */
+  uint32_t size;
   /**
    * The host's layout.
    */
@@ -657,6 +734,11 @@ typedef struct pasid_host_info {
  */
 typedef struct pasid_guest_config {
   /**
+   * `sizeof` this struct, set by the caller (see "Struct sizes" in the header's
+   * introduction); the library sets it in structs it fills.
+   */
+  uint32_t size;
+  /**
    * The interface of the guest's vIOMMU: a `PASID_PLATFORM_*` value. It is
    * guest-visible and stays the same when the guest migrates.
    */
@@ -677,6 +759,11 @@ typedef uint32_t pasid_guest_id;
  * A summary of one guest.
  */
 typedef struct pasid_guest_info {
+  /**
+   * `sizeof` this struct, set by the caller (see "Struct sizes" in the header's
+   * introduction); the library sets it in structs it fills.
+   */
+  uint32_t size;
   /**
    * The guest's configuration.
    */
@@ -917,9 +1004,25 @@ typedef struct pasid_draining {
 } pasid_draining;
 
 /**
+ * The log callback: `level` is a `PASID_LOG_LEVEL_*` value, `message` a
+ * NUL-terminated UTF-8 line without a trailing newline, valid only during the call,
+ * `user` the pointer given to `pasid_set_log_callback`.
+ *
+ * It may be called from any thread that calls the library, from several at once, and
+ * with a host's lock held: it must not block on another thread that calls the
+ * library. Calls into the library from inside it work, but are not logged.
+ */
+typedef void (*pasid_log_callback)(uint32_t level, const char *message, void *user);
+
+/**
  * What a migration blob holds (`pasid_inspect_blob`).
  */
 typedef struct pasid_blob_info {
+  /**
+   * `sizeof` this struct, set by the caller (see "Struct sizes" in the header's
+   * introduction); the library sets it in structs it fills.
+   */
+  uint32_t size;
   /**
    * The blob's format version, major. Readers refuse other majors.
    */
@@ -956,6 +1059,11 @@ typedef struct pasid_blob_info {
  */
 typedef struct pasid_rid_mapping {
   /**
+   * `sizeof` this struct, set by the caller (see "Struct sizes" in the header's
+   * introduction); the library sets it in structs it fills.
+   */
+  uint32_t size;
+  /**
    * The device's RID on the source host.
    */
   struct pasid_rid source;
@@ -977,6 +1085,11 @@ typedef struct pasid_rid_mapping {
  * A summary of an import (`pasid_import_report_get_info`).
  */
 typedef struct pasid_import_info {
+  /**
+   * `sizeof` this struct, set by the caller (see "Struct sizes" in the header's
+   * introduction); the library sets it in structs it fills.
+   */
+  uint32_t size;
   /**
    * The guest's platform (`PASID_PLATFORM_*`), as it was on the source.
    */
@@ -1046,8 +1159,15 @@ typedef struct pasid_rid_remap {
  * `release` is called only for PASIDs `alloc` or `claim` handed out, and only once
  * the VMM has confirmed their teardown (`pasid_complete_teardown`). A status other
  * than the ones listed is treated as `PASID_SOURCE_STATUS_DENIED`.
+ *
+ * `size` is `sizeof(pasid_source_ops)` as the caller was compiled (see the header's
+ * struct-size rule), so the table can grow.
  */
 typedef struct pasid_source_ops {
+  /**
+   * `sizeof(pasid_source_ops)`.
+   */
+  uint32_t size;
   /**
    * Takes a free host PASID into `*out_pasid`.
    */
@@ -1150,7 +1270,7 @@ const char *pasid_version(void);
  * `PASID_RESULT_EMPTY_RANGE`, `PASID_RESULT_RANGE_BEYOND_WIDTH`,
  * `PASID_RESULT_RANGES_OVERLAP`). Thread-safe.
  */
-int pasid_layout_check(const struct pasid_layout *layout);
+PASID_MUST_USE int pasid_layout_check(const struct pasid_layout *layout);
 
 /**
  * Creates a host with an empty shared range allocator and no guests.
@@ -1159,6 +1279,7 @@ int pasid_layout_check(const struct pasid_layout *layout);
  * `PASID_PLATFORM_P2`. On success `*out_host` is a new handle, to be released with
  * `pasid_host_free`; on error it is left unchanged. Thread-safe.
  */
+PASID_MUST_USE
 int pasid_host_new(const struct pasid_layout *layout,
                    uint32_t platform,
                    struct pasid_host **out_host);
@@ -1175,12 +1296,15 @@ void pasid_host_free(struct pasid_host *host);
  * Describes a host: layout, platform, shared PASIDs in use and free, guest count and
  * heap use. Thread-safe (takes the host's lock).
  */
-int pasid_host_get_info(const struct pasid_host *host, struct pasid_host_info *out_info);
+PASID_MUST_USE
+int pasid_host_get_info(const struct pasid_host *host,
+                        struct pasid_host_info *out_info);
 
 /**
  * Creates a guest. A p2 guest needs a p2 host (`PASID_RESULT_NOT_SUPPORTED`
  * otherwise). On success `*out_guest` is its id. Thread-safe.
  */
+PASID_MUST_USE
 int pasid_guest_create(struct pasid_host *host,
                        const struct pasid_guest_config *config,
                        pasid_guest_id *out_guest);
@@ -1191,12 +1315,13 @@ int pasid_guest_create(struct pasid_host *host,
  * confirms their teardown with `pasid_complete_teardown`. List the entries to clear
  * with `pasid_guest_programmed_entries` first. Thread-safe.
  */
-int pasid_guest_destroy(struct pasid_host *host, pasid_guest_id guest);
+PASID_MUST_USE int pasid_guest_destroy(struct pasid_host *host, pasid_guest_id guest);
 
 /**
  * Describes a guest: configuration, shared PASIDs held, gPASID and device counts.
  * Thread-safe.
  */
+PASID_MUST_USE
 int pasid_guest_get_info(const struct pasid_host *host,
                          pasid_guest_id guest,
                          struct pasid_guest_info *out_info);
@@ -1208,6 +1333,7 @@ int pasid_guest_get_info(const struct pasid_host *host,
  * writes none and returns `PASID_RESULT_BUFFER_TOO_SMALL` (`buf` may be NULL when
  * `len` is 0: a size query). Thread-safe.
  */
+PASID_MUST_USE
 int pasid_host_guests(const struct pasid_host *host,
                       pasid_guest_id *buf,
                       size_t len,
@@ -1218,6 +1344,7 @@ int pasid_host_guests(const struct pasid_host *host,
  * A RID belongs to at most one guest (`PASID_RESULT_RID_IN_USE`); shared work queues
  * need a p2 guest. Thread-safe.
  */
+PASID_MUST_USE
 int pasid_attach(struct pasid_host *host,
                  pasid_guest_id guest,
                  struct pasid_rid rid,
@@ -1227,12 +1354,16 @@ int pasid_attach(struct pasid_host *host,
  * Detaches a device; refused while PASIDs are bound or recorded on it
  * (`PASID_RESULT_DEVICE_BUSY`). Thread-safe.
  */
-int pasid_detach(struct pasid_host *host, pasid_guest_id guest, struct pasid_rid rid);
+PASID_MUST_USE
+int pasid_detach(struct pasid_host *host,
+                 pasid_guest_id guest,
+                 struct pasid_rid rid);
 
 /**
  * Tells which guest a RID is attached to: `*out_attached` is true and `*out_guest`
  * the guest, or `*out_attached` is false and `*out_guest` 0. Thread-safe.
  */
+PASID_MUST_USE
 int pasid_owner(const struct pasid_host *host,
                 struct pasid_rid rid,
                 bool *out_attached,
@@ -1249,6 +1380,7 @@ int pasid_owner(const struct pasid_host *host,
  * (`PASID_RESULT_SHARED_RANGE_EXHAUSTED`). `out_pages` may be NULL; else it says
  * which translation-table page changed. Thread-safe.
  */
+PASID_MUST_USE
 int pasid_alloc(struct pasid_host *host,
                 pasid_guest_id guest,
                 uint32_t kind,
@@ -1261,6 +1393,7 @@ int pasid_alloc(struct pasid_host *host,
  * `out_pages` may be NULL; else it says which translation-table page changed.
  * Thread-safe.
  */
+PASID_MUST_USE
 int pasid_free(struct pasid_host *host,
                pasid_guest_id guest,
                uint32_t gpasid,
@@ -1270,6 +1403,7 @@ int pasid_free(struct pasid_host *host,
  * The host PASID behind a guest's shared gPASID: what ENQCMD's PASID becomes.
  * A local gPASID gives `PASID_RESULT_NOT_SHARED`. Thread-safe.
  */
+PASID_MUST_USE
 int pasid_translate(const struct pasid_host *host,
                     pasid_guest_id guest,
                     uint32_t gpasid,
@@ -1278,6 +1412,7 @@ int pasid_translate(const struct pasid_host *host,
 /**
  * The kind (`PASID_KIND_*`) of a gPASID a p2 guest holds. Thread-safe.
  */
+PASID_MUST_USE
 int pasid_kind_of(const struct pasid_host *host,
                   pasid_guest_id guest,
                   uint32_t gpasid,
@@ -1289,6 +1424,7 @@ int pasid_kind_of(const struct pasid_host *host,
  * itself on a dedicated RID, the host PASID on a shared work queue. A local gPASID
  * cannot go to a shared work queue (`PASID_RESULT_NOT_SHARED`). Thread-safe.
  */
+PASID_MUST_USE
 int pasid_bind(struct pasid_host *host,
                pasid_guest_id guest,
                uint32_t gpasid,
@@ -1298,6 +1434,7 @@ int pasid_bind(struct pasid_host *host,
 /**
  * Undoes `pasid_bind` (`PASID_RESULT_NOT_BOUND` if it was not bound). Thread-safe.
  */
+PASID_MUST_USE
 int pasid_unbind(struct pasid_host *host,
                  pasid_guest_id guest,
                  uint32_t gpasid,
@@ -1309,6 +1446,7 @@ int pasid_unbind(struct pasid_host *host,
  * range (`PASID_RESULT_PASID_OUT_OF_RANGE`) and be new on that RID
  * (`PASID_RESULT_PASID_IN_USE`). Thread-safe.
  */
+PASID_MUST_USE
 int pasid_record(struct pasid_host *host,
                  pasid_guest_id guest,
                  struct pasid_rid rid,
@@ -1319,6 +1457,7 @@ int pasid_record(struct pasid_host *host,
  * Forgets a PASID a p1 guest recorded on a device (`PASID_RESULT_NOT_ALLOCATED` if
  * it was not recorded). Thread-safe.
  */
+PASID_MUST_USE
 int pasid_release(struct pasid_host *host,
                   pasid_guest_id guest,
                   struct pasid_rid rid,
@@ -1328,6 +1467,7 @@ int pasid_release(struct pasid_host *host,
  * Lists the gPASIDs a guest holds, ascending, with kind and host PASID, into `buf`
  * (`len` elements). Buffer rule as `pasid_host_guests`. Thread-safe.
  */
+PASID_MUST_USE
 int pasid_guest_pasids(const struct pasid_host *host,
                        pasid_guest_id guest,
                        struct pasid_guest_pasid *buf,
@@ -1338,6 +1478,7 @@ int pasid_guest_pasids(const struct pasid_host *host,
  * Lists a guest's devices by RID, with kind and count of programmed PASIDs, into
  * `buf` (`len` elements). Buffer rule as `pasid_host_guests`. Thread-safe.
  */
+PASID_MUST_USE
 int pasid_guest_devices(const struct pasid_host *host,
                         pasid_guest_id guest,
                         struct pasid_device_info *buf,
@@ -1349,6 +1490,7 @@ int pasid_guest_devices(const struct pasid_host *host,
  * gPASID, each with the PASID its host IOMMU entry holds, into `buf` (`len`
  * elements). Buffer rule as `pasid_host_guests`. Thread-safe.
  */
+PASID_MUST_USE
 int pasid_device_programmed(const struct pasid_host *host,
                             pasid_guest_id guest,
                             struct pasid_rid rid,
@@ -1361,6 +1503,7 @@ int pasid_device_programmed(const struct pasid_host *host,
  * ascending: the tables `pasid_export_translation` needs pages for. Buffer rule as
  * `pasid_host_guests`. Thread-safe.
  */
+PASID_MUST_USE
 int pasid_translation_tables(const struct pasid_host *host,
                              pasid_guest_id guest,
                              uint32_t *buf,
@@ -1380,6 +1523,7 @@ int pasid_translation_tables(const struct pasid_host *host,
  * pages overlap in memory. Everything is checked before anything is written: on error
  * no page has changed. Thread-safe.
  */
+PASID_MUST_USE
 int pasid_export_translation(const struct pasid_host *host,
                              pasid_guest_id guest,
                              struct pasid_page low,
@@ -1392,6 +1536,7 @@ int pasid_export_translation(const struct pasid_host *host,
  * `PASID_PAGE_SIZE`-byte page: the page `pasid_pages_touched.table` names after an
  * update. A table the guest does not use is written all invalid. Thread-safe.
  */
+PASID_MUST_USE
 int pasid_write_translation_table(const struct pasid_host *host,
                                   pasid_guest_id guest,
                                   uint32_t table,
@@ -1405,6 +1550,7 @@ int pasid_write_translation_table(const struct pasid_host *host,
  * directory `pasid_directory_of_table` names; may be NULL otherwise). A `touched`
  * with `changed` false writes nothing. Checked before written. Thread-safe.
  */
+PASID_MUST_USE
 int pasid_write_touched_pages(const struct pasid_host *host,
                               pasid_guest_id guest,
                               const struct pasid_pages_touched *touched,
@@ -1417,7 +1563,10 @@ int pasid_write_touched_pages(const struct pasid_host *host,
  * low 10 bits are used), and in `*out_offset` the byte offset of its 8-byte entry in
  * that directory's page. Thread-safe.
  */
-int pasid_directory_of_table(uint32_t table, uint32_t *out_directory, size_t *out_offset);
+PASID_MUST_USE
+int pasid_directory_of_table(uint32_t table,
+                             uint32_t *out_directory,
+                             size_t *out_offset);
 
 /**
  * Writes the directory entry for table `table` (pointing at the table page at
@@ -1425,6 +1574,7 @@ int pasid_directory_of_table(uint32_t table, uint32_t *out_directory, size_t *ou
  * `PASID_PAGE_SIZE`); only those 8 bytes change. `*out_directory` (may be NULL) tells
  * which directory (`PASID_DIRECTORY_*`) that page must be. Thread-safe.
  */
+PASID_MUST_USE
 int pasid_write_directory_entry(uint8_t *directory_page,
                                 size_t len,
                                 uint32_t table,
@@ -1438,6 +1588,7 @@ int pasid_write_directory_entry(uint8_t *directory_page,
  * make the VM exit (exit reason `PASID_EXIT_REASON_ENQCMD` / `_ENQCMDS`). A fault is
  * not an error of the call: the call returns OK. Thread-safe.
  */
+PASID_MUST_USE
 int pasid_walk(uint64_t low_directory,
                uint64_t high_directory,
                uint32_t gpasid,
@@ -1451,6 +1602,7 @@ int pasid_walk(uint64_t low_directory,
  * dedicated use, its host PASID on a shared WQ. `pasid_bind` does the same for a RID
  * the guest uses one way only. Thread-safe.
  */
+PASID_MUST_USE
 int pasid_bind_use(struct pasid_host *host,
                    pasid_guest_id guest,
                    uint32_t gpasid,
@@ -1462,6 +1614,7 @@ int pasid_bind_use(struct pasid_host *host,
  * Undoes `pasid_bind_use` and stores in `*out_programmed` the PASID that was
  * programmed for the binding: the entry to clear on that RID. Thread-safe.
  */
+PASID_MUST_USE
 int pasid_unbind_use(struct pasid_host *host,
                      pasid_guest_id guest,
                      uint32_t gpasid,
@@ -1473,6 +1626,7 @@ int pasid_unbind_use(struct pasid_host *host,
  * Takes the guest's `kind` use of `rid` away (other guests' uses stay); refused while
  * PASIDs are bound or recorded on it (`PASID_RESULT_DEVICE_BUSY`). Thread-safe.
  */
+PASID_MUST_USE
 int pasid_detach_use(struct pasid_host *host,
                      pasid_guest_id guest,
                      struct pasid_rid rid,
@@ -1482,6 +1636,7 @@ int pasid_detach_use(struct pasid_host *host,
  * Lists every guest using `rid` with its use (the dedicated one first) into `buf`
  * (`len` elements). Buffer rule as `pasid_host_guests`. Thread-safe.
  */
+PASID_MUST_USE
 int pasid_rid_users(const struct pasid_host *host,
                     struct pasid_rid rid,
                     struct pasid_rid_user *buf,
@@ -1494,6 +1649,7 @@ int pasid_rid_users(const struct pasid_host *host,
  * guest (`pasid_guest_destroy` goes through bindings and busy devices). Buffer rule
  * as `pasid_host_guests`. Thread-safe.
  */
+PASID_MUST_USE
 int pasid_guest_programmed_entries(const struct pasid_host *host,
                                    pasid_guest_id guest,
                                    struct pasid_programmed_entry *buf,
@@ -1505,6 +1661,7 @@ int pasid_guest_programmed_entries(const struct pasid_host *host,
  * confirmed torn down) into `buf` (`len` elements): live guests' by guest and gPASID,
  * then destroyed guests'. Buffer rule as `pasid_host_guests`. Thread-safe.
  */
+PASID_MUST_USE
 int pasid_draining_list(const struct pasid_host *host,
                         struct pasid_draining *buf,
                         size_t len,
@@ -1518,7 +1675,34 @@ int pasid_draining_list(const struct pasid_host *host,
  * `PASID_RESULT_NOT_DRAINING` and nothing changes. `items` may be NULL when `n` is 0.
  * Thread-safe.
  */
-int pasid_complete_teardown(struct pasid_host *host, const struct pasid_draining *items, size_t n);
+PASID_MUST_USE
+int pasid_complete_teardown(struct pasid_host *host,
+                            const struct pasid_draining *items,
+                            size_t n);
+
+/**
+ * Sets the log callback and its user data, or turns logging off with NULL (the
+ * default). The library calls `callback(level, message, user)` for every call that
+ * returns an error result (`PASID_LOG_LEVEL_WARN`; `PASID_LOG_LEVEL_ERROR` for a
+ * caught panic or a poisoned host; `PASID_LOG_LEVEL_DEBUG` for
+ * `PASID_RESULT_BUFFER_TOO_SMALL`, which a size query always gets) and for notable
+ * events (`PASID_LOG_LEVEL_INFO`). The message names the function, the code and the
+ * full text `pasid_last_error_message` gives, e.g. "pasid_alloc: error 22: shared
+ * PASID quota of 64 reached".
+ * See `pasid_log_callback` for what the callback may do.
+ *
+ * Thread-safe. Process-wide: the last call wins. When it returns, no other thread is
+ * still running the previous callback (it waits for such calls to finish), so the
+ * previous `user` data may be freed; called from inside the callback it cannot wait
+ * for itself, and returns at once.
+ */
+void pasid_set_log_callback(pasid_log_callback callback, void *user);
+
+/**
+ * A static name for a `PASID_LOG_LEVEL_*` value ("error", "warn", "info", "debug"),
+ * or "unknown". Thread-safe.
+ */
+const char *pasid_log_level_name(uint32_t level);
 
 /**
  * Exports a guest's PASID state as a migration blob (versioned, checksummed; put it
@@ -1530,6 +1714,7 @@ int pasid_complete_teardown(struct pasid_host *host, const struct pasid_draining
  * be NULL when `len` is 0: a size query). The size can change between two calls if
  * the guest changes in between: retry with the new size. Thread-safe.
  */
+PASID_MUST_USE
 int pasid_export_guest(const struct pasid_host *host,
                        pasid_guest_id guest,
                        uint8_t *buf,
@@ -1542,13 +1727,17 @@ int pasid_export_guest(const struct pasid_host *host,
  * (`PASID_RESULT_MALFORMED_BLOB`, `PASID_RESULT_CHECKSUM_MISMATCH`,
  * `PASID_RESULT_UNSUPPORTED_VERSION`, ...). Thread-safe.
  */
-int pasid_inspect_blob(const uint8_t *blob, size_t blob_len, struct pasid_blob_info *out_info);
+PASID_MUST_USE
+int pasid_inspect_blob(const uint8_t *blob,
+                       size_t blob_len,
+                       struct pasid_blob_info *out_info);
 
 /**
  * Lists the gPASIDs in a blob, ascending, with kind and (in `hpasid`) the source's
  * host PASID of a shared one if it travelled (else 0). Buffer rule as
  * `pasid_host_guests`. Thread-safe.
  */
+PASID_MUST_USE
 int pasid_inspect_blob_pasids(const uint8_t *blob,
                               size_t blob_len,
                               struct pasid_guest_pasid *buf,
@@ -1560,6 +1749,7 @@ int pasid_inspect_blob_pasids(const uint8_t *blob,
  * number of PASIDs bound (p2) or recorded (p1) on it. Buffer rule as
  * `pasid_host_guests`. Thread-safe.
  */
+PASID_MUST_USE
 int pasid_inspect_blob_devices(const uint8_t *blob,
                                size_t blob_len,
                                struct pasid_device_info *buf,
@@ -1571,6 +1761,7 @@ int pasid_inspect_blob_devices(const uint8_t *blob,
  * blob, ascending (`PASID_RESULT_NO_SUCH_DEVICE` if the blob has no such device).
  * Buffer rule as `pasid_host_guests`. Thread-safe.
  */
+PASID_MUST_USE
 int pasid_inspect_blob_device_pasids(const uint8_t *blob,
                                      size_t blob_len,
                                      struct pasid_rid rid,
@@ -1583,6 +1774,7 @@ int pasid_inspect_blob_device_pasids(const uint8_t *blob,
  * import would succeed now, short of memory or a free guest slot. `rid_map` as for
  * `pasid_import_guest`. Thread-safe.
  */
+PASID_MUST_USE
 int pasid_check_import(const struct pasid_host *host,
                        const uint8_t *blob,
                        size_t blob_len,
@@ -1607,6 +1799,7 @@ int pasid_check_import(const struct pasid_host *host,
  * `*out_report` a new report handle (release it with `pasid_import_report_free`).
  * Thread-safe.
  */
+PASID_MUST_USE
 int pasid_import_guest(struct pasid_host *host,
                        const uint8_t *blob,
                        size_t blob_len,
@@ -1624,6 +1817,7 @@ void pasid_import_report_free(struct pasid_import_report *report);
 /**
  * Summarizes an import report. Thread-safe.
  */
+PASID_MUST_USE
 int pasid_import_report_get_info(const struct pasid_import_report *report_handle,
                                  struct pasid_import_info *out_info);
 
@@ -1631,6 +1825,7 @@ int pasid_import_report_get_info(const struct pasid_import_report *report_handle
  * Lists every shared gPASID of the imported guest with its source and new host
  * PASID, ascending by gPASID. Buffer rule as `pasid_host_guests`. Thread-safe.
  */
+PASID_MUST_USE
 int pasid_import_report_shared(const struct pasid_import_report *report_handle,
                                struct pasid_shared_remap *buf,
                                size_t len,
@@ -1640,6 +1835,7 @@ int pasid_import_report_shared(const struct pasid_import_report *report_handle,
  * Lists every device of the imported guest with its source and destination RID,
  * ascending by source RID. Buffer rule as `pasid_host_guests`. Thread-safe.
  */
+PASID_MUST_USE
 int pasid_import_report_devices(const struct pasid_import_report *report_handle,
                                 struct pasid_rid_remap *buf,
                                 size_t len,
@@ -1654,6 +1850,7 @@ int pasid_import_report_devices(const struct pasid_import_report *report_handle,
  * `PASID_RESULT_SHARED_RANGE_EXHAUSTED`, anything else as `PASID_RESULT_SOURCE`, with
  * the host unchanged. Thread-safe (see `pasid_source_ops` for the callbacks' side).
  */
+PASID_MUST_USE
 int pasid_host_new_with_source(const struct pasid_layout *layout,
                                uint32_t platform,
                                const struct pasid_source_ops *ops,
@@ -1663,24 +1860,34 @@ int pasid_host_new_with_source(const struct pasid_layout *layout,
 /**
  * The register offsets and operand position of a revision. Thread-safe.
  */
-int pasid_vcmd_get_offsets(uint32_t revision, struct pasid_vcmd_offsets *out_offsets);
+PASID_MUST_USE
+int pasid_vcmd_get_offsets(uint32_t revision,
+                           struct pasid_vcmd_offsets *out_offsets);
 
 /**
  * Which virtual command register (`PASID_VCMD_REGISTER_*`) lives at an MMIO offset of
  * the remapping unit: `PASID_VCMD_REGISTER_NONE` for any other offset. Thread-safe.
  */
-int pasid_vcmd_register_at(uint32_t revision, uint32_t offset, uint32_t *out_register);
+PASID_MUST_USE
+int pasid_vcmd_register_at(uint32_t revision,
+                           uint32_t offset,
+                           uint32_t *out_register);
 
 /**
  * The VCMD value a guest writes for a command code (`PASID_VCMD_ALLOC`, ...) and
  * operand, in a revision's layout: what a guest driver does, for tests and tools.
  * Thread-safe.
  */
-int pasid_vcmd_encode(uint32_t revision, uint8_t code, uint64_t operand, uint64_t *out_command);
+PASID_MUST_USE
+int pasid_vcmd_encode(uint32_t revision,
+                      uint8_t code,
+                      uint64_t operand,
+                      uint64_t *out_command);
 
 /**
  * Decodes a VCRSP value in a revision's layout. Thread-safe.
  */
+PASID_MUST_USE
 int pasid_vcmd_decode_response(uint32_t revision,
                                uint64_t vcrsp,
                                struct pasid_vcmd_response *out_response);
@@ -1689,6 +1896,7 @@ int pasid_vcmd_decode_response(uint32_t revision,
  * The guest's VCCAP_REG value: `PASID_VCCAP_PAS` for a p2 guest, 0 for a p1 guest.
  * Thread-safe.
  */
+PASID_MUST_USE
 int pasid_vcap(const struct pasid_host *host,
                pasid_guest_id guest,
                uint32_t revision,
@@ -1706,6 +1914,7 @@ int pasid_vcap(const struct pasid_host *host,
  * shared PASID), for `pasid_write_touched_pages`. Thread-safe: call it straight from
  * a vCPU thread's MMIO handler.
  */
+PASID_MUST_USE
 int pasid_vcmd(struct pasid_host *host,
                pasid_guest_id guest,
                uint32_t revision,

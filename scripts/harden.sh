@@ -19,9 +19,9 @@
 #           sizes Miri would take many minutes over. MIRI_SCOPE=quick (the default
 #           when FUZZ_SECONDS <= 30) also leaves out model.rs and migrate.rs: about 4
 #           minutes instead of 7.
-# valgrind  builds the C tests exactly as scripts/test-c.sh does (static libpasid.a
-#           from scripts/install-c.sh, found with pkg-config) and runs them under
-#           valgrind: any error or leak fails.
+# valgrind  builds every C test file (ffi/tests/c/*.c) as scripts/test-c.sh does
+#           (static libpasid.a from scripts/install-c.sh, found with pkg-config) and
+#           runs each under valgrind: any error or leak fails.
 #
 # The hostile-guest and out-of-memory tests (core/tests/hostile.rs, core/tests/oom.rs)
 # are plain tests and run with `cargo test`. Installs what it needs (setup.sh fuzz).
@@ -124,7 +124,7 @@ miri() {
 
 valgrind_c() {
     step "valgrind: C tests"
-    local tmp
+    local tmp src t
     tmp=$(mktemp -d)
     # shellcheck disable=SC2064
     [ "${KEEP:-0}" = 1 ] && echo "work dir: $tmp" || trap "rm -rf '$tmp'" RETURN
@@ -134,24 +134,25 @@ valgrind_c() {
         return
     fi
     export PKG_CONFIG_PATH=$tmp/prefix/lib/pkgconfig
-    # The static link line of scripts/test-c.sh.
-    local static_libs
-    static_libs="$(pkg-config --libs-only-L pasid) -Wl,-Bstatic -lpasid -Wl,-Bdynamic $(pkg-config --static --libs-only-l pasid | sed 's/-lpasid//')"
-    # shellcheck disable=SC2086
-    if ! ${CC:-gcc} -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -pedantic -g \
-        $(pkg-config --cflags pasid) ffi/tests/c/test_pasid.c $static_libs -o "$tmp/t-static" \
-        >"$tmp/build.log" 2>&1; then
-        cat "$tmp/build.log"
-        fail "build C tests"
-        return
-    fi
-    if valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=all \
-        --show-leak-kinds=all "$tmp/t-static" >"$tmp/vg.log" 2>&1; then
-        pass "valgrind C tests: $(grep -E 'ERROR SUMMARY' "$tmp/vg.log" | sed 's/^==[0-9]*== //'); $(grep -E 'passed|PASSED' "$tmp/vg.log" | tail -n1)"
-    else
-        tail -n 60 "$tmp/vg.log"
-        fail "valgrind C tests"
-    fi
+    # The static link of scripts/test-c.sh: the default install has only libpasid.a.
+    for src in ffi/tests/c/*.c; do
+        t=$(basename "$src" .c)
+        # shellcheck disable=SC2046
+        if ! ${CC:-gcc} -std=gnu11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -pedantic -g \
+            $(pkg-config --cflags pasid) "$src" $(pkg-config --static --libs pasid) -o "$tmp/$t" \
+            >"$tmp/build.log" 2>&1; then
+            cat "$tmp/build.log"
+            fail "build $t"
+            continue
+        fi
+        if valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=all \
+            --show-leak-kinds=all "$tmp/$t" >"$tmp/vg.log" 2>&1; then
+            pass "valgrind $t: $(grep -E 'ERROR SUMMARY' "$tmp/vg.log" | sed 's/^==[0-9]*== //'); $(grep -E 'passed|PASSED' "$tmp/vg.log" | tail -n1)"
+        else
+            tail -n 60 "$tmp/vg.log"
+            fail "valgrind $t"
+        fi
+    done
 }
 
 scripts/setup.sh fuzz

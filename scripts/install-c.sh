@@ -1,17 +1,36 @@
 #!/usr/bin/env bash
 # Builds the C library and installs it into a prefix, the way cargo-c lays it out:
 #
-#   scripts/install-c.sh PREFIX
+#   scripts/install-c.sh PREFIX            static library only (what QEMU links)
+#   SHARED=1 scripts/install-c.sh PREFIX   the shared library too
 #
 #   PREFIX/include/pasid/pasid.h
-#   PREFIX/lib/libpasid.a                 static library, only pasid_* symbols global
+#   PREFIX/lib/libpasid.a                 static library, only pasid_* symbols global,
+#                                         no debug info (KEEP_DEBUG=1 keeps it)
+#   PREFIX/lib/pkgconfig/pasid.pc         Libs.private = rustc's native-static-libs,
+#                                         minus -lgcc_s (see below)
+#   with SHARED=1 also:
 #   PREFIX/lib/libpasid.so.0.1.0          shared library (soname libpasid.so.0.1),
 #   PREFIX/lib/libpasid.so.0.1 -> ...     with its two symlinks
 #   PREFIX/lib/libpasid.so -> ...
-#   PREFIX/lib/pkgconfig/pasid.pc         Libs.private = rustc's native-static-libs
 #
 # Environment: LIBDIR (default PREFIX/lib), PROFILE (release | debug, default
-# release), CARGO (default cargo), DESTDIR (staged installs, as in make).
+# release), CARGO (default cargo), DESTDIR (staged installs, as in make), SHARED=1,
+# KEEP_DEBUG=1.
+#
+# Why the shared library is opt-in: pkg-config has one Libs line for both kinds of
+# link, so with libpasid.so next to libpasid.a a plain
+# `cc app.c $(pkg-config --static --libs pasid)` takes the .so (the linker prefers
+# it) and the program then needs it at run time. Installing the .a alone makes that
+# line, `-static`, and meson's `dependency('pasid', static: true)` all link the
+# static library. With SHARED=1, `-lpasid` means the .so (as with any distribution's
+# -dev package) and a static link needs `-static`, meson's `static: true` (meson
+# resolves -lpasid to the .a itself) or -Wl,-Bstatic around -lpasid.
+#
+# Why -lgcc_s is dropped from Libs.private: it is the shared unwinder, which does not
+# exist for `-static` links (`cannot find -lgcc_s`). gcc and clang already link the
+# unwinder themselves: libgcc_s (as needed) in a dynamic link, libgcc_eh in a static
+# one, so no link needs the flag.
 #
 # About libpasid.a: a Rust staticlib carries its own copy of the Rust standard
 # library with every symbol global (__rust_alloc, rust_eh_personality's DW.ref, std's
@@ -22,7 +41,7 @@
 # plugin abort when it reads the merged object). scripts/test-c.sh links it next to a
 # second Rust staticlib to check this.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$(readlink -f "$0")")/.."
 
 if [ $# -ne 1 ]; then
     echo "usage: $0 PREFIX" >&2
@@ -35,6 +54,8 @@ includedir=$prefix/include
 profile=${PROFILE:-release}
 cargo=${CARGO:-cargo}
 dest=${DESTDIR:-}
+shared=${SHARED:-0}
+keep_debug=${KEEP_DEBUG:-0}
 
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 major=${version%%.*}
@@ -59,6 +80,7 @@ libs_private=$(rustc --crate-type staticlib --crate-name pasid_nsl --edition 202
     --print native-static-libs -o "$work/libpasid_nsl.a" - </dev/null 2>&1 |
     sed -n 's/.*native-static-libs: //p')
 [ -n "$libs_private" ] || { echo "rustc did not print native-static-libs" >&2; exit 1; }
+libs_private=$(echo " $libs_private " | sed -e 's/ -lgcc_s / /g' -e 's/^ *//' -e 's/ *$//')
 
 # binutils ar/nm load every plugin in bfd-plugins; LLVM's may abort on Rust objects.
 ar=$(command -v gcc-ar || command -v ar)
@@ -73,7 +95,11 @@ readelf -sW "$out/libpasid.a" 2>/dev/null |
     awk '$7 == "UND" && $5 == "WEAK" && $8 != "" { print $8 }' | sort -u >"$work/weak.syms"
 ld -r --gc-sections --force-group-allocation $(sed 's/^/-u /' "$work/pasid.syms") \
     --whole-archive "$out/libpasid.a" --no-whole-archive -o "$work/pasid-all.o"
-objcopy --remove-section=.llvmbc --remove-section=.llvmcmd \
+# Debug info is mostly the standard library's (about 8 MB of the 8.8 MB archive) and
+# would land in every unstripped binary that links us.
+strip_debug=--strip-debug
+[ "$keep_debug" = 1 ] && strip_debug=
+objcopy --remove-section=.llvmbc --remove-section=.llvmcmd $strip_debug \
     --keep-global-symbols="$work/pasid.syms" --weaken-symbols="$work/weak.syms" \
     "$work/pasid-all.o" "$work/pasid.o"
 "$ar" crs "$work/libpasid.a" "$work/pasid.o"
@@ -81,11 +107,17 @@ objcopy --remove-section=.llvmbc --remove-section=.llvmcmd \
 install -d "$dest$libdir/pkgconfig" "$dest$includedir/pasid"
 install -m 644 include/pasid.h "$dest$includedir/pasid/pasid.h"
 install -m 644 "$work/libpasid.a" "$dest$libdir/libpasid.a"
-install -m 755 "$out/libpasid.so" "$dest$libdir/libpasid.so.$version"
-ln -sf "libpasid.so.$version" "$dest$libdir/libpasid.so.$sover"
-ln -sf "libpasid.so.$sover" "$dest$libdir/libpasid.so"
+rm -f "$dest$libdir/libpasid.so" "$dest$libdir/libpasid.so.$sover" "$dest$libdir/libpasid.so.$version"
+if [ "$shared" = 1 ]; then
+    install -m 755 "$out/libpasid.so" "$dest$libdir/libpasid.so.$version"
+    [ "$keep_debug" = 1 ] || strip --strip-debug "$dest$libdir/libpasid.so.$version"
+    ln -sf "libpasid.so.$version" "$dest$libdir/libpasid.so.$sover"
+    ln -sf "libpasid.so.$sover" "$dest$libdir/libpasid.so"
+fi
 sed -e "s|@PREFIX@|$prefix|" -e "s|@LIBDIR@|$libdir|" -e "s|@INCLUDEDIR@|$includedir|" \
     -e "s|@VERSION@|$version|" -e "s|@LIBS_PRIVATE@|$libs_private|" \
     include/pasid.pc.in >"$dest$libdir/pkgconfig/pasid.pc"
 
-echo "installed pasid $version ($profile) into $dest$prefix"
+kinds=static
+[ "$shared" = 1 ] && kinds="static + shared"
+echo "installed pasid $version ($profile, $kinds) into $dest$prefix: libpasid.a $(wc -c <"$dest$libdir/libpasid.a") bytes"

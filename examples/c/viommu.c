@@ -1,314 +1,543 @@
 /*
- * A QEMU-shaped vIOMMU using libpasid: a small emulated VT-d register file whose
- * virtual command registers are backed by the library, PASID-table programming through
- * pasid_bind, the CPU's ENQCMD PASID-translation pages kept up to date, and the guest's
- * PASID state carried through a migration stream to a second host.
+ * A QEMU-shaped VT-d vIOMMU on libpasid, in one file that builds alone.
  *
- * Build (static, as QEMU links it):
- *   cc -std=c11 $(pkg-config --cflags pasid) viommu.c \
- *      $(pkg-config --libs-only-L pasid) -Wl,-Bstatic -lpasid -Wl,-Bdynamic \
- *      $(pkg-config --static --libs-only-l pasid | sed 's/-lpasid//')
+ * The three places QEMU meets the library, written as QEMU device code would be:
  *
- * Exits 0 when every step did what a real guest would expect.
+ *  - the virtual command registers as their own MMIO region at 0xE00 (a
+ *    MemoryRegionOps of their own, overlapping the DMAR register file), so that
+ *    the register array QEMU migrates (DMAR_REG_SIZE bytes) does not grow;
+ *    both VT-d revisions of the registers are served;
+ *  - the guest's PASID state as an optional VMState subsection: pre_save exports
+ *    it into a buffer (size query first), post_load imports it with the RID map
+ *    of this host's devices and reports a refusal through Error **errp;
+ *  - the library's log routed to a trace-style printer.
+ *
+ * The QEMU APIs used are stubbed below, just enough to run; each stub names what
+ * it stands for. Build (static, as QEMU links it) and run:
+ *
+ *   cc -std=gnu11 $(pkg-config --cflags pasid) viommu.c \
+ *      $(pkg-config --static --libs pasid) -o viommu && ./viommu
+ *
+ * or with meson: examples/c/meson.build. Exits 0 when every step did what a real
+ * guest and a real migration would expect.
  */
 #include <pasid.h>
 
-#include <inttypes.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Die with the library's full message: what a VMM would log. */
-static void check(int rc, const char *what) {
-    char msg[256];
-    size_t n = 0;
-    if (rc == PASID_RESULT_OK)
+/* ---- stand-ins for QEMU: qapi/error.h, trace events, KVM ---- */
+
+typedef struct Error {
+    char msg[512];
+} Error;
+
+static void __attribute__((format(printf, 2, 3)))
+error_setg(Error **errp, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!errp) {
         return;
-    pasid_last_error_message(msg, sizeof msg, &n);
-    fprintf(stderr, "viommu: %s: %s (%d: %s)\n", what, msg, rc, pasid_strerror(rc));
-    exit(1);
-}
-
-/* ---- the "machine": guest-physical pages the CPU walks ---- */
-
-typedef struct {
-    uint8_t *bytes;
-    uint64_t phys;
-} Page;
-
-static Page page_new(uint64_t phys) {
-    Page p;
-    p.bytes = (uint8_t *)aligned_alloc(PASID_PAGE_SIZE, PASID_PAGE_SIZE);
-    memset(p.bytes, 0, PASID_PAGE_SIZE);
-    p.phys = phys;
-    return p;
-}
-
-/* ---- the vIOMMU device ---- */
-
-#define DMAR_ECAP_REG 0x10
-#define MAX_TABLES 4
-
-typedef struct {
-    pasid_host *host; /* one per QEMU process, shared by every vIOMMU and vCPU thread */
-    pasid_guest_id guest;
-    uint32_t revision;
-    pasid_vcmd_offsets off;
-    uint64_t ecap;
-    uint64_t vcrsp; /* the last response, returned on every VCRSP read */
-    /* The VMCS fields and pages of ENQCMD PASID translation for this guest. */
-    Page dir[2]; /* low, high */
-    Page table[MAX_TABLES];
-    uint64_t vmcs_low_dir, vmcs_high_dir;
-} VtdState;
-
-static uint64_t next_phys = 0x7f000000;
-
-/* Keeps the CPU's translation pages current after an update that touched them. */
-static void vtd_sync_translation(VtdState *s, const pasid_pages_touched *t) {
-    uint32_t dir = 0;
-    pasid_page table;
-    if (!t->changed)
-        return;
-    if (t->table >= MAX_TABLES) {
-        fprintf(stderr, "viommu: example only keeps %d tables\n", MAX_TABLES);
-        exit(1);
     }
-    if (s->table[t->table].bytes == NULL) {
-        s->table[t->table] = page_new(next_phys);
-        next_phys += PASID_PAGE_SIZE;
+    *errp = calloc(1, sizeof(**errp));
+    if (!*errp) {
+        abort();
     }
-    check(pasid_directory_of_table(t->table, &dir, NULL), "directory_of_table");
-    table.phys = s->table[t->table].phys;
-    table.bytes = s->table[t->table].bytes;
-    table.len = PASID_PAGE_SIZE;
-    check(pasid_write_touched_pages(s->host, s->guest, t, table,
-                                    s->dir[dir == PASID_DIRECTORY_HIGH].bytes, PASID_PAGE_SIZE),
-          "write_touched_pages");
+    va_start(ap, fmt);
+    vsnprintf((*errp)->msg, sizeof((*errp)->msg), fmt, ap);
+    va_end(ap);
 }
 
-/* MMIO read handler (QEMU: MemoryRegionOps.read). */
-static uint64_t vtd_mmio_read(VtdState *s, uint32_t addr) {
+/* error_report_err(): prints and frees. */
+static void error_report_err(Error *err)
+{
+    fprintf(stderr, "qemu: %s\n", err->msg);
+    free(err);
+}
+
+/* trace-events: vtd_pasid_log(const char *iommu, const char *level, const char *msg) */
+static void trace_vtd_pasid_log(const char *iommu, const char *level, const char *msg)
+{
+    printf("vtd_pasid_log iommu=%s level=%s %s\n", iommu, level, msg);
+}
+
+/* KVM_X86_SET_PASID_TRANSLATION (out-of-tree): hpasid 0 clears the entry. */
+static void kvm_set_pasid_translation(uint32_t gpasid, uint32_t hpasid)
+{
+    printf("  kvm: PASID translation gPASID %u -> %u%s\n", gpasid, hpasid,
+           hpasid ? "" : " (cleared)");
+}
+
+/* ---- the device ---- */
+
+#define DMAR_REG_SIZE       0x230   /* the migrated register array, unchanged */
+#define DMAR_ECAP_REG       0x10
+#define VTD_VCMD_BASE       0xE00   /* virtual command registers: their own region */
+#define VTD_VCMD_SIZE       0x40    /* covers both revisions' VCCAP, VCMD, VCRSP */
+#define VTD_PASID_MAX_DEVS  4
+#define VTD_PASID_BLOB_MAX  65536
+
+/* A device assigned to the guest: where the guest sees it, where it is on the host. */
+typedef struct VtdPasidDev {
+    uint16_t guest_bdf;
+    pasid_rid host_rid;
+    uint32_t kind;          /* PASID_DEVICE_KIND_* */
+} VtdPasidDev;
+
+typedef struct IntelIOMMUState {
+    const char *name;
+    uint8_t regs[DMAR_REG_SIZE];    /* DMAR registers: VMSTATE_UINT8_ARRAY */
+    uint32_t vcmd_rev;              /* property x-vcmd-rev: PASID_VTD_REVISION_* */
+    pasid_vcmd_offsets vcmd_off;
+    uint64_t vcrsp;                 /* VCRSP: the last command's response */
+
+    pasid_host *pasid_host;         /* one per QEMU process, shared by vIOMMUs */
+    pasid_guest_id pasid_guest;
+    VtdPasidDev devs[VTD_PASID_MAX_DEVS];
+    unsigned ndevs;
+
+    /* The "vtd/pasid" subsection: filled by pre_save, consumed by post_load. */
+    uint32_t pasid_blob_len;
+    uint8_t *pasid_blob;            /* VMSTATE_VBUFFER_ALLOC_UINT32 */
+    VtdPasidDev mig_devs[VTD_PASID_MAX_DEVS];   /* the source's devices */
+    uint32_t mig_ndevs;
+} IntelIOMMUState;
+
+static uint64_t vtd_get_quad(IntelIOMMUState *s, uint64_t addr)
+{
+    uint64_t v;
+
+    memcpy(&v, &s->regs[addr], sizeof(v));
+    return v;
+}
+
+/*
+ * The VCMD region. A vCPU thread calls these straight from its MMIO exit: the
+ * library locks the host itself, so no BQL is needed around them.
+ */
+static uint64_t vtd_vcmd_read(void *opaque, uint64_t addr, unsigned size)
+{
+    IntelIOMMUState *s = opaque;
     uint32_t reg = PASID_VCMD_REGISTER_NONE;
     uint64_t v = 0;
-    if (addr == DMAR_ECAP_REG)
-        return s->ecap;
-    check(pasid_vcmd_register_at(s->revision, addr, &reg), "register_at");
+
+    (void)size;
+    if (pasid_vcmd_register_at(s->vcmd_rev, VTD_VCMD_BASE + addr, &reg)) {
+        return 0;
+    }
     switch (reg) {
     case PASID_VCMD_REGISTER_VCCAP:
-        check(pasid_vcap(s->host, s->guest, s->revision, &v), "vcap");
+        /* PAS for a p2 guest, 0 for a p1 guest: a failure reads as "no PAS" */
+        if (pasid_vcap(s->pasid_host, s->pasid_guest, s->vcmd_rev, &v)) {
+            v = 0;
+        }
         return v;
     case PASID_VCMD_REGISTER_VCRSP:
         return s->vcrsp;
     default:
-        return 0;
+        return 0;   /* VCMD reads as 0; reserved offsets too */
     }
 }
 
-/* MMIO write handler (QEMU: MemoryRegionOps.write), on a vCPU thread. */
-static void vtd_mmio_write(VtdState *s, uint32_t addr, uint64_t val) {
-    uint32_t reg = PASID_VCMD_REGISTER_NONE;
-    pasid_pages_touched touched;
-    check(pasid_vcmd_register_at(s->revision, addr, &reg), "register_at");
-    if (reg != PASID_VCMD_REGISTER_VCMD)
-        return; /* VCCAP and VCRSP are read-only */
-    check(pasid_vcmd(s->host, s->guest, s->revision, val, &s->vcrsp, &touched), "vcmd");
-    vtd_sync_translation(s, &touched);
-}
+static void vtd_vcmd_write(void *opaque, uint64_t addr, uint64_t val, unsigned size)
+{
+    IntelIOMMUState *s = opaque;
+    uint32_t reg = PASID_VCMD_REGISTER_NONE, kind = 0, hpasid = 0, gpasid;
+    pasid_vcmd_response rsp;
 
-/* The guest's PASID-cache invalidation for (rid, gpasid): program the host IOMMU. */
-static uint32_t vtd_pasid_entry_programmed(VtdState *s, pasid_rid rid, uint32_t gpasid) {
-    uint32_t host_pasid = 0;
-    check(pasid_bind(s->host, s->guest, gpasid, rid, &host_pasid), "bind");
-    /* A real VMM now attaches the guest's page table to (rid, host_pasid) on the host
-     * IOMMU, e.g. through iommufd. */
-    return host_pasid;
-}
-
-static void vtd_init(VtdState *s, pasid_host *host, pasid_guest_id guest, uint32_t revision) {
-    memset(s, 0, sizeof *s);
-    s->host = host;
-    s->guest = guest;
-    s->revision = revision;
-    s->ecap = PASID_ECAP_VCS;
-    check(pasid_vcmd_get_offsets(revision, &s->off), "offsets");
-    s->dir[0] = page_new(next_phys);
-    s->dir[1] = page_new(next_phys + PASID_PAGE_SIZE);
-    next_phys += 2 * PASID_PAGE_SIZE;
-    s->vmcs_low_dir = s->dir[0].phys;
-    s->vmcs_high_dir = s->dir[1].phys;
-}
-
-static void vtd_fini(VtdState *s) {
-    int i;
-    free(s->dir[0].bytes);
-    free(s->dir[1].bytes);
-    for (i = 0; i < MAX_TABLES; i++)
-        free(s->table[i].bytes);
-}
-
-/* What the CPU does for ENQCMD with IA32_PASID = gpasid. */
-static uint32_t cpu_enqcmd(VtdState *s, uint32_t gpasid) {
-    pasid_page_ref refs[2 + MAX_TABLES];
-    pasid_walk_result r;
-    size_t n = 0;
-    int i;
-    for (i = 0; i < 2; i++) {
-        refs[n].phys = s->dir[i].phys;
-        refs[n].bytes = s->dir[i].bytes;
-        refs[n++].len = PASID_PAGE_SIZE;
+    (void)size;
+    if (pasid_vcmd_register_at(s->vcmd_rev, VTD_VCMD_BASE + addr, &reg) ||
+        reg != PASID_VCMD_REGISTER_VCMD) {
+        return;     /* VCCAP and VCRSP are read-only */
     }
-    for (i = 0; i < MAX_TABLES; i++) {
-        if (s->table[i].bytes == NULL)
-            continue;
-        refs[n].phys = s->table[i].phys;
-        refs[n].bytes = s->table[i].bytes;
-        refs[n++].len = PASID_PAGE_SIZE;
+
+    /*
+     * FREE of a shared PASID: tear the CPU's translation down before the host
+     * PASID may be handed out again (Linux's order: clear the entry, flush, then
+     * free the number), and put it back if the library refuses the FREE (a PASID
+     * still bound: the guest's own ENQCMDs on it may fault meanwhile, which
+     * harms only that guest, never hands its host PASID to another).
+     * TEARDOWN: the library's PASID teardown calls (coming) replace this.
+     */
+    gpasid = (uint32_t)(val >> s->vcmd_off.operand_shift) & 0xfffff;
+    if ((val & 0xff) == PASID_VCMD_FREE &&
+        !pasid_kind_of(s->pasid_host, s->pasid_guest, gpasid, &kind) &&
+        kind == PASID_KIND_SHARED &&
+        !pasid_translate(s->pasid_host, s->pasid_guest, gpasid, &hpasid)) {
+        kvm_set_pasid_translation(gpasid, 0);
     }
-    check(pasid_walk(s->vmcs_low_dir, s->vmcs_high_dir, gpasid, refs, n, &r), "walk");
-    if (r.fault != PASID_FAULT_NONE) {
-        printf("  cpu: ENQCMD gPASID %u -> VM exit %d (fault %u)\n", gpasid,
-               PASID_EXIT_REASON_ENQCMD, r.fault);
-        return 0;
+
+    /* Whatever the guest wrote, a VCRSP value comes back; an error is ours. */
+    if (pasid_vcmd(s->pasid_host, s->pasid_guest, s->vcmd_rev, val, &s->vcrsp, NULL) ||
+        pasid_vcmd_decode_response(s->vcmd_rev, s->vcrsp, &rsp)) {
+        s->vcrsp = 0;
+        return;
     }
-    printf("  cpu: ENQCMD gPASID %u -> hPASID %u\n", gpasid, r.hpasid);
-    return r.hpasid;
+    if (hpasid && (val & 0xff) == PASID_VCMD_FREE && rsp.status != PASID_VCMD_SC_SUCCESS) {
+        kvm_set_pasid_translation(gpasid, hpasid);     /* refused: still in use */
+        return;
+    }
+
+    /* ALLOC of a shared PASID: install gPASID -> hPASID for ENQCMD. */
+    if ((val & 0xff) == PASID_VCMD_ALLOC && rsp.status == PASID_VCMD_SC_SUCCESS &&
+        !pasid_kind_of(s->pasid_host, s->pasid_guest, rsp.pasid, &kind) &&
+        kind == PASID_KIND_SHARED &&
+        !pasid_translate(s->pasid_host, s->pasid_guest, rsp.pasid, &hpasid)) {
+        kvm_set_pasid_translation(rsp.pasid, hpasid);
+    }
 }
 
-/* ---- the guest's driver, as Linux's vcmd_alloc_pasid did it ---- */
+static const struct {
+    uint64_t (*read)(void *opaque, uint64_t addr, unsigned size);
+    void (*write)(void *opaque, uint64_t addr, uint64_t val, unsigned size);
+} vtd_vcmd_ops = {                  /* MemoryRegionOps */
+    .read = vtd_vcmd_read,
+    .write = vtd_vcmd_write,
+};
 
-static uint32_t guest_vcmd(VtdState *s, uint64_t code, uint64_t operand, uint32_t *status) {
-    uint64_t cap = vtd_mmio_read(s, s->off.vccap);
-    uint64_t rsp;
-    if (!(vtd_mmio_read(s, DMAR_ECAP_REG) & PASID_ECAP_VCS) || !(cap & PASID_VCCAP_PAS)) {
-        *status = 0xff;
-        return 0;
+/*
+ * What the memory API does with the region: memory_region_init_io(&s->vcmd_mr,
+ * ..., &vtd_vcmd_ops, s, "intel_iommu.vcmd", VTD_VCMD_SIZE) and
+ * memory_region_add_subregion_overlap(&s->csrmem, VTD_VCMD_BASE, &s->vcmd_mr, 1).
+ */
+static uint64_t vtd_mmio_read(IntelIOMMUState *s, uint64_t addr)
+{
+    if (addr >= VTD_VCMD_BASE && addr < VTD_VCMD_BASE + VTD_VCMD_SIZE) {
+        return vtd_vcmd_ops.read(s, addr - VTD_VCMD_BASE, 8);
     }
-    vtd_mmio_write(s, s->off.vcmd, operand << s->off.operand_shift | code);
-    do
-        rsp = vtd_mmio_read(s, s->off.vcrsp);
-    while (rsp & PASID_VCRSP_IP);
-    *status = (uint32_t)(rsp >> 1) & (s->revision == PASID_VTD_REVISION_V33 ? 0x7f : 0x3);
-    return (uint32_t)(rsp >> s->off.operand_shift) & 0xfffff;
+    return addr + 8 <= DMAR_REG_SIZE ? vtd_get_quad(s, addr) : 0;
 }
 
-int main(void) {
-    pasid_layout layout = {20, 1, 4096, 4096, 1u << 19};
-    pasid_host *src = NULL, *dst = NULL;
-    pasid_guest_config cfg = {PASID_PLATFORM_P2, 16};
-    pasid_guest_id guest = 0, migrated = 0;
-    pasid_rid vf = {0, 0x0301}, dsa_wq = {0, 0x0a00};
-    pasid_rid vf_dst = {0, 0x0411}, dsa_wq_dst = {0, 0x0a00};
-    pasid_rid_mapping map[2];
-    pasid_import_report *report = NULL;
-    pasid_shared_remap remap[4];
-    VtdState s, d;
-    uint32_t status = 0, shared, local, hpasid, on_wq, on_vf;
-    uint8_t *stream;
-    size_t stream_len = 0, n = 0, i;
-
-    printf("libpasid %s\n", pasid_version());
-    check(pasid_host_new(&layout, PASID_PLATFORM_P2, &src), "host_new");
-    check(pasid_guest_create(src, &cfg, &guest), "guest_create");
-    check(pasid_attach(src, guest, vf, PASID_DEVICE_KIND_DEDICATED), "attach VF");
-    check(pasid_attach(src, guest, dsa_wq, PASID_DEVICE_KIND_SHARED_WQ), "attach DSA WQ");
-    vtd_init(&s, src, guest, PASID_VTD_REVISION_V33);
-
-    /* The guest asks its vIOMMU for PASIDs through VCMD. */
-    shared = guest_vcmd(&s, PASID_VCMD_ALLOC, 0, &status);
-    if (status != PASID_VCMD_SC_SUCCESS)
-        return 1;
-    printf("guest: VCMD ALLOC -> gPASID %u (shared)\n", shared);
-    local = guest_vcmd(&s, PASID_VCMD_ALLOC, PASID_VCMD_ALLOC_OPERAND_LOCAL, &status);
-    if (status != PASID_VCMD_SC_SUCCESS)
-        return 1;
-    printf("guest: VCMD ALLOC(local) -> gPASID %u\n", local);
-    guest_vcmd(&s, PASID_VCMD_FREE, 999, &status);
-    printf("guest: VCMD FREE 999 -> status %u (invalid PASID)\n", status);
-    if (status != PASID_VCMD_SC_NO_PASID_V3_3)
-        return 1;
-
-    /* The guest programs PASID-table entries; the vIOMMU binds them. */
-    on_wq = vtd_pasid_entry_programmed(&s, dsa_wq, shared);
-    on_vf = vtd_pasid_entry_programmed(&s, vf, shared);
-    printf("vIOMMU: gPASID %u on the DSA WQ -> host PASID entry %u\n", shared, on_wq);
-    printf("vIOMMU: gPASID %u on the VF     -> host PASID entry %u\n", shared, on_vf);
-    printf("vIOMMU: gPASID %u on the VF     -> host PASID entry %u\n", local,
-           vtd_pasid_entry_programmed(&s, vf, local));
-    check(pasid_translate(src, guest, shared, &hpasid), "translate");
-    if (on_wq != hpasid || on_vf != shared || cpu_enqcmd(&s, shared) != hpasid)
-        return 1;
-    if (cpu_enqcmd(&s, local) != 0) /* a local gPASID has no translation: VM exit */
-        return 1;
-
-    /* Live migration: the blob goes into the migration stream. */
-    check(pasid_export_guest(src, guest, NULL, 0, &stream_len) == PASID_RESULT_BUFFER_TOO_SMALL
-              ? PASID_RESULT_OK
-              : PASID_RESULT_INVALID_ARGUMENT,
-          "export size");
-    stream = (uint8_t *)malloc(stream_len);
-    check(pasid_export_guest(src, guest, stream, stream_len, &n), "export");
-    printf("migration: %zu bytes of PASID state\n", stream_len);
-
-    check(pasid_host_new(&layout, PASID_PLATFORM_P2, &dst), "host_new dst");
-    {
-        /* The destination already runs a guest with shared PASIDs. */
-        pasid_guest_id other = 0;
-        uint32_t x = 0;
-        check(pasid_guest_create(dst, &cfg, &other), "guest_create dst");
-        for (i = 0; i < 3; i++)
-            check(pasid_alloc(dst, other, PASID_KIND_SHARED, &x, NULL), "alloc dst");
+static void vtd_mmio_write(IntelIOMMUState *s, uint64_t addr, uint64_t val)
+{
+    if (addr >= VTD_VCMD_BASE && addr < VTD_VCMD_BASE + VTD_VCMD_SIZE) {
+        vtd_vcmd_ops.write(s, addr - VTD_VCMD_BASE, val, 8);
     }
-    /* Where each device lives on the destination, and what the VMM set up there. */
-    map[0].source = vf;
-    map[0].destination = vf_dst;
-    map[0].kind = PASID_DEVICE_KIND_DEDICATED;
-    map[1].source = dsa_wq;
-    map[1].destination = dsa_wq_dst;
-    map[1].kind = PASID_DEVICE_KIND_SHARED_WQ;
-    check(pasid_import_guest(dst, stream, stream_len, map, 2, &migrated, &report), "import");
-    check(pasid_import_report_shared(report, remap, 4, &n), "report");
-    for (i = 0; i < n; i++)
-        printf("migration: gPASID %u kept, hPASID %u -> %u\n", remap[i].gpasid,
-               remap[i].source_hpasid, remap[i].destination_hpasid);
-    pasid_import_report_free(report);
-    check(pasid_guest_destroy(src, guest), "release on source");
+}
 
-    /* The destination vIOMMU rebuilds the CPU's pages from scratch. */
-    vtd_init(&d, dst, migrated, PASID_VTD_REVISION_V33);
-    {
-        pasid_table_page tp[MAX_TABLES];
-        uint32_t tables[MAX_TABLES];
-        pasid_page lo, hi;
-        check(pasid_translation_tables(dst, migrated, tables, MAX_TABLES, &n), "tables");
-        for (i = 0; i < n; i++) {
-            d.table[tables[i]] = page_new(next_phys);
-            next_phys += PASID_PAGE_SIZE;
-            tp[i].table = tables[i];
-            tp[i].page.phys = d.table[tables[i]].phys;
-            tp[i].page.bytes = d.table[tables[i]].bytes;
-            tp[i].page.len = PASID_PAGE_SIZE;
+/* The guest programmed a PASID-table entry: what goes into the host's entry. */
+static int vtd_pasid_bind(IntelIOMMUState *s, unsigned dev, uint32_t gpasid,
+                          uint32_t *host_pasid)
+{
+    /* Then iommufd: IOMMU_HWPT_ALLOC_PASID / attach (host_rid, *host_pasid). */
+    return pasid_bind(s->pasid_host, s->pasid_guest, gpasid, s->devs[dev].host_rid,
+                      host_pasid);
+}
+
+static void vtd_pasid_log(uint32_t level, const char *msg, void *opaque)
+{
+    IntelIOMMUState *s = opaque;
+
+    trace_vtd_pasid_log(s->name, pasid_log_level_name(level), msg);
+}
+
+static bool vtd_realize(IntelIOMMUState *s, pasid_host *host, uint32_t rev,
+                        bool incoming, Error **errp)
+{
+    pasid_guest_config cfg = {
+        .size = sizeof(cfg), .platform = PASID_PLATFORM_P2, .shared_quota = 16,
+    };
+    uint64_t ecap = PASID_ECAP_VCS;
+    unsigned i;
+
+    /*
+     * BROKER: with the machine-wide PASID broker, the host handle comes from a
+     * connection to it (a lease on the shared range, released when QEMU dies)
+     * instead of one in-process host per QEMU. The broker constructors are not
+     * in the library yet; this is where the connection goes.
+     */
+    s->pasid_host = host;
+    s->vcmd_rev = rev;
+    memcpy(&s->regs[DMAR_ECAP_REG], &ecap, sizeof(ecap));
+    if (pasid_vcmd_get_offsets(rev, &s->vcmd_off)) {
+        error_setg(errp, "x-vcmd-rev=%u is not a VT-d revision", rev);
+        return false;
+    }
+    if (incoming) {
+        return true;    /* post_load creates the guest from the stream */
+    }
+    if (pasid_guest_create(host, &cfg, &s->pasid_guest)) {
+        error_setg(errp, "vIOMMU %s: cannot create the guest's PASID state", s->name);
+        return false;
+    }
+    for (i = 0; i < s->ndevs; i++) {
+        if (pasid_attach(host, s->pasid_guest, s->devs[i].host_rid, s->devs[i].kind)) {
+            error_setg(errp, "vIOMMU %s: device %02x.%x cannot use PASIDs", s->name,
+                       s->devs[i].guest_bdf >> 3, s->devs[i].guest_bdf & 7);
+            return false;
         }
-        lo.phys = d.dir[0].phys;
-        lo.bytes = d.dir[0].bytes;
-        lo.len = PASID_PAGE_SIZE;
-        hi.phys = d.dir[1].phys;
-        hi.bytes = d.dir[1].bytes;
-        hi.len = PASID_PAGE_SIZE;
-        check(pasid_export_translation(dst, migrated, lo, hi, tp, n), "export_translation");
     }
-    check(pasid_translate(dst, migrated, shared, &hpasid), "translate dst");
-    if (cpu_enqcmd(&d, shared) != hpasid || hpasid == on_wq)
-        return 1;
-    printf("migration: VMCS %#x = %#" PRIx64 ", %#x = %#" PRIx64 "\n",
-           PASID_VMCS_LOW_PASID_DIRECTORY, d.vmcs_low_dir, PASID_VMCS_HIGH_PASID_DIRECTORY,
-           d.vmcs_high_dir);
+    return true;
+}
 
-    vtd_fini(&s);
-    vtd_fini(&d);
-    free(stream);
+/* ---- migration: the optional "vtd/pasid" subsection ---- */
+
+static bool vtd_pasid_needed(void *opaque)
+{
+    IntelIOMMUState *s = opaque;
+    size_t n = 0;
+
+    /* Only a guest that holds PASIDs sends the subsection (an old QEMU copes). */
+    return pasid_guest_pasids(s->pasid_host, s->pasid_guest, NULL, 0, &n) ==
+               PASID_RESULT_BUFFER_TOO_SMALL && n > 0;
+}
+
+static int vtd_pasid_pre_save(void *opaque)
+{
+    IntelIOMMUState *s = opaque;
+    size_t len = 0;
+
+    /* The guest is stopped: the size cannot change between the two calls. */
+    if (pasid_export_guest(s->pasid_host, s->pasid_guest, NULL, 0, &len) !=
+        PASID_RESULT_BUFFER_TOO_SMALL || len > VTD_PASID_BLOB_MAX) {
+        return -EINVAL;
+    }
+    free(s->pasid_blob);
+    s->pasid_blob = malloc(len);
+    if (!s->pasid_blob ||
+        pasid_export_guest(s->pasid_host, s->pasid_guest, s->pasid_blob, len, &len)) {
+        return -ENOMEM;
+    }
+    s->pasid_blob_len = (uint32_t)len;
+    memcpy(s->mig_devs, s->devs, sizeof(s->mig_devs));
+    s->mig_ndevs = s->ndevs;
+    return 0;
+}
+
+static int vtd_pasid_post_load(void *opaque, int version_id, Error **errp)
+{
+    IntelIOMMUState *s = opaque;
+    pasid_rid_mapping map[VTD_PASID_MAX_DEVS];
+    pasid_guest_pasid pasids[64];
+    char msg[256];
+    size_t n = 0, i, j;
+    int rc;
+
+    (void)version_id;
+    /* Where each of the source's devices is on this host, by guest BDF. */
+    for (i = 0; i < s->mig_ndevs && i < VTD_PASID_MAX_DEVS; i++) {
+        map[i] = (pasid_rid_mapping) {
+            .size = sizeof(map[i]),
+            .source = s->mig_devs[i].host_rid,
+            .kind = s->mig_devs[i].kind,
+        };
+        for (j = 0; j < s->ndevs; j++) {
+            if (s->devs[j].guest_bdf == s->mig_devs[i].guest_bdf) {
+                map[i].destination = s->devs[j].host_rid;
+            }
+        }
+    }
+    rc = pasid_import_guest(s->pasid_host, s->pasid_blob, s->pasid_blob_len, map, i,
+                            &s->pasid_guest, NULL);
+    if (rc) {
+        pasid_last_error_message(msg, sizeof(msg), &n);
+        error_setg(errp, "vIOMMU %s: guest PASID state refused: %s", s->name, msg);
+        return -EINVAL;
+    }
+
+    /* Every gPASID kept; the shared ones got new host PASIDs: tell KVM. */
+    if (pasid_guest_pasids(s->pasid_host, s->pasid_guest, pasids, 64, &n)) {
+        error_setg(errp, "vIOMMU %s: more PASIDs than this example keeps", s->name);
+        return -EINVAL;
+    }
+    for (i = 0; i < n; i++) {
+        if (pasids[i].kind == PASID_KIND_SHARED) {
+            kvm_set_pasid_translation(pasids[i].gpasid, pasids[i].hpasid);
+        }
+    }
+    return 0;
+}
+
+/*
+ * static const VMStateDescription vmstate_vtd_pasid = {
+ *     .name = "vtd/pasid",
+ *     .version_id = 1,
+ *     .needed = vtd_pasid_needed,
+ *     .pre_save = vtd_pasid_pre_save,
+ *     .post_load_errp = vtd_pasid_post_load,
+ *     .fields = (const VMStateField[]) {
+ *         VMSTATE_UINT32(pasid_blob_len, IntelIOMMUState),
+ *         VMSTATE_VBUFFER_ALLOC_UINT32(pasid_blob, IntelIOMMUState, 0, NULL,
+ *                                      pasid_blob_len),
+ *         ...the source's devices (guest BDF, host RID, kind)...
+ *         VMSTATE_END_OF_LIST()
+ *     }
+ * };
+ *
+ * The stand-in below is what the migration core does with it.
+ */
+static int migrate(IntelIOMMUState *src, IntelIOMMUState *dst, Error **errp)
+{
+    int rc;
+
+    if (!vtd_pasid_needed(src)) {
+        return 0;
+    }
+    rc = vtd_pasid_pre_save(src);
+    if (rc) {
+        error_setg(errp, "vtd/pasid: pre_save failed: %s", strerror(-rc));
+        return rc;
+    }
+    dst->pasid_blob_len = src->pasid_blob_len;
+    dst->pasid_blob = malloc(src->pasid_blob_len);
+    if (!dst->pasid_blob) {
+        return -ENOMEM;
+    }
+    memcpy(dst->pasid_blob, src->pasid_blob, src->pasid_blob_len);
+    memcpy(dst->mig_devs, src->mig_devs, sizeof(dst->mig_devs));
+    dst->mig_ndevs = src->mig_ndevs;
+    return vtd_pasid_post_load(dst, 1, errp);
+}
+
+/* ---- a guest driver, as Linux's vcmd_alloc_pasid() did it ---- */
+
+static int guest_vcmd(IntelIOMMUState *s, uint8_t code, uint64_t operand,
+                      uint32_t *pasid)
+{
+    pasid_vcmd_response rsp;
+    uint64_t cmd = 0, vcrsp;
+
+    if (!(vtd_mmio_read(s, DMAR_ECAP_REG) & PASID_ECAP_VCS) ||
+        !(vtd_mmio_read(s, s->vcmd_off.vccap) & PASID_VCCAP_PAS) ||
+        pasid_vcmd_encode(s->vcmd_rev, code, operand, &cmd)) {
+        return -1;
+    }
+    vtd_mmio_write(s, s->vcmd_off.vcmd, cmd);
+    do {
+        vcrsp = vtd_mmio_read(s, s->vcmd_off.vcrsp);
+    } while (vcrsp & PASID_VCRSP_IP);
+    if (pasid_vcmd_decode_response(s->vcmd_rev, vcrsp, &rsp)) {
+        return -1;
+    }
+    *pasid = rsp.pasid;
+    return rsp.status;
+}
+
+static int run(uint32_t rev, pasid_host *src_host, pasid_host *dst_host)
+{
+    /* A VF at guest 03.0 and a DSA shared work queue at guest 04.0 ... */
+    IntelIOMMUState src = {
+        .name = "src", .ndevs = 2,
+        .devs = {
+            { 0x18, { 0, 0x0301 }, PASID_DEVICE_KIND_DEDICATED },
+            { 0x20, { 0, 0x0a00 }, PASID_DEVICE_KIND_SHARED_WQ },
+        },
+    };
+    /* ... and the same guest devices on other host functions after migration. */
+    IntelIOMMUState dst = {
+        .name = "dst", .ndevs = 2,
+        .devs = {
+            { 0x18, { 0, 0x0411 }, PASID_DEVICE_KIND_DEDICATED },
+            { 0x20, { 0, 0x0a08 }, PASID_DEVICE_KIND_SHARED_WQ },
+        },
+    };
+    uint32_t shared = 0, local = 0, extra = 0, junk = 0, on_wq = 0, on_vf = 0, after = 0;
+    Error *err = NULL;
+    int ok = 0;
+
+    if (!vtd_realize(&src, src_host, rev, false, &err) ||
+        !vtd_realize(&dst, dst_host, rev, true, &err)) {
+        error_report_err(err);
+        return 0;
+    }
+    printf("--- VT-d %s: VCMD at 0x%x, VCRSP 0x%x, VCCAP 0x%x\n",
+           rev == PASID_VTD_REVISION_V33 ? "3.3" : "3.0", src.vcmd_off.vcmd,
+           src.vcmd_off.vcrsp, src.vcmd_off.vccap);
+
+    /* The guest asks for PASIDs, and frees one it never had (refused in VCRSP). */
+    if (guest_vcmd(&src, PASID_VCMD_ALLOC, 0, &shared) != PASID_VCMD_SC_SUCCESS ||
+        guest_vcmd(&src, PASID_VCMD_ALLOC, PASID_VCMD_ALLOC_OPERAND_LOCAL, &local) !=
+            PASID_VCMD_SC_SUCCESS ||
+        guest_vcmd(&src, PASID_VCMD_FREE, 999, &junk) !=
+            (rev == PASID_VTD_REVISION_V33 ? PASID_VCMD_SC_NO_PASID_V3_3
+                                           : PASID_VCMD_SC_NO_PASID_V3_0)) {
+        goto out;
+    }
+    printf("guest: ALLOC -> gPASID %u (shared), ALLOC(local) -> %u, FREE 999 refused\n",
+           shared, local);
+
+    /* It programs PASID-table entries: the WQ gets the host PASID, the VF its own. */
+    if (vtd_pasid_bind(&src, 1, shared, &on_wq) || vtd_pasid_bind(&src, 0, shared, &on_vf) ||
+        vtd_pasid_bind(&src, 0, local, &junk) || on_vf != shared || on_wq == shared) {
+        goto out;
+    }
+    printf("vIOMMU: gPASID %u -> %u on the shared WQ, %u on the VF\n", shared, on_wq, on_vf);
+
+    /* FREE of a bound PASID is refused (unbind first); an unbound one goes. */
+    if (guest_vcmd(&src, PASID_VCMD_FREE, shared, &junk) == PASID_VCMD_SC_SUCCESS ||
+        guest_vcmd(&src, PASID_VCMD_ALLOC, 0, &extra) != PASID_VCMD_SC_SUCCESS ||
+        guest_vcmd(&src, PASID_VCMD_FREE, extra, &junk) != PASID_VCMD_SC_SUCCESS) {
+        goto out;
+    }
+    printf("guest: FREE %u refused while bound; ALLOC -> %u, FREE %u done\n", shared,
+           extra, extra);
+
+    /* A bind of a PASID the guest does not hold: refused, and logged. */
+    if (vtd_pasid_bind(&src, 1, 4000, &junk) != PASID_RESULT_NOT_ALLOCATED) {
+        goto out;
+    }
+
+    /* Live migration: the gPASIDs stay, the shared one gets a new host PASID. */
+    if (migrate(&src, &dst, &err)) {
+        error_report_err(err);
+        goto out;
+    }
+    if (pasid_translate(dst_host, dst.pasid_guest, shared, &after) || after == on_wq ||
+        pasid_guest_destroy(src_host, src.pasid_guest)) {  /* source lets go */
+        goto out;
+    }
+    printf("migration: %u bytes; gPASID %u kept, host PASID %u -> %u\n",
+           src.pasid_blob_len, shared, on_wq, after);
+
+    /* A damaged stream is refused with a message, and changes nothing. */
+    dst.pasid_blob[dst.pasid_blob_len / 2] ^= 1;
+    if (vtd_pasid_post_load(&dst, 1, &err) != -EINVAL) {
+        goto out;
+    }
+    error_report_err(err);
+    ok = !pasid_guest_destroy(dst_host, dst.pasid_guest);   /* the guest quits */
+
+out:
+    free(src.pasid_blob);
+    free(dst.pasid_blob);
+    return ok;
+}
+
+int main(void)
+{
+    pasid_layout layout = {
+        .size = sizeof(layout), .width = 20,
+        .local_start = 1, .local_end = 4096, .shared_start = 4096, .shared_end = 1u << 19,
+    };
+    /* The log hook is process-wide: one name for every vIOMMU of this QEMU. */
+    IntelIOMMUState tracer = { .name = "intel-iommu" };
+    pasid_host *src = NULL, *dst = NULL;
+    pasid_guest_config other = {
+        .size = sizeof(other), .platform = PASID_PLATFORM_P2, .shared_quota = 4,
+    };
+    pasid_guest_id busy = 0;
+    uint32_t x = 0;
+    int ok;
+
+    pasid_set_log_callback(vtd_pasid_log, &tracer);
+    /* Two hosts; the destination already runs a guest that holds host PASIDs. */
+    if (pasid_host_new(&layout, PASID_PLATFORM_P2, &src) ||
+        pasid_host_new(&layout, PASID_PLATFORM_P2, &dst) ||
+        pasid_guest_create(dst, &other, &busy) ||
+        pasid_alloc(dst, busy, PASID_KIND_SHARED, &x, NULL) ||
+        pasid_alloc(dst, busy, PASID_KIND_SHARED, &x, NULL)) {
+        return 1;
+    }
+    ok = run(PASID_VTD_REVISION_V33, src, dst) && run(PASID_VTD_REVISION_V30, src, dst);
     pasid_host_free(src);
     pasid_host_free(dst);
-    printf("viommu example: ok\n");
-    return 0;
+    pasid_set_log_callback(NULL, NULL);
+    printf("viommu example: %s\n", ok ? "ok" : "FAILED");
+    return ok ? 0 : 1;
 }

@@ -26,16 +26,20 @@ use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::string::String;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::vec::Vec;
 
 use crate::source::FfiHost as Host;
 
 use crate::error::{set_last_error, FfiError};
+use crate::log::pasid_log_level;
 use crate::migrate::ReportData;
 
 /// Runs the body of an exported function that returns a result code: 0 on success,
 /// the error's code otherwise (recorded as this thread's last error). A panic becomes
 /// `PASID_RESULT_PANIC`.
-pub(crate) fn call(f: impl FnOnce() -> Result<(), FfiError>) -> c_int {
+/// Every error result is also sent to the log callback, if one is set (`log.rs`).
+pub(crate) fn call<F: FnOnce() -> Result<(), FfiError>>(f: F) -> c_int {
+    let function = crate::log::function_name(&f);
     let e = match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(())) => return 0,
         Ok(Err(e)) => e,
@@ -43,8 +47,28 @@ pub(crate) fn call(f: impl FnOnce() -> Result<(), FfiError>) -> c_int {
     };
     // Building the message allocates; a panic there must not escape either.
     let code = e.code();
-    let _ = catch_unwind(AssertUnwindSafe(|| set_last_error(&e)));
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        set_last_error(&e);
+        if crate::log::enabled() {
+            let level = match e {
+                FfiError::Panic(_) | FfiError::Poisoned => pasid_log_level::Error,
+                FfiError::Core(pasid_core::Error::BufferTooSmall { .. }) => pasid_log_level::Debug,
+                _ => pasid_log_level::Warn,
+            };
+            crate::log::log(
+                level,
+                &std::format!("{function}: error {code}: {}", e.message()),
+            );
+        }
+    }));
     code
+}
+
+/// Sends a notable event to the log callback; the text is built only if one is set.
+pub(crate) fn event(text: impl FnOnce() -> String) {
+    if crate::log::enabled() {
+        crate::log::log(pasid_log_level::Info, &text());
+    }
 }
 
 /// Runs the body of an exported function that returns a value rather than a code: a
@@ -123,7 +147,25 @@ fn register(object: Object, tag: usize) -> Result<usize, FfiError> {
 
 /// Registers a host; returns its handle.
 pub(crate) fn register_host(cell: HostCell) -> Result<*mut crate::pasid_host, FfiError> {
+    let what = if crate::log::enabled() {
+        cell.lock().map(|h| {
+            let l = h.layout();
+            let (local, shared) = (l.local(), l.shared());
+            std::format!(
+                "width {}, local {}..{}, shared {}..{}, {:?}",
+                l.width(),
+                local.start,
+                local.end,
+                shared.start,
+                shared.end,
+                h.platform()
+            )
+        })
+    } else {
+        Ok(String::new())
+    };
     let token = register(Object::Host(Arc::new(cell)), TAG_HOST)?;
+    event(|| std::format!("host {token:#x} created: {}", what.unwrap_or_default()));
     Ok(core::ptr::without_provenance_mut(token))
 }
 
@@ -195,6 +237,9 @@ fn unregister(token: usize, is_host: bool) -> bool {
         removed
     };
     // The object is dropped here, outside the registry lock (it may be big).
+    if removed.is_some() && is_host {
+        event(|| std::format!("host {token:#x} freed"));
+    }
     removed.is_some()
 }
 
@@ -313,6 +358,181 @@ fn check_len<T>(len: usize, name: &'static str) -> Result<(), FfiError> {
         _ => Err(FfiError::InvalidArgument(std::format!(
             "{name}: length {len} is too large"
         ))),
+    }
+}
+
+// ---- structs that may grow: a `size` field first, as VFIO's `argsz` ----
+
+/// The largest `size` accepted: a bound on how much caller memory a garbage `size`
+/// makes the library read (Linux bounds `copy_struct_from_user` callers likewise).
+const MAX_STRUCT_SIZE: usize = 4096;
+
+/// A public struct that may grow in later versions. Its first field is `size: u32`,
+/// which the caller sets to the `sizeof` it was compiled with; the library accepts any
+/// size from the struct's first version ([`SizedStruct::MIN_SIZE`]) up, reads or
+/// writes the part both know, and treats the rest as described at [`input_struct`] and
+/// [`OutStruct::write`].
+///
+/// # Safety
+/// Implementors are `#[repr(C)]` with a `u32` first field, and (for the ones read as
+/// input) every field is an integer or a struct of integers, so any bytes are a valid
+/// value.
+pub(crate) unsafe trait SizedStruct: Copy {
+    /// `sizeof` of the struct's first version. Every struct is at its first version.
+    const MIN_SIZE: usize = core::mem::size_of::<Self>();
+    /// Sets the `size` field.
+    fn set_size(&mut self, size: u32);
+}
+
+/// The `size` field of the struct at `p`, checked against `T`'s versions.
+///
+/// # Safety
+/// `p` is non-NULL, aligned, and valid for reads of at least its first 4 bytes.
+unsafe fn struct_size<T: SizedStruct>(p: *const T, name: &'static str) -> Result<usize, FfiError> {
+    // SAFETY: the first field is a u32 (SizedStruct), readable by the caller's promise.
+    let size = unsafe { (p as *const u32).read() } as usize;
+    if size < T::MIN_SIZE || size > MAX_STRUCT_SIZE || size % core::mem::align_of::<T>() != 0 {
+        return Err(FfiError::BadStructSize(std::format!(
+            "{name}.size is {size}; this library accepts {} to {MAX_STRUCT_SIZE}, a multiple of {} (set it to sizeof the struct)",
+            T::MIN_SIZE,
+            core::mem::align_of::<T>()
+        )));
+    }
+    Ok(size)
+}
+
+/// Reads a versioned struct of `size` bytes: a shorter (older) one gets zeros for the
+/// fields it lacks; a longer (newer) one is accepted if every byte this library does
+/// not know is zero (the newer fields' "not used"), as Linux's `copy_struct_from_user`.
+///
+/// # Safety
+/// `p` is non-NULL, aligned, and valid for reads of `size` bytes.
+unsafe fn read_sized<T: SizedStruct>(
+    p: *const T,
+    size: usize,
+    name: &'static str,
+) -> Result<T, FfiError> {
+    let known = core::mem::size_of::<T>();
+    // SAFETY: valid for `size` bytes by the caller's promise.
+    let bytes = unsafe { core::slice::from_raw_parts(p as *const u8, size) };
+    if size > known && bytes[known..].iter().any(|&b| b != 0) {
+        return Err(FfiError::BadStructSize(std::format!(
+            "{name} is {size} bytes with fields this library ({known} bytes) does not know set"
+        )));
+    }
+    let mut value = MaybeUninit::<T>::zeroed();
+    // SAFETY: copies at most `known` bytes into a zeroed T; every bit pattern of an
+    // all-integer T is valid (SizedStruct).
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            bytes.as_ptr(),
+            value.as_mut_ptr() as *mut u8,
+            size.min(known),
+        );
+        Ok(value.assume_init())
+    }
+}
+
+/// A caller's versioned input struct (see [`SizedStruct`]).
+///
+/// # Safety
+/// `p` is NULL or valid for reads of the `size` bytes its `size` field says.
+pub(crate) unsafe fn input_struct<T: SizedStruct>(
+    p: *const T,
+    name: &'static str,
+) -> Result<T, FfiError> {
+    if p.is_null() {
+        return Err(FfiError::Null(name));
+    }
+    check_aligned(p, name)?;
+    // SAFETY: forwarded to the caller's promise.
+    unsafe {
+        let size = struct_size(p, name)?;
+        read_sized(p, size, name)
+    }
+}
+
+/// A caller's array of versioned structs: element 0's `size` is the stride, and every
+/// element must say the same size. NULL is accepted when `len` is 0.
+///
+/// # Safety
+/// `p` is NULL or valid for reads of `len` elements of the size they say.
+pub(crate) unsafe fn input_struct_slice<T: SizedStruct>(
+    p: *const T,
+    len: usize,
+    name: &'static str,
+) -> Result<Vec<T>, FfiError> {
+    let mut out = Vec::new();
+    if len == 0 {
+        return Ok(out);
+    }
+    if p.is_null() {
+        return Err(FfiError::Null(name));
+    }
+    check_aligned(p, name)?;
+    // SAFETY: element 0 exists (len > 0) by the caller's promise.
+    let stride = unsafe { struct_size(p, name) }?;
+    check_len::<u8>(len.saturating_mul(stride), name)?;
+    out.try_reserve_exact(len)
+        .map_err(|_| pasid_core::Error::OutOfMemory)?;
+    for i in 0..len {
+        // SAFETY: element i starts i * stride bytes in, within the caller's array
+        // (total size checked above); the stride is a multiple of T's alignment.
+        let e = unsafe { (p as *const u8).add(i * stride) as *const T };
+        let size = unsafe { struct_size(e, name) }?;
+        if size != stride {
+            return Err(FfiError::BadStructSize(std::format!(
+                "{name}[{i}].size is {size}, {name}[0].size {stride}: all entries must say the same size"
+            )));
+        }
+        // SAFETY: as above.
+        out.push(unsafe { read_sized(e, size, name) }?);
+    }
+    Ok(out)
+}
+
+/// A versioned out-parameter, checked (non-NULL, aligned, valid `size`) before the
+/// operation runs.
+pub(crate) struct OutStruct<'a, T> {
+    p: *mut T,
+    size: usize,
+    _caller: core::marker::PhantomData<&'a mut T>,
+}
+
+/// A caller's versioned output struct: the caller sets its `size` field first.
+///
+/// # Safety
+/// `p` is NULL or valid for reads and writes of the `size` bytes its `size` field says.
+pub(crate) unsafe fn output_struct<'a, T: SizedStruct>(
+    p: *mut T,
+    name: &'static str,
+) -> Result<OutStruct<'a, T>, FfiError> {
+    if p.is_null() {
+        return Err(FfiError::Null(name));
+    }
+    check_aligned(p, name)?;
+    // SAFETY: forwarded to the caller's promise.
+    let size = unsafe { struct_size(p, name) }?;
+    Ok(OutStruct {
+        p,
+        size,
+        _caller: core::marker::PhantomData,
+    })
+}
+
+impl<T: SizedStruct> OutStruct<'_, T> {
+    /// Writes the part of `value` the caller's struct has room for, sets its `size` to
+    /// the bytes written, and zeroes what lies beyond (fields of a newer version this
+    /// library does not fill).
+    pub(crate) fn write(self, mut value: T) {
+        let n = self.size.min(core::mem::size_of::<T>());
+        value.set_size(n as u32);
+        // SAFETY: the caller's struct is valid for `self.size` bytes (output_struct);
+        // an untyped copy may carry the value's padding bytes.
+        unsafe {
+            core::ptr::copy_nonoverlapping(&value as *const T as *const u8, self.p as *mut u8, n);
+            core::ptr::write_bytes((self.p as *mut u8).add(n), 0, self.size - n);
+        }
     }
 }
 

@@ -118,6 +118,11 @@ pub enum pasid_result {
     /// An earlier call panicked while it held this host's lock, so the host's state is
     /// not trusted any more. Free the host.
     HostPoisoned = 1004,
+    /// A struct's `size` field (see "Struct sizes" in the header's introduction) is
+    /// smaller than the smallest version of the struct this library knows, larger
+    /// than 4096, or larger than this library's version with a non-zero byte in the
+    /// part it does not know.
+    BadStructSize = 1005,
 }
 
 // Every core code listed above has the core's number (checked at compile time).
@@ -213,6 +218,10 @@ pub(crate) fn code_text(code: c_int) -> Option<&'static CStr> {
         (R::InvalidArgument, c"invalid argument"),
         (R::Panic, c"internal error (panic) in the library"),
         (R::HostPoisoned, c"host unusable after an internal error"),
+        (
+            R::BadStructSize,
+            c"struct size field is too small, too large, or has unknown fields set",
+        ),
     ];
     known
         .iter()
@@ -229,6 +238,7 @@ pub(crate) enum FfiError {
     InvalidArgument(String),
     Panic(String),
     Poisoned,
+    BadStructSize(String),
 }
 
 impl From<Error> for FfiError {
@@ -247,6 +257,7 @@ impl FfiError {
             FfiError::InvalidArgument(_) => pasid_result::InvalidArgument as u32,
             FfiError::Panic(_) => pasid_result::Panic as u32,
             FfiError::Poisoned => pasid_result::HostPoisoned as u32,
+            FfiError::BadStructSize(_) => pasid_result::BadStructSize as u32,
         };
         code as c_int
     }
@@ -259,7 +270,7 @@ impl FfiError {
             FfiError::InvalidHandle(name) => {
                 std::format!("{name} is not a live handle of its type (freed, never created, or another type)")
             }
-            FfiError::InvalidArgument(msg) => msg.clone(),
+            FfiError::InvalidArgument(msg) | FfiError::BadStructSize(msg) => msg.clone(),
             FfiError::Panic(msg) => std::format!("internal error (panic): {msg}"),
             FfiError::Poisoned => {
                 String::from("host unusable: an earlier call panicked while holding it; free it")

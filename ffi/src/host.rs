@@ -5,8 +5,8 @@ use core::ffi::c_int;
 use pasid_core::{GuestId, Rid};
 
 use crate::boundary::{
-    call, fill, free_host, input, output, output_opt, output_slice, register_host, with_host,
-    HostCell,
+    call, fill, free_host, input_struct, output, output_opt, output_slice, output_struct,
+    register_host, with_host, HostCell,
 };
 use crate::error::FfiError;
 use crate::pasid_host;
@@ -18,12 +18,13 @@ use crate::types::*;
 /// (`PASID_RESULT_INVALID_WIDTH`, `PASID_RESULT_INCLUDES_PASID_ZERO`,
 /// `PASID_RESULT_EMPTY_RANGE`, `PASID_RESULT_RANGE_BEYOND_WIDTH`,
 /// `PASID_RESULT_RANGES_OVERLAP`). Thread-safe.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_layout_check(layout: *const pasid_layout) -> c_int {
     call(|| {
         // SAFETY: the caller passes NULL or a valid pasid_layout.
-        let layout = unsafe { input(layout, "layout") }?;
-        layout_from_c(layout).map(|_| ())
+        let layout = unsafe { input_struct(layout, "layout") }?;
+        layout_from_c(&layout).map(|_| ())
     })
 }
 
@@ -32,6 +33,7 @@ pub unsafe extern "C" fn pasid_layout_check(layout: *const pasid_layout) -> c_in
 /// `platform` is `PASID_PLATFORM_P1` (no shared work queues: only p1 guests) or
 /// `PASID_PLATFORM_P2`. On success `*out_host` is a new handle, to be released with
 /// `pasid_host_free`; on error it is left unchanged. Thread-safe.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_host_new(
     layout: *const pasid_layout,
@@ -40,9 +42,9 @@ pub unsafe extern "C" fn pasid_host_new(
 ) -> c_int {
     call(|| {
         // SAFETY: the caller passes NULL or valid pointers.
-        let layout = unsafe { input(layout, "layout") }?;
+        let layout = unsafe { input_struct(layout, "layout") }?;
         let out = unsafe { output(out_host, "out_host") }?;
-        let layout = layout_from_c(layout)?;
+        let layout = layout_from_c(&layout)?;
         let host = crate::source::in_process_host(layout, platform_from_c(platform)?)?;
         out.write(register_host(HostCell::new(host))?);
         Ok(())
@@ -62,6 +64,7 @@ pub extern "C" fn pasid_host_free(host: *mut pasid_host) {
 
 /// Describes a host: layout, platform, shared PASIDs in use and free, guest count and
 /// heap use. Thread-safe (takes the host's lock).
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_host_get_info(
     host: *const pasid_host,
@@ -69,9 +72,10 @@ pub unsafe extern "C" fn pasid_host_get_info(
 ) -> c_int {
     call(|| {
         // SAFETY: the caller passes NULL or a valid pointer.
-        let out = unsafe { output(out_info, "out_info") }?;
+        let out = unsafe { output_struct(out_info, "out_info") }?;
         with_host(host, |h| {
             out.write(pasid_host_info {
+                size: 0,
                 layout: layout_to_c(h.layout()),
                 platform: platform_to_c(h.platform()),
                 shared_in_use: h.shared_in_use(),
@@ -86,6 +90,7 @@ pub unsafe extern "C" fn pasid_host_get_info(
 
 /// Creates a guest. A p2 guest needs a p2 host (`PASID_RESULT_NOT_SUPPORTED`
 /// otherwise). On success `*out_guest` is its id. Thread-safe.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_guest_create(
     host: *mut pasid_host,
@@ -94,9 +99,9 @@ pub unsafe extern "C" fn pasid_guest_create(
 ) -> c_int {
     call(|| {
         // SAFETY: the caller passes NULL or valid pointers.
-        let config = unsafe { input(config, "config") }?;
+        let config = unsafe { input_struct(config, "config") }?;
         let out = unsafe { output(out_guest, "out_guest") }?;
-        let config = config_from_c(config)?;
+        let config = config_from_c(&config)?;
         with_host(host, |h| {
             out.write(h.create_guest(config)?.0);
             Ok(())
@@ -108,6 +113,7 @@ pub unsafe extern "C" fn pasid_guest_create(
 /// RID only its own), its host PASIDs drain (`pasid_draining_list`) until the VMM
 /// confirms their teardown with `pasid_complete_teardown`. List the entries to clear
 /// with `pasid_guest_programmed_entries` first. Thread-safe.
+#[must_use]
 #[no_mangle]
 pub extern "C" fn pasid_guest_destroy(host: *mut pasid_host, guest: pasid_guest_id) -> c_int {
     call(|| {
@@ -121,6 +127,7 @@ pub extern "C" fn pasid_guest_destroy(host: *mut pasid_host, guest: pasid_guest_
 
 /// Describes a guest: configuration, shared PASIDs held, gPASID and device counts.
 /// Thread-safe.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_guest_get_info(
     host: *const pasid_host,
@@ -129,10 +136,11 @@ pub unsafe extern "C" fn pasid_guest_get_info(
 ) -> c_int {
     call(|| {
         // SAFETY: the caller passes NULL or a valid pointer.
-        let out = unsafe { output(out_info, "out_info") }?;
+        let out = unsafe { output_struct(out_info, "out_info") }?;
         with_host(host, |h| {
             let snap = h.guest_snapshot(GuestId(guest))?;
             out.write(pasid_guest_info {
+                size: 0,
                 config: config_to_c(&snap.config),
                 shared_held: h.shared_held(GuestId(guest))?,
                 pasids: snap.pasids.len() as u32,
@@ -148,6 +156,7 @@ pub unsafe extern "C" fn pasid_guest_get_info(
 /// Stores the number of guests in `*out_n`; writes them if `len` is enough, else
 /// writes none and returns `PASID_RESULT_BUFFER_TOO_SMALL` (`buf` may be NULL when
 /// `len` is 0: a size query). Thread-safe.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_host_guests(
     host: *const pasid_host,
@@ -169,6 +178,7 @@ pub unsafe extern "C" fn pasid_host_guests(
 /// Attaches the device at `rid` to a guest as `kind` (a `PASID_DEVICE_KIND_*` value).
 /// A RID belongs to at most one guest (`PASID_RESULT_RID_IN_USE`); shared work queues
 /// need a p2 guest. Thread-safe.
+#[must_use]
 #[no_mangle]
 pub extern "C" fn pasid_attach(
     host: *mut pasid_host,
@@ -184,6 +194,7 @@ pub extern "C" fn pasid_attach(
 
 /// Detaches a device; refused while PASIDs are bound or recorded on it
 /// (`PASID_RESULT_DEVICE_BUSY`). Thread-safe.
+#[must_use]
 #[no_mangle]
 pub extern "C" fn pasid_detach(
     host: *mut pasid_host,
@@ -195,6 +206,7 @@ pub extern "C" fn pasid_detach(
 
 /// Tells which guest a RID is attached to: `*out_attached` is true and `*out_guest`
 /// the guest, or `*out_attached` is false and `*out_guest` 0. Thread-safe.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_owner(
     host: *const pasid_host,
@@ -224,6 +236,7 @@ pub unsafe extern "C" fn pasid_owner(
 /// guest range (`PASID_RESULT_GUEST_RANGE_EXHAUSTED`), then the shared range
 /// (`PASID_RESULT_SHARED_RANGE_EXHAUSTED`). `out_pages` may be NULL; else it says
 /// which translation-table page changed. Thread-safe.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_alloc(
     host: *mut pasid_host,
@@ -252,6 +265,7 @@ pub unsafe extern "C" fn pasid_alloc(
 /// gPASID is bound to a device (`PASID_RESULT_STILL_BOUND`): unbind first.
 /// `out_pages` may be NULL; else it says which translation-table page changed.
 /// Thread-safe.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_free(
     host: *mut pasid_host,
@@ -274,6 +288,7 @@ pub unsafe extern "C" fn pasid_free(
 
 /// The host PASID behind a guest's shared gPASID: what ENQCMD's PASID becomes.
 /// A local gPASID gives `PASID_RESULT_NOT_SHARED`. Thread-safe.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_translate(
     host: *const pasid_host,
@@ -292,6 +307,7 @@ pub unsafe extern "C" fn pasid_translate(
 }
 
 /// The kind (`PASID_KIND_*`) of a gPASID a p2 guest holds. Thread-safe.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_kind_of(
     host: *const pasid_host,
@@ -313,6 +329,7 @@ pub unsafe extern "C" fn pasid_kind_of(
 /// the PASID to program into the host IOMMU's PASID entry for that device: the gPASID
 /// itself on a dedicated RID, the host PASID on a shared work queue. A local gPASID
 /// cannot go to a shared work queue (`PASID_RESULT_NOT_SHARED`). Thread-safe.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_bind(
     host: *mut pasid_host,
@@ -332,6 +349,7 @@ pub unsafe extern "C" fn pasid_bind(
 }
 
 /// Undoes `pasid_bind` (`PASID_RESULT_NOT_BOUND` if it was not bound). Thread-safe.
+#[must_use]
 #[no_mangle]
 pub extern "C" fn pasid_unbind(
     host: *mut pasid_host,
@@ -351,6 +369,7 @@ pub extern "C" fn pasid_unbind(
 /// `*out_programmed` the PASID to program: the same number. It must lie in the guest
 /// range (`PASID_RESULT_PASID_OUT_OF_RANGE`) and be new on that RID
 /// (`PASID_RESULT_PASID_IN_USE`). Thread-safe.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_record(
     host: *mut pasid_host,
@@ -371,6 +390,7 @@ pub unsafe extern "C" fn pasid_record(
 
 /// Forgets a PASID a p1 guest recorded on a device (`PASID_RESULT_NOT_ALLOCATED` if
 /// it was not recorded). Thread-safe.
+#[must_use]
 #[no_mangle]
 pub extern "C" fn pasid_release(
     host: *mut pasid_host,
@@ -387,6 +407,7 @@ pub extern "C" fn pasid_release(
 
 /// Lists the gPASIDs a guest holds, ascending, with kind and host PASID, into `buf`
 /// (`len` elements). Buffer rule as `pasid_host_guests`. Thread-safe.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_guest_pasids(
     host: *const pasid_host,
@@ -416,6 +437,7 @@ pub unsafe extern "C" fn pasid_guest_pasids(
 
 /// Lists a guest's devices by RID, with kind and count of programmed PASIDs, into
 /// `buf` (`len` elements). Buffer rule as `pasid_host_guests`. Thread-safe.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_guest_devices(
     host: *const pasid_host,
@@ -446,6 +468,7 @@ pub unsafe extern "C" fn pasid_guest_devices(
 /// Lists the PASIDs bound (p2) or recorded (p1) on one device of a guest, ascending by
 /// gPASID, each with the PASID its host IOMMU entry holds, into `buf` (`len`
 /// elements). Buffer rule as `pasid_host_guests`. Thread-safe.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_device_programmed(
     host: *const pasid_host,

@@ -188,6 +188,7 @@ unsafe fn page_bytes<'a>(p: &pasid_page, name: &'static str) -> Result<&'a mut [
 /// Lists the PASID-translation tables a guest uses, as table numbers (gPASID >> 10),
 /// ascending: the tables `pasid_export_translation` needs pages for. Buffer rule as
 /// `pasid_host_guests`. Thread-safe.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_translation_tables(
     host: *const pasid_host,
@@ -218,6 +219,7 @@ pub unsafe extern "C" fn pasid_translation_tables(
 /// `PASID_PAGE_SIZE` bytes at a 4 KiB-aligned, distinct physical address, and no two
 /// pages overlap in memory. Everything is checked before anything is written: on error
 /// no page has changed. Thread-safe.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_export_translation(
     host: *const pasid_host,
@@ -266,6 +268,7 @@ pub unsafe extern "C" fn pasid_export_translation(
 /// Writes one PASID-translation table of a guest (table number = gPASID >> 10) into a
 /// `PASID_PAGE_SIZE`-byte page: the page `pasid_pages_touched.table` names after an
 /// update. A table the guest does not use is written all invalid. Thread-safe.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_write_translation_table(
     host: *const pasid_host,
@@ -293,6 +296,7 @@ pub unsafe extern "C" fn pasid_write_translation_table(
 /// `touched->directory_changed`, the table's entry in `directory` (the page of the
 /// directory `pasid_directory_of_table` names; may be NULL otherwise). A `touched`
 /// with `changed` false writes nothing. Checked before written. Thread-safe.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_write_touched_pages(
     host: *const pasid_host,
@@ -358,6 +362,7 @@ pub unsafe extern "C" fn pasid_write_touched_pages(
 /// Which directory (`PASID_DIRECTORY_*`) holds table `table` (gPASID >> 10; only its
 /// low 10 bits are used), and in `*out_offset` the byte offset of its 8-byte entry in
 /// that directory's page. Thread-safe.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_directory_of_table(
     table: u32,
@@ -381,6 +386,7 @@ pub unsafe extern "C" fn pasid_directory_of_table(
 /// `table_phys`, 4 KiB aligned) into a directory page (`len` must be
 /// `PASID_PAGE_SIZE`); only those 8 bytes change. `*out_directory` (may be NULL) tells
 /// which directory (`PASID_DIRECTORY_*`) that page must be. Thread-safe.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_write_directory_entry(
     directory_page: *mut u8,
@@ -413,6 +419,7 @@ pub unsafe extern "C" fn pasid_write_directory_entry(
 /// VMCS directory values. `*out_result` tells the host PASID, or the fault that would
 /// make the VM exit (exit reason `PASID_EXIT_REASON_ENQCMD` / `_ENQCMDS`). A fault is
 /// not an error of the call: the call returns OK. Thread-safe.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_walk(
     low_directory: u64,

@@ -26,6 +26,7 @@ mod error;
 mod host;
 mod hwtable;
 mod lifecycle;
+mod log;
 mod migrate;
 mod source;
 mod types;
@@ -35,6 +36,7 @@ pub use error::pasid_result;
 pub use host::*;
 pub use hwtable::*;
 pub use lifecycle::*;
+pub use log::*;
 pub use migrate::*;
 pub use source::{pasid_host_new_with_source, pasid_source_ops, pasid_source_status};
 pub use types::*;
@@ -67,6 +69,7 @@ pub extern "C" fn pasid_strerror(code: c_int) -> *const c_char {
 
 /// The code of the last call that failed on this thread, or `PASID_RESULT_OK` if none
 /// has. Calls that succeed leave it unchanged (like `errno`). Thread-safe (per thread).
+// Not PASID_MUST_USE: it reports, it does not act (like errno).
 #[no_mangle]
 pub extern "C" fn pasid_last_error_code() -> c_int {
     boundary::call_or(pasid_result::Panic as c_int, || {
@@ -84,6 +87,10 @@ pub extern "C" fn pasid_last_error_code() -> c_int {
 /// returned; `buf` may be NULL when `len` is 0. With no failure on this thread so far
 /// the message is empty. This function never changes the last error itself.
 /// Thread-safe (per thread).
+// Not PASID_MUST_USE, the one function returning a code without it: every result
+// leaves a usable NUL-terminated (maybe truncated) message, and GCC's
+// warn_unused_result cannot be silenced with a (void) cast, so error paths that just
+// print the message would each need a dummy variable.
 #[no_mangle]
 pub unsafe extern "C" fn pasid_last_error_message(
     buf: *mut c_char,
@@ -135,3 +142,9 @@ pub extern "C" fn pasid_version() -> *const c_char {
     };
     VERSION.as_ptr()
 }
+
+/// README.md, so its Rust code blocks run as doctests (`cargo test -p pasid-ffi
+/// --doc readme`; scripts/test-readme.sh runs every other block by its language).
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+mod readme {}

@@ -92,6 +92,7 @@ fn collected<T>(items: impl Iterator<Item = T>) -> Result<Vec<T>, crate::error::
 /// and stores in `*out_programmed` the PASID to program there: the gPASID on a
 /// dedicated use, its host PASID on a shared WQ. `pasid_bind` does the same for a RID
 /// the guest uses one way only. Thread-safe.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_bind_use(
     host: *mut pasid_host,
@@ -114,6 +115,7 @@ pub unsafe extern "C" fn pasid_bind_use(
 
 /// Undoes `pasid_bind_use` and stores in `*out_programmed` the PASID that was
 /// programmed for the binding: the entry to clear on that RID. Thread-safe.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_unbind_use(
     host: *mut pasid_host,
@@ -136,6 +138,7 @@ pub unsafe extern "C" fn pasid_unbind_use(
 
 /// Takes the guest's `kind` use of `rid` away (other guests' uses stay); refused while
 /// PASIDs are bound or recorded on it (`PASID_RESULT_DEVICE_BUSY`). Thread-safe.
+#[must_use]
 #[no_mangle]
 pub extern "C" fn pasid_detach_use(
     host: *mut pasid_host,
@@ -153,6 +156,7 @@ pub extern "C" fn pasid_detach_use(
 
 /// Lists every guest using `rid` with its use (the dedicated one first) into `buf`
 /// (`len` elements). Buffer rule as `pasid_host_guests`. Thread-safe.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_rid_users(
     host: *const pasid_host,
@@ -179,6 +183,7 @@ pub unsafe extern "C" fn pasid_rid_users(
 /// on p1) into `buf` (`len` elements): what the VMM must clear when it destroys the
 /// guest (`pasid_guest_destroy` goes through bindings and busy devices). Buffer rule
 /// as `pasid_host_guests`. Thread-safe.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_guest_programmed_entries(
     host: *const pasid_host,
@@ -201,6 +206,7 @@ pub unsafe extern "C" fn pasid_guest_programmed_entries(
 /// Lists every draining PASID of the host (freed or left by a destroyed guest, not yet
 /// confirmed torn down) into `buf` (`len` elements): live guests' by guest and gPASID,
 /// then destroyed guests'. Buffer rule as `pasid_host_guests`. Thread-safe.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_draining_list(
     host: *const pasid_host,
@@ -225,6 +231,7 @@ pub unsafe extern "C" fn pasid_draining_list(
 /// All or nothing: an item not draining as given, or given twice, is refused with
 /// `PASID_RESULT_NOT_DRAINING` and nothing changes. `items` may be NULL when `n` is 0.
 /// Thread-safe.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_complete_teardown(
     host: *mut pasid_host,

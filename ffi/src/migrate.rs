@@ -8,8 +8,8 @@ use pasid_core::migrate::{inspect, ImportReport, RidMapping};
 use pasid_core::{GuestId, Rid};
 
 use crate::boundary::{
-    call, fill, free_report, input_slice, output, output_opt, output_slice, register_report,
-    report, with_host,
+    call, fill, free_report, input_slice, input_struct_slice, output, output_opt, output_slice,
+    output_struct, register_report, report, with_host,
 };
 use crate::error::FfiError;
 use crate::types::*;
@@ -25,6 +25,9 @@ pub(crate) struct ReportData {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(C)]
 pub struct pasid_rid_mapping {
+    /// `sizeof` this struct, set by the caller (see "Struct sizes" in the header's
+    /// introduction); the library sets it in structs it fills.
+    pub size: u32,
     /// The device's RID on the source host.
     pub source: pasid_rid,
     /// Its RID on this (destination) host.
@@ -41,6 +44,9 @@ pub struct pasid_rid_mapping {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(C)]
 pub struct pasid_import_info {
+    /// `sizeof` this struct, set by the caller (see "Struct sizes" in the header's
+    /// introduction); the library sets it in structs it fills.
+    pub size: u32,
     /// The guest's platform (`PASID_PLATFORM_*`), as it was on the source.
     pub guest_platform: u32,
     /// True when a p1 guest landed on a p2 host: it stays p1 (its vIOMMU offers no
@@ -82,6 +88,9 @@ pub struct pasid_rid_remap {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(C)]
 pub struct pasid_blob_info {
+    /// `sizeof` this struct, set by the caller (see "Struct sizes" in the header's
+    /// introduction); the library sets it in structs it fills.
+    pub size: u32,
     /// The blob's format version, major. Readers refuse other majors.
     pub format_major: u16,
     /// The blob's format version, minor (minor versions only append fields).
@@ -97,6 +106,8 @@ pub struct pasid_blob_info {
     /// Devices in the blob.
     pub devices: usize,
 }
+
+sized_structs!(pasid_rid_mapping pasid_import_info pasid_blob_info);
 
 /// The migration format's major version this library writes and reads.
 pub const PASID_MIGRATION_FORMAT_MAJOR: u16 = 1;
@@ -131,6 +142,7 @@ fn read_rid_map(entries: &[pasid_rid_mapping]) -> Result<Vec<RidMapping>, FfiErr
 /// else nothing is written and `PASID_RESULT_BUFFER_TOO_SMALL` is returned (`buf` may
 /// be NULL when `len` is 0: a size query). The size can change between two calls if
 /// the guest changes in between: retry with the new size. Thread-safe.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_export_guest(
     host: *const pasid_host,
@@ -152,6 +164,7 @@ pub unsafe extern "C" fn pasid_export_guest(
 /// the guest's configuration and counts. Fails exactly when the blob itself is bad
 /// (`PASID_RESULT_MALFORMED_BLOB`, `PASID_RESULT_CHECKSUM_MISMATCH`,
 /// `PASID_RESULT_UNSUPPORTED_VERSION`, ...). Thread-safe.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_inspect_blob(
     blob: *const u8,
@@ -161,9 +174,10 @@ pub unsafe extern "C" fn pasid_inspect_blob(
     call(|| {
         // SAFETY: the caller passes NULL or valid pointers for the given lengths.
         let blob = unsafe { input_slice(blob, blob_len, "blob") }?;
-        let out = unsafe { output(out_info, "out_info") }?;
+        let out = unsafe { output_struct(out_info, "out_info") }?;
         let g = inspect(blob)?;
         out.write(pasid_blob_info {
+            size: 0,
             format_major: g.format_major,
             format_minor: g.format_minor,
             source_layout: layout_to_c(&g.source_layout),
@@ -179,6 +193,7 @@ pub unsafe extern "C" fn pasid_inspect_blob(
 /// Lists the gPASIDs in a blob, ascending, with kind and (in `hpasid`) the source's
 /// host PASID of a shared one if it travelled (else 0). Buffer rule as
 /// `pasid_host_guests`. Thread-safe.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_inspect_blob_pasids(
     blob: *const u8,
@@ -208,6 +223,7 @@ pub unsafe extern "C" fn pasid_inspect_blob_pasids(
 /// Lists the devices in a blob by source RID, ascending, each with its kind and the
 /// number of PASIDs bound (p2) or recorded (p1) on it. Buffer rule as
 /// `pasid_host_guests`. Thread-safe.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_inspect_blob_devices(
     blob: *const u8,
@@ -237,6 +253,7 @@ pub unsafe extern "C" fn pasid_inspect_blob_devices(
 /// Lists the PASIDs bound (p2) or recorded (p1) on the device at source RID `rid` in a
 /// blob, ascending (`PASID_RESULT_NO_SUCH_DEVICE` if the blob has no such device).
 /// Buffer rule as `pasid_host_guests`. Thread-safe.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_inspect_blob_device_pasids(
     blob: *const u8,
@@ -265,6 +282,7 @@ pub unsafe extern "C" fn pasid_inspect_blob_device_pasids(
 /// Runs every check of `pasid_import_guest` without changing anything: OK means the
 /// import would succeed now, short of memory or a free guest slot. `rid_map` as for
 /// `pasid_import_guest`. Thread-safe.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_check_import(
     host: *const pasid_host,
@@ -276,8 +294,8 @@ pub unsafe extern "C" fn pasid_check_import(
     call(|| {
         // SAFETY: the caller passes NULL or valid pointers for the given lengths.
         let blob = unsafe { input_slice(blob, blob_len, "blob") }?;
-        let entries = unsafe { input_slice(rid_map, rid_map_len, "rid_map") }?;
-        let map = read_rid_map(entries)?;
+        let entries = unsafe { input_struct_slice(rid_map, rid_map_len, "rid_map") }?;
+        let map = read_rid_map(&entries)?;
         with_host(host, |h| Ok(h.check_import_mapped(blob, &map)?))
     })
 }
@@ -298,6 +316,7 @@ pub unsafe extern "C" fn pasid_check_import(
 /// On success `*out_guest` is the new guest's id and, if `out_report` is not NULL,
 /// `*out_report` a new report handle (release it with `pasid_import_report_free`).
 /// Thread-safe.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_import_guest(
     host: *mut pasid_host,
@@ -311,14 +330,22 @@ pub unsafe extern "C" fn pasid_import_guest(
     call(|| {
         // SAFETY: the caller passes NULL or valid pointers for the given lengths.
         let blob = unsafe { input_slice(blob, blob_len, "blob") }?;
-        let entries = unsafe { input_slice(rid_map, rid_map_len, "rid_map") }?;
+        let entries = unsafe { input_struct_slice(rid_map, rid_map_len, "rid_map") }?;
         let out_guest = unsafe { output(out_guest, "out_guest") }?;
         let out_report = unsafe { output_opt(out_report, "out_report") }?;
-        let map = read_rid_map(entries)?;
+        let map = read_rid_map(&entries)?;
         with_host(host, |h| {
             // Registering the report cannot fail (it only takes memory), so a host
             // that was changed always reports its new guest.
             let (id, report) = h.import_guest_mapped(blob, &map)?;
+            crate::boundary::event(|| {
+                std::format!(
+                    "guest {} imported: {} shared PASIDs on new host PASIDs, {} devices",
+                    id.0,
+                    report.shared.len(),
+                    report.devices.len()
+                )
+            });
             out_guest.write(id.0);
             if let Some(out) = out_report {
                 out.write(register_report(ReportData { report })?);
@@ -338,6 +365,7 @@ pub extern "C" fn pasid_import_report_free(report: *mut pasid_import_report) {
 }
 
 /// Summarizes an import report. Thread-safe.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_import_report_get_info(
     report_handle: *const pasid_import_report,
@@ -345,9 +373,10 @@ pub unsafe extern "C" fn pasid_import_report_get_info(
 ) -> c_int {
     call(|| {
         // SAFETY: the caller passes NULL or a valid pointer.
-        let out = unsafe { output(out_info, "out_info") }?;
+        let out = unsafe { output_struct(out_info, "out_info") }?;
         let r = &report(report_handle, "report")?.report;
         out.write(pasid_import_info {
+            size: 0,
             guest_platform: platform_to_c(r.guest_platform),
             p1_guest_on_p2_host: r.p1_guest_on_p2_host,
             shared: r.shared.len(),
@@ -359,6 +388,7 @@ pub unsafe extern "C" fn pasid_import_report_get_info(
 
 /// Lists every shared gPASID of the imported guest with its source and new host
 /// PASID, ascending by gPASID. Buffer rule as `pasid_host_guests`. Thread-safe.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_import_report_shared(
     report_handle: *const pasid_import_report,
@@ -386,6 +416,7 @@ pub unsafe extern "C" fn pasid_import_report_shared(
 
 /// Lists every device of the imported guest with its source and destination RID,
 /// ascending by source RID. Buffer rule as `pasid_host_guests`. Thread-safe.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_import_report_devices(
     report_handle: *const pasid_import_report,

@@ -8,7 +8,7 @@ use core::ops::Range;
 use pasid_core::bitmap::IdBitmap;
 use pasid_core::{Error, Host, HostPasidSource, PasidLayout, Platform, SourceError};
 
-use crate::boundary::{call, input, output, register_host, HostCell};
+use crate::boundary::{call, input_struct, output, register_host, HostCell};
 use crate::pasid_host;
 use crate::types::{layout_from_c, pasid_layout, platform_from_c};
 
@@ -106,9 +106,14 @@ pub enum pasid_source_status {
 /// `release` is called only for PASIDs `alloc` or `claim` handed out, and only once
 /// the VMM has confirmed their teardown (`pasid_complete_teardown`). A status other
 /// than the ones listed is treated as `PASID_SOURCE_STATUS_DENIED`.
+///
+/// `size` is `sizeof(pasid_source_ops)` as the caller was compiled (see the header's
+/// struct-size rule), so the table can grow.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct pasid_source_ops {
+    /// `sizeof(pasid_source_ops)`.
+    pub size: u32,
     /// Takes a free host PASID into `*out_pasid`.
     pub alloc: Option<unsafe extern "C" fn(opaque: *mut c_void, out_pasid: *mut u32) -> u32>,
     /// Takes exactly `pasid`, which must be free.
@@ -117,6 +122,15 @@ pub struct pasid_source_ops {
     pub release: Option<unsafe extern "C" fn(opaque: *mut c_void, pasid: u32) -> u32>,
     /// How many host PASIDs are free, as far as the allocator knows.
     pub free_count: Option<unsafe extern "C" fn(opaque: *mut c_void) -> u32>,
+}
+
+// SAFETY: #[repr(C)] with `size: u32` first; the other fields are `Option` of function
+// pointers, for which every bit pattern is a valid value (zero is `None`), so a
+// zero-extended copy of a caller's smaller or equal struct is a valid value.
+unsafe impl crate::boundary::SizedStruct for pasid_source_ops {
+    fn set_size(&mut self, size: u32) {
+        self.size = size;
+    }
 }
 
 /// The VMM's callbacks with their opaque pointer.
@@ -211,6 +225,7 @@ impl CallbackSource {
 /// A refusal of a callback reaches the caller as the core's error: exhaustion as
 /// `PASID_RESULT_SHARED_RANGE_EXHAUSTED`, anything else as `PASID_RESULT_SOURCE`, with
 /// the host unchanged. Thread-safe (see `pasid_source_ops` for the callbacks' side).
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_host_new_with_source(
     layout: *const pasid_layout,
@@ -221,15 +236,15 @@ pub unsafe extern "C" fn pasid_host_new_with_source(
 ) -> c_int {
     call(|| {
         // SAFETY: the caller passes NULL or valid pointers.
-        let layout = unsafe { input(layout, "layout") }?;
-        let ops = *unsafe { input(ops, "ops") }?;
+        let layout = unsafe { input_struct(layout, "layout") }?;
+        let ops = unsafe { input_struct(ops, "ops") }?;
         let out = unsafe { output(out_host, "out_host") }?;
         if ops.alloc.is_none() || ops.claim.is_none() || ops.release.is_none() {
             return Err(crate::error::FfiError::Null(
                 "ops->alloc, ->claim or ->release",
             ));
         }
-        let layout = layout_from_c(layout)?;
+        let layout = layout_from_c(&layout)?;
         let source = FfiSource::Callbacks(CallbackSource {
             ops,
             opaque,

@@ -56,6 +56,9 @@ pub const PASID_DEVICE_KIND_ANY: u32 = 0;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(C)]
 pub struct pasid_layout {
+    /// `sizeof` this struct, set by the caller (see "Struct sizes" in the header's
+    /// introduction); the library sets it in structs it fills.
+    pub size: u32,
     /// PASID width in bits, 1..=20 (VT-d ECAP.PSS + 1).
     pub width: u8,
     /// First PASID of the local (guest) range.
@@ -82,6 +85,9 @@ pub struct pasid_rid {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(C)]
 pub struct pasid_guest_config {
+    /// `sizeof` this struct, set by the caller (see "Struct sizes" in the header's
+    /// introduction); the library sets it in structs it fills.
+    pub size: u32,
     /// The interface of the guest's vIOMMU: a `PASID_PLATFORM_*` value. It is
     /// guest-visible and stays the same when the guest migrates.
     pub platform: u32,
@@ -106,6 +112,9 @@ pub struct pasid_pages_touched {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(C)]
 pub struct pasid_host_info {
+    /// `sizeof` this struct, set by the caller (see "Struct sizes" in the header's
+    /// introduction); the library sets it in structs it fills.
+    pub size: u32,
     /// The host's layout.
     pub layout: pasid_layout,
     /// The host's platform: a `PASID_PLATFORM_*` value.
@@ -124,6 +133,9 @@ pub struct pasid_host_info {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(C)]
 pub struct pasid_guest_info {
+    /// `sizeof` this struct, set by the caller (see "Struct sizes" in the header's
+    /// introduction); the library sets it in structs it fills.
+    pub size: u32,
     /// The guest's configuration.
     pub config: pasid_guest_config,
     /// Shared PASIDs it holds (what its quota limits).
@@ -250,6 +262,27 @@ impl From<Rid> for pasid_rid {
     }
 }
 
+/// `SizedStruct` for the structs that may grow; each starts with `size: u32`.
+macro_rules! sized_structs {
+    ($($t:ty)*) => {$(
+        // SAFETY: #[repr(C)], `size: u32` first, all fields integers (or structs of
+        // them) except in output-only structs, which are never read as input.
+        unsafe impl crate::boundary::SizedStruct for $t {
+            fn set_size(&mut self, size: u32) {
+                self.size = size;
+            }
+        }
+    )*};
+}
+pub(crate) use sized_structs;
+
+sized_structs!(pasid_layout pasid_guest_config pasid_host_info pasid_guest_info);
+
+/// `sizeof` a struct, as its `size` field says it.
+pub(crate) const fn size_of<T>() -> u32 {
+    core::mem::size_of::<T>() as u32
+}
+
 pub(crate) fn layout_from_c(l: &pasid_layout) -> Result<PasidLayout, FfiError> {
     Ok(PasidLayout::new(
         l.width,
@@ -260,6 +293,7 @@ pub(crate) fn layout_from_c(l: &pasid_layout) -> Result<PasidLayout, FfiError> {
 
 pub(crate) fn layout_to_c(l: &PasidLayout) -> pasid_layout {
     pasid_layout {
+        size: size_of::<pasid_layout>(),
         width: l.width(),
         local_start: l.local().start,
         local_end: l.local().end,
@@ -277,6 +311,7 @@ pub(crate) fn config_from_c(c: &pasid_guest_config) -> Result<GuestConfig, FfiEr
 
 pub(crate) fn config_to_c(c: &GuestConfig) -> pasid_guest_config {
     pasid_guest_config {
+        size: size_of::<pasid_guest_config>(),
         platform: platform_to_c(c.platform),
         shared_quota: c.shared_quota,
     }

@@ -115,6 +115,7 @@ fn revision_from_c(v: u32) -> Result<VtdRevision, FfiError> {
 }
 
 /// The register offsets and operand position of a revision. Thread-safe.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_vcmd_get_offsets(
     revision: u32,
@@ -136,6 +137,7 @@ pub unsafe extern "C" fn pasid_vcmd_get_offsets(
 
 /// Which virtual command register (`PASID_VCMD_REGISTER_*`) lives at an MMIO offset of
 /// the remapping unit: `PASID_VCMD_REGISTER_NONE` for any other offset. Thread-safe.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_vcmd_register_at(
     revision: u32,
@@ -159,6 +161,7 @@ pub unsafe extern "C" fn pasid_vcmd_register_at(
 /// The VCMD value a guest writes for a command code (`PASID_VCMD_ALLOC`, ...) and
 /// operand, in a revision's layout: what a guest driver does, for tests and tools.
 /// Thread-safe.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_vcmd_encode(
     revision: u32,
@@ -175,6 +178,7 @@ pub unsafe extern "C" fn pasid_vcmd_encode(
 }
 
 /// Decodes a VCRSP value in a revision's layout. Thread-safe.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_vcmd_decode_response(
     revision: u32,
@@ -196,6 +200,7 @@ pub unsafe extern "C" fn pasid_vcmd_decode_response(
 
 /// The guest's VCCAP_REG value: `PASID_VCCAP_PAS` for a p2 guest, 0 for a p1 guest.
 /// Thread-safe.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_vcap(
     host: *const pasid_host,
@@ -224,6 +229,7 @@ pub unsafe extern "C" fn pasid_vcap(
 /// NULL; else it says which translation-table page changed (an ALLOC or FREE of a
 /// shared PASID), for `pasid_write_touched_pages`. Thread-safe: call it straight from
 /// a vCPU thread's MMIO handler.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_vcmd(
     host: *mut pasid_host,

@@ -2,6 +2,7 @@
 //! full C suite is ffi/tests/c/test_pasid.c, run by scripts/test-c.sh.
 
 use core::ffi::{c_int, CStr};
+use core::mem::size_of;
 use core::ptr;
 
 use pasid::*;
@@ -14,6 +15,7 @@ fn code(r: pasid_result) -> c_int {
 
 fn layout() -> pasid_layout {
     pasid_layout {
+        size: size_of::<pasid_layout>() as u32,
         width: 20,
         local_start: 1,
         local_end: 4096,
@@ -25,7 +27,8 @@ fn layout() -> pasid_layout {
 fn last_message() -> String {
     let mut buf = [0 as core::ffi::c_char; 256];
     let mut n = 0usize;
-    unsafe { pasid_last_error_message(buf.as_mut_ptr(), buf.len(), &mut n) };
+    let rc = unsafe { pasid_last_error_message(buf.as_mut_ptr(), buf.len(), &mut n) };
+    assert!(rc == OK || rc == pasid_result::BufferTooSmall as c_int);
     unsafe { CStr::from_ptr(buf.as_ptr()) }
         .to_string_lossy()
         .into_owned()
@@ -40,6 +43,7 @@ fn p2_guest_alloc_bind_migrate() {
         assert_eq!(pasid_host_new(&l, pasid_platform::P2 as u32, &mut src), OK);
         assert_eq!(pasid_host_new(&l, pasid_platform::P2 as u32, &mut dst), OK);
         let cfg = pasid_guest_config {
+            size: size_of::<pasid_guest_config>() as u32,
             platform: pasid_platform::P2 as u32,
             shared_quota: 4,
         };
@@ -80,6 +84,7 @@ fn p2_guest_alloc_bind_migrate() {
         assert_eq!(pasid_export_guest(src, g, blob.as_mut_ptr(), n, &mut n), OK);
         // A kind that is no PASID_DEVICE_KIND_* value: refused before anything else.
         let mut map = [pasid_rid_mapping {
+            size: size_of::<pasid_rid_mapping>() as u32,
             source: wq,
             destination: wq,
             kind: 9,
@@ -165,13 +170,14 @@ fn errors_are_codes_with_messages() {
         assert!(h.is_null());
 
         assert_eq!(pasid_host_new(&layout(), 2, &mut h), OK);
-        let mut info = core::mem::MaybeUninit::uninit();
-        assert_eq!(pasid_host_get_info(h, info.as_mut_ptr()), OK);
-        assert_eq!(info.assume_init().shared_free, (1 << 19) - 4096);
+        let mut info: pasid_host_info = core::mem::zeroed();
+        info.size = size_of::<pasid_host_info>() as u32;
+        assert_eq!(pasid_host_get_info(h, &mut info), OK);
+        assert_eq!(info.shared_free, (1 << 19) - 4096);
         pasid_host_free(h);
         pasid_host_free(h);
         assert_eq!(
-            pasid_host_get_info(h, info.as_mut_ptr()),
+            pasid_host_get_info(h, &mut info),
             code(pasid_result::InvalidHandle)
         );
         // A report handle is not a host handle and the other way round.
@@ -179,9 +185,10 @@ fn errors_are_codes_with_messages() {
             pasid_import_report_get_info(h as *const pasid_import_report, ptr::null_mut()),
             code(pasid_result::NullParameter)
         );
-        let mut ri = core::mem::MaybeUninit::uninit();
+        let mut ri: pasid_import_info = core::mem::zeroed();
+        ri.size = size_of::<pasid_import_info>() as u32;
         assert_eq!(
-            pasid_import_report_get_info(h as *const pasid_import_report, ri.as_mut_ptr()),
+            pasid_import_report_get_info(h as *const pasid_import_report, &mut ri),
             code(pasid_result::InvalidHandle)
         );
         let text = CStr::from_ptr(pasid_strerror(code(pasid_result::InvalidHandle)));
@@ -198,6 +205,7 @@ fn translation_pages_export_and_walk() {
         let mut h = ptr::null_mut();
         assert_eq!(pasid_host_new(&layout(), 2, &mut h), OK);
         let cfg = pasid_guest_config {
+            size: size_of::<pasid_guest_config>() as u32,
             platform: pasid_platform::P2 as u32,
             shared_quota: 8,
         };

@@ -201,6 +201,7 @@ fn pasid(p: Pasid) -> u32 {
 
 fn layout(l: Layout) -> pasid_layout {
     pasid_layout {
+        size: size_of::<pasid_layout>() as u32,
         width: l.0,
         local_start: l.1 % 64,
         local_end: l.2 % 1200,
@@ -369,11 +370,13 @@ fn run(s: &mut State, call: &Call) {
             }
             Call::HostInfo(h, out_null) => {
                 let mut info = core::mem::zeroed::<pasid_host_info>();
+                info.size = size_of::<pasid_host_info>() as u32;
                 let rc = pasid_host_get_info(s.host(*h), null_or(*out_null, &mut info));
                 ("pasid_host_get_info", rc)
             }
             Call::GuestCreate(h, config, out_null) => {
                 let c = config.map(|(platform, quota)| pasid_guest_config {
+                    size: size_of::<pasid_guest_config>() as u32,
                     platform: platform % 4,
                     shared_quota: quota % 64,
                 });
@@ -390,6 +393,7 @@ fn run(s: &mut State, call: &Call) {
             ),
             Call::GuestInfo(h, g, out_null) => {
                 let mut info = core::mem::zeroed::<pasid_guest_info>();
+                info.size = size_of::<pasid_guest_info>() as u32;
                 let rc =
                     pasid_guest_get_info(s.host(*h), s.guest(*g), null_or(*out_null, &mut info));
                 ("pasid_guest_get_info", rc)
@@ -645,6 +649,7 @@ fn run(s: &mut State, call: &Call) {
                 let (v, null, len) = s.blob(b);
                 let p = if null { core::ptr::null() } else { v.as_ptr() };
                 let mut info = core::mem::zeroed::<pasid_blob_info>();
+                info.size = size_of::<pasid_blob_info>() as u32;
                 let rc = pasid_inspect_blob(p, if null { len } else { v.len() }, &mut info);
                 ("pasid_inspect_blob", rc)
             }
@@ -668,6 +673,7 @@ fn run(s: &mut State, call: &Call) {
                 let pairs: Vec<pasid_rid_mapping> = map
                     .iter()
                     .map(|&(a, b, kind)| pasid_rid_mapping {
+                        size: size_of::<pasid_rid_mapping>() as u32,
                         source: rid(a),
                         destination: rid(b),
                         kind: kind % 4,
@@ -689,12 +695,14 @@ fn run(s: &mut State, call: &Call) {
                 let mut pairs: Vec<pasid_rid_mapping> = map
                     .iter()
                     .map(|&(a, b, kind)| pasid_rid_mapping {
+                        size: size_of::<pasid_rid_mapping>() as u32,
                         source: rid(a),
                         destination: rid(b),
                         kind: kind % 4,
                     })
                     .collect();
                 pairs.extend((0..32u16).map(|i| pasid_rid_mapping {
+                    size: size_of::<pasid_rid_mapping>() as u32,
                     source: pasid_rid {
                         segment: i / 16,
                         bdf: i % 16,
@@ -730,6 +738,7 @@ fn run(s: &mut State, call: &Call) {
             }
             Call::ReportInfo(i) => {
                 let mut info = core::mem::zeroed::<pasid_import_info>();
+                info.size = size_of::<pasid_import_info>() as u32;
                 (
                     "pasid_import_report_get_info",
                     pasid_import_report_get_info(s.report(*i), &mut info),
@@ -794,6 +803,7 @@ fuzz_target!(|calls: Vec<Call>| {
     // Every handle is now stale.
     for &h in &s.hosts {
         let mut info = unsafe { core::mem::zeroed::<pasid_host_info>() };
+        info.size = size_of::<pasid_host_info>() as u32;
         // SAFETY: a stale handle is a documented input; `info` is valid.
         let rc = unsafe { pasid_host_get_info(h, &mut info) };
         assert_eq!(rc, INVALID_HANDLE, "a freed host handle still works");

@@ -45,6 +45,7 @@ static int failures_in_test;
 static pasid_layout standard_layout(void) {
     pasid_layout l;
     memset(&l, 0, sizeof l);
+    l.size = sizeof l;
     l.width = 20;
     l.local_start = 1;
     l.local_end = 4096;
@@ -61,7 +62,7 @@ static pasid_host *new_host(uint32_t platform) {
 }
 
 static pasid_guest_id new_guest(pasid_host *h, uint32_t platform, uint32_t quota) {
-    pasid_guest_config c;
+    pasid_guest_config c = {.size = sizeof(pasid_guest_config)};
     pasid_guest_id g = 0;
     c.platform = platform;
     c.shared_quota = quota;
@@ -80,8 +81,7 @@ static const pasid_rid VF = {0, 0x0301};
 static const pasid_rid WQ = {0, 0x0a00};
 
 static pasid_host_info host_info(const pasid_host *h) {
-    pasid_host_info info;
-    memset(&info, 0, sizeof info);
+    pasid_host_info info = {.size = sizeof(pasid_host_info)};
     OK(pasid_host_get_info(h, &info));
     return info;
 }
@@ -201,7 +201,7 @@ static void test_host_lifecycle(void) {
     pasid_layout l = standard_layout();
     pasid_host *h = NULL;
     pasid_host *sentinel = (pasid_host *)&l;
-    pasid_host_info info;
+    pasid_host_info info = {.size = sizeof(pasid_host_info)};
 
     CHECK_RC(pasid_host_new(NULL, PASID_PLATFORM_P2, &h), PASID_RESULT_NULL_PARAMETER);
     CHECK_RC(pasid_host_new(&l, PASID_PLATFORM_P2, NULL), PASID_RESULT_NULL_PARAMETER);
@@ -252,9 +252,9 @@ static void test_host_lifecycle(void) {
 static void test_guests(void) {
     pasid_host *h = new_host(PASID_PLATFORM_P2);
     pasid_host *p1host = new_host(PASID_PLATFORM_P1);
-    pasid_guest_config c;
+    pasid_guest_config c = {.size = sizeof(pasid_guest_config)};
     pasid_guest_id g2, g1, g = 77, ids[4];
-    pasid_guest_info gi;
+    pasid_guest_info gi = {.size = sizeof(pasid_guest_info)};
     size_t n = 0;
 
     g2 = new_guest(h, PASID_PLATFORM_P2, 8);
@@ -371,7 +371,7 @@ static void test_p2_alloc_translate_bind(void) {
     pasid_pages_touched pages;
     pasid_guest_pasid list[4];
     pasid_programmed progs[4];
-    pasid_guest_info gi;
+    pasid_guest_info gi = {.size = sizeof(pasid_guest_info)};
     uint32_t local = 0, shared = 0, shared2 = 0, hp = 0, prog = 0, kind = 0, x = 0;
     size_t n = 0;
 
@@ -952,13 +952,13 @@ static void test_migration_p2(void) {
     pasid_guest_id busy = new_guest(dst, PASID_PLATFORM_P2, 8);
     pasid_guest_id g2 = 0, untouched_id = 4242;
     pasid_import_report *report = NULL;
-    pasid_import_info ri;
+    pasid_import_info ri = {.size = sizeof(pasid_import_info)};
     pasid_shared_remap shared[4];
     pasid_rid_remap devs[4];
-    pasid_blob_info bi;
+    pasid_blob_info bi = {.size = sizeof(pasid_blob_info)};
     pasid_guest_pasid bp[8];
     pasid_programmed progs[4];
-    pasid_rid_mapping map[3];
+    pasid_rid_mapping map[3] = {{.size = sizeof(pasid_rid_mapping)}, {.size = sizeof(pasid_rid_mapping)}, {.size = sizeof(pasid_rid_mapping)}};
     pasid_rid vf_dst = rid(0, 0x0405), wq_dst = rid(0, 0x0a08);
     uint32_t local = 0, s1 = 0, s2 = 0, x = 0, src_h1 = 0, src_h2 = 0, dst_h1 = 0, prog = 0;
     uint8_t *blob, small[4];
@@ -1126,7 +1126,7 @@ static void test_migration_p2(void) {
              PASID_RESULT_INVALID_HANDLE);
     CHECK_RC(pasid_host_get_info((const pasid_host *)report, NULL), PASID_RESULT_NULL_PARAMETER);
     {
-        pasid_host_info hi;
+        pasid_host_info hi = {.size = sizeof(pasid_host_info)};
         CHECK_RC(pasid_host_get_info((const pasid_host *)report, &hi),
                  PASID_RESULT_INVALID_HANDLE);
     }
@@ -1158,9 +1158,9 @@ static void test_migration_p1(void) {
     pasid_host *dst = new_host(PASID_PLATFORM_P2);
     pasid_guest_id g = new_guest(src, PASID_PLATFORM_P1, 0), g2 = 0;
     pasid_import_report *report = NULL;
-    pasid_import_info ri;
+    pasid_import_info ri = {.size = sizeof(pasid_import_info)};
     pasid_programmed progs[4];
-    pasid_rid_mapping map[1];
+    pasid_rid_mapping map[1] = {{.size = sizeof(pasid_rid_mapping)}};
     uint32_t prog = 0;
     uint8_t *blob;
     size_t len = 0, n = 0;
@@ -1191,15 +1191,15 @@ static void test_migration_p1(void) {
 /* ---- every handle-taking function refuses NULL, freed, made-up and wrong-type handles ---- */
 
 static int handle_calls(pasid_host *h, pasid_import_report *r, int want_host, int want_report) {
-    pasid_guest_config c = {PASID_PLATFORM_P2, 1};
-    pasid_host_info hi;
-    pasid_guest_info gi;
+    pasid_guest_config c = {.size = sizeof c, .platform = PASID_PLATFORM_P2, .shared_quota = 1};
+    pasid_host_info hi = {.size = sizeof(pasid_host_info)};
+    pasid_guest_info gi = {.size = sizeof(pasid_guest_info)};
     pasid_guest_pasid gp[1];
     pasid_device_info di[1];
     pasid_programmed pr[1];
     pasid_pages_touched pt = {true, false, 0};
     pasid_page pg = {0x1000, NULL, 0};
-    pasid_import_info ii;
+    pasid_import_info ii = {.size = sizeof(pasid_import_info)};
     pasid_shared_remap sr[1];
     pasid_rid_remap rr[1];
     uint8_t blob[1] = {0}, page[1];
