@@ -42,11 +42,12 @@ async function body(file, encoding) {
   return out;
 }
 
-export function serve(port = 0, host = '127.0.0.1') {
+/** Serves `dir` (this directory by default) on `host:port`; resolves to the server. */
+export function serve(port = 0, host = '127.0.0.1', dir = root) {
   const server = createServer(async (req, res) => {
     const path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname));
-    const file = join(root, path.endsWith('/') ? path + 'index.html' : path);
-    if (!file.startsWith(root) || file.includes('node_modules')) {
+    const file = join(dir, path.endsWith('/') ? path + 'index.html' : path);
+    if (!file.startsWith(dir) || file.includes('node_modules')) {
       res.writeHead(403).end();
       return;
     }

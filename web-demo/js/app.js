@@ -93,8 +93,9 @@ export async function start() {
   document.addEventListener('mousemove', (ev) => {
     if (ev.target.matches?.('canvas.map')) onMapHover(ev);
   });
-  document.addEventListener('mouseout', (ev) => {
-    if (ev.target.matches?.('canvas.map')) hideMapTip(ev.target);
+  // A mouse leaving hides the tooltip; a tap's compatibility events must not.
+  document.addEventListener('pointerout', (ev) => {
+    if (ev.pointerType === 'mouse' && ev.target.matches?.('canvas.map')) hideMapTip(ev.target);
   });
   document.addEventListener('focusout', (ev) => {
     if (ev.target.matches?.('canvas.map')) hideMapTip(ev.target);

@@ -82,8 +82,7 @@ export function wireGlossary(root = document) {
   root.addEventListener('click', (ev) => {
     const el = ev.target.closest?.('.term');
     if (el) {
-      if (shownFor === el && !tip.hidden) hide();
-      else show(el);
+      show(el); // a tap is a click without hover: show, and keep it until a tap elsewhere
     } else if (!tip.hidden && !ev.target.closest?.('#glossary-tip')) {
       hide();
     }

@@ -45,8 +45,21 @@ export function setRenderer(fn) {
   renderer = fn;
 }
 
+let batching = 0;
+
 export function render() {
-  renderer();
+  if (batching === 0) renderer();
+}
+
+/** Runs `fn` (several steps, say) with one render at the end instead of one per step. */
+export function batch(fn) {
+  batching++;
+  try {
+    return fn();
+  } finally {
+    batching--;
+    render();
+  }
 }
 
 // ---------- controls that survive renders ----------

@@ -3,7 +3,7 @@
 // step in the log), says what to look at, and outlines it. Any step can be entered on
 // its own: each builds its scene from empty hosts.
 
-import { ops, hostByKey, expectError, forget, keep, render, state, step } from './state.js';
+import { batch, ops, hostByKey, expectError, forget, keep, render, state, step } from './state.js';
 import { migrate, runPresetById } from './actions.js';
 import { withTerms } from './glossary.js';
 
@@ -121,7 +121,7 @@ export const TOUR = [
     title: 'Your turn',
     text: 'That is the design. The presets at the top set up more scenarios (an attack on the shared range, 300,000 PASIDs); every control works on the live hosts and every step can be undone. The glossary is at the top of the page.',
     run() {},
-    highlight: ['[data-testid="presets"]'],
+    highlight: ['.toolbar'],
   },
 ];
 
@@ -130,14 +130,15 @@ export function enterTourStep(i) {
   const s = TOUR[i];
   state.tour = { active: true, index: i, highlight: s.highlight, reveal: true };
   const ctx = { ops, h: hostByKey, expectError, log: null, selected: '', ridKinds: null, lines: [] };
-  const ok = step(`tour ${i + 1}: ${s.title}`, (log) => {
-    ctx.log = log;
-    s.run(ctx);
-    if (ctx.selected) state.migration.selected = ctx.selected;
+  batch(() => {
+    const ok = step(`tour ${i + 1}: ${s.title}`, (log) => {
+      ctx.log = log;
+      s.run(ctx);
+      if (ctx.selected) state.migration.selected = ctx.selected;
+    });
+    if (ok && s.after) s.after(ctx);
+    state.tour.reveal = true;
   });
-  if (ok && s.after) s.after(ctx);
-  state.tour.reveal = true;
-  render();
 }
 
 export function endTour() {

@@ -52,7 +52,7 @@ function renderVcmd(h, g, attrs) {
       <label>command ${select(`${key}:vcmd-command`, 'vcmd-command', [
         ['alloc-shared', 'ALLOC, operand 0: shared (spec)'],
         ['alloc-local', `ALLOC, operand ${regs.alloc_operand_local_extension}: local (this project's extension)`],
-        ['free', 'FREE gPASID (spec)']], 'alloc-shared')}</label>
+        ['free', 'FREE gPASID (spec)']], 'alloc-shared', 'data-field="command"')}</label>
       <label>operand ${input(`${key}:vcmd-gpasid`, 'vcmd-gpasid', operand, 'data-field="gpasid" size="5" aria-label="gPASID to free"')}</label>
       <button data-action="vcmd" ${attrs} data-testid="vcmd-write" data-primary>write VCMD</button>
       <span class="mono vcmd-out" data-testid="vcmd-result" aria-live="polite">${esc(vc.out)}</span>

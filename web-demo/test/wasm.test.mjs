@@ -410,3 +410,20 @@ test('hwtable: bad input throws (core errors with code, TypeErrors for unreadabl
   assert.equal(JSON.stringify(host.snapshot()), before);
   host.free();
 });
+
+test("the README's JavaScript example runs as written, saved in web-demo/", async () => {
+  const { execFileSync } = await import('node:child_process');
+  const { writeFileSync, rmSync } = await import('node:fs');
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  const section = readme.slice(readme.indexOf('## JavaScript (WebAssembly)'));
+  const code = section.slice(section.indexOf('```js\n') + 6, section.indexOf('\n```', section.indexOf('```js\n')));
+  // A name of its own, so a web-demo/example.mjs a reader saved is never touched.
+  const file = new URL('../readme-example.test-tmp.mjs', import.meta.url);
+  writeFileSync(file, code);
+  try {
+    const out = execFileSync(process.execPath, [file.pathname], { encoding: 'utf8' });
+    assert.equal(out, '15 NotAllocated PASID 4000 is not allocated to this guest\n0x80001000 true\n');
+  } finally {
+    rmSync(file, { force: true });
+  }
+});
