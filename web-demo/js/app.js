@@ -19,7 +19,9 @@ function timed(what, fn) {
   const t0 = performance.now();
   fn();
   requestAnimationFrame(() => setTimeout(() => {
-    state.timings.push({ what, ms: performance.now() - t0 });
+    // How many PASIDs the hosts held after it, so a report can tell small from big.
+    const pasids = state.hosts.reduce((n, h) => n + h.snap.guests.reduce((m, g) => m + g.pairs.length / 2, 0), 0);
+    state.timings.push({ what, ms: performance.now() - t0, pasids });
   }, 0));
 }
 

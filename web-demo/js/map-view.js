@@ -83,7 +83,9 @@ export function drawMaps(h) {
     if (view !== 'space') {
       // Square-ish cells: a fitted map of two rows is a thin band, not a stretched one.
       const width = canvas.clientWidth || 600;
-      canvas.style.height = `${Math.round(Math.max(16, Math.min(140, (m.rows * width) / m.cols)))}px`;
+      // An empty range is one band: nothing to see in a tall blank box.
+      const rows = how === 'empty' ? 2 : m.rows;
+      canvas.style.height = `${Math.round(Math.max(16, Math.min(140, (rows * width) / m.cols)))}px`;
     }
     const label = canvas.parentElement.querySelector(`[data-scale="${view}"]`);
     const shown = how === 'whole' || how === 'empty' ? '' : `; showing ${num(lo)}..${num(hi)}${how === 'zoomed' ? ' (zoomed)' : ''}`;

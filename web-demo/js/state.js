@@ -30,6 +30,7 @@ export const state = {
   walk: { guest: '' }, // the hardware walk's guest, `${host}:${guest}`
   tour: { active: false, index: 0, highlight: [] },
   exported: null, // { bytes, ms, name } of the last export
+  presetNote: null, // { title, blurb } of the preset that set up the hosts
   version: 0, // bumped by every change of a host, so views can cache what they derive
   timings: [], // { what, ms }: each interaction until the next frame, for the tests
   // Later (issue 13, part 4): several VMM processes sharing a broker's shared range,
@@ -187,6 +188,7 @@ export const ops = {
     state.kept = {};
     state.maps = { view: {}, cursor: {} }; // maps fit the new data again
     state.walk = { guest: '' };
+    state.presetNote = null;
   },
   layout(key, config) {
     const h = hostByKey(key);

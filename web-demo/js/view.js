@@ -8,7 +8,7 @@ import { esc, kindText, num, ridText } from './format.js';
 import { term, withTerms } from './glossary.js';
 import { PRESETS } from './presets.js';
 import { colourOf, guestName, hostByKey, kept, otherHost, state } from './state.js';
-import { MAP_KIND, ridMapFor, vcmdOf } from './actions.js';
+import { exportStatus, MAP_KIND, ridMapFor, vcmdOf } from './actions.js';
 import { drawMaps, renderMaps } from './map-view.js';
 import { renderWalk } from './walk-view.js';
 import { renderTour } from './tour.js';
@@ -261,11 +261,6 @@ function renderLog() {
   return `<ol data-testid="log" start="${first + 1}">${items}</ol>`;
 }
 
-function renderExportStatus() {
-  const x = state.exported;
-  return x ? `saved ${x.name} (${num(x.bytes)} bytes, built in ${x.ms.toFixed(0)} ms)` : '';
-}
-
 /** The focused control, by its keep key or test id, so a render can put focus back. */
 function rememberFocus() {
   const el = document.activeElement;
@@ -342,7 +337,9 @@ export function render() {
   document.querySelector('[data-testid="log-panel"]').innerHTML = renderLog();
   document.querySelector('[data-testid="undo"]').disabled = state.undo.length === 0;
   document.querySelector('[data-testid="preset-error"]').textContent = state.errors.preset?.message ?? '';
-  document.querySelector('[data-testid="export-status"]').textContent = renderExportStatus();
+  document.querySelector('[data-testid="export-status"]').textContent = exportStatus();
+  const note = state.presetNote;
+  document.querySelector('[data-testid="preset-note"]').innerHTML = note ? `<b>${esc(note.title)}</b>: ${withTerms(note.blurb)}` : '';
   for (const h of state.hosts) drawMaps(h);
   const list = document.querySelector('[data-testid="log"]');
   list.parentElement.scrollTop = list.parentElement.scrollHeight;

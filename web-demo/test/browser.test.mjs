@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
-import { SHOTS, preset as presetOn, report, setUp, timings, xlateRows } from './harness.mjs';
+import { SHOTS, preset as presetOn, setUp, timings, xlateRows } from './harness.mjs';
 
 const ctx = setUp({ viewport: { width: 1500, height: 1200 } });
 const byId = (id) => ctx.page.getByTestId(id);
@@ -41,6 +41,8 @@ test('preset p1: SR-IOV only records per-RID PASIDs and shows the refusals', asy
 
 test('preset p2: shared WQ + SR-IOV programs gPASID on the VF and hPASID on the WQ', async () => {
   await preset('p2-mixed');
+  // What the preset is about shows without hovering.
+  assert.match(await byId('preset-note').textContent(), /^p2: shared WQ \+ SR-IOV: Each guest has a VF and a shared WQ/);
   const vm1 = guest('vm1');
   const rows = await xlateRows(vm1);
   assert.deepEqual(rows.map((r) => r.g), [1, 2, 3]);
