@@ -54,18 +54,19 @@ function windowOf(h, view, data) {
   const v = state.maps.view[`${h.key}:${view}`] ?? { mode: 'fit' };
   if (v.mode === 'zoom' && rhi - rlo > ZOOM_SPAN) {
     const start = Math.max(rlo, Math.min(v.start, rhi - ZOOM_SPAN));
-    return [start, start + ZOOM_SPAN, 'zoomed'];
+    return [start, start + ZOOM_SPAN, 'zoomed', COLUMNS];
   }
   const used = v.mode === 'fit' ? extent(data, rlo, rhi) : null;
-  if (!used) return [rlo, rhi, v.mode === 'fit' ? 'empty' : 'whole'];
-  // Fit: from the row holding the first allocation, just enough rows of 128 cells to
-  // reach the last, with room to grow; one PASID per cell while that fits in 32 rows.
+  if (!used) return [rlo, rhi, v.mode === 'fit' ? 'empty' : 'whole', COLUMNS];
+  // Fit: from the row holding the first allocation, just enough rows to reach the
+  // last, with room to grow; one PASID per cell while that fits in 4,096 cells.
   const lo = Math.max(rlo, used[0] - (used[0] % COLUMNS));
   const need = used[1] - lo + 1;
   let span = Math.max(2 * COLUMNS, Math.ceil((need * 1.25) / COLUMNS) * COLUMNS);
   if (span > ZOOM_SPAN) span = ZOOM_SPAN * 2 ** Math.ceil(Math.log2(need / ZOOM_SPAN));
   const hi = Math.min(rhi, lo + span);
-  return hi - lo >= rhi - rlo ? [rlo, rhi, 'whole'] : [lo, hi, 'fitted'];
+  // A few hundred PASIDs get bigger cells: 64 to a row, so a handful is plain to see.
+  return hi - lo >= rhi - rlo ? [rlo, rhi, 'whole', COLUMNS] : [lo, hi, 'fitted', span <= 512 ? COLUMNS / 2 : COLUMNS];
 }
 
 export function drawMaps(h) {
@@ -76,8 +77,8 @@ export function drawMaps(h) {
   const data = buildMapData(h.snap, guests);
   for (const view of ['space', ...RANGES]) {
     const canvas = document.querySelector(`[data-testid="map-${h.key}-${view}"]`);
-    const [lo, hi, how] = view === 'space' ? [0, 2 ** h.snap.width, 'whole'] : windowOf(h, view, data);
-    const m = view === 'space' ? drawMap(canvas, data, lo, hi, 512, 1) : drawMap(canvas, data, lo, hi, COLUMNS, MAX_ROWS);
+    const [lo, hi, how, cols] = view === 'space' ? [0, 2 ** h.snap.width, 'whole', 512] : windowOf(h, view, data);
+    const m = drawMap(canvas, data, lo, hi, cols, view === 'space' ? 1 : MAX_ROWS);
     layouts[`${h.key}:${view}`] = m;
     Object.assign(canvas.dataset, { lo: m.lo, hi: m.hi, bucket: m.bucket, cols: m.cols });
     if (view !== 'space') {
