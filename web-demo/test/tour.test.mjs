@@ -56,11 +56,12 @@ test('the tour walks from the first step to the last, acting on the live hosts',
     assert.match(await byId('tour-step').textContent(), new RegExp(`^Tour, step ${i + 1} of ${total}: `));
     const focus = page.locator('.tour-focus');
     assert.ok(await focus.count() > 0, `step ${i + 1} outlines something`);
-    const inView = await focus.first().evaluate((el) => {
+    // The step scrolls to the first part it names; it may outline more further off.
+    const inView = await focus.evaluateAll((els) => els.some((el) => {
       const r = el.getBoundingClientRect();
       return r.bottom > 0 && r.top < innerHeight;
-    });
-    assert.ok(inView, `step ${i + 1}: the outlined part is in view`);
+    }));
+    assert.ok(inView, `step ${i + 1}: an outlined part is in view`);
     const entry = page.getByTestId('log-entry').filter({ hasText: `tour ${i + 1}:` }).last();
     assert.match(await entry.getAttribute('class'), /\bok\b/, await entry.textContent());
     await CHECKS[i]();
