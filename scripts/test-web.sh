@@ -2,7 +2,8 @@
 # Tests of the playground: the wasm bindings under Node and the page in headless
 # Chromium. Installs what it needs (scripts/setup.sh web), builds web-demo/pkg, runs
 # both suites with Node's test runner, and fails if either fails. Screenshots land in
-# web-demo/screenshots/.
+# web-demo/screenshots/ (gitignored); each browser file prints the interaction times it
+# measured as `#` lines (reported, not asserted: the machine is shared).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,7 +20,10 @@ status=0
 step "wasm bindings under Node"
 node --test --test-reporter=spec test/wasm.test.mjs || status=1
 step "the playground in Chromium"
-node --test --test-reporter=spec test/browser.test.mjs || status=1
+# One file per area; they run one after another (one browser at a time on 2 cores).
+node --test --test-concurrency=1 --test-reporter=spec \
+    test/browser.test.mjs test/tour.test.mjs test/maps.test.mjs test/walk.test.mjs \
+    test/controls.test.mjs test/load.test.mjs || status=1
 if [ "$status" -ne 0 ]; then
     echo "test-web: FAILED" >&2
 fi

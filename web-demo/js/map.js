@@ -1,12 +1,15 @@
-// The PASID space map of one host: the whole 2^width space to scale, one pixel per
-// bucket of PASIDs, row by row. Local and shared ranges are tinted; used PASIDs are
-// coloured by guest (grey where several guests use the same local numbers).
+// The PASID space map of one host: one pixel per bucket of PASIDs, row by row. Local
+// and shared ranges are tinted; used PASIDs are coloured by guest. In the local range
+// several guests may use the same number (each on its own devices): grey. In the
+// shared range a host PASID has exactly one owner, so a cell that holds host PASIDs of
+// several guests takes the colour of the one holding most of them, never grey.
 // Built from typed arrays, so hundreds of thousands of PASIDs draw in milliseconds.
 
 import { num } from './format.js';
 
 const TINT = { local: [219, 234, 254], shared: [254, 243, 199], none: [241, 245, 249] };
-const SEVERAL = [71, 85, 105];
+export const SEVERAL = [71, 85, 105];
+export { TINT };
 
 function rgb(hexColour) {
   const v = parseInt(hexColour.slice(1), 16);
@@ -86,18 +89,39 @@ export function drawMap(canvas, data, lo, hi, columns, maxRows) {
   canvas.width = cols;
   canvas.height = rows;
   const counts = new Uint32Array(cells);
-  const owner = new Int32Array(cells).fill(-1);
+  // Per cell: the one guest with local numbers there, or -2 for several (grey).
+  const localOwner = new Int32Array(cells).fill(-1);
+  // Per cell and guest: host PASIDs held, to pick the cell's majority owner.
+  const nGuests = data.guests.length;
+  const sharedBy = new Uint32Array(cells * nGuests);
   data.guests.forEach((g, gi) => {
-    for (const list of [g.local, g.shared]) {
-      // Lists are sorted: visit only the part inside [lo, hi).
-      const end = lowerBound(list, hi);
-      for (let i = lowerBound(list, lo); i < end; i++) {
-        const c = ((list[i] - lo) / bucket) | 0;
-        counts[c]++;
-        owner[c] = owner[c] === -1 || owner[c] === gi ? gi : -2;
-      }
+    // Lists are sorted: visit only the part inside [lo, hi).
+    let end = lowerBound(g.local, hi);
+    for (let i = lowerBound(g.local, lo); i < end; i++) {
+      const c = ((g.local[i] - lo) / bucket) | 0;
+      counts[c]++;
+      localOwner[c] = localOwner[c] === -1 || localOwner[c] === gi ? gi : -2;
+    }
+    end = lowerBound(g.shared, hi);
+    for (let i = lowerBound(g.shared, lo); i < end; i++) {
+      const c = ((g.shared[i] - lo) / bucket) | 0;
+      counts[c]++;
+      sharedBy[c * nGuests + gi]++;
     }
   });
+  const owner = new Int32Array(cells);
+  for (let c = 0; c < cells; c++) {
+    let best = localOwner[c];
+    let most = 0;
+    for (let gi = 0; gi < nGuests; gi++) {
+      const n = sharedBy[c * nGuests + gi];
+      if (n > most) {
+        most = n;
+        best = localOwner[c] === -1 ? gi : best;
+      }
+    }
+    owner[c] = best;
+  }
   const ctx = canvas.getContext('2d');
   const img = ctx.createImageData(cols, rows);
   const px = img.data;
@@ -162,4 +186,26 @@ export function describeAt(canvas, layout, clientX, clientY) {
   }
   if (lines.length === 1) lines.push('free');
   return lines;
+}
+
+/** The lowest and highest used PASID in [lo, hi) over all guests, or null if none. */
+export function extent(data, lo, hi) {
+  let min = Infinity;
+  let max = -Infinity;
+  for (const g of data.guests) {
+    for (const list of [g.local, g.shared]) {
+      const a = lowerBound(list, lo);
+      const b = lowerBound(list, hi);
+      if (a < b) {
+        min = Math.min(min, list[a]);
+        max = Math.max(max, list[b - 1]);
+      }
+    }
+  }
+  return min <= max ? [min, max] : null;
+}
+
+/** How many PASIDs each guest uses in [lo, hi): [{ name, n }] for the guests that do. */
+export function usage(data, lo, hi) {
+  return data.guests.map((g) => ({ name: g.name, n: countIn(g.local, lo, hi) + countIn(g.shared, lo, hi) })).filter((u) => u.n > 0);
 }

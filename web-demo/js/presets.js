@@ -45,7 +45,7 @@ export const PRESETS = [
       A.record(vm2, '0000:04:00.1', 7);
       log('vm2 uses PASIDs 1 and 7 on its own VF: RID-local, no clash with vm1');
       expectError(log, 'vm1 picks PASID 2 on 03:00.1 again', () => A.record(vm1, VF1, 2), `A:${vm1}:record`);
-      expectError(log, 'vm1 asks the vIOMMU for a PASID (p1 offers none)', () => A.allocPasid(vm1, 'local'));
+      expectError(log, 'vm1 asks the vIOMMU for a PASID (p1 offers none)', () => A.allocPasid(vm1, 'local'), `A:${vm1}:vcmd`);
       expectError(log, 'a shared WQ for vm1', () => A.attach(vm1, WQ1, 'shared-wq'), `A:${vm1}:attach`);
       expectError(log, 'a p2 guest on the p1 host', () => A.createGuest('p2', 8), 'A:addGuest');
     },

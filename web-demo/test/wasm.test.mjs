@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { initSync, Host, inspectBlob, vcmdCommand, vcmdDecode, vcmdLayout } from '../pkg/pasid_wasm.js';
+import { initSync, Host, inspectBlob, vcmdCommand, vcmdDecode, vcmdLayout, walk } from '../pkg/pasid_wasm.js';
 
 initSync({ module: readFileSync(new URL('../pkg/pasid_wasm_bg.wasm', import.meta.url)) });
 
@@ -296,8 +296,9 @@ test('RID map entries may say the destination kind: matching kinds import, the r
 test('VT-d virtual commands: BigInt registers, both revisions', () => {
   const host = new Host(P2);
   const g = host.createGuest('p2', 1);
-  assert.deepEqual(vcmdLayout('3.3'), { vccap: 0xe30, vcmd: 0xe00, vcrsp: 0xe10, operand_shift: 16, sc_no_pasid: 16, sc_undefined: 1 });
-  assert.deepEqual(vcmdLayout('3.0'), { vccap: 0xe00, vcmd: 0xe10, vcrsp: 0xe20, operand_shift: 8, sc_no_pasid: 2, sc_undefined: 1 });
+  const fields = { ecap_vcs_bit: 44, vccap_pas_bit: 0, cmd_alloc: 1, cmd_free: 2, alloc_operand_local_extension: 1 };
+  assert.deepEqual(vcmdLayout('3.3'), { vccap: 0xe30, vcmd: 0xe00, vcrsp: 0xe10, operand_shift: 16, sc_no_pasid: 16, sc_undefined: 1, ...fields });
+  assert.deepEqual(vcmdLayout('3.0'), { vccap: 0xe00, vcmd: 0xe10, vcrsp: 0xe20, operand_shift: 8, sc_no_pasid: 2, sc_undefined: 1, ...fields });
   assert.equal(host.vcap(g, '3.3'), 1n);
   assert.equal(vcmdCommand('3.3', 2, 5n), 0x50002n);
   assert.equal(host.vcmd(g, '3.3', 1n), 0x10000n); // ALLOC shared: gPASID 1
@@ -326,4 +327,103 @@ test('blob edits of the refusal demos: CRC matches crc32fast, quota edit refused
   assert.equal(e.message, 'shared PASID quota of 1 reached');
   assert.equal(coreError(() => inspectBlob(withFlippedBit(blob))).code, 31);
   a.free();
+});
+
+// The CPU's translation pages and walk (hwtable): values as the core writes them.
+const LOW = 0x10_0000;
+const HIGH = 0x10_1000;
+
+/** A guest's exported pages, tables placed from 0x102000 on, as `walk` takes them. */
+function pagesOf(host, g) {
+  const tables = [...host.translationTables(g)];
+  const out = host.exportTranslation(g, { low: LOW, high: HIGH, tables: tables.map((table, i) => ({ table, phys: 0x10_2000 + i * 0x1000 })) });
+  return { tables, out, all: [out.low, out.high, ...out.tables] };
+}
+
+test('hwtable: exported pages are the CPU format, and the walk finds every hPASID', () => {
+  const host = new Host(P2);
+  const g = host.createGuest('p2', 2000);
+  const local = host.allocPasid(g, 'local');
+  const shared = [];
+  for (let i = 0; i < 1100; i++) shared.push(host.allocPasid(g, 'shared')); // gPASIDs 2..1101: two tables
+  const { tables, out, all } = pagesOf(host, g);
+  assert.deepEqual(tables, [0, 1]);
+  assert.equal(out.low.bytes.length, 4096);
+  assert.ok(Array.isArray(out.low.bytes), 'json_compatible: bytes as a plain array');
+  JSON.stringify(out); // plain data
+  // Directory entry 1 of the low directory: table 1's page | present.
+  const dv = new DataView(Uint8Array.from(out.low.bytes).buffer);
+  assert.equal(dv.getBigUint64(8, true), 0x10_3000n | 1n);
+  for (const gp of [shared[0], shared[1099], 1023, 1024]) {
+    const t = walk(LOW, HIGH, gp, all);
+    const hp = host.translate(g, gp);
+    assert.equal(t.host_pasid, hp);
+    assert.equal(t.fault, null);
+    assert.equal(t.directory, 'low');
+    assert.equal(t.vmcs_field, 0x2038);
+    assert.equal(t.directory_index, gp >> 10);
+    assert.equal(t.table_index, gp & 0x3ff);
+    assert.equal(t.directory_entry.table_phys, 0x10_2000 + (gp >> 10) * 0x1000);
+    assert.equal(t.table_entry.value, `0x${((0x8000_0000 | hp) >>> 0).toString(16).padStart(8, '0')}`);
+    assert.equal(t.table_entry.phys, t.directory_entry.table_phys + 4 * (gp & 0x3ff));
+  }
+  // A local gPASID has no translation: the entry is invalid, a VM exit 72 / 73.
+  const t = walk(LOW, HIGH, local, all);
+  assert.deepEqual([t.host_pasid, t.fault, t.exit_reason_enqcmd, t.exit_reason_enqcmds], [null, 'EntryInvalid', 72, 73]);
+  assert.equal(t.table_entry.valid, false);
+  // Bit 19: the high directory, empty here.
+  const high = walk(LOW, HIGH, (1 << 19) | 3, all);
+  assert.deepEqual([high.directory, high.vmcs_field, high.fault, high.table_entry], ['high', 0x203a, 'DirectoryNotPresent', null]);
+  // Uint8Array pages work as well as arrays.
+  assert.equal(walk(LOW, HIGH, shared[0], all.map((p) => ({ phys: p.phys, bytes: Uint8Array.from(p.bytes) }))).host_pasid, host.translate(g, shared[0]));
+  // A page not handed over: no CPU fault, no exit reason.
+  const missing = walk(LOW, HIGH, shared[0], [out.low]);
+  assert.deepEqual([missing.fault, missing.exit_reason_enqcmd], ['Unreadable', null]);
+  host.free();
+});
+
+test('hwtable: bad input throws (core errors with code, TypeErrors for unreadable arguments), the host unchanged', () => {
+  const host = new Host(P2);
+  const g = host.createGuest('p2', 8);
+  host.allocPasid(g, 'shared');
+  const before = JSON.stringify(host.snapshot());
+  const missing = coreError(() => host.exportTranslation(g, { low: LOW, high: HIGH, tables: [] }));
+  assert.ok(missing instanceof Error);
+  assert.equal(missing.codeName, 'MissingTablePage');
+  assert.equal(typeof missing.code, 'number');
+  const unaligned = coreError(() => host.exportTranslation(g, { low: LOW + 8, high: HIGH, tables: [{ table: 0, phys: 0x10_2000 }] }));
+  assert.equal(unaligned.codeName, 'UnalignedPage');
+  const duplicate = coreError(() => host.exportTranslation(g, { low: LOW, high: LOW, tables: [{ table: 0, phys: 0x10_2000 }] }));
+  assert.equal(duplicate.codeName, 'DuplicatePage');
+  const badTable = coreError(() => host.exportTranslation(g, { low: LOW, high: HIGH, tables: [{ table: 0, phys: 0x10_2000 }, { table: 5000, phys: 0x10_3000 }] }));
+  assert.equal(badTable.codeName, 'BadTablePage');
+  assert.equal(coreError(() => host.exportTranslation(999, { low: LOW, high: HIGH, tables: [] })).code, 7);
+  assert.equal(coreError(() => host.translationTables(999)).code, 7);
+  for (const bad of [undefined, {}, { low: 'x', high: HIGH, tables: [] }, { low: -1, high: HIGH, tables: [] }]) {
+    const e = coreError(() => host.exportTranslation(g, bad));
+    assert.ok(e instanceof TypeError, String(e));
+    assert.equal(e.code, undefined);
+  }
+  for (const args of [[1.5, HIGH, 1, []], [LOW, -4096, 1, []], [LOW, HIGH, -1, []], [LOW, HIGH, 1, 'pages'], [LOW, HIGH, 1, [{ phys: LOW }]]]) {
+    assert.ok(coreError(() => walk(...args)) instanceof TypeError, JSON.stringify(args));
+  }
+  assert.equal(JSON.stringify(host.snapshot()), before);
+  host.free();
+});
+
+test("the README's JavaScript example runs as written, saved in web-demo/", async () => {
+  const { execFileSync } = await import('node:child_process');
+  const { writeFileSync, rmSync } = await import('node:fs');
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  const section = readme.slice(readme.indexOf('## JavaScript (WebAssembly)'));
+  const code = section.slice(section.indexOf('```js\n') + 6, section.indexOf('\n```', section.indexOf('```js\n')));
+  // A name of its own, so a web-demo/example.mjs a reader saved is never touched.
+  const file = new URL('../readme-example.test-tmp.mjs', import.meta.url);
+  writeFileSync(file, code);
+  try {
+    const out = execFileSync(process.execPath, [file.pathname], { encoding: 'utf8' });
+    assert.equal(out, '15 NotAllocated PASID 4000 is not allocated to this guest\n0x80001000 true\n');
+  } finally {
+    rmSync(file, { force: true });
+  }
 });

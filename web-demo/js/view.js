@@ -1,0 +1,349 @@
+// Draws the state: hosts with their guests and devices, maps, the walk, migration, the
+// step log, the tour. Markup is rebuilt on each render; what the user typed, picked or
+// focused is kept in the state (state.kept, state.focus) and put back, so a render
+// never resets a control.
+
+import { wasm } from './wasm.js';
+import { esc, kindText, num, ridText } from './format.js';
+import { term, withTerms } from './glossary.js';
+import { PRESETS } from './presets.js';
+import { colourOf, guestName, hostByKey, kept, otherHost, state } from './state.js';
+import { exportStatus, MAP_KIND, ridMapFor, vcmdOf } from './actions.js';
+import { drawMaps, renderMaps } from './map-view.js';
+import { renderWalk } from './walk-view.js';
+import { renderTour } from './tour.js';
+
+const TABLE_ROWS = 200; // rows drawn per table (they scroll); the rest are counted
+const hex = (v) => `0x${v.toString(16)}`;
+
+function errorSlot(key, testid) {
+  const e = state.errors[key];
+  const text = e ? (e.expected ? `expected refusal (${e.why}): ${e.message}` : e.message) : '';
+  return `<span class="err ${e?.expected ? 'expected' : ''}" role="alert" data-testid="${testid}" data-message="${e ? esc(e.message) : ''}">${esc(text)}</span>`;
+}
+
+/** An input whose value survives renders: the user's text, else `fallback`. */
+function input(key, testid, fallback, attrs = '') {
+  return `<input data-keep="${key}" data-testid="${testid}" value="${esc(kept(key, fallback))}" ${attrs}>`;
+}
+
+/** A select whose choice survives renders. `options`: [[value, label]]. */
+function select(key, testid, options, fallback, attrs = '') {
+  const v = kept(key, fallback);
+  return `<select data-keep="${key}" data-testid="${testid}" ${attrs}>${options.map(([value, label]) => `<option value="${esc(value)}" ${value === v ? 'selected' : ''}>${esc(label)}</option>`).join('')}</select>`;
+}
+
+function renderVcmd(h, g, attrs) {
+  const key = `${h.key}:${g.id}`;
+  const vc = vcmdOf(key);
+  const regs = wasm.vcmdLayout(vc.rev);
+  const vccap = h.host.vcap(g.id, vc.rev);
+  const pas = (vccap >> BigInt(regs.vccap_pas_bit)) & 1n;
+  const operand = kept(`${key}:vcmd-gpasid`, g.pairs.length ? String(g.pairs[g.pairs.length - 2]) : '1');
+  const byOffset = [['VCCAP', regs.vccap], ['VCMD', regs.vcmd], ['VCRSP', regs.vcrsp]].sort((a, b) => a[1] - b[1]);
+  return `
+    <div class="row vcmd" data-scope>
+      <span class="muted">${term('vIOMMU')} ${term('VCMD', 'VCMD')} registers</span>
+      <select data-vcmd="${key}" data-testid="vcmd-revision" aria-label="VT-d revision of this guest's vIOMMU">
+        <option value="3.3" ${vc.rev === '3.3' ? 'selected' : ''}>VT-d 3.3</option><option value="3.0" ${vc.rev === '3.0' ? 'selected' : ''}>VT-d 3.0/3.1</option></select>
+      <span class="mono" data-testid="vcmd-offsets">${byOffset.map(([n, o]) => `${n}@${hex(o)}`).join(' ')}</span>
+      <span class="mono" data-testid="ecap-vcs" title="ECAP bit ${regs.ecap_vcs_bit}: the unit has virtual commands">ECAP.VCS (bit ${regs.ecap_vcs_bit}) = 1</span>
+      <span class="mono" data-testid="vccap">VCCAP@${hex(regs.vccap)} = ${hex(vccap)}</span><span class="muted">(PAS = ${pas}: ${pas ? 'allocation offered' : 'no PASID allocation'})</span>
+      <label>command ${select(`${key}:vcmd-command`, 'vcmd-command', [
+        ['alloc-shared', 'ALLOC, operand 0: shared (spec)'],
+        ['alloc-local', `ALLOC, operand ${regs.alloc_operand_local_extension}: local (this project's extension)`],
+        ['free', 'FREE gPASID (spec)']], 'alloc-shared', 'data-field="command"')}</label>
+      <label>operand ${input(`${key}:vcmd-gpasid`, 'vcmd-gpasid', operand, 'data-field="gpasid" size="5" aria-label="gPASID to free"')}</label>
+      <button data-action="vcmd" ${attrs} data-testid="vcmd-write" data-primary>write VCMD</button>
+      <span class="mono vcmd-out" data-testid="vcmd-result" aria-live="polite">${esc(vc.out)}</span>
+      ${errorSlot(`${key}:vcmd`, 'vcmd-error')}
+    </div>`;
+}
+
+function renderLayout(h) {
+  const c = h.config;
+  const k = h.key;
+  const f = (name, value, size) => input(`${k}:layout-${name}`, `layout-${name}-${k}`, String(value), `data-field="${name}" size="${size}"`);
+  return `
+  <form class="layout" data-scope onsubmit="return false">
+    <label>platform ${select(`${k}:layout-platform`, `layout-platform-${k}`, [['p1', 'p1 (SR-IOV only)'], ['p2', 'p2 (shared WQs)']], c.platform, 'data-field="platform"')}</label>
+    <label>width ${f('width', c.width, 2)}</label>
+    <label>local ${f('local-start', c.local[0], 6)}..${f('local-end', c.local[1], 7)}</label>
+    <label>shared ${f('shared-start', c.shared[0], 7)}..${f('shared-end', c.shared[1], 7)}</label>
+    <button data-action="layout" data-host="${k}" data-testid="layout-apply-${k}" data-primary title="Replaces this host with an empty one">Apply (reset host)</button>
+    ${errorSlot(`${k}:layout`, `layout-error-${k}`)}
+  </form>`;
+}
+
+function deviceOptions(g) {
+  return g.devices.map((d) => [ridText(d.rid), `${ridText(d.rid)} · ${kindText[d.kind]}`]);
+}
+
+function suggestRid(h) {
+  const used = new Set();
+  for (const g of h.snap.guests) for (const d of g.devices) used.add(ridText(d.rid));
+  for (let dev = 3; dev < 32; dev++) {
+    for (let fn = 1; fn < 8; fn++) {
+      const t = `0000:${dev.toString(16).padStart(2, '0')}:00.${fn}`;
+      if (!used.has(t)) return t;
+    }
+  }
+  return '0000:01:00.0';
+}
+
+function renderGuest(h, g) {
+  const k = h.key;
+  const id = g.id;
+  const key = `${k}:${id}`;
+  const name = guestName(h, id);
+  const p2 = g.config.platform === 'P2';
+  const pairs = g.pairs; // [gPASID, hPASID or 0, ...], ascending
+  const count = pairs.length / 2;
+  let sharedHeld = 0;
+  for (let i = 1; i < pairs.length; i += 2) if (pairs[i]) sharedHeld++;
+  const last = count ? String(pairs[pairs.length - 2]) : '';
+  const attrs = `data-host="${k}" data-guest="${id}"`;
+  const firstDevice = g.devices.length ? ridText(g.devices[0].rid) : '';
+  const devices = g.devices.map((d) => `
+      <tr data-testid="device" data-rid="${ridText(d.rid)}">
+        <td class="mono">${ridText(d.rid)}</td><td>${kindText[d.kind]}</td>
+        <td class="mono" data-testid="programmed">${d.programmed.length ? d.programmed.map((p) => (p.gpasid === p.programmed ? `${p.gpasid}` : `${p.gpasid}→<b>${p.programmed}</b>`)).join(', ') : '<span class="muted">none</span>'}</td>
+        <td><button class="small" data-action="detach" ${attrs} data-rid="${ridText(d.rid)}" data-testid="detach" aria-label="detach ${ridText(d.rid)}">detach</button></td>
+      </tr>`).join('');
+  const rows = Array.from({ length: Math.min(count, TABLE_ROWS) }, (_, i) => ({
+    gpasid: pairs[2 * i], kind: pairs[2 * i + 1] ? 'Shared' : 'Local', hpasid: pairs[2 * i + 1] || null,
+  })).map((p) => `
+      <tr data-testid="xlate-row" data-gpasid="${p.gpasid}" data-hpasid="${p.hpasid ?? ''}">
+        <td class="mono">${p.gpasid}</td><td>${kindText[p.kind]}</td><td class="mono">${p.hpasid ?? '<span class="muted">— (identity on VFs)</span>'}</td></tr>`).join('');
+  const more = count > TABLE_ROWS ? `<tr><td colspan="3" class="muted">… and ${num(count - TABLE_ROWS)} more</td></tr>` : '';
+  const kinds = [['dedicated', 'dedicated (SR-IOV VF)'], ['shared-wq', p2 ? 'shared WQ (ENQCMD)' : 'shared WQ (needs p2)']];
+  return `
+  <section class="guest" data-testid="guest-${esc(name)}" data-guest-id="${id}" style="--guest:${colourOf(name)}" aria-label="guest ${esc(name)}">
+    <header>
+      <span class="swatch"></span><b>${esc(name)}</b>
+      <span class="muted mono">id 0x${id.toString(16)}</span>
+      <span class="tag">${term(p2 ? 'p2' : 'p1')}</span>
+      ${p2 ? `<span data-testid="quota">shared ${sharedHeld}/${g.config.shared_quota}</span>` : ''}
+      <button class="small right" data-action="removeGuest" ${attrs} data-testid="remove-guest">remove guest</button>
+      ${errorSlot(`${key}:guest`, 'guest-error')}
+    </header>
+    <table class="devices"><thead><tr><th>${term('RID')}</th><th>kind</th><th>gPASID→programmed</th><th></th></tr></thead><tbody>${devices || '<tr><td colspan="4" class="muted">no devices</td></tr>'}</tbody></table>
+    <div class="row" data-scope>
+      <label>RID ${input(`${key}:attach-rid`, 'attach-rid', suggestRid(h), 'data-field="rid" size="12"')}</label>
+      <label>kind ${select(`${key}:attach-kind`, 'attach-kind', kinds, 'dedicated', 'data-field="kind"')}</label>
+      <button data-action="attach" ${attrs} data-testid="attach" data-primary>attach device</button>
+      ${errorSlot(`${key}:attach`, 'attach-error')}
+    </div>
+    ${p2 ? `
+    <div class="row" data-scope>
+      <button data-action="alloc" data-kind="local" ${attrs} data-testid="alloc-local">alloc local</button>
+      <button data-action="alloc" data-kind="shared" ${attrs} data-testid="alloc-shared">alloc shared</button>
+      ${errorSlot(`${key}:alloc`, 'alloc-error')}
+    </div>
+    <div class="row" data-scope>
+      <label>gPASID ${input(`${key}:free-gpasid`, 'free-gpasid', last, 'data-field="gpasid" size="6"')}</label>
+      <button data-action="freePasid" ${attrs} data-testid="free" data-primary>free</button>
+      ${errorSlot(`${key}:free`, 'free-error')}
+    </div>
+    <div class="row" data-scope>
+      <label>bind gPASID ${input(`${key}:bind-gpasid`, 'bind-gpasid', last, 'data-field="gpasid" size="6"')}</label>
+      <label>to ${select(`${key}:bind-device`, 'bind-device', deviceOptions(g), firstDevice, 'data-field="device"')}</label>
+      <button data-action="bind" ${attrs} data-testid="bind" data-primary>bind</button>
+      <button data-action="unbind" ${attrs} data-testid="unbind">unbind</button>
+      ${errorSlot(`${key}:bind`, 'bind-error')}
+    </div>
+    <div class="scroll"><table class="xlate" data-testid="xlate-table"><caption class="sr-only">${esc(name)}'s translation table</caption><thead><tr><th>${term('gPASID')}</th><th>kind</th><th>${term('hPASID')} (translation table)</th></tr></thead>
+      <tbody>${rows || '<tr><td colspan="3" class="muted">no PASIDs</td></tr>'}${more}</tbody></table></div>` : `
+    <div class="row" data-scope>
+      <label>on ${select(`${key}:record-device`, 'record-device', deviceOptions(g), firstDevice, 'data-field="device"')}</label>
+      <label>the guest picks PASID ${input(`${key}:record-pasid`, 'record-pasid', '1', 'data-field="pasid" size="6"')}</label>
+      <button data-action="record" ${attrs} data-testid="record" data-primary>record</button>
+      <button data-action="release" ${attrs} data-testid="release">release</button>
+      ${errorSlot(`${key}:record`, 'record-error')}
+    </div>`}
+    ${renderVcmd(h, g, attrs)}
+  </section>`;
+}
+
+function renderHost(h) {
+  const s = h.snap;
+  const k = h.key;
+  const guests = s.guests.map((g) => renderGuest(h, g)).join('');
+  const sharedSize = s.shared.end - s.shared.start;
+  return `
+  <h2>Host ${k} <span class="tag">${term(s.platform.toLowerCase())}</span>
+    <span class="stat" data-testid="shared-stat-${k}">shared PASIDs in use ${num(s.shared_in_use)} / ${num(sharedSize)}</span></h2>
+  ${renderLayout(h)}
+  ${renderMaps(h)}
+  <div class="row add-guest" data-scope>
+    <label>new guest ${select(`${k}:add-guest-platform`, `add-guest-platform-${k}`, [['p2', 'p2 guest'], ['p1', 'p1 guest']], s.platform === 'P2' ? 'p2' : 'p1', 'data-field="platform"')}</label>
+    <label>shared quota (p2) ${input(`${k}:add-guest-quota`, `add-guest-quota-${k}`, '64', 'data-field="quota" size="5"')}</label>
+    <button data-action="addGuest" data-host="${k}" data-testid="add-guest-${k}" data-primary>add guest</button>
+    ${errorSlot(`${k}:addGuest`, `add-guest-error-${k}`)}
+  </div>
+  ${guests || '<p class="muted">No guests yet: add one, or pick a preset above.</p>'}`;
+}
+
+function renderMigration() {
+  const m = state.migration;
+  const options = state.hosts.flatMap((h) => h.snap.guests.map((g) => {
+    const value = `${h.key}:${g.id}`;
+    return `<option value="${value}" ${value === m.selected ? 'selected' : ''}>${esc(guestName(h, g.id))} on host ${h.key} → host ${otherHost(h).key}</option>`;
+  })).join('');
+  const [key, id] = m.selected.split(':');
+  let ridRows = '';
+  if (key && hostByKey(key)?.snap.guests.some((g) => g.id === Number(id))) {
+    ridRows = ridMapFor(key, Number(id)).map(([from, to, kind]) => `
+      <label class="ridmap">${from} → <input data-testid="rid-map-${from}" data-ridmap="${from}" value="${esc(to)}" size="12" aria-label="destination RID of ${from}">
+        <select data-testid="rid-kind-${from}" data-ridkind="${from}" aria-label="kind of the destination device of ${from}" title="what the destination device is on the other host">
+          ${Object.values(MAP_KIND).map((k) => `<option value="${k}" ${k === kind ? 'selected' : ''}>${k === 'dedicated' ? 'dedicated (VF)' : 'shared WQ'}</option>`).join('')}
+        </select></label>`).join('');
+  } else if (m.selected) {
+    m.selected = '';
+  }
+  return `
+  <h2>Migration</h2>
+  <p class="muted">${withTerms('The source exports the guest\'s PASID state; the target keeps every {{gPASID}} and gives each shared one a new {{hPASID}}, or refuses and stays as it was.')}</p>
+  <div class="row" data-scope>
+    <select data-testid="migrate-guest" aria-label="guest to migrate"><option value="">pick a guest…</option>${options}</select>
+    ${ridRows ? `<span class="muted">RID map:</span>${ridRows}` : ''}
+    <button data-action="migrate" data-testid="migrate-go" data-primary ${m.selected ? '' : 'disabled'}>send to the other host</button>
+    ${errorSlot('migrate', 'migrate-error')}
+  </div>
+  <div class="row">
+    <span class="muted">refusals:</span>
+    ${PRESETS.filter((p) => p.refusal).map((p) => `<button class="small" data-action="refusal" data-refusal="${p.id}" data-testid="refusal-${p.id}" title="${esc(p.blurb)}">${esc(p.title)}</button>`).join('')}
+  </div>
+  <div aria-live="polite">${renderMigrationResult(m.result)}</div>`;
+}
+
+function renderSetup(setup) {
+  if (!setup) return '';
+  return `<div data-testid="migrate-setup"><b>Set up:</b> ${esc(setup.blurb)}${setup.lines.length ? `<ul>${setup.lines.map((l) => `<li>${esc(l)}</li>`).join('')}</ul>` : ''}</div>`;
+}
+
+function renderMigrationResult(r) {
+  if (!r) return '';
+  if (!r.ok) {
+    return `<div class="result refused" data-testid="migrate-result" tabindex="-1">
+      <b>${esc(r.name)}: host ${r.from} → host ${r.to} refused.</b> <span data-testid="migrate-refusal">${esc(r.error)}</span>
+      ${renderSetup(r.setup)}
+      <div data-testid="migrate-target-unchanged">${r.unchanged ? `✓ host ${r.to} is unchanged` : `✗ host ${r.to} changed!`}</div></div>`;
+  }
+  const after = new Map(r.after.pasids.map((p) => [p.gpasid, p]));
+  const rows = r.before.pasids.slice(0, TABLE_ROWS).map((p) => {
+    const q = after.get(p.gpasid);
+    return `<tr data-testid="migrate-row" data-gpasid-before="${p.gpasid}" data-gpasid-after="${q ? q.gpasid : ''}" data-hpasid-before="${p.hpasid ?? ''}" data-hpasid-after="${q?.hpasid ?? ''}">
+      <td class="mono">${p.gpasid}</td><td class="mono">${q ? q.gpasid : '<b class="err">missing</b>'}</td><td>${kindText[p.kind]}</td>
+      <td class="mono">${p.hpasid ?? '—'}</td><td class="mono">${q?.hpasid ?? '—'}</td></tr>`;
+  }).join('');
+  const kept = r.before.pasids.every((p) => after.has(p.gpasid)) && r.before.pasids.length === r.after.pasids.length;
+  return `<div class="result ok" data-testid="migrate-result" tabindex="-1">
+    <b>${esc(r.name)} moved from host ${r.from} to host ${r.to}.</b>
+    <span data-testid="migrate-kept">${kept ? '✓ every gPASID kept' : '✗ gPASIDs changed'}</span>;
+    hPASIDs come from host ${r.to}'s shared range ${num(r.shared[0])}..${num(r.shared[1])}.
+    <div class="scroll"><table class="xlate"><thead><tr><th>gPASID on ${r.from}</th><th>gPASID on ${r.to}</th><th>kind</th><th>hPASID on ${r.from}</th><th>hPASID on ${r.to}</th></tr></thead>
+    <tbody>${rows}${r.before.pasids.length > TABLE_ROWS ? `<tr><td colspan="5" class="muted">… and ${num(r.before.pasids.length - TABLE_ROWS)} more</td></tr>` : ''}</tbody></table></div>
+    <div class="report" data-testid="migrate-report"><b>import report</b>: ${r.report.guest_platform.toLowerCase()} guest${r.report.p1_guest_on_p2_host ? ' (stays p1 on a p2 host)' : ''};
+      devices ${r.report.devices.map((d) => `${ridText(d.source)} → ${ridText(d.destination)} (${kindText[d.kind]})`).join(', ') || 'none'};
+      shared gPASIDs ${r.report.shared.slice(0, 12).map((x) => `${x.gpasid}: ${x.source_hpasid ?? '?'} → ${x.destination_hpasid}`).join(', ') || 'none'}${r.report.shared.length > 12 ? ', …' : ''}
+      <details><summary>as JSON</summary><pre>${esc(JSON.stringify(r.report, null, 1))}</pre></details></div>
+  </div>`;
+}
+
+function renderLog() {
+  const first = Math.max(0, state.log.length - 200);
+  const items = state.log.slice(first).map((e) => `
+    <li data-testid="log-entry" class="${e.ok ? 'ok' : 'fail'} ${e.undone ? 'undone' : ''} ${e.meta ? 'meta' : ''}">
+      <span>${e.ok ? '✓' : '✗'} ${esc(e.text)}${e.error ? ':' : ''}</span>${e.error ? ` <span class="err">${esc(e.error)}</span>` : ''}
+      ${e.details.length ? `<ul>${e.details.slice(0, 30).map((d) => `<li>${esc(d)}</li>`).join('')}${e.details.length > 30 ? `<li>… ${e.details.length - 30} more</li>` : ''}</ul>` : ''}
+    </li>`).join('');
+  return `<ol data-testid="log" start="${first + 1}">${items}</ol>`;
+}
+
+/** The focused control, by its keep key or test id, so a render can put focus back. */
+function rememberFocus() {
+  const el = document.activeElement;
+  if (!el || el === document.body) return null;
+  const sel = el.dataset.keep ? `[data-keep="${el.dataset.keep}"]` : el.dataset.testid ? `[data-testid="${el.dataset.testid}"]` : null;
+  if (!sel) return null;
+  const scope = el.closest('[data-guest-id]');
+  const host = el.closest('[data-testid^="host-"]');
+  return { sel, guest: scope?.dataset.guestId, host: host?.dataset.testid, start: el.selectionStart, end: el.selectionEnd };
+}
+
+function restoreFocus(f) {
+  if (!f) return;
+  let root = document;
+  if (f.host) root = document.querySelector(`[data-testid="${f.host}"]`) ?? document;
+  if (f.guest !== undefined) root = root.querySelector(`[data-guest-id="${f.guest}"]`) ?? root;
+  const el = root.querySelector(f.sel);
+  if (!el) return;
+  el.focus({ preventScroll: true });
+  if (typeof f.start === 'number' && typeof el.setSelectionRange === 'function') {
+    try {
+      el.setSelectionRange(f.start, f.end);
+    } catch {
+      // not a text control
+    }
+  }
+}
+
+function highlight() {
+  for (const el of document.querySelectorAll('.tour-focus')) el.classList.remove('tour-focus');
+  if (!state.tour.active) return null;
+  let first = null;
+  for (const sel of state.tour.highlight) {
+    for (const el of document.querySelectorAll(sel)) {
+      el.classList.add('tour-focus');
+      first ??= el;
+    }
+  }
+  return first;
+}
+
+/** Scrolls to what the last action produced (a migration result, the tour's focus). */
+function reveal(first) {
+  const m = state.migration;
+  if (m.reveal === 'result') {
+    const el = document.querySelector('[data-testid="migrate-result"]');
+    if (el) {
+      el.scrollIntoView({ block: 'nearest' });
+      if (!state.tour.active) el.focus({ preventScroll: true });
+    }
+  } else if (m.reveal === 'controls' && !state.tour.active) {
+    document.querySelector('[data-testid="migrate-go"]')?.scrollIntoView({ block: 'nearest' });
+  }
+  m.reveal = null;
+  if (state.tour.reveal && first) {
+    first.scrollIntoView({ block: 'center' });
+    state.tour.reveal = false;
+  }
+}
+
+export function render() {
+  const t0 = performance.now();
+  const focus = rememberFocus();
+  for (const h of state.hosts) {
+    h.snap = h.host.summary(); // no PASID lists: those come as typed arrays
+    for (const g of h.snap.guests) g.pairs = h.host.pasidPairs(g.id);
+  }
+  document.querySelector('[data-testid="tour-panel"]').innerHTML = renderTour();
+  for (const h of state.hosts) {
+    document.querySelector(`[data-testid="host-${h.key}"]`).innerHTML = renderHost(h);
+  }
+  document.querySelector('[data-testid="walk"]').innerHTML = renderWalk();
+  document.querySelector('[data-testid="migration"]').innerHTML = renderMigration();
+  document.querySelector('[data-testid="log-panel"]').innerHTML = renderLog();
+  document.querySelector('[data-testid="undo"]').disabled = state.undo.length === 0;
+  document.querySelector('[data-testid="preset-error"]').textContent = state.errors.preset?.message ?? '';
+  document.querySelector('[data-testid="export-status"]').textContent = exportStatus();
+  const note = state.presetNote;
+  document.querySelector('[data-testid="preset-note"]').innerHTML = note ? `<b>${esc(note.title)}</b>: ${withTerms(note.blurb)}` : '';
+  for (const h of state.hosts) drawMaps(h);
+  const list = document.querySelector('[data-testid="log"]');
+  list.parentElement.scrollTop = list.parentElement.scrollHeight;
+  restoreFocus(focus);
+  reveal(highlight());
+  document.body.dataset.renderMs = (performance.now() - t0).toFixed(1);
+}

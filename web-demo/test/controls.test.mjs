@@ -1,0 +1,100 @@
+// Every control, driven twice in a row: what the user typed or picked is still there
+// after each render, so the second press does the same thing as the first. Enter
+// submits a row. A failed attach keeps the typed RID.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { preset, setUp } from './harness.mjs';
+
+const ctx = setUp();
+const byId = (id) => ctx.page.getByTestId(id);
+const vm = (name, key = 'A') => byId(`host-${key}`).getByTestId(`guest-${name}`);
+
+/** Sets each field, presses `button` twice, and checks every field kept its value. */
+async function twice(scope, fields, button) {
+  for (const [id, value] of fields) {
+    const el = scope.getByTestId(id);
+    if (await el.evaluate((e) => e.tagName === 'SELECT')) await el.selectOption(value);
+    else await el.fill(value);
+  }
+  const errors = [];
+  for (let round = 0; round < 2; round++) {
+    await scope.getByTestId(button).click();
+    for (const [id, value] of fields) assert.equal(await scope.getByTestId(id).inputValue(), value, `${button} #${round + 1}: ${id} kept`);
+    errors.push(await scope.getByTestId(button).evaluate((b) => b.closest('[data-scope]')?.querySelector('[role="alert"]')?.textContent ?? ''));
+  }
+  return errors;
+}
+
+test('guest controls keep their fields through two presses each', async () => {
+  await preset(ctx.page, 'p2-mixed');
+  // VCMD: FREE 3 twice: the first frees (after unbind), the second is refused as invalid.
+  let errs = await twice(vm('vm1'), [['bind-gpasid', '3'], ['bind-device', '0000:00:0a.0']], 'unbind');
+  assert.equal(errs[0], '');
+  assert.match(errs[1], /not bound/);
+  errs = await twice(vm('vm1'), [['vcmd-command', 'free'], ['vcmd-gpasid', '3']], 'vcmd-write');
+  assert.match(await vm('vm1').getByTestId('vcmd-result').textContent(), /SC 16: invalid PASID/, 'the second FREE of 3 finds nothing');
+  errs = await twice(vm('vm1'), [['vcmd-command', 'alloc-local']], 'vcmd-write');
+  assert.match(await vm('vm1').getByTestId('vcmd-result').textContent(), /SC 0: success, PASID \d+/);
+  errs = await twice(vm('vm1'), [['bind-gpasid', '2'], ['bind-device', '0000:00:0a.0']], 'bind');
+  assert.match(errs[1], /already bound/);
+  errs = await twice(vm('vm1'), [['free-gpasid', '2']], 'free');
+  assert.match(errs[0], /still bound/);
+  errs = await twice(vm('vm1'), [['attach-rid', '0000:03:00.1'], ['attach-kind', 'shared-wq']], 'attach');
+  assert.match(errs[0], /already attached/);
+  assert.match(errs[1], /already attached/);
+  // The revision select is per guest and survives other guests' renders.
+  await vm('vm2').getByTestId('vcmd-revision').selectOption('3.0');
+  await vm('vm1').getByTestId('alloc-shared').click();
+  await vm('vm1').getByTestId('alloc-shared').click();
+  assert.equal(await vm('vm2').getByTestId('vcmd-revision').inputValue(), '3.0');
+  assert.equal(await vm('vm1').getByTestId('vcmd-revision').inputValue(), '3.3');
+});
+
+test('host controls, p1 record, migration and walk controls keep their state', async () => {
+  await preset(ctx.page, 'p1-sriov');
+  let errs = await twice(vm('vm1'), [['record-device', '0000:03:00.2'], ['record-pasid', '9']], 'record');
+  assert.equal(errs[0], '');
+  assert.match(errs[1], /already in use/);
+  errs = await twice(vm('vm1'), [['record-device', '0000:03:00.2'], ['record-pasid', '9']], 'release');
+  assert.equal(errs[0], '');
+  errs = await twice(byId('host-B'), [['add-guest-platform-B', 'p1'], ['add-guest-quota-B', '5']], 'add-guest-B');
+  assert.equal(await byId('host-B').locator('section.guest').count(), 2);
+  errs = await twice(byId('host-B'), [['layout-platform-B', 'p2'], ['layout-local-end-B', '5000']], 'layout-apply-B');
+  assert.match(errs[0], /overlap/);
+  assert.match(errs[1], /overlap/);
+  assert.equal(await byId('host-B').locator('section.guest').count(), 2, 'a refused layout keeps the host');
+  // Migration: the guest pick and the RID map survive a failed send.
+  await preset(ctx.page, 'p2-migration');
+  await byId('rid-map-0000:03:00.1').fill('zz');
+  await byId('rid-map-0000:03:00.1').dispatchEvent('change');
+  for (let i = 0; i < 2; i++) {
+    await byId('migrate-go').click();
+    assert.match(await byId('migrate-error').textContent(), /RID must look like/);
+    assert.equal(await byId('rid-map-0000:03:00.1').inputValue(), 'zz');
+    assert.match(await byId('migrate-guest').inputValue(), /^A:/);
+  }
+  // Walk: guest and gPASID stay through renders caused elsewhere.
+  await byId('walk-gpasid').fill('3');
+  await byId('walk-go').click();
+  await vm('resident', 'B').getByTestId('alloc-local').click();
+  await vm('resident', 'B').getByTestId('alloc-local').click();
+  assert.equal(await byId('walk-gpasid').inputValue(), '3');
+});
+
+test('a failed attach keeps the typed RID; Enter submits a row and keeps focus', async () => {
+  await preset(ctx.page, 'p2-mixed');
+  const rid = vm('vm2').getByTestId('attach-rid');
+  await rid.fill('00:99.0');
+  await rid.press('Enter');
+  assert.match(await vm('vm2').getByTestId('attach-error').textContent(), /^RID must look like/);
+  assert.equal(await vm('vm2').getByTestId('attach-rid').inputValue(), '00:99.0');
+  assert.equal(await ctx.page.evaluate(() => document.activeElement?.dataset.testid), 'attach-rid', 'focus stays in the field');
+  await vm('vm2').getByTestId('attach-rid').fill('00:19.0');
+  await vm('vm2').getByTestId('attach-rid').press('Enter');
+  assert.equal(await vm('vm2').getByTestId('device').filter({ hasText: '0000:00:19.0' }).count(), 1);
+  assert.notEqual(await vm('vm2').getByTestId('attach-rid').inputValue(), '00:19.0', 'after a success it offers a free RID');
+  await vm('vm2').getByTestId('free-gpasid').fill('1');
+  await vm('vm2').getByTestId('free-gpasid').press('Enter');
+  assert.match(await vm('vm2').getByTestId('free-error').textContent(), /still bound/);
+  assert.deepEqual(ctx.errors, []);
+});
