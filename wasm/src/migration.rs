@@ -150,14 +150,18 @@ mod tests {
         let moved = f64::from(imported.guest);
         assert_eq!(imported.report.shared[0].gpasid, gp);
         assert_eq!(b.translate(moved, f64::from(gp)).unwrap(), 4097);
-        assert_eq!(b.owner("00:0b.0").unwrap(), Some(imported.guest));
-        // The same blob again: the RID is now taken, and nothing changes.
-        let before = b.core().snapshot();
-        assert!(matches!(
-            b.import_with_map(&blob, &map),
-            Err(Fail::Core(pasid_core::Error::RidInUse { .. }))
-        ));
-        assert_eq!(b.core().snapshot(), before);
+        // A shared WQ has no owner; the guest is one of its users.
+        assert_eq!(b.owner("00:0b.0").unwrap(), None);
+        assert!(b
+            .core()
+            .rid_users(pasid_core::Rid::new(0, 0x0b << 3))
+            .any(|(g, _)| g.0 == imported.guest));
+        // A second guest from the same blob may share that WQ: its own host PASID.
+        let again = b.import_with_map(&blob, &map).unwrap();
+        assert_ne!(
+            b.translate(f64::from(again.guest), f64::from(gp)).unwrap(),
+            4097
+        );
         let bad = [entry(&["zz", "00:0b.0"])];
         assert!(matches!(b.import_with_map(&blob, &bad), Err(Fail::Arg(_))));
     }
