@@ -936,9 +936,10 @@ typedef struct pasid_walk_result {
  * NUL-terminated UTF-8 line without a trailing newline, valid only during the call,
  * `user` the pointer given to `pasid_set_log_callback`.
  *
- * It may be called from any thread that calls the library, from several at once, and
- * with a host's lock held: it must not block on another thread that calls the
- * library. Calls into the library from inside it work, but are not logged.
+ * It may be called from any thread that calls the library, and from several at once;
+ * never with a lock of the library held, so calls into the library from inside it
+ * work (they are not logged themselves). It must not wait for another thread that
+ * is changing the callback (`pasid_set_log_callback` waits for running callbacks).
  */
 typedef void (*pasid_log_callback)(uint32_t level, const char *message, void *user);
 

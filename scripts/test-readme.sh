@@ -2,7 +2,9 @@
 # Runs every fenced code block of README.md, extracted at test time, so the README
 # cannot drift from the code:
 #
-#   scripts/test-readme.sh        (scripts/test-c.sh runs it with its install prefixes)
+#   scripts/test-readme.sh        every block (scripts/test-c.sh runs it this way)
+#   scripts/test-readme.sh js     only the blocks of the languages given (e.g. for
+#                                 scripts/test-web.sh, once it has built web-demo/pkg)
 #
 # By the block's language:
 #   c     a whole program: compiled with QEMU's warning set and -Werror against the
@@ -36,7 +38,7 @@ qemu_cflags="-std=gnu11 -Wall -Wextra -Werror -Wundef -Wwrite-strings -Wmissing-
  -Wnested-externs -Wendif-labels -Wimplicit-fallthrough=2 -Wshadow=local -Wvla"
 asan="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"; rm -f "$repo"/web-demo/.readme-block-*.mjs' EXIT
+trap 'rm -rf "$tmp"; rm -f "$repo"/web-demo/.readme-block-*.[mc]js' EXIT
 work=$tmp/work
 mkdir -p "$work"
 ln -s "$repo/scripts" "$work/scripts"
@@ -54,7 +56,8 @@ run() {
 }
 
 prefix=${PASID_PREFIX:-}
-if [ -z "$prefix" ]; then
+# A prefix is needed for C and sh blocks only.
+if [ -z "$prefix" ] && { [ $# -eq 0 ] || [[ " $* " == *" c "* ]] || [[ " $* " == *" sh "* ]]; }; then
     prefix=$tmp/prefix
     scripts/install-c.sh "$prefix" >"$tmp/install.log" 2>&1 || {
         cat "$tmp/install.log"
@@ -82,10 +85,16 @@ awk -v dir="$tmp" '
 ' README.md || exit 1
 [ -s "$tmp/index" ] || { echo "README.md has no code blocks?"; exit 1; }
 
+only=" $* "
 rust_blocks=""
 while read -r n lang line directive; do
     where="README.md:$line ($lang)"
     src=$tmp/block.$n
+    # A named C file is there for later sh blocks even when C blocks are not run.
+    case $lang:$directive in c:file*) cp "$src" "$work/${directive#file }" ;; esac
+    if [ "$only" != "  " ] && [[ $only != *" $lang "* ]]; then
+        continue
+    fi
     case $directive in
         skip*)
             skip "$where: ${directive#skip }"
@@ -137,12 +146,17 @@ while read -r n lang line directive; do
             rust_blocks="$rust_blocks $line"
             ;;
         js)
-            if [ ! -f web-demo/pkg/pasid_wasm.js ]; then
+            if [ ! -d web-demo/pkg ]; then
                 skip "$where: web-demo/pkg is not built (scripts/test-web.sh builds it)"
                 continue
             fi
-            cp "$src" "web-demo/.readme-block-$n.mjs"
-            if (cd web-demo && run "$tmp/js$n.log" node ".readme-block-$n.mjs"); then
+            # An ES module (import, top-level await) unless it only uses require().
+            ext=mjs
+            if grep -q 'require(' "$src" && ! grep -qE '^[[:space:]]*import[[:space:]]' "$src"; then
+                ext=cjs
+            fi
+            cp "$src" "web-demo/.readme-block-$n.$ext"
+            if (cd web-demo && run "$tmp/js$n.log" node ".readme-block-$n.$ext"); then
                 pass "$where: ran under node $(node --version) from web-demo/"
             else
                 fail "$where"
