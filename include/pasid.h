@@ -30,7 +30,8 @@
  * Input arrays are a pointer plus a count; the pointer may be NULL when the count is 0.
  *
  * Results must be checked: every function returning one is declared
- * `PASID_MUST_USE` (GCC's and clang's `warn_unused_result`).
+ * `PASID_MUST_USE` (GCC's and clang's `warn_unused_result`), but the two
+ * `pasid_last_error_*` functions, which only report.
  *
  * Struct sizes. A struct that may grow in a later version (`pasid_layout`,
  * `pasid_guest_config`, `pasid_rid_mapping`, and the `*_info` structs) starts with
@@ -44,7 +45,9 @@
  * multiple of the struct's alignment gives `PASID_RESULT_BAD_STRUCT_SIZE`, as does an
  * array of `pasid_rid_mapping` whose entries say different sizes (entry 0's `size`
  * is the array's stride). Every pointer to such a struct is valid for `size` bytes.
- * The other structs are fixed (hardware formats, or array entries of outputs).
+ * A copy embedded in another struct (the layout in `pasid_host_info`) stays at its
+ * first version; new fields go at the end of the outer struct. The other structs are
+ * fixed (hardware formats, or array entries of outputs).
  *
  * Logging. `pasid_set_log_callback` routes a message for every error result, and
  * for notable events, to a callback of the VMM's (off by default).

@@ -76,7 +76,7 @@ static void kvm_set_pasid_translation(uint32_t gpasid, uint32_t hpasid)
 
 /* ---- the device ---- */
 
-#define DMAR_REG_SIZE       0x230   /* the migrated register array, unchanged */
+#define DMAR_REG_SIZE       0x230   /* QEMU's migrated register array: unchanged */
 #define DMAR_ECAP_REG       0x10
 #define VTD_VCMD_BASE       0xE00   /* virtual command registers: their own region */
 #define VTD_VCMD_SIZE       0x40    /* covers both revisions' VCCAP, VCMD, VCRSP */
@@ -202,9 +202,12 @@ static const struct {
 };
 
 /*
- * What the memory API does with the region: memory_region_init_io(&s->vcmd_mr,
- * ..., &vtd_vcmd_ops, s, "intel_iommu.vcmd", VTD_VCMD_SIZE) and
- * memory_region_add_subregion_overlap(&s->csrmem, VTD_VCMD_BASE, &s->vcmd_mr, 1).
+ * What the memory API does with the regions. The vIOMMU's 4 KiB register page is
+ * a container (memory_region_init(&s->mmio, ..., "intel_iommu", 0x1000)) holding
+ * the DMAR registers at 0 (csrmem, DMAR_REG_SIZE: migrated as a fixed array, as
+ * before) and, with memory_region_init_io(&s->vcmd_mr, ..., &vtd_vcmd_ops, s,
+ * "intel_iommu.vcmd", VTD_VCMD_SIZE), the VCMD region at VTD_VCMD_BASE. Growing
+ * DMAR_REG_SIZE to reach 0xE00 instead would break migration from older QEMUs.
  */
 static uint64_t vtd_mmio_read(IntelIOMMUState *s, uint64_t addr)
 {
