@@ -26,7 +26,8 @@
 #         into it as they would for /usr/local
 #
 # Environment: PASID_PREFIX (an install from scripts/install-c.sh, for the C blocks;
-# made here if unset), CC. The last line is "N passed, M failed, K skipped".
+# made here if unset), CC, VALGRIND=1 (C blocks run under valgrind too, as
+# scripts/harden.sh valgrind does). The last line is "N passed, M failed, K skipped".
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -118,8 +119,10 @@ while read -r n lang line directive; do
                 run "$tmp/c$n-asan.log" "$cc" $qemu_cflags $asan -I"$prefix/include/pasid" "$work/$name" \
                     -L"$prefix/lib" -lpasid $(PKG_CONFIG_PATH=$prefix/lib/pkgconfig pkg-config --static --libs-only-l pasid | sed 's/-lpasid//') \
                     -o "$tmp/c$n-asan" &&
-                run "$tmp/c$n-asan.run" env ASAN_OPTIONS=detect_leaks=1 "$tmp/c$n-asan"; then
-                pass "$where $name: builds with QEMU's warnings, runs plain and under ASan+UBSan"
+                run "$tmp/c$n-asan.run" env ASAN_OPTIONS=detect_leaks=1 "$tmp/c$n-asan" &&
+                { [ "${VALGRIND:-0}" != 1 ] || run "$tmp/c$n-vg.run" valgrind --error-exitcode=1 \
+                    --leak-check=full --errors-for-leak-kinds=all "$tmp/c$n"; }; then
+                pass "$where $name: builds with QEMU's warnings, runs plain and under ASan+UBSan${VALGRIND:+ and valgrind}"
             else
                 fail "$where $name"
             fi
