@@ -351,6 +351,23 @@ enum pasid_result
    */
   PASID_RESULT_DEVICE_KIND_MISMATCH = 51,
   /**
+   * The guest PASID was freed and waits for the VMM to confirm its teardown
+   * (`pasid_complete_teardown`).
+   */
+  PASID_RESULT_DRAINING = 52,
+  /**
+   * A teardown was confirmed for a PASID that is not draining (or not as given).
+   */
+  PASID_RESULT_NOT_DRAINING = 53,
+  /**
+   * The guest uses the RID both ways (dedicated and shared WQ): name the use.
+   */
+  PASID_RESULT_AMBIGUOUS_USE = 54,
+  /**
+   * The host-PASID source (a broker, the VMM's callbacks) refused or failed.
+   */
+  PASID_RESULT_SOURCE = 55,
+  /**
    * A required pointer argument was NULL.
    */
   PASID_RESULT_NULL_PARAMETER = 1000,
@@ -935,6 +952,61 @@ typedef struct pasid_walk_result {
 } pasid_walk_result;
 
 /**
+ * One guest's use of a RID (`pasid_rid_users`).
+ */
+typedef struct pasid_rid_user {
+  /**
+   * The guest.
+   */
+  pasid_guest_id guest;
+  /**
+   * Its use: a `PASID_DEVICE_KIND_*` value.
+   */
+  uint32_t kind;
+} pasid_rid_user;
+
+/**
+ * A PASID-table entry the VMM programmed for a guest, which it must clear.
+ */
+typedef struct pasid_programmed_entry {
+  /**
+   * The host RID whose PASID table holds the entry.
+   */
+  struct pasid_rid rid;
+  /**
+   * The use of the RID: a `PASID_DEVICE_KIND_*` value.
+   */
+  uint32_t kind;
+  /**
+   * The guest PASID bound (or recorded, p1).
+   */
+  uint32_t gpasid;
+  /**
+   * The PASID in the entry: the gPASID on a dedicated use, the hPASID on a shared WQ.
+   */
+  uint32_t pasid;
+} pasid_programmed_entry;
+
+/**
+ * A freed guest PASID waiting for its teardown (`pasid_draining`), as handed back to
+ * `pasid_complete_teardown`.
+ */
+typedef struct pasid_draining {
+  /**
+   * The guest that freed it (possibly destroyed since).
+   */
+  pasid_guest_id guest;
+  /**
+   * The guest PASID.
+   */
+  uint32_t gpasid;
+  /**
+   * Its host PASID, or 0 for a local gPASID (0 is never a host PASID).
+   */
+  uint32_t hpasid;
+} pasid_draining;
+
+/**
  * The log callback: `level` is a `PASID_LOG_LEVEL_*` value, `message` a
  * NUL-terminated UTF-8 line without a trailing newline, valid only during the call,
  * `user` the pointer given to `pasid_set_log_callback`.
@@ -1082,6 +1154,43 @@ typedef struct pasid_rid_remap {
 } pasid_rid_remap;
 
 /**
+ * The callbacks of a VMM-supplied host-PASID source. Each receives the `opaque`
+ * pointer given to `pasid_host_new_with_source`.
+ *
+ * They are called with the host's lock held, from whichever thread is calling into
+ * the library for that host, one at a time per host; they must not call back into
+ * the same host. A callback hands out only PASIDs of the layout's shared range;
+ * `release` is called only for PASIDs `alloc` or `claim` handed out, and only once
+ * the VMM has confirmed their teardown (`pasid_complete_teardown`). A status other
+ * than the ones listed is treated as `PASID_SOURCE_STATUS_DENIED`.
+ *
+ * `size` is `sizeof(pasid_source_ops)` as the caller was compiled (see the header's
+ * struct-size rule), so the table can grow.
+ */
+typedef struct pasid_source_ops {
+  /**
+   * `sizeof(pasid_source_ops)`.
+   */
+  uint32_t size;
+  /**
+   * Takes a free host PASID into `*out_pasid`.
+   */
+  uint32_t (*alloc)(void *opaque, uint32_t *out_pasid);
+  /**
+   * Takes exactly `pasid`, which must be free.
+   */
+  uint32_t (*claim)(void *opaque, uint32_t pasid);
+  /**
+   * Gives `pasid` back.
+   */
+  uint32_t (*release)(void *opaque, uint32_t pasid);
+  /**
+   * How many host PASIDs are free, as far as the allocator knows.
+   */
+  uint32_t (*free_count)(void *opaque);
+} pasid_source_ops;
+
+/**
  * The MMIO offsets of the three registers in one revision.
  */
 typedef struct pasid_vcmd_offsets {
@@ -1205,8 +1314,10 @@ int pasid_guest_create(struct pasid_host *host,
                        pasid_guest_id *out_guest);
 
 /**
- * Destroys a guest: its shared PASIDs return to the host and its devices are
- * detached. Thread-safe.
+ * Destroys a guest, whatever it still holds: its uses of RIDs go at once (on a shared
+ * RID only its own), its host PASIDs drain (`pasid_draining_list`) until the VMM
+ * confirms their teardown with `pasid_complete_teardown`. List the entries to clear
+ * with `pasid_guest_programmed_entries` first. Thread-safe.
  */
 PASID_MUST_USE int pasid_guest_destroy(struct pasid_host *host, pasid_guest_id guest);
 
@@ -1490,6 +1601,90 @@ int pasid_walk(uint64_t low_directory,
                struct pasid_walk_result *out_result);
 
 /**
+ * Binds a gPASID to the guest's `kind` use of `rid` (a `PASID_DEVICE_KIND_*` value)
+ * and stores in `*out_programmed` the PASID to program there: the gPASID on a
+ * dedicated use, its host PASID on a shared WQ. `pasid_bind` does the same for a RID
+ * the guest uses one way only. Thread-safe.
+ */
+PASID_MUST_USE
+int pasid_bind_use(struct pasid_host *host,
+                   pasid_guest_id guest,
+                   uint32_t gpasid,
+                   struct pasid_rid rid,
+                   uint32_t kind,
+                   uint32_t *out_programmed);
+
+/**
+ * Undoes `pasid_bind_use` and stores in `*out_programmed` the PASID that was
+ * programmed for the binding: the entry to clear on that RID. Thread-safe.
+ */
+PASID_MUST_USE
+int pasid_unbind_use(struct pasid_host *host,
+                     pasid_guest_id guest,
+                     uint32_t gpasid,
+                     struct pasid_rid rid,
+                     uint32_t kind,
+                     uint32_t *out_programmed);
+
+/**
+ * Takes the guest's `kind` use of `rid` away (other guests' uses stay); refused while
+ * PASIDs are bound or recorded on it (`PASID_RESULT_DEVICE_BUSY`). Thread-safe.
+ */
+PASID_MUST_USE
+int pasid_detach_use(struct pasid_host *host,
+                     pasid_guest_id guest,
+                     struct pasid_rid rid,
+                     uint32_t kind);
+
+/**
+ * Lists every guest using `rid` with its use (the dedicated one first) into `buf`
+ * (`len` elements). Buffer rule as `pasid_host_guests`. Thread-safe.
+ */
+PASID_MUST_USE
+int pasid_rid_users(const struct pasid_host *host,
+                    struct pasid_rid rid,
+                    struct pasid_rid_user *buf,
+                    size_t len,
+                    size_t *out_n);
+
+/**
+ * Lists every entry the VMM programmed for a guest (bindings on p2, recorded PASIDs
+ * on p1) into `buf` (`len` elements): what the VMM must clear when it destroys the
+ * guest (`pasid_guest_destroy` goes through bindings and busy devices). Buffer rule
+ * as `pasid_host_guests`. Thread-safe.
+ */
+PASID_MUST_USE
+int pasid_guest_programmed_entries(const struct pasid_host *host,
+                                   pasid_guest_id guest,
+                                   struct pasid_programmed_entry *buf,
+                                   size_t len,
+                                   size_t *out_n);
+
+/**
+ * Lists every draining PASID of the host (freed or left by a destroyed guest, not yet
+ * confirmed torn down) into `buf` (`len` elements): live guests' by guest and gPASID,
+ * then destroyed guests'. Buffer rule as `pasid_host_guests`. Thread-safe.
+ */
+PASID_MUST_USE
+int pasid_draining_list(const struct pasid_host *host,
+                        struct pasid_draining *buf,
+                        size_t len,
+                        size_t *out_n);
+
+/**
+ * Confirms that the hardware has let go of the `n` draining PASIDs in `items`
+ * (entries cleared, IOTLB and device TLB invalidated, work queues drained): each
+ * gPASID becomes free in its guest and each host PASID goes back to the source.
+ * All or nothing: an item not draining as given, or given twice, is refused with
+ * `PASID_RESULT_NOT_DRAINING` and nothing changes. `items` may be NULL when `n` is 0.
+ * Thread-safe.
+ */
+PASID_MUST_USE
+int pasid_complete_teardown(struct pasid_host *host,
+                            const struct pasid_draining *items,
+                            size_t n);
+
+/**
  * Sets the log callback and its user data, or turns logging off with NULL (the
  * default). The library calls `callback(level, message, user)` for every call that
  * returns an error result (`PASID_LOG_LEVEL_WARN`; `PASID_LOG_LEVEL_ERROR` for a
@@ -1649,6 +1844,22 @@ int pasid_import_report_devices(const struct pasid_import_report *report_handle,
                                 struct pasid_rid_remap *buf,
                                 size_t len,
                                 size_t *out_n);
+
+/**
+ * Creates a host whose host PASIDs come from the VMM's callbacks `*ops` (copied),
+ * each called with `opaque`; otherwise as `pasid_host_new`. `alloc`, `claim` and
+ * `release` must be set (`PASID_RESULT_NULL_PARAMETER`); `free_count` may be NULL
+ * (then 0: an import then always reports `PASID_RESULT_SHARED_RANGE_EXHAUSTED`).
+ * A refusal of a callback reaches the caller as the core's error: exhaustion as
+ * `PASID_RESULT_SHARED_RANGE_EXHAUSTED`, anything else as `PASID_RESULT_SOURCE`, with
+ * the host unchanged. Thread-safe (see `pasid_source_ops` for the callbacks' side).
+ */
+PASID_MUST_USE
+int pasid_host_new_with_source(const struct pasid_layout *layout,
+                               uint32_t platform,
+                               const struct pasid_source_ops *ops,
+                               void *opaque,
+                               struct pasid_host **out_host);
 
 /**
  * The register offsets and operand position of a revision. Thread-safe.

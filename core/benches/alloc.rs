@@ -28,7 +28,8 @@ fn a_alloc_free<M: Measurement>(c: &mut Criterion<M>) {
         group.bench_with_input(BenchmarkId::new("host shared", fill), &fill, |b, _| {
             b.iter(|| {
                 let gpasid = host.alloc(black_box(g), PasidKind::Shared).expect("alloc");
-                host.free(g, black_box(gpasid)).expect("free");
+                let freed = host.free(g, black_box(gpasid)).expect("free");
+                host.complete_teardown(&[freed]).expect("teardown");
             })
         });
     }
@@ -99,13 +100,15 @@ fn c_churn_90<M: Measurement>(c: &mut Criterion<M>) {
     let mut rng = common::rng();
     held.shuffle(&mut rng);
     for (g, p) in held.drain(held.len() * 9 / 10..) {
-        host.free(g, p).expect("free");
+        let freed = host.free(g, p).expect("free");
+        host.complete_teardown(&[freed]).expect("teardown");
     }
     group.bench_function("host shared", |b| {
         b.iter(|| {
             let i = rng.random_range(0..held.len());
             let (g, p) = held[i];
-            host.free(g, black_box(p)).expect("free");
+            let freed = host.free(g, black_box(p)).expect("free");
+            host.complete_teardown(&[freed]).expect("teardown");
             held[i].1 = host.alloc(g, PasidKind::Shared).expect("alloc");
         })
     });

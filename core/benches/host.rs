@@ -104,7 +104,8 @@ fn f_1000_guests<M: Measurement>(c: &mut Criterion<M>) {
         b.iter(|| {
             let (g, ps) = &mut guests[rng.random_range(0..GUESTS as usize)];
             let slot = &mut ps[rng.random_range(0..PER_GUEST as usize)];
-            host.free(*g, black_box(*slot)).expect("free");
+            let freed = host.free(*g, black_box(*slot)).expect("free");
+            host.complete_teardown(&[freed]).expect("teardown");
             *slot = host.alloc(*g, PasidKind::Shared).expect("alloc");
         })
     });

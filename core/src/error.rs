@@ -1,6 +1,7 @@
 //! The crate's one error type, with stable numeric codes shared by the C and JS layers.
 
 use crate::layout::RangeName;
+use crate::source::SourceError;
 use crate::types::{DeviceKind, GuestId, Rid};
 
 /// Result of every fallible call in this crate.
@@ -59,7 +60,8 @@ pub enum Error {
     /// The host already has as many guests as it can name.
     #[error("too many guests on this host")]
     TooManyGuests,
-    /// The RID is attached to a guest already.
+    /// The RID's dedicated use belongs to a guest already, or the guest already has
+    /// the use asked for.
     #[error("RID {rid} is already attached")]
     RidInUse {
         /// The RID.
@@ -71,7 +73,7 @@ pub enum Error {
         /// The RID.
         rid: Rid,
     },
-    /// The device still has PASIDs bound or recorded.
+    /// The device (the guest's use of the RID) still has PASIDs bound or recorded.
     #[error("RID {rid} still has PASIDs bound to it")]
     DeviceBusy {
         /// The RID.
@@ -223,6 +225,42 @@ pub enum Error {
         /// The kind the RID map gives the destination RID.
         destination_kind: DeviceKind,
     },
+    /// The guest PASID was freed and waits for the VMM to confirm its teardown.
+    #[error("PASID {pasid} is draining: its teardown is not confirmed yet")]
+    Draining {
+        /// The guest PASID.
+        pasid: u32,
+    },
+    /// A teardown was confirmed for a PASID that is not draining (or not as given).
+    #[error("PASID {pasid} is not waiting for teardown")]
+    NotDraining {
+        /// The guest PASID given.
+        pasid: u32,
+    },
+    /// The guest uses the RID both ways, so the call must say which use it means.
+    #[error("RID {rid} carries both a dedicated and a shared-WQ use of this guest: say which")]
+    AmbiguousUse {
+        /// The RID.
+        rid: Rid,
+    },
+    /// The host-PASID source (a broker, a VMM's callbacks) refused or failed.
+    #[error("host-PASID source: {error}")]
+    Source {
+        /// What the source said.
+        error: SourceError,
+    },
+}
+
+impl From<SourceError> for Error {
+    /// Exhaustion and memory keep their own errors (a guest sees "no PASID available"
+    /// for both a full range and a broker's cap); the rest name the source.
+    fn from(error: SourceError) -> Self {
+        match error {
+            SourceError::Exhausted => Error::SharedRangeExhausted,
+            SourceError::OutOfMemory => Error::OutOfMemory,
+            error => Error::Source { error },
+        }
+    }
 }
 
 /// The stable number of each [`Error`] variant. 0 is success in the C API.
@@ -300,6 +338,14 @@ pub enum ErrorCode {
     DuplicatePage = 44,
     /// [`Error::DeviceKindMismatch`].
     DeviceKindMismatch = 51,
+    /// [`Error::Draining`].
+    Draining = 52,
+    /// [`Error::NotDraining`].
+    NotDraining = 53,
+    /// [`Error::AmbiguousUse`].
+    AmbiguousUse = 54,
+    /// [`Error::Source`].
+    Source = 55,
 }
 
 impl Error {
@@ -341,6 +387,10 @@ impl Error {
             Error::BadTablePage { .. } => ErrorCode::BadTablePage,
             Error::DuplicatePage { .. } => ErrorCode::DuplicatePage,
             Error::DeviceKindMismatch { .. } => ErrorCode::DeviceKindMismatch,
+            Error::Draining { .. } => ErrorCode::Draining,
+            Error::NotDraining { .. } => ErrorCode::NotDraining,
+            Error::AmbiguousUse { .. } => ErrorCode::AmbiguousUse,
+            Error::Source { .. } => ErrorCode::Source,
         }
     }
 }

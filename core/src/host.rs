@@ -1,34 +1,67 @@
-//! The host: its shared PASID allocator, its guests and their devices.
+//! The host: where its host PASIDs come from, its guests and the RIDs they use.
 //!
 //! Every method checks all it needs before it changes anything, so a call that returns
 //! an error leaves the host exactly as it was. Checks run in a fixed order (guest,
 //! platform, device, PASID, limits) so that the error a caller sees is predictable.
+//!
+//! The methods are grouped by job: guests here, RIDs and bindings in `devices`,
+//! PASID allocation and translation in `pasids`, the teardown lifecycle in `teardown`.
+//!
+//! # The lifecycle of a PASID
+//!
+//! ```text
+//! free --alloc--> held --free / destroy_guest--> draining --complete_teardown--> free
+//! ```
+//!
+//! A freed gPASID stops translating at once (its table entry is invalid), but neither
+//! it nor its host PASID is handed out again until the VMM says the hardware has let go
+//! (the PASID-table entries cleared, IOTLB and device TLB invalidated, the work queue
+//! drained): [`Host::complete_teardown`]. Quotas count draining PASIDs, so a guest
+//! cannot churn past its quota. A destroyed guest's host PASIDs drain the same way.
 
-use alloc::collections::{BTreeMap, BTreeSet};
+mod devices;
+mod pasids;
+mod teardown;
+
 use alloc::vec::Vec;
 
 use crate::bitmap::IdBitmap;
 use crate::error::{Error, Result};
 use crate::layout::PasidLayout;
-use crate::remap::{PagesTouched, RemapTable};
-use crate::types::{DeviceKind, GuestConfig, GuestId, PasidKind, Platform, Rid};
+use crate::remap::RemapTable;
+use crate::sorted::{SortedMap, SortedSet};
+use crate::source::HostPasidSource;
+use crate::types::{DeviceKind, Draining, GuestConfig, GuestId, Platform, ProgrammedEntry, Rid};
 
 const SLOT_BITS: u32 = 16;
 const MAX_SLOTS: usize = 1 << SLOT_BITS;
 
-/// A host's PASID state: the layout, the shared (global) PASIDs in use, the guests and
-/// the devices attached to them.
+/// A host's PASID state: the layout, where its host PASIDs come from, the guests and
+/// the RIDs they use.
+///
+/// `S` is the [`HostPasidSource`] of host (shared-range) PASIDs: by default the
+/// in-process [`IdBitmap`] ([`Host::new`]); a broker client or a VMM's own allocator
+/// through [`Host::with_source`].
 ///
 /// `Host` is plain data with no interior mutability: share it between threads behind a
-/// lock (the C layer does). Cloning a host is a deep copy, which makes undo cheap.
+/// lock (the C layer does). Cloning a host with the in-process source is a deep copy,
+/// which makes undo cheap.
 #[derive(Debug, Clone)]
-pub struct Host {
+pub struct Host<S = IdBitmap> {
     pub(crate) layout: PasidLayout,
     pub(crate) platform: Platform,
-    pub(crate) shared: IdBitmap,
+    pub(crate) source: S,
+    /// Host PASIDs taken from the source and not given back: held or draining.
+    pub(crate) host_pasids: u32,
     pub(crate) slots: Vec<Slot>,
     pub(crate) free_slots: Vec<u16>,
-    pub(crate) devices: BTreeMap<Rid, GuestId>,
+    /// Who uses each RID, and how.
+    pub(crate) rids: SortedMap<Rid, RidUsers>,
+    /// Draining host PASIDs of destroyed guests (a live guest keeps its own).
+    pub(crate) orphans: Vec<Draining>,
+    /// Host PASIDs whose teardown is confirmed but which the source did not take back
+    /// (a broker that was unreachable): still ours, retried on the next teardown.
+    pub(crate) release_backlog: Vec<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -37,24 +70,41 @@ pub(crate) struct Slot {
     pub(crate) guest: Option<Guest>,
 }
 
+/// The guests using one RID.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RidUsers {
+    pub(crate) dedicated: Option<GuestId>,
+    pub(crate) shared_wq: SortedSet<GuestId>,
+}
+
+impl RidUsers {
+    fn is_empty(&self) -> bool {
+        self.dedicated.is_none() && self.shared_wq.is_empty()
+    }
+}
+
 /// One guest's PASIDs and devices.
 #[derive(Debug, Clone)]
 pub(crate) struct Guest {
     pub(crate) config: GuestConfig,
-    /// gPASIDs the guest holds, of both kinds (p2 guests only).
+    /// gPASIDs the guest holds or that drain, of both kinds (p2 guests only).
     pub(crate) pasids: IdBitmap,
-    /// The shared ones, with their host PASIDs.
+    /// The shared ones it holds, with their host PASIDs.
     pub(crate) remap: RemapTable,
-    pub(crate) devices: BTreeMap<Rid, Device>,
+    /// The guest's uses of RIDs.
+    pub(crate) devices: SortedMap<(Rid, DeviceKind), Device>,
     /// How many devices each bound gPASID is bound to.
-    pub(crate) bind_counts: BTreeMap<u32, u32>,
+    pub(crate) bind_counts: SortedMap<u32, u32>,
+    /// Freed gPASIDs whose teardown is not confirmed, with their host PASIDs.
+    pub(crate) draining: SortedMap<u32, Option<u32>>,
+    /// How many of `draining` have a host PASID (the quota counts them).
+    pub(crate) draining_shared: u32,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Device {
-    pub(crate) kind: DeviceKind,
-    /// p2: the gPASIDs bound to this device; p1: the PASIDs the guest recorded on it.
-    pub(crate) pasids: BTreeSet<u32>,
+    /// p2: the gPASIDs bound to this use; p1: the PASIDs the guest recorded on it.
+    pub(crate) pasids: SortedSet<u32>,
 }
 
 /// The id of the guest in `slot`: the generation above the slot number.
@@ -75,9 +125,9 @@ fn generation_of(id: GuestId) -> u16 {
 }
 
 /// The live guest `id` names. A function of the slot table alone, not of the host, so
-/// a caller can hold the guest and the host's shared allocator at once.
+/// a caller can hold the guest and the host's source at once.
 #[inline(always)]
-fn live_guest_mut(slots: &mut [Slot], id: GuestId) -> Result<&mut Guest> {
+pub(crate) fn live_guest_mut(slots: &mut [Slot], id: GuestId) -> Result<&mut Guest> {
     match slots.get_mut(slot_of(id)) {
         Some(Slot {
             generation,
@@ -93,16 +143,14 @@ impl Guest {
             config,
             pasids: IdBitmap::new(layout.local())?,
             remap: RemapTable::new(layout.local())?,
-            devices: BTreeMap::new(),
-            bind_counts: BTreeMap::new(),
+            devices: SortedMap::new(),
+            bind_counts: SortedMap::new(),
+            draining: SortedMap::new(),
+            draining_shared: 0,
         })
     }
 
-    fn device(&self, rid: Rid) -> Result<&Device> {
-        self.devices.get(&rid).ok_or(Error::NoSuchDevice { rid })
-    }
-
-    fn require(&self, platform: Platform, what: &'static str) -> Result<()> {
+    pub(crate) fn require(&self, platform: Platform, what: &'static str) -> Result<()> {
         if self.config.platform == platform {
             Ok(())
         } else {
@@ -110,40 +158,88 @@ impl Guest {
         }
     }
 
-    fn check_held(&self, gpasid: u32, layout: &PasidLayout) -> Result<()> {
+    /// `gpasid` is one the guest holds (not free, not draining).
+    pub(crate) fn check_held(&self, gpasid: u32, layout: &PasidLayout) -> Result<()> {
         if !layout.local().contains(&gpasid) {
             Err(Error::PasidOutOfRange { pasid: gpasid })
         } else if !self.pasids.is_used(gpasid) {
             Err(Error::NotAllocated { pasid: gpasid })
+        } else if !self.draining.is_empty() && self.draining.contains_key(&gpasid) {
+            Err(Error::Draining { pasid: gpasid })
         } else {
             Ok(())
         }
     }
 
-    /// The PASID to program into the host IOMMU for `gpasid` on a device of `kind`.
+    /// Shared PASIDs the quota counts: held and draining.
+    #[inline(always)]
+    pub(crate) fn shared_charged(&self) -> u32 {
+        self.remap.len() + self.draining_shared
+    }
+
+    /// The PASID to program into the host IOMMU for `gpasid` on a use of `kind`.
     pub(crate) fn programmed(&self, gpasid: u32, kind: DeviceKind) -> u32 {
         match kind {
             DeviceKind::Dedicated => gpasid,
             DeviceKind::SharedWq => self.remap.get(gpasid).unwrap_or(gpasid),
         }
     }
+
+    /// Every entry the VMM programmed for this guest's bindings (p2) and recorded
+    /// PASIDs (p1), by RID, use and gPASID.
+    pub(crate) fn programmed_entries(&self) -> impl Iterator<Item = ProgrammedEntry> + '_ {
+        self.devices.iter().flat_map(move |(&(rid, kind), d)| {
+            d.pasids.keys().map(move |&gpasid| ProgrammedEntry {
+                rid,
+                kind,
+                gpasid,
+                pasid: self.programmed(gpasid, kind),
+            })
+        })
+    }
+
+    /// How many entries [`Guest::programmed_entries`] yields.
+    pub(crate) fn programmed_count(&self) -> usize {
+        self.devices.values().map(|d| d.pasids.len()).sum()
+    }
 }
 
-const P1_NO_ALLOC: &str = "the guest's vIOMMU offers no PASID allocation (p1): record its PASIDs";
-const P2_NO_RECORD: &str = "the guest allocates PASIDs through its vIOMMU (p2): use alloc and bind";
-const P1_NO_SHARED_WQ: &str = "shared work queues need a p2 guest";
+pub(crate) const P1_NO_ALLOC: &str =
+    "the guest's vIOMMU offers no PASID allocation (p1): record its PASIDs";
+pub(crate) const P2_NO_RECORD: &str =
+    "the guest allocates PASIDs through its vIOMMU (p2): use alloc and bind";
 const P1_HOST_NO_P2: &str = "a p1 host has no shared work queues, so it cannot host a p2 guest";
+const SOURCE_RANGE_DIFFERS: &str =
+    "the host-PASID source serves another range than the layout's shared range";
 
 impl Host {
-    /// An empty host. Fails only when memory for the shared allocator cannot be had.
+    /// An empty host that owns its whole shared range in-process. Fails only when
+    /// memory for the shared allocator cannot be had.
     pub fn new(layout: PasidLayout, platform: Platform) -> Result<Self> {
+        let source = IdBitmap::new(layout.shared())?;
+        Self::with_source(layout, platform, source)
+    }
+}
+
+impl<S: HostPasidSource> Host<S> {
+    /// An empty host whose host PASIDs come from `source` (a broker client, a VMM's
+    /// own allocator). The source must serve exactly the layout's shared range.
+    pub fn with_source(layout: PasidLayout, platform: Platform, source: S) -> Result<Self> {
+        if source.range() != layout.shared() {
+            return Err(Error::IncompatibleLayout {
+                reason: SOURCE_RANGE_DIFFERS,
+            });
+        }
         Ok(Host {
-            shared: IdBitmap::new(layout.shared())?,
             layout,
             platform,
+            source,
+            host_pasids: 0,
             slots: Vec::new(),
             free_slots: Vec::new(),
-            devices: BTreeMap::new(),
+            rids: SortedMap::new(),
+            orphans: Vec::new(),
+            release_backlog: Vec::new(),
         })
     }
 
@@ -157,14 +253,21 @@ impl Host {
         self.platform
     }
 
-    /// How many shared (host-global) PASIDs are in use.
-    pub fn shared_in_use(&self) -> u32 {
-        self.shared.used()
+    /// Where the host's host PASIDs come from.
+    pub fn source(&self) -> &S {
+        &self.source
     }
 
-    /// How many shared PASIDs are free.
+    /// How many host (shared-range) PASIDs this host holds: held by guests, draining,
+    /// or confirmed but not yet taken back by the source.
+    pub fn shared_in_use(&self) -> u32 {
+        self.host_pasids
+    }
+
+    /// How many shared PASIDs are free, as far as the source knows (for the in-process
+    /// source: exactly; for a broker: its last figure, for the whole machine).
     pub fn shared_free(&self) -> u32 {
-        self.shared.capacity() - self.shared.used()
+        self.source.free_count()
     }
 
     // ---- guests ----
@@ -198,26 +301,65 @@ impl Host {
             None => return Err(Error::TooManyGuests),
         };
         let entry = &mut self.slots[slot];
-        entry.generation = entry.generation.wrapping_add(1).max(1);
+        // Never wraps: a slot at the last generation is retired by destroy_guest.
+        entry.generation += 1;
         entry.guest = Some(guest);
         Ok(guest_id(slot, entry.generation))
     }
 
-    /// Destroys a guest and releases everything it held: its shared PASIDs return to
-    /// the host and its devices are detached.
-    pub fn destroy_guest(&mut self, guest: GuestId) -> Result<()> {
-        self.guest(guest)?;
+    /// Takes a guest out again right after [`Host::install_guest`] (an import that
+    /// failed after installing it), so that the host is as it was: nobody has seen the
+    /// id, so the slot's generation goes back too. The slot is free again, and
+    /// `free_slots` has room: install took it from there or reserved for it.
+    pub(crate) fn uninstall_guest(&mut self, guest: GuestId) {
+        let slot = slot_of(guest);
+        self.slots[slot].guest = None;
+        self.slots[slot].generation -= 1;
+        self.free_slots.push(slot as u16);
+    }
+
+    /// Destroys a guest, whatever it still holds, and returns every entry the VMM
+    /// programmed for it (its bindings and recorded PASIDs), which the VMM must now
+    /// clear. Its devices are detached at once (on a shared RID, only this guest's
+    /// use goes); its host PASIDs drain like freed ones (see [`Host::draining`]) until
+    /// the VMM calls [`Host::complete_teardown`] for them.
+    pub fn destroy_guest(&mut self, guest: GuestId) -> Result<Vec<ProgrammedEntry>> {
+        let g = self.guest(guest)?;
+        let mut entries = Vec::new();
+        entries.try_reserve_exact(g.programmed_count())?;
+        entries.extend(g.programmed_entries());
+        self.orphans.try_reserve(g.shared_charged() as usize)?;
+        // Reserved when the slot was made, but a clone of the host keeps no spare
+        // capacity: make sure (a no-op when it is there).
+        self.free_slots.try_reserve(1)?;
+
         let slot = slot_of(guest);
         let g = self.slots[slot].guest.take().expect("checked above");
-        for (_, hpasid) in g.remap.iter() {
-            self.shared.free(hpasid);
+        let held = g
+            .remap
+            .iter()
+            .map(|(gpasid, hpasid)| (gpasid, Some(hpasid)));
+        let draining = g.draining.iter().map(|(&gpasid, &hpasid)| (gpasid, hpasid));
+        // Reserved above, so this cannot allocate. Local gPASIDs need no draining once
+        // their guest is gone: nobody else can be handed those numbers.
+        self.orphans.extend(
+            held.chain(draining)
+                .filter(|(_, hpasid)| hpasid.is_some())
+                .map(|(gpasid, hpasid)| Draining {
+                    guest,
+                    gpasid,
+                    hpasid,
+                }),
+        );
+        for &(rid, kind) in g.devices.keys() {
+            self.remove_user(rid, kind, guest);
         }
-        for rid in g.devices.keys() {
-            self.devices.remove(rid);
+        // A slot at the last generation is retired: its next id would wrap onto an old
+        // one. Capacity for this push was reserved above.
+        if self.slots[slot].generation < u16::MAX {
+            self.free_slots.push(slot as u16);
         }
-        // Capacity for this push was reserved when the slot was made.
-        self.free_slots.push(slot as u16);
-        Ok(())
+        Ok(entries)
     }
 
     /// The ids of the live guests, in slot order.
@@ -233,9 +375,19 @@ impl Host {
         Ok(self.guest(guest)?.config)
     }
 
-    /// How many shared PASIDs a guest holds (what its quota limits).
+    /// How many shared PASIDs count against a guest's quota: the ones it holds and the
+    /// ones still draining.
     pub fn shared_held(&self, guest: GuestId) -> Result<u32> {
-        Ok(self.guest(guest)?.remap.len())
+        Ok(self.guest(guest)?.shared_charged())
+    }
+
+    /// Every entry the VMM programmed for a guest (its bindings on p2, its recorded
+    /// PASIDs on p1), by RID, use and gPASID: what [`Host::destroy_guest`] would return.
+    pub fn programmed_entries(
+        &self,
+        guest: GuestId,
+    ) -> Result<impl Iterator<Item = ProgrammedEntry> + '_> {
+        Ok(self.guest(guest)?.programmed_entries())
     }
 
     #[inline(always)]
@@ -254,219 +406,10 @@ impl Host {
         live_guest_mut(&mut self.slots, guest)
     }
 
-    // ---- devices ----
-
-    /// Attaches the device at `rid` to a guest. A RID belongs to at most one guest, and
-    /// shared work queues need a p2 guest.
-    pub fn attach(&mut self, guest: GuestId, rid: Rid, kind: DeviceKind) -> Result<()> {
-        let g = self.guest(guest)?;
-        if kind == DeviceKind::SharedWq {
-            g.require(Platform::P2, P1_NO_SHARED_WQ)?;
-        }
-        if self.devices.contains_key(&rid) {
-            return Err(Error::RidInUse { rid });
-        }
-        self.devices.insert(rid, guest);
-        let device = Device {
-            kind,
-            pasids: BTreeSet::new(),
-        };
-        self.guest_mut(guest)?.devices.insert(rid, device);
-        Ok(())
-    }
-
-    /// Detaches a device. Refused while PASIDs are bound (p2) or recorded (p1) on it.
-    pub fn detach(&mut self, guest: GuestId, rid: Rid) -> Result<()> {
-        let g = self.guest_mut(guest)?;
-        if !g.device(rid)?.pasids.is_empty() {
-            return Err(Error::DeviceBusy { rid });
-        }
-        g.devices.remove(&rid);
-        self.devices.remove(&rid);
-        Ok(())
-    }
-
-    /// The guest a RID is attached to, if any.
-    pub fn owner(&self, rid: Rid) -> Option<GuestId> {
-        self.devices.get(&rid).copied()
-    }
-
-    // ---- p2: allocation ----
-
-    /// Allocates a guest PASID (p2 guests only): the lowest free gPASID of the guest
-    /// range, and for [`PasidKind::Shared`] also the lowest free host PASID of the
-    /// shared range, mapped in the guest's translation table.
-    ///
-    /// A shared request is checked against the quota, then the guest range, then the
-    /// shared range.
-    #[inline]
-    pub fn alloc(&mut self, guest: GuestId, kind: PasidKind) -> Result<u32> {
-        self.alloc_reporting_pages(guest, kind).map(|(g, _)| g)
-    }
-
-    /// [`Host::alloc`], also telling which translation-table pages changed (for a
-    /// shared PASID), so a VMM rewrites only those.
-    #[inline(always)]
-    pub fn alloc_reporting_pages(
-        &mut self,
-        guest: GuestId,
-        kind: PasidKind,
-    ) -> Result<(u32, Option<PagesTouched>)> {
-        // One lookup, borrowing the guest and the shared allocator at once (disjoint
-        // fields): this is a VM-exit path.
-        let g = live_guest_mut(&mut self.slots, guest)?;
-        g.require(Platform::P2, P1_NO_ALLOC)?;
-        match kind {
-            PasidKind::Local => {
-                let gpasid = g.pasids.alloc().ok_or(Error::GuestRangeExhausted)?;
-                Ok((gpasid, None))
-            }
-            PasidKind::Shared => {
-                if g.remap.len() >= g.config.shared_quota {
-                    return Err(Error::QuotaExceeded {
-                        quota: g.config.shared_quota,
-                    });
-                }
-                let gpasid = g.pasids.alloc().ok_or(Error::GuestRangeExhausted)?;
-                let Some(hpasid) = self.shared.alloc() else {
-                    g.pasids.free(gpasid);
-                    return Err(Error::SharedRangeExhausted);
-                };
-                match g.remap.insert(gpasid, hpasid) {
-                    Ok(pages) => Ok((gpasid, Some(pages))),
-                    Err(e) => {
-                        g.pasids.free(gpasid);
-                        self.shared.free(hpasid);
-                        Err(e)
-                    }
-                }
-            }
-        }
-    }
-
-    /// Frees a guest PASID (p2 guests only), and its host PASID if it is shared.
-    /// Refused while the gPASID is bound to any device: unbind first, so a device can
-    /// never keep DMA tagged with a PASID that may be handed out again.
-    #[inline]
-    pub fn free(&mut self, guest: GuestId, gpasid: u32) -> Result<()> {
-        self.free_reporting_pages(guest, gpasid).map(|_| ())
-    }
-
-    /// [`Host::free`], also telling which translation-table page changed.
-    #[inline(always)]
-    pub fn free_reporting_pages(
-        &mut self,
-        guest: GuestId,
-        gpasid: u32,
-    ) -> Result<Option<PagesTouched>> {
-        let g = live_guest_mut(&mut self.slots, guest)?;
-        g.require(Platform::P2, P1_NO_ALLOC)?;
-        g.check_held(gpasid, &self.layout)?;
-        // The emptiness test is inline; the map lookup is a call.
-        if !g.bind_counts.is_empty() && g.bind_counts.contains_key(&gpasid) {
-            return Err(Error::StillBound { pasid: gpasid });
-        }
-        let pages = g.remap.remove(gpasid).map(|(hpasid, pages)| {
-            self.shared.free(hpasid);
-            pages
-        });
-        g.pasids.free(gpasid);
-        Ok(pages)
-    }
-
-    /// The host PASID behind a guest's shared gPASID: what ENQCMD's PASID becomes.
-    #[inline]
-    pub fn translate(&self, guest: GuestId, gpasid: u32) -> Result<u32> {
-        let g = self.guest(guest)?;
-        match g.remap.get(gpasid) {
-            Some(hpasid) => Ok(hpasid),
-            None => {
-                g.check_held(gpasid, &self.layout)?;
-                Err(Error::NotShared { pasid: gpasid })
-            }
-        }
-    }
-
-    /// The kind of a gPASID the guest holds (p2).
-    pub fn kind_of(&self, guest: GuestId, gpasid: u32) -> Result<PasidKind> {
-        let g = self.guest(guest)?;
-        g.check_held(gpasid, &self.layout)?;
-        Ok(if g.remap.get(gpasid).is_some() {
-            PasidKind::Shared
-        } else {
-            PasidKind::Local
-        })
-    }
-
-    /// Binds a guest PASID to one of the guest's devices (p2) and returns the PASID to
-    /// program into the host IOMMU for it: the gPASID itself on a dedicated RID, the
-    /// host PASID on a shared work queue. A local gPASID cannot go to a shared WQ.
-    pub fn bind(&mut self, guest: GuestId, gpasid: u32, rid: Rid) -> Result<u32> {
-        let layout = &self.layout;
-        let g = live_guest_mut(&mut self.slots, guest)?;
-        g.require(Platform::P2, P1_NO_ALLOC)?;
-        let kind = g.device(rid)?.kind;
-        g.check_held(gpasid, layout)?;
-        if kind == DeviceKind::SharedWq && g.remap.get(gpasid).is_none() {
-            return Err(Error::NotShared { pasid: gpasid });
-        }
-        let device = g.devices.get_mut(&rid).expect("checked above");
-        if !device.pasids.insert(gpasid) {
-            return Err(Error::AlreadyBound { pasid: gpasid, rid });
-        }
-        *g.bind_counts.entry(gpasid).or_insert(0) += 1;
-        Ok(g.programmed(gpasid, kind))
-    }
-
-    /// Undoes [`Host::bind`].
-    pub fn unbind(&mut self, guest: GuestId, gpasid: u32, rid: Rid) -> Result<()> {
-        let g = self.guest_mut(guest)?;
-        g.require(Platform::P2, P1_NO_ALLOC)?;
-        let device = g.devices.get_mut(&rid).ok_or(Error::NoSuchDevice { rid })?;
-        if !device.pasids.remove(&gpasid) {
-            return Err(Error::NotBound { pasid: gpasid, rid });
-        }
-        match g.bind_counts.get_mut(&gpasid) {
-            Some(1) | None => {
-                g.bind_counts.remove(&gpasid);
-            }
-            Some(n) => *n -= 1,
-        }
-        Ok(())
-    }
-
-    // ---- p1: recording the guest's own choices ----
-
-    /// Records the PASID a p1 guest chose for one of its (dedicated) devices and returns
-    /// the PASID to program: the same number. It must lie in the guest range and be new
-    /// on that RID; the same number on two RIDs of one guest is fine.
-    pub fn record(&mut self, guest: GuestId, rid: Rid, pasid: u32) -> Result<u32> {
-        let local = self.layout.local();
-        let g = self.guest_mut(guest)?;
-        g.require(Platform::P1, P2_NO_RECORD)?;
-        let device = g.devices.get_mut(&rid).ok_or(Error::NoSuchDevice { rid })?;
-        if !local.contains(&pasid) {
-            return Err(Error::PasidOutOfRange { pasid });
-        }
-        if !device.pasids.insert(pasid) {
-            return Err(Error::PasidInUse { pasid });
-        }
-        Ok(pasid)
-    }
-
-    /// Forgets a PASID a p1 guest recorded on a device.
-    pub fn release(&mut self, guest: GuestId, rid: Rid, pasid: u32) -> Result<()> {
-        let g = self.guest_mut(guest)?;
-        g.require(Platform::P1, P2_NO_RECORD)?;
-        let device = g.devices.get_mut(&rid).ok_or(Error::NoSuchDevice { rid })?;
-        if !device.pasids.remove(&pasid) {
-            return Err(Error::NotAllocated { pasid });
-        }
-        Ok(())
-    }
-
-    /// Heap bytes the host holds (allocators, tables and registries), counted directly.
-    pub fn heap_bytes(&self) -> usize {
+    /// Heap bytes the host holds for its guests and registries, counted directly; not
+    /// the source's own memory (for the in-process source, [`Host::heap_bytes`] adds
+    /// it).
+    pub fn heap_bytes_excluding_source(&self) -> usize {
         use core::mem::size_of;
         let per_guest: usize = self
             .slots
@@ -475,18 +418,33 @@ impl Host {
             .map(|g| {
                 g.pasids.heap_bytes()
                     + g.remap.heap_bytes()
-                    + g.devices.len() * (size_of::<Rid>() + size_of::<Device>())
+                    + g.devices.heap_bytes()
                     + g.devices
                         .values()
-                        .map(|d| d.pasids.len() * 4)
+                        .map(|d| d.pasids.heap_bytes())
                         .sum::<usize>()
-                    + g.bind_counts.len() * 8
+                    + g.bind_counts.heap_bytes()
+                    + g.draining.heap_bytes()
             })
             .sum();
-        self.shared.heap_bytes()
-            + self.slots.capacity() * size_of::<Slot>()
+        self.slots.capacity() * size_of::<Slot>()
             + self.free_slots.capacity() * 2
-            + self.devices.len() * (size_of::<Rid>() + size_of::<GuestId>())
+            + self.rids.heap_bytes()
+            + self
+                .rids
+                .values()
+                .map(|u| u.shared_wq.heap_bytes())
+                .sum::<usize>()
+            + self.orphans.capacity() * size_of::<Draining>()
+            + self.release_backlog.capacity() * 4
             + per_guest
+    }
+}
+
+impl Host<IdBitmap> {
+    /// Heap bytes the host holds (allocators, tables and registries, its in-process
+    /// shared allocator included), counted directly.
+    pub fn heap_bytes(&self) -> usize {
+        self.heap_bytes_excluding_source() + self.source.heap_bytes()
     }
 }

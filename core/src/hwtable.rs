@@ -502,7 +502,7 @@ impl TableSet {
     }
 }
 
-impl Host {
+impl<S: crate::source::HostPasidSource> Host<S> {
     /// The PASID-translation tables a guest uses, as table numbers (gPASID >> 10), in
     /// increasing order: the tables [`Host::export_translation`] needs pages for.
     pub fn translation_tables(&self, guest: GuestId) -> Result<impl Iterator<Item = u32> + '_> {

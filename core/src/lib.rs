@@ -52,6 +52,7 @@ mod layout;
 pub mod migrate;
 pub mod remap;
 mod snapshot;
+mod sorted;
 pub mod source;
 mod types;
 pub mod vcmd;
@@ -61,4 +62,6 @@ pub use host::Host;
 pub use layout::{PasidLayout, RangeName, MAX_PASID_WIDTH};
 pub use snapshot::{DeviceSnapshot, GuestSnapshot, HostSnapshot, PasidSnapshot, ProgrammedPasid};
 pub use source::{HostPasidSource, SourceError};
-pub use types::{DeviceKind, GuestConfig, GuestId, PasidKind, Platform, Rid};
+pub use types::{
+    DeviceKind, Draining, GuestConfig, GuestId, PasidKind, Platform, ProgrammedEntry, Rid,
+};

@@ -82,6 +82,7 @@ use alloc::vec::Vec;
 use crate::error::{Error, Result};
 use crate::host::{Device, Guest, Host};
 use crate::layout::PasidLayout;
+use crate::sorted::SortedMap;
 use crate::types::{DeviceKind, GuestConfig, GuestId, PasidKind, Platform, Rid};
 
 use wire::{gpasid, Decoded, SHARED_BIT};
@@ -264,7 +265,7 @@ const P2_GUEST_P1_HOST: &str =
 const SHARED_RANGE_TOO_SMALL: &str =
     "the destination's shared range is smaller than the guest's shared PASIDs";
 
-impl Host {
+impl<S: crate::source::HostPasidSource> Host<S> {
     /// Exports a guest's PASID state as a migration blob. The guest stays as it is;
     /// once the destination has imported the blob, [`Host::destroy_guest`] releases it.
     pub fn export_guest(&self, guest: GuestId) -> Result<Vec<u8>> {
@@ -343,21 +344,21 @@ impl Host {
         report.shared.try_reserve_exact(d.shared_count as usize)?;
         report.devices.try_reserve_exact(d.devices.len())?;
         let mut g = Guest::new(d.config, &self.layout)?;
-        self.fill_pasids(&mut g, &d, &mut report.shared)?;
+        let mut devices = Vec::new();
+        devices.try_reserve_exact(d.devices.len())?;
         for (dev, &destination) in d.devices.iter().zip(&destinations) {
             let device = Device {
-                kind: dev.kind,
                 pasids: wire::pasid_set(d.pasids_of(dev))?,
             };
-            g.devices.insert(destination, device);
+            devices.push(((destination, dev.kind), device));
             report.devices.push(RidRemap {
                 source: dev.rid,
                 destination,
                 kind: dev.kind,
             });
         }
-        // Collected into a Vec of the exact size first: BTreeMap::from_iter then reuses
-        // it in place, and a memory failure is an error rather than an abort.
+        devices.sort_unstable_by_key(|(key, _)| *key);
+        g.devices = SortedMap::from_sorted(devices);
         let bound = d.bind_counts.iter().filter(|&&n| n > 0).count();
         let mut counts = Vec::new();
         counts.try_reserve_exact(bound)?;
@@ -368,18 +369,53 @@ impl Host {
                 .filter(|(_, &n)| n > 0)
                 .map(|(&e, &n)| (gpasid(e), n)),
         );
-        g.bind_counts = counts.into_iter().collect();
+        g.bind_counts = SortedMap::from_sorted(counts);
 
-        // Commit: install (the last step that can fail), then claim what was planned.
-        let id = self.install_guest(g)?;
-        for s in &report.shared {
-            let claimed = self.shared.claim(s.destination_hpasid);
-            debug_assert!(claimed, "planned host PASIDs are free");
+        // The host PASIDs, all at once (one round trip to a broker); from here on a
+        // failure gives them back.
+        let mut hpasids = Vec::new();
+        self.source.alloc_many(d.shared_count, &mut hpasids)?;
+        let installed = fill_pasids(&mut g, &d, &hpasids, &mut report.shared)
+            .and_then(|()| self.install_guest(g))
+            .and_then(|id| self.register_devices(id, &report.devices).map(|()| id));
+        match installed {
+            Ok(id) => {
+                self.host_pasids += d.shared_count;
+                Ok((id, report))
+            }
+            Err(e) => {
+                // Never seen by any hardware: straight back to the source.
+                for h in hpasids {
+                    let _ = self.source.release(h);
+                }
+                Err(e)
+            }
         }
-        for &rid in &destinations {
-            self.devices.insert(rid, id);
+    }
+
+    /// Enters an installed guest's devices in the host's RID registry; on failure
+    /// (memory) undoes that and removes the guest again, so the host is unchanged.
+    fn register_devices(&mut self, id: GuestId, devices: &[RidRemap]) -> Result<()> {
+        for (done, dev) in devices.iter().enumerate() {
+            let users = self
+                .rids
+                .get_or_try_insert_with(dev.destination, Default::default);
+            let added = users.and_then(|users| match dev.kind {
+                DeviceKind::Dedicated => {
+                    users.dedicated = Some(id);
+                    Ok(true)
+                }
+                DeviceKind::SharedWq => users.shared_wq.try_insert_key(id),
+            });
+            if let Err(e) = added {
+                for dev in &devices[..=done] {
+                    self.remove_user(dev.destination, dev.kind, id);
+                }
+                self.uninstall_guest(id);
+                return Err(e);
+            }
         }
-        Ok((id, report))
+        Ok(())
     }
 
     /// Checks 2-5 of the module's list; returns the destination RID of each device.
@@ -400,13 +436,13 @@ impl Host {
                 first_outside(d.pasids_of(dev), |&p| p, &local)?;
             }
         }
-        if d.shared_count > self.shared.capacity() {
+        if d.shared_count > self.layout.shared().len() as u32 {
             return Err(Error::IncompatibleLayout {
                 reason: SHARED_RANGE_TOO_SMALL,
             });
         }
-        // Free shared PASIDs.
-        if d.shared_count > self.shared_free() {
+        // Free shared PASIDs, as far as the source knows (it may still refuse).
+        if d.shared_count > self.source.free_count() {
             return Err(Error::SharedRangeExhausted);
         }
         // Devices.
@@ -429,46 +465,52 @@ impl Host {
                     destination_kind: kind,
                 });
             }
-            if self.devices.contains_key(&destination) {
+            // Only the dedicated use is one guest's; a shared WQ takes any number.
+            if dev.kind == DeviceKind::Dedicated && self.owner(destination).is_some() {
                 return Err(Error::RidInUse { rid: destination });
             }
             destinations.push(destination);
         }
-        // Two devices of the guest sent to one destination RID.
+        // Two devices of the guest sent to one use of one destination RID.
         let mut sorted = Vec::new();
         sorted.try_reserve_exact(destinations.len())?;
-        sorted.extend_from_slice(&destinations);
+        sorted.extend(
+            destinations
+                .iter()
+                .zip(&d.devices)
+                .map(|(&r, dev)| (r, dev.kind)),
+        );
         sorted.sort_unstable();
         if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
-            return Err(Error::RidInUse { rid: w[0] });
+            return Err(Error::RidInUse { rid: w[0].0 });
         }
         Ok(destinations)
     }
+}
 
-    /// Claims every gPASID in `g` and maps each shared one to the next lowest free host
-    /// PASID (not yet claimed on the host: the caller does that once `g` is installed).
-    fn fill_pasids(&self, g: &mut Guest, d: &Decoded, shared: &mut Vec<SharedRemap>) -> Result<()> {
-        let mut next = self.layout.shared().start;
-        let mut source = d.source_hpasids.iter();
-        for &e in &d.pasids {
-            let gpasid = gpasid(e);
-            g.pasids.claim(gpasid);
-            if e & SHARED_BIT != 0 {
-                let hpasid = self
-                    .shared
-                    .first_free_from(next)
-                    .ok_or(Error::SharedRangeExhausted)?;
-                next = hpasid + 1;
-                g.remap.insert(gpasid, hpasid)?;
-                shared.push(SharedRemap {
-                    gpasid,
-                    source_hpasid: source.next().copied(),
-                    destination_hpasid: hpasid,
-                });
-            }
+/// Claims every gPASID in `g` and maps each shared one to the next of `hpasids`.
+fn fill_pasids(
+    g: &mut Guest,
+    d: &Decoded,
+    hpasids: &[u32],
+    shared: &mut Vec<SharedRemap>,
+) -> Result<()> {
+    let mut source = d.source_hpasids.iter();
+    let mut destination = hpasids.iter();
+    for &e in &d.pasids {
+        let gpasid = gpasid(e);
+        g.pasids.claim(gpasid);
+        if e & SHARED_BIT != 0 {
+            let hpasid = *destination.next().ok_or(Error::SharedRangeExhausted)?;
+            g.remap.insert(gpasid, hpasid)?;
+            shared.push(SharedRemap {
+                gpasid,
+                source_hpasid: source.next().copied(),
+                destination_hpasid: hpasid,
+            });
         }
-        Ok(())
     }
+    Ok(())
 }
 
 /// The caller's RID map as [`RidMapping`]s, sorted by source RID.

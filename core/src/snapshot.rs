@@ -4,7 +4,7 @@ use alloc::vec::Vec;
 use core::ops::Range;
 
 use crate::host::Host;
-use crate::types::{DeviceKind, GuestConfig, GuestId, PasidKind, Platform, Rid};
+use crate::types::{DeviceKind, Draining, GuestConfig, GuestId, PasidKind, Platform, Rid};
 
 /// Everything a host holds, in a stable order (guests by slot, the rest ascending).
 /// Two hosts with equal snapshots behave the same.
@@ -19,10 +19,12 @@ pub struct HostSnapshot {
     pub shared: Range<u32>,
     /// The host's platform.
     pub platform: Platform,
-    /// Shared PASIDs in use on the host.
+    /// Host PASIDs this host holds: held by guests or draining.
     pub shared_in_use: u32,
     /// The guests.
     pub guests: Vec<GuestSnapshot>,
+    /// Draining host PASIDs of guests destroyed since, in the order they were destroyed.
+    pub orphans: Vec<Draining>,
 }
 
 /// One guest in a [`HostSnapshot`].
@@ -35,7 +37,9 @@ pub struct GuestSnapshot {
     pub config: GuestConfig,
     /// The gPASIDs it holds (p2), ascending.
     pub pasids: Vec<PasidSnapshot>,
-    /// Its devices, by RID.
+    /// Its freed gPASIDs whose teardown is not confirmed, ascending.
+    pub draining: Vec<Draining>,
+    /// Its uses of RIDs, by RID, dedicated before shared WQ.
     pub devices: Vec<DeviceSnapshot>,
 }
 
@@ -57,7 +61,7 @@ pub struct PasidSnapshot {
 pub struct DeviceSnapshot {
     /// The device's RID.
     pub rid: Rid,
-    /// Dedicated or shared WQ.
+    /// The use: dedicated or shared WQ.
     pub kind: DeviceKind,
     /// Bound (p2) or recorded (p1) gPASIDs with the PASID programmed for each.
     pub programmed: Vec<ProgrammedPasid>,
@@ -73,7 +77,7 @@ pub struct ProgrammedPasid {
     pub programmed: u32,
 }
 
-impl Host {
+impl<S: crate::source::HostPasidSource> Host<S> {
     /// An owned picture of the whole host.
     pub fn snapshot(&self) -> HostSnapshot {
         HostSnapshot {
@@ -81,11 +85,12 @@ impl Host {
             local: self.layout.local(),
             shared: self.layout.shared(),
             platform: self.platform,
-            shared_in_use: self.shared.used(),
+            shared_in_use: self.host_pasids,
             guests: self
                 .guests()
                 .map(|id| self.guest_snapshot(id).expect("live guest"))
                 .collect(),
+            orphans: self.orphans.clone(),
         }
     }
 
@@ -95,6 +100,7 @@ impl Host {
         let pasids = g
             .pasids
             .iter_used()
+            .filter(|gpasid| !g.draining.contains_key(gpasid))
             .map(|gpasid| {
                 let hpasid = g.remap.get(gpasid);
                 PasidSnapshot {
@@ -111,15 +117,15 @@ impl Host {
         let devices = g
             .devices
             .iter()
-            .map(|(&rid, d)| DeviceSnapshot {
+            .map(|(&(rid, kind), d)| DeviceSnapshot {
                 rid,
-                kind: d.kind,
+                kind,
                 programmed: d
                     .pasids
-                    .iter()
+                    .keys()
                     .map(|&gpasid| ProgrammedPasid {
                         gpasid,
-                        programmed: g.programmed(gpasid, d.kind),
+                        programmed: g.programmed(gpasid, kind),
                     })
                     .collect(),
             })
@@ -128,6 +134,7 @@ impl Host {
             id,
             config: g.config,
             pasids,
+            draining: self.draining_of(id)?,
             devices,
         })
     }

@@ -24,13 +24,20 @@ pub enum PasidKind {
     Shared,
 }
 
-/// How a device function is given to a guest.
+/// How a guest uses a host RID. One RID may carry both uses at once (a DSA function
+/// with a dedicated and a shared work queue), each for any guest the rules allow: one
+/// guest at most may use a RID as [`DeviceKind::Dedicated`] (its local-range PASIDs are
+/// programmed as they are), any number of p2 guests may use it as
+/// [`DeviceKind::SharedWq`] (they program host PASIDs from the shared range, unique on
+/// the machine). The ranges are disjoint, so the two uses never collide on one RID.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum DeviceKind {
-    /// An SR-IOV VF or a whole PF owned by one guest: its PASID space is RID-local.
+    /// An SR-IOV VF, a whole PF or a dedicated WQ of one guest: the guest's PASIDs
+    /// are programmed unchanged, so at most one guest has this use of a RID.
     Dedicated,
-    /// A shared work queue (ENQCMD): needs host-global PASIDs.
+    /// A shared work queue (ENQCMD) or a SIOV assignable interface on a shared RID:
+    /// programmed with host PASIDs, so any number of guests can use it at once.
     SharedWq,
 }
 
@@ -97,7 +104,9 @@ impl fmt::Debug for Rid {
 }
 
 /// A guest on one host. Stale ids (of a destroyed guest) are refused, never aliased:
-/// the low 16 bits pick a slot and the high 16 bits count its reuses.
+/// the low 16 bits pick a slot and the high 16 bits count its reuses. A slot whose
+/// count would wrap is retired for the life of the host, so no id ever names two
+/// guests (65,535 guests per slot, 2^16 slots).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct GuestId(pub u32);
@@ -135,4 +144,33 @@ impl GuestConfig {
             shared_quota: 0,
         }
     }
+}
+
+/// A guest PASID that no longer translates but whose numbers the hardware may still
+/// hold: its host PASID (and the gPASID itself) are not handed out again until the VMM
+/// confirms the teardown with [`crate::Host::complete_teardown`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Draining {
+    /// The guest that held it (possibly destroyed since).
+    pub guest: GuestId,
+    /// The guest PASID.
+    pub gpasid: u32,
+    /// Its host PASID, for a shared gPASID.
+    pub hpasid: Option<u32>,
+}
+
+/// A PASID-table entry the VMM programmed in the host IOMMU for a guest's binding,
+/// which it must clear (and then flush the IOTLB and device TLB, and drain the WQ).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct ProgrammedEntry {
+    /// The host RID whose PASID table holds the entry.
+    pub rid: Rid,
+    /// The use of the RID the binding was for.
+    pub kind: DeviceKind,
+    /// The guest PASID that was bound (or recorded, on p1).
+    pub gpasid: u32,
+    /// The PASID in the entry: the gPASID on a dedicated use, its hPASID on a shared WQ.
+    pub pasid: u32,
 }

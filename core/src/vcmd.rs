@@ -231,7 +231,7 @@ impl VtdRevision {
     }
 }
 
-impl Host {
+impl<S: crate::source::HostPasidSource> Host<S> {
     /// The guest's VCCAP_REG value: [`VCCAP_PAS`] for a p2 guest, 0 for a p1 guest.
     /// The same in both revisions (only the register's offset differs).
     pub fn vcap(&self, guest: GuestId, rev: VtdRevision) -> Result<u64> {
@@ -281,7 +281,8 @@ impl Host {
                     Err(
                         Error::QuotaExceeded { .. }
                         | Error::GuestRangeExhausted
-                        | Error::SharedRangeExhausted,
+                        | Error::SharedRangeExhausted
+                        | Error::Source { .. },
                     ) => Ok((rev.status(rev.sc_no_pasid_available()), None)),
                     Err(e) => Err(e),
                 }
@@ -296,6 +297,7 @@ impl Host {
                     Err(
                         Error::PasidOutOfRange { .. }
                         | Error::NotAllocated { .. }
+                        | Error::Draining { .. }
                         | Error::StillBound { .. },
                     ) => invalid,
                     Err(e) => Err(e),

@@ -70,6 +70,12 @@ fn freeing_a_bound_pasid_is_refused_until_the_last_unbind() {
         Err(Error::NotBound { pasid: p, rid: VF })
     );
     host.free(g, p).unwrap();
+    // Freed: no longer translating, but draining until the VMM confirms teardown.
+    assert_eq!(host.translate(g, p), Err(Error::Draining { pasid: p }));
+    assert_eq!(host.shared_in_use(), 1);
+    let draining: Vec<_> = host.draining().collect();
+    assert_eq!(draining.len(), 1);
+    host.complete_teardown(&draining).unwrap();
     assert_eq!(host.shared_in_use(), 0);
     assert_eq!(host.translate(g, p), Err(Error::NotAllocated { pasid: p }));
 }
@@ -96,10 +102,16 @@ fn guests_are_isolated() {
     assert_eq!(pb, pa, "each guest numbers its PASIDs on its own");
     assert_eq!(host.bind(b, pb, WQ), Err(Error::NoSuchDevice { rid: WQ }));
     assert_eq!(host.detach(b, WQ), Err(Error::NoSuchDevice { rid: WQ }));
+    // nor take a's dedicated use of a RID.
+    host.attach(a, Rid::new(0, 0x0302), DeviceKind::Dedicated)
+        .unwrap();
     assert_eq!(
-        host.attach(b, WQ, DeviceKind::SharedWq),
-        Err(Error::RidInUse { rid: WQ })
+        host.attach(b, Rid::new(0, 0x0302), DeviceKind::Dedicated),
+        Err(Error::RidInUse {
+            rid: Rid::new(0, 0x0302)
+        })
     );
+    host.detach(a, Rid::new(0, 0x0302)).unwrap();
     host.free(b, pb).unwrap();
     assert_eq!(host.guest_snapshot(a).unwrap(), before);
     assert_eq!(host.translate(a, pa), Ok(4096));
@@ -116,6 +128,15 @@ fn guests_are_isolated() {
         })
     );
     assert_eq!(host.owner(WQ), None);
+    assert_eq!(host.rid_users(WQ).count(), 0);
+    // a's host PASID drains after its guest is gone, then goes back.
+    assert_eq!(host.shared_in_use(), 1);
+    // (after b's own freed local gPASID, which drains too)
+    let draining: Vec<_> = host.draining().collect();
+    assert_eq!(draining.len(), 2);
+    assert_eq!((draining[0].guest, draining[0].hpasid), (b, None));
+    assert_eq!((draining[1].guest, draining[1].hpasid), (a, Some(4096)));
+    host.complete_teardown(&draining).unwrap();
     assert_eq!(host.shared_in_use(), 0);
 }
 
@@ -158,6 +179,17 @@ fn a_full_shared_range_frees_exactly_one() {
 
     let (g, gp, hp) = held[137];
     host.free(g, gp).unwrap();
+    // Draining: not handed out again until its teardown is confirmed.
+    assert_eq!(
+        host.alloc(b, PasidKind::Shared),
+        Err(Error::SharedRangeExhausted)
+    );
+    host.complete_teardown(&[pasid_core::Draining {
+        guest: g,
+        gpasid: gp,
+        hpasid: Some(hp),
+    }])
+    .unwrap();
     let again = host.alloc(b, PasidKind::Shared).unwrap();
     assert_eq!(host.translate(b, again), Ok(hp));
     assert_eq!(
@@ -264,7 +296,15 @@ fn destroy_releases_everything() {
         let p = host.alloc(g, kind).unwrap();
         host.bind(g, p, VF).unwrap();
     }
-    host.destroy_guest(g).unwrap();
+    // Destroy goes through whatever the guest holds, and lists what to clear.
+    let entries = host.destroy_guest(g).unwrap();
+    assert_eq!(entries.len(), 100);
+    assert!(entries.iter().all(|e| e.rid == VF && e.pasid == e.gpasid));
+    // Its host PASIDs drain until the VMM confirms the teardown.
+    let draining: Vec<_> = host.draining().collect();
+    assert_eq!(draining.len(), 66);
+    assert_eq!(host.shared_in_use(), 66);
+    host.complete_teardown(&draining).unwrap();
     assert_eq!(host.snapshot(), empty);
     assert_eq!(host.owner(VF), None);
     // Its RIDs can be attached again.

@@ -97,11 +97,23 @@ impl World {
             .collect()
     }
 
+    /// The attacker writes VCMD; its VMM handles a FREE the way a careful one does:
+    /// it clears the entries, flushes, and confirms the teardown before the next
+    /// command, so the guest's next ALLOC may see the number again.
     fn vcmd(&mut self, rev: VtdRevision, command: u64) -> u64 {
         // A guest can cause no `Err`: only an unknown guest id or host OOM can.
-        self.host
+        let r = self
+            .host
             .vcmd(self.attacker, rev, command)
-            .unwrap_or_else(|e| panic!("VCMD {command:#x} ({rev:?}): {e}"))
+            .unwrap_or_else(|e| panic!("VCMD {command:#x} ({rev:?}): {e}"));
+        self.confirm_teardown();
+        r
+    }
+
+    /// The VMM confirms the teardown of whatever the attacker freed.
+    fn confirm_teardown(&mut self) {
+        let done = self.host.draining_of(self.attacker).unwrap();
+        self.host.complete_teardown(&done).unwrap();
     }
 }
 
@@ -122,6 +134,12 @@ fn guest_bound(devices: usize) -> usize {
     let len = LOCAL_END as usize;
     let tables = len.div_ceil(1024);
     (len / 8) * 5 / 4 + 64 + tables * (4096 + 8) + 512 + devices * 512
+}
+
+/// What a guest's draining list can add while its VMM does not confirm teardowns:
+/// one entry per gPASID of the range at most, in a `Vec` that may have doubled.
+fn draining_bound() -> usize {
+    2 * LOCAL_END as usize * std::mem::size_of::<(u32, Option<u32>)>()
 }
 
 #[test]
@@ -247,8 +265,8 @@ fn guessing_gpasids_reaches_only_its_own() {
     assert_eq!((local, mine), (1, 2));
     let theirs = w.host.translate(w.bystanders[0], mine).unwrap();
     assert_ne!(w.host.translate(attacker, mine).unwrap(), theirs);
-    // The bystanders' devices cannot be taken, detached or recorded on.
-    for rid in [VF_A, WQ_A, VF_B, VF_P1] {
+    // The bystanders' dedicated devices cannot be taken, detached or recorded on.
+    for rid in [VF_A, VF_B, VF_P1] {
         assert_eq!(
             w.host.attach(attacker, rid, DeviceKind::Dedicated),
             Err(Error::RidInUse { rid })
@@ -259,6 +277,19 @@ fn guessing_gpasids_reaches_only_its_own() {
         );
         assert!(w.host.record(attacker, rid, 5).is_err());
     }
+    // A shared WQ is shared: the attacker may submit to A's WQ too, and what it
+    // programs there is its own host PASID, never A's; A's bindings stay as they were.
+    w.host.attach(attacker, WQ_A, DeviceKind::SharedWq).unwrap();
+    let programmed = w.host.bind(attacker, mine, WQ_A).unwrap();
+    assert_eq!(programmed, w.host.translate(attacker, mine).unwrap());
+    assert_ne!(programmed, theirs);
+    assert_eq!(
+        w.host.detach(attacker, WQ_A),
+        Err(Error::DeviceBusy { rid: WQ_A })
+    );
+    assert_eq!(w.host.unbind(attacker, mine, WQ_A), Ok(programmed));
+    w.host.detach(attacker, WQ_A).unwrap();
+    assert_eq!(w.bystander_state(), before);
     // Stale and forged guest ids reach nobody.
     for forged in [
         GuestId(0),
@@ -274,6 +305,7 @@ fn guessing_gpasids_reaches_only_its_own() {
     }
     w.host.free(attacker, mine).unwrap();
     w.host.free(attacker, local).unwrap();
+    w.confirm_teardown();
     assert_eq!(w.bystander_state(), before);
     assert_eq!(w.host.snapshot(), host_before);
 }
@@ -286,6 +318,7 @@ fn every_reserved_command_value_is_refused_without_effect() {
         // the attacker's first one now, so a valid ALLOC in the sweep adds nothing.
         let p = w.host.alloc(w.attacker, PasidKind::Shared).unwrap();
         w.host.free(w.attacker, p).unwrap();
+        w.confirm_teardown();
         let before = w.host.snapshot();
         let heap_before = w.host.heap_bytes();
         let live_before = live_bytes();
@@ -321,6 +354,7 @@ fn every_reserved_command_value_is_refused_without_effect() {
                     // undo it so the comparison below still holds.
                     let p = rev.decode_response(r).pasid;
                     w.host.free(w.attacker, p).unwrap();
+                    w.confirm_teardown();
                 }
                 sent += 1;
             }
@@ -388,7 +422,8 @@ fn host_memory_stays_under_the_bound_whatever_guests_send() {
                 let _ = host.vcmd(g, rev, free_cmd(rev, p.into()));
             }
         }
-        let bound = fixed + guests * guest_bound(0);
+        // Nobody confirms teardowns here: the draining lists fill up to the range.
+        let bound = fixed + guests * (guest_bound(0) + draining_bound());
         let heap = host.heap_bytes();
         assert!(heap <= bound, "round {round}: {heap} > {bound}");
         let live = (live_bytes() - live_start) as usize;

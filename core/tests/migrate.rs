@@ -144,8 +144,12 @@ fn assert_same_guest(
     for (sd, r) in s.devices.iter().zip(&report.devices) {
         let to = map.iter().find(|m| m.0 == sd.rid).unwrap().1;
         assert_eq!((r.source, r.destination, r.kind), (sd.rid, to, sd.kind));
-        let dd = d.devices.iter().find(|x| x.rid == to).unwrap();
-        assert_eq!(dst.owner(to), Some(dg));
+        let dd = d
+            .devices
+            .iter()
+            .find(|x| x.rid == to && x.kind == sd.kind)
+            .unwrap();
+        assert!(dst.rid_users(to).any(|u| u == (dg, sd.kind)));
         assert_eq!(sd.kind, dd.kind);
         assert_eq!(sd.programmed.len(), dd.programmed.len());
         for (a, b) in sd.programmed.iter().zip(&dd.programmed) {
@@ -192,8 +196,12 @@ fn a_p2_guest_moves_and_comes_back() {
     dst.free(g2, s2).unwrap();
     assert_eq!(dst.free(g2, 2), Err(Error::StillBound { pasid: 2 }));
 
-    // The source lets go; the shared PASIDs return to it.
+    // The source lets go; once the VMM confirms the teardown, the shared PASIDs
+    // return to it.
     src.destroy_guest(g).unwrap();
+    assert_eq!(src.shared_in_use(), 1);
+    let gone: Vec<_> = src.draining().collect();
+    src.complete_teardown(&gone).unwrap();
     assert_eq!(src.shared_in_use(), 0);
     // Rollback: the destination's export goes back into the source.
     let back: Vec<_> = map.iter().map(|&(a, b)| (b, a)).collect();
@@ -201,6 +209,10 @@ fn a_p2_guest_moves_and_comes_back() {
     let (g3, report2) = src.import_guest(&blob2, &back).unwrap();
     assert_same_guest(&dst, g2, &src, g3, &back, &report2);
     dst.destroy_guest(g2).unwrap();
+    // Its held PASID and the one it freed drain, beside the other guest's.
+    assert_eq!(dst.shared_in_use(), 3);
+    let gone: Vec<_> = dst.draining().collect();
+    dst.complete_teardown(&gone).unwrap();
     assert_eq!(dst.shared_in_use(), 1);
 }
 
@@ -441,8 +453,10 @@ fn refuses_when_shared_pasids_do_not_fit() {
     dst.alloc(other, PasidKind::Shared).unwrap();
     dst.alloc(other, PasidKind::Shared).unwrap();
     refused(&mut dst, &blob, &[], Error::SharedRangeExhausted);
-    // Free one and it fits.
+    // Free one, confirm its teardown, and it fits.
     dst.free(other, 1).unwrap();
+    let freed: Vec<_> = dst.draining().collect();
+    dst.complete_teardown(&freed).unwrap();
     let (g2, r) = dst.import_guest(&blob, &[]).unwrap();
     assert_same_guest(&src, g, &dst, g2, &[], &r);
     assert_eq!(dst.shared_free(), 0);
@@ -465,11 +479,18 @@ fn refuses_bad_rid_maps() {
         &[(a, rid(9, 0)), (b, b), (a, rid(9, 1))],
         Error::RidMappedTwice { rid: a },
     );
-    // Two devices onto one RID.
+    // A dedicated and a shared-WQ device onto one RID: one RID with both uses.
+    let mixed = [(a, rid(9, 0)), (b, rid(9, 0))];
+    assert_eq!(dst.check_import(&blob, &mixed), Ok(()));
+    // Two devices of one use onto one RID collide.
+    let g_two = src.create_guest(GuestConfig::p2(1)).unwrap();
+    src.attach(g_two, rid(2, 1), DeviceKind::Dedicated).unwrap();
+    src.attach(g_two, rid(2, 2), DeviceKind::Dedicated).unwrap();
+    let two = src.export_guest(g_two).unwrap();
     refused(
         &mut dst,
-        &blob,
-        &[(a, rid(9, 0)), (b, rid(9, 0))],
+        &two,
+        &[(rid(2, 1), rid(9, 0)), (rid(2, 2), rid(9, 0))],
         Error::RidInUse { rid: rid(9, 0) },
     );
     // Destination RID owned by another guest.
@@ -478,8 +499,13 @@ fn refuses_bad_rid_maps() {
     refused(
         &mut dst,
         &blob,
-        &[(a, rid(9, 0)), (b, rid(9, 1))],
+        &[(a, rid(9, 1)), (b, rid(9, 0))],
         Error::RidInUse { rid: rid(9, 1) },
+    );
+    // ... but its shared WQ takes any number of guests.
+    assert_eq!(
+        dst.check_import(&blob, &[(a, rid(9, 0)), (b, rid(9, 1))]),
+        Ok(())
     );
     // Extra entries for RIDs the guest lacks are fine.
     let map = [(rid(5, 5), rid(9, 1)), (a, rid(9, 2)), (b, rid(9, 3))];
@@ -609,6 +635,8 @@ fn refused_imports_change_nothing_in_a_busy_host() {
         dst.alloc(o, PasidKind::Shared).unwrap();
     }
     dst.free(o, 4).unwrap();
+    let freed: Vec<_> = dst.draining().collect();
+    dst.complete_teardown(&freed).unwrap();
     let mut src = host(1..4096, 4096..8192, Platform::P2);
     let g = small_p2(&mut src);
     let blob = src.export_guest(g).unwrap();
@@ -763,7 +791,11 @@ fn hostile_payloads_are_refused() {
             "host PASID outside the shared range",
             Box::new(|p| p.9[1] = zigzag(-4097)),
         ),
-        ("devices repeated", Box::new(|p| p.10[1].1 = 0x0100)),
+        // The same RID twice with the same use (with two uses it is a mixed RID).
+        (
+            "devices repeated",
+            Box::new(|p| p.10[1] = (0, 0x0100, 0, 1)),
+        ),
         (
             "devices repeated",
             Box::new(|p| {

@@ -2,15 +2,13 @@
 //! call needs), the calls whose allocations all go through `try_reserve` return
 //! `Error::OutOfMemory` and leave the host exactly as it was (snapshot and heap bytes).
 //!
-//! Covered: `Host::new`, `Host::create_guest`, `Host::export_guest`, a shared
-//! `Host::alloc` / VCMD ALLOC that needs a new translation table, `Host::check_import`,
-//! and `Host::import_guest` of a guest without devices; for a guest with devices, every
-//! allocation of decoding and checking the blob (the part that sees untrusted sizes).
-//!
-//! Not covered, because they insert into `BTreeMap`/`BTreeSet`, whose allocation failure
-//! aborts: `attach`, `bind`, `record`, and in `import_guest` building the guest's device
-//! map, each device's PASID set, the bind counts, and the host's RID map (the last one
-//! after the guest is installed). Memory there is bounded by the number of devices.
+//! Covered: every call a guest or a migration blob can drive that allocates:
+//! `Host::new`, `Host::create_guest`, `Host::export_guest`, a shared `Host::alloc` /
+//! VCMD ALLOC that needs a new translation table, `Host::free` / VCMD FREE (the
+//! draining list), `Host::attach` (a first, a shared and a mixed use), `Host::bind`,
+//! `Host::record`, `Host::destroy_guest`, `Host::check_import`, and `Host::import_guest`
+//! with and without devices (the device maps, PASID sets, bind counts and the host's
+//! RID registry after the guest is installed). Every map grows through `try_reserve`.
 
 mod support;
 
@@ -275,5 +273,63 @@ fn hostile_counts_in_a_blob_ask_for_little() {
             "sequence {at}: {largest} bytes asked at once for a {}-byte blob",
             blob.len()
         );
+    }
+}
+
+#[test]
+fn attach_bind_record_free_and_destroy() {
+    let host = busy_host(true);
+    let a = host.guests().next().unwrap();
+    let b = host.guests().nth(1).unwrap();
+    let wq = Rid::new(0, 0x0a00);
+    let vf = Rid::new(0, 0x0301);
+    // A new RID, a second guest on a shared WQ, and a second use of one RID.
+    all_or_nothing("attach dedicated", &host, None, |h| {
+        h.attach(a, vf, DeviceKind::Dedicated)
+    });
+    let mut two = host.clone();
+    let c = two.create_guest(GuestConfig::p2(4)).unwrap();
+    all_or_nothing("attach a shared WQ's second guest", &two, None, |h| {
+        h.attach(c, wq, DeviceKind::SharedWq)
+    });
+    all_or_nothing("attach the other use of a RID", &host, None, |h| {
+        h.attach(a, wq, DeviceKind::Dedicated)
+    });
+    // Bind: a new gPASID on a device (set and counts grow); p1 record.
+    let mut bound = host.clone();
+    bound.attach(a, vf, DeviceKind::Dedicated).unwrap();
+    let p = bound.alloc(a, PasidKind::Shared).unwrap();
+    all_or_nothing("bind", &bound, None, |h| h.bind(a, p, vf));
+    all_or_nothing("record", &host, None, |h| {
+        h.record(b, Rid::new(0, 0x0300), 10)
+    });
+    // Free: the draining list grows; VCMD FREE the same way.
+    let local = bound.alloc(a, PasidKind::Local).unwrap();
+    all_or_nothing("free", &bound, None, |h| h.free(a, local));
+    for rev in [VtdRevision::V3_0, VtdRevision::V3_3] {
+        all_or_nothing("VCMD FREE", &bound, None, |h| {
+            h.vcmd(
+                a,
+                rev,
+                rev.command(pasid_core::vcmd::CMD_FREE, local.into()),
+            )
+        });
+    }
+    // Destroy: the entries it returns and the orphaned host PASIDs.
+    bound.bind(a, p, vf).unwrap();
+    all_or_nothing("destroy", &bound, None, |h| {
+        h.destroy_guest(a).map(|e| e.len())
+    });
+}
+
+#[test]
+fn import_guest_with_devices() {
+    for blob in [p2_blob(true), p1_blob()] {
+        for free_slot in [false, true] {
+            let host = busy_host(free_slot);
+            all_or_nothing("import with devices", &host, None, |h| {
+                h.import_guest(&blob, &MAP).map(|(g, _)| g)
+            });
+        }
     }
 }

@@ -34,7 +34,15 @@ fn state(host: &Host, g: GuestId) -> Vec<Held> {
         .collect()
 }
 
-/// Runs (command, expected response) rows in order on one fresh p2 guest (quota 2).
+/// The VMM confirms the teardown of everything `g` freed, as one that clears the
+/// entries and flushes synchronously on FREE does before the guest's next command.
+fn confirm(host: &mut Host, g: GuestId) {
+    let done = host.draining_of(g).unwrap();
+    host.complete_teardown(&done).unwrap();
+}
+
+/// Runs (command, expected response) rows in order on one fresh p2 guest (quota 2),
+/// with a VMM that confirms each FREE's teardown at once.
 fn run_table(rev: VtdRevision, rows: &[(u64, u64)]) {
     let mut host = host();
     let g = host.create_guest(GuestConfig::p2(2)).unwrap();
@@ -44,7 +52,38 @@ fn run_table(rev: VtdRevision, rows: &[(u64, u64)]) {
             Ok(response),
             "{rev:?} row {i}: command {command:#x}"
         );
+        confirm(&mut host, g);
     }
+}
+
+#[test]
+fn a_free_answers_at_once_but_its_numbers_wait_for_the_teardown() {
+    let rev = VtdRevision::V3_3;
+    let mut host = host();
+    let g = host.create_guest(GuestConfig::p2(2)).unwrap();
+    assert_eq!(host.vcmd(g, rev, 0x1), Ok(0x1_0000));
+    assert_eq!(host.vcmd(g, rev, 0x1), Ok(0x2_0000));
+    let h1 = host.translate(g, 1).unwrap();
+    // FREE succeeds at once; gPASID 1 no longer translates.
+    assert_eq!(host.vcmd(g, rev, 0x1_0002), Ok(0x0));
+    assert_eq!(host.translate(g, 1), Err(Error::Draining { pasid: 1 }));
+    // Freeing it again is an invalid PASID, not a double free.
+    assert_eq!(host.vcmd(g, rev, 0x1_0002), Ok(0x20));
+    // The quota counts the draining one; a local ALLOC gets a new number, not 1.
+    assert_eq!(host.vcmd(g, rev, 0x1), Ok(0x20));
+    assert_eq!(host.vcmd(g, rev, 0x1_0001), Ok(0x3_0000));
+    assert_eq!(
+        host.draining().collect::<Vec<_>>(),
+        [pasid_core::Draining {
+            guest: g,
+            gpasid: 1,
+            hpasid: Some(h1)
+        }]
+    );
+    // Once the VMM confirms, both numbers are free again.
+    confirm(&mut host, g);
+    assert_eq!(host.vcmd(g, rev, 0x1), Ok(0x1_0000));
+    assert_eq!(host.translate(g, 1), Ok(h1));
 }
 
 #[test]
@@ -286,6 +325,7 @@ fn two_guests_are_isolated() {
 
     // A frees its own 1, then tries B's 2, then exhausts its quota: B never changes.
     assert_eq!(host.vcmd(a, rev, 0x1_0002), Ok(0x0));
+    confirm(&mut host, a);
     assert_eq!(host.vcmd(a, rev, 0x1_0002), Ok(0x20));
     assert_eq!(host.vcmd(a, rev, 0x2_0002), Ok(0x20));
     assert_eq!(host.vcmd(a, rev, 0x1), Ok(0x1_0000));

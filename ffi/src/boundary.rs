@@ -28,7 +28,7 @@ use std::string::String;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::vec::Vec;
 
-use pasid_core::Host;
+use crate::source::FfiHost as Host;
 
 use crate::error::{set_last_error, FfiError};
 use crate::log::pasid_log_level;
@@ -650,7 +650,7 @@ mod tests {
     #[test]
     fn a_poisoned_host_is_reported_not_unwrapped() {
         let layout = pasid_core::PasidLayout::new(20, 1..4096, 4096..8192).unwrap();
-        let host = Host::new(layout, pasid_core::Platform::P2).unwrap();
+        let host = crate::source::in_process_host(layout, pasid_core::Platform::P2).unwrap();
         let handle = register_host(HostCell::new(host)).unwrap();
         let code = call(|| {
             with_host(handle, |_| -> Result<(), FfiError> {

@@ -96,6 +96,15 @@ pub enum pasid_result {
     /// The RID map says a destination RID is a device of another kind than the
     /// guest's device mapped to it.
     DeviceKindMismatch = 51,
+    /// The guest PASID was freed and waits for the VMM to confirm its teardown
+    /// (`pasid_complete_teardown`).
+    Draining = 52,
+    /// A teardown was confirmed for a PASID that is not draining (or not as given).
+    NotDraining = 53,
+    /// The guest uses the RID both ways (dedicated and shared WQ): name the use.
+    AmbiguousUse = 54,
+    /// The host-PASID source (a broker, the VMM's callbacks) refused or failed.
+    Source = 55,
     /// A required pointer argument was NULL.
     NullParameter = 1000,
     /// A handle argument is not a live handle of the expected type (never created,
@@ -130,7 +139,7 @@ const _: () = {
         GuestRangeExhausted SharedRangeExhausted QuotaExceeded OutOfMemory BufferTooSmall
         MalformedBlob ChecksumMismatch UnsupportedVersion IncompatibleLayout RidNotMapped
         PageSize UnalignedPage MissingTablePage BadTablePage DuplicatePage RidMappedTwice
-        DeviceKindMismatch
+        DeviceKindMismatch Draining NotDraining AmbiguousUse Source
     );
 };
 
@@ -194,6 +203,16 @@ pub(crate) fn code_text(code: c_int) -> Option<&'static CStr> {
             R::DeviceKindMismatch,
             c"RID kind mismatch: the destination device is of another kind",
         ),
+        (
+            R::Draining,
+            c"PASID is draining: its teardown is not confirmed yet",
+        ),
+        (R::NotDraining, c"PASID is not waiting for teardown"),
+        (
+            R::AmbiguousUse,
+            c"RID has both uses in this guest: name one",
+        ),
+        (R::Source, c"the host-PASID source refused or failed"),
         (R::NullParameter, c"a required pointer argument is NULL"),
         (R::InvalidHandle, c"not a live handle of the expected type"),
         (R::InvalidArgument, c"invalid argument"),

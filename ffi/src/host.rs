@@ -2,7 +2,7 @@
 
 use core::ffi::c_int;
 
-use pasid_core::{GuestId, Host, Rid};
+use pasid_core::{GuestId, Rid};
 
 use crate::boundary::{
     call, fill, free_host, input_struct, output, output_opt, output_slice, output_struct,
@@ -45,7 +45,7 @@ pub unsafe extern "C" fn pasid_host_new(
         let layout = unsafe { input_struct(layout, "layout") }?;
         let out = unsafe { output(out_host, "out_host") }?;
         let layout = layout_from_c(&layout)?;
-        let host = Host::new(layout, platform_from_c(platform)?)?;
+        let host = crate::source::in_process_host(layout, platform_from_c(platform)?)?;
         out.write(register_host(HostCell::new(host))?);
         Ok(())
     })
@@ -81,7 +81,7 @@ pub unsafe extern "C" fn pasid_host_get_info(
                 shared_in_use: h.shared_in_use(),
                 shared_free: h.shared_free(),
                 guests: h.guests().count() as u32,
-                heap_bytes: h.heap_bytes(),
+                heap_bytes: crate::source::heap_bytes(h),
             });
             Ok(())
         })
@@ -109,12 +109,20 @@ pub unsafe extern "C" fn pasid_guest_create(
     })
 }
 
-/// Destroys a guest: its shared PASIDs return to the host and its devices are
-/// detached. Thread-safe.
+/// Destroys a guest, whatever it still holds: its uses of RIDs go at once (on a shared
+/// RID only its own), its host PASIDs drain (`pasid_draining_list`) until the VMM
+/// confirms their teardown with `pasid_complete_teardown`. List the entries to clear
+/// with `pasid_guest_programmed_entries` first. Thread-safe.
 #[must_use]
 #[no_mangle]
 pub extern "C" fn pasid_guest_destroy(host: *mut pasid_host, guest: pasid_guest_id) -> c_int {
-    call(|| with_host(host, |h| Ok(h.destroy_guest(GuestId(guest))?)))
+    call(|| {
+        with_host(host, |h| {
+            h.destroy_guest(GuestId(guest))
+                .map(|_| ())
+                .map_err(Into::into)
+        })
+    })
 }
 
 /// Describes a guest: configuration, shared PASIDs held, gPASID and device counts.
@@ -351,7 +359,8 @@ pub extern "C" fn pasid_unbind(
 ) -> c_int {
     call(|| {
         with_host(host, |h| {
-            Ok(h.unbind(GuestId(guest), gpasid, rid.into())?)
+            h.unbind(GuestId(guest), gpasid, rid.into())?;
+            Ok(())
         })
     })
 }

@@ -25,16 +25,20 @@ mod boundary;
 mod error;
 mod host;
 mod hwtable;
+mod lifecycle;
 mod log;
 mod migrate;
+mod source;
 mod types;
 mod vcmd;
 
 pub use error::pasid_result;
 pub use host::*;
 pub use hwtable::*;
+pub use lifecycle::*;
 pub use log::*;
 pub use migrate::*;
+pub use source::{pasid_host_new_with_source, pasid_source_ops, pasid_source_status};
 pub use types::*;
 pub use vcmd::*;
 

@@ -113,6 +113,27 @@ enum FuzzOp {
     Reimport {
         guest: u8,
     },
+    DetachUse {
+        guest: u8,
+        rid: u8,
+        shared_wq: bool,
+    },
+    BindUse {
+        guest: u8,
+        pasid: Pasid,
+        rid: u8,
+        shared_wq: bool,
+    },
+    /// Confirms the teardown of one draining PASID (or hands it in twice).
+    Complete {
+        pick: u8,
+        twice: bool,
+    },
+    CompleteMadeUp {
+        guest: u8,
+        pasid: Pasid,
+        hpasid: Option<u16>,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -280,6 +301,40 @@ fn op(f: FuzzOp, l: &PasidLayout) -> Op {
             }
         }
         FuzzOp::Reimport { guest } => Op::Reimport { guest: g(guest) },
+        FuzzOp::DetachUse {
+            guest,
+            rid,
+            shared_wq,
+        } => Op::DetachUse {
+            guest: g(guest),
+            rid: r(rid),
+            kind: dkind(shared_wq),
+        },
+        FuzzOp::BindUse {
+            guest,
+            pasid: p,
+            rid,
+            shared_wq,
+        } => Op::BindUse {
+            guest: g(guest),
+            pasid: pasid(p, l),
+            rid: r(rid),
+            kind: dkind(shared_wq),
+        },
+        FuzzOp::Complete { pick, twice } => Op::Complete {
+            pick: usize::from(pick),
+            twice,
+        },
+        FuzzOp::CompleteMadeUp {
+            guest,
+            pasid: p,
+            hpasid,
+        } => Op::CompleteMadeUp {
+            guest: g(guest),
+            pasid: pasid(p, l),
+            // Near the shared range's start, where real host PASIDs are.
+            hpasid: hpasid.map(|h| l.shared().start + u32::from(h % 64)),
+        },
     }
 }
 

@@ -244,7 +244,8 @@ impl WasmHost {
     /// Destroys a guest: its shared PASIDs return to the host, its devices are detached.
     #[wasm_bindgen(js_name = destroyGuest)]
     pub fn destroy_guest(&mut self, guest: f64) -> Out<()> {
-        Ok(self.host.destroy_guest(guest_id(guest)?)?)
+        self.host.destroy_guest(guest_id(guest)?)?;
+        Ok(())
     }
 
     /// The live guests' ids.
@@ -279,7 +280,8 @@ impl WasmHost {
     /// p2: frees a gPASID (and its hPASID). Refused while it is bound.
     #[wasm_bindgen(js_name = freePasid)]
     pub fn free_pasid(&mut self, guest: f64, gpasid: f64) -> Out<()> {
-        Ok(self.host.free(guest_id(guest)?, pasid(gpasid)?)?)
+        self.host.free(guest_id(guest)?, pasid(gpasid)?)?;
+        Ok(())
     }
 
     /// The hPASID behind a shared gPASID (what ENQCMD's PASID becomes).
@@ -296,7 +298,8 @@ impl WasmHost {
     /// p2: undoes `bind`.
     pub fn unbind(&mut self, guest: f64, gpasid: f64, rid: &str) -> Out<()> {
         let (guest, gpasid, rid) = (guest_id(guest)?, pasid(gpasid)?, args::rid(rid)?);
-        Ok(self.host.unbind(guest, gpasid, rid)?)
+        self.host.unbind(guest, gpasid, rid)?;
+        Ok(())
     }
 
     /// p1: records the PASID the guest chose on a device; returns what is programmed.

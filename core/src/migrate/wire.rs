@@ -5,7 +5,6 @@
 //! format. Enumerations travel as plain `u8` codes so the only custom serde error the
 //! decoder can meet is the one [`TryVec`] raises when memory runs out.
 
-use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 use core::fmt;
 use core::marker::PhantomData;
@@ -18,6 +17,8 @@ use serde::ser::{Serialize, SerializeSeq, Serializer};
 use crate::error::{Error, Result};
 use crate::host::{Device, Guest, Host};
 use crate::layout::PasidLayout;
+use crate::sorted::{SortedMap, SortedSet};
+use crate::source::HostPasidSource;
 use crate::types::{DeviceKind, GuestConfig, PasidKind, Platform, Rid};
 
 /// The first bytes of every blob.
@@ -108,9 +109,14 @@ struct PasidsRef<'a>(&'a Guest);
 impl Serialize for PasidsRef<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> core::result::Result<S::Ok, S::Error> {
         let g = self.0;
-        let mut seq = s.serialize_seq(Some(g.pasids.used() as usize))?;
+        // Draining gPASIDs do not travel: they are the source's hardware state.
+        let held = g.pasids.used() as usize - g.draining.len();
+        let mut seq = s.serialize_seq(Some(held))?;
         let mut prev = 0;
         for gpasid in g.pasids.iter_used() {
+            if !g.draining.is_empty() && g.draining.contains_key(&gpasid) {
+                continue;
+            }
             let shared = g.remap.get(gpasid).is_some() as u32;
             put(&mut seq, (gpasid - prev) << 1 | shared)?;
             prev = gpasid;
@@ -134,16 +140,16 @@ impl Serialize for HpasidsRef<'_> {
     }
 }
 
-struct DevicesRef<'a>(&'a BTreeMap<Rid, Device>);
+struct DevicesRef<'a>(&'a SortedMap<(Rid, DeviceKind), Device>);
 
 impl Serialize for DevicesRef<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> core::result::Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(self.0.len()))?;
-        for (rid, d) in self.0 {
+        for (&(rid, kind), d) in self.0.iter() {
             seq.serialize_element(&WireDevice {
                 segment: rid.segment,
                 bdf: rid.bdf,
-                kind: match d.kind {
+                kind: match kind {
                     DeviceKind::Dedicated => DEVICE_DEDICATED,
                     DeviceKind::SharedWq => DEVICE_SHARED_WQ,
                 },
@@ -154,14 +160,14 @@ impl Serialize for DevicesRef<'_> {
     }
 }
 
-struct DevicePasidsRef<'a>(&'a BTreeMap<Rid, Device>, usize);
+struct DevicePasidsRef<'a>(&'a SortedMap<(Rid, DeviceKind), Device>, usize);
 
 impl Serialize for DevicePasidsRef<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> core::result::Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(self.1))?;
         for d in self.0.values() {
             let mut prev = 0;
-            for &p in &d.pasids {
+            for &p in d.pasids.keys() {
                 put(&mut seq, p - prev)?;
                 prev = p;
             }
@@ -265,7 +271,7 @@ fn platform_code(p: Platform) -> u8 {
     }
 }
 
-fn payload_of<'a>(host: &Host, g: &'a Guest) -> PayloadRef<'a> {
+fn payload_of<'a, S: HostPasidSource>(host: &Host<S>, g: &'a Guest) -> PayloadRef<'a> {
     let l = &host.layout;
     let bound: usize = g.devices.values().map(|d| d.pasids.len()).sum();
     PayloadRef {
@@ -311,7 +317,7 @@ fn size_bound(g: &Guest) -> usize {
 }
 
 /// The blob of `g` in a new `Vec`, sized once from [`size_bound`].
-pub(crate) fn encode_vec(host: &Host, g: &Guest) -> Result<Vec<u8>> {
+pub(crate) fn encode_vec<S: HostPasidSource>(host: &Host<S>, g: &Guest) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     let mut len = size_bound(g);
     loop {
@@ -330,7 +336,11 @@ pub(crate) fn encode_vec(host: &Host, g: &Guest) -> Result<Vec<u8>> {
 }
 
 /// Writes the blob of `g` into `buf`; returns its length, or how long `buf` must be.
-pub(crate) fn encode_slice(host: &Host, g: &Guest, buf: &mut [u8]) -> Result<usize> {
+pub(crate) fn encode_slice<S: HostPasidSource>(
+    host: &Host<S>,
+    g: &Guest,
+    buf: &mut [u8],
+) -> Result<usize> {
     let sink = SliceSink {
         buf: &mut *buf,
         pos: HEADER_LEN,
@@ -569,16 +579,17 @@ fn validate(p: Payload, major: u16, minor: u16) -> Result<Decoded> {
     let mut prev_rid = None;
     for d in &wire_devices {
         let rid = Rid::new(d.segment, d.bdf);
-        if prev_rid.is_some_and(|p| p >= rid) {
-            return Err(malformed("devices repeated or out of order"));
-        }
-        prev_rid = Some(rid);
         let kind = match d.kind {
             DEVICE_DEDICATED => DeviceKind::Dedicated,
             DEVICE_SHARED_WQ if guest_platform == Platform::P2 => DeviceKind::SharedWq,
             DEVICE_SHARED_WQ => return Err(malformed("a p1 guest with a shared work queue")),
             _ => return Err(malformed("unknown device kind")),
         };
+        // One RID may carry both uses (dedicated first), each at most once.
+        if prev_rid.is_some_and(|p| p >= (rid, kind)) {
+            return Err(malformed("devices repeated or out of order"));
+        }
+        prev_rid = Some((rid, kind));
         let end = next
             .checked_add(d.pasid_count as usize)
             .filter(|&end| end <= device_pasids.len())
@@ -642,12 +653,11 @@ fn validate(p: Payload, major: u16, minor: u16) -> Result<Decoded> {
 }
 
 /// Builds the set of a device's PASIDs from a strictly ascending slice.
-pub(crate) fn pasid_set(pasids: &[u32]) -> Result<BTreeSet<u32>> {
+pub(crate) fn pasid_set(pasids: &[u32]) -> Result<SortedSet<u32>> {
     let mut v = Vec::new();
     v.try_reserve_exact(pasids.len())?;
-    v.extend_from_slice(pasids);
-    // Reuses `v` in place and bulk-builds from the sorted run.
-    Ok(v.into_iter().collect())
+    v.extend(pasids.iter().map(|&p| (p, ())));
+    Ok(SortedSet::from_sorted(v))
 }
 
 #[cfg(test)]

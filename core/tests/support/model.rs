@@ -11,10 +11,12 @@ use std::format;
 use std::string::String;
 use std::vec::Vec;
 
+use pasid_core::bitmap::IdBitmap;
 use pasid_core::vcmd::VtdRevision;
 use pasid_core::{
-    DeviceKind, DeviceSnapshot, Error, ErrorCode, GuestConfig, GuestId, GuestSnapshot, Host,
-    HostSnapshot, PasidKind, PasidLayout, PasidSnapshot, Platform, ProgrammedPasid, Rid,
+    DeviceKind, DeviceSnapshot, Draining, Error, ErrorCode, GuestConfig, GuestId, GuestSnapshot,
+    Host, HostPasidSource, HostSnapshot, PasidKind, PasidLayout, PasidSnapshot, Platform,
+    ProgrammedPasid, Rid, SourceError,
 };
 
 #[derive(Debug, Clone)]
@@ -35,6 +37,12 @@ pub enum Op {
         guest: usize,
         rid: u16,
     },
+    /// Detaches one use of a RID.
+    DetachUse {
+        guest: usize,
+        rid: u16,
+        kind: DeviceKind,
+    },
     Alloc {
         guest: usize,
         kind: PasidKind,
@@ -52,10 +60,29 @@ pub enum Op {
         pasid: u32,
         rid: u16,
     },
+    /// Binds to one named use of a RID.
+    BindUse {
+        guest: usize,
+        pasid: u32,
+        rid: u16,
+        kind: DeviceKind,
+    },
     Unbind {
         guest: usize,
         pasid: u32,
         rid: u16,
+    },
+    /// Confirms the teardown of the `pick % n`-th draining PASID of the host's list
+    /// (and, with `twice`, hands the same item in twice: refused).
+    Complete {
+        pick: usize,
+        twice: bool,
+    },
+    /// Confirms the teardown of a made-up item: refused unless it happens to drain.
+    CompleteMadeUp {
+        guest: usize,
+        pasid: u32,
+        hpasid: Option<u32>,
     },
     Record {
         guest: usize,
@@ -98,17 +125,37 @@ pub enum Out {
 #[derive(Debug, Default, Clone)]
 pub struct ModelGuest {
     pub config: Option<GuestConfig>,
-    /// gPASID -> hPASID for shared ones.
+    /// Held gPASID -> hPASID for shared ones.
     pub pasids: BTreeMap<u32, Option<u32>>,
-    pub devices: BTreeMap<Rid, (DeviceKind, BTreeSet<u32>)>,
+    /// Freed gPASIDs whose teardown is not confirmed.
+    pub draining: BTreeMap<u32, Option<u32>>,
+    /// The guest's uses of RIDs and what is bound (or recorded) on each.
+    pub devices: BTreeMap<(Rid, DeviceKind), BTreeSet<u32>>,
+}
+
+impl ModelGuest {
+    fn only_use(&self, rid: Rid) -> Result<DeviceKind, Error> {
+        let d = self.devices.contains_key(&(rid, DeviceKind::Dedicated));
+        let s = self.devices.contains_key(&(rid, DeviceKind::SharedWq));
+        match (d, s) {
+            (true, true) => Err(Error::AmbiguousUse { rid }),
+            (true, false) => Ok(DeviceKind::Dedicated),
+            (false, true) => Ok(DeviceKind::SharedWq),
+            (false, false) => Err(Error::NoSuchDevice { rid }),
+        }
+    }
 }
 
 pub struct Model {
     pub layout: PasidLayout,
     pub platform: Platform,
     pub guests: BTreeMap<GuestId, ModelGuest>,
+    /// Every host PASID taken: held, draining, or draining after its guest went.
     pub shared_used: BTreeSet<u32>,
-    pub rid_owner: BTreeMap<Rid, GuestId>,
+    /// The guest with the dedicated use of each RID.
+    pub dedicated_owner: BTreeMap<Rid, GuestId>,
+    /// Draining host PASIDs of destroyed guests, in destroy order.
+    pub orphans: Vec<Draining>,
 }
 
 pub fn unsupported() -> Error {
@@ -148,8 +195,51 @@ impl Model {
             platform,
             guests: BTreeMap::new(),
             shared_used: BTreeSet::new(),
-            rid_owner: BTreeMap::new(),
+            dedicated_owner: BTreeMap::new(),
+            orphans: Vec::new(),
         }
+    }
+
+    /// The host's list of draining PASIDs: live guests by slot, then orphans.
+    pub fn draining(&self) -> Vec<Draining> {
+        let mut ids: Vec<GuestId> = self.guests.keys().copied().collect();
+        ids.sort_by_key(|id| id.0 & 0xffff);
+        let mut out: Vec<Draining> = ids
+            .into_iter()
+            .flat_map(|guest| {
+                self.guests[&guest]
+                    .draining
+                    .iter()
+                    .map(move |(&gpasid, &hpasid)| Draining {
+                        guest,
+                        gpasid,
+                        hpasid,
+                    })
+            })
+            .collect();
+        out.extend(self.orphans.iter().copied());
+        out
+    }
+
+    /// Applies a confirmed teardown of `items`, all or nothing.
+    fn complete(&mut self, items: &[Draining]) -> Result<Out, Error> {
+        let listed = self.draining();
+        for (i, item) in items.iter().enumerate() {
+            if !listed.contains(item) || items[..i].contains(item) {
+                return Err(Error::NotDraining { pasid: item.gpasid });
+            }
+        }
+        for item in items {
+            if let Some(g) = self.guests.get_mut(&item.guest) {
+                g.draining.remove(&item.gpasid);
+            } else {
+                self.orphans.retain(|o| o != item);
+            }
+            if let Some(h) = item.hpasid {
+                self.shared_used.remove(&h);
+            }
+        }
+        Ok(Out::Unit)
     }
 
     pub fn guest(&self, id: GuestId) -> Result<&ModelGuest, Error> {
@@ -167,6 +257,8 @@ impl Model {
     fn held(&self, g: &ModelGuest, pasid: u32) -> Result<(), Error> {
         if !self.layout.local().contains(&pasid) {
             Err(Error::PasidOutOfRange { pasid })
+        } else if g.draining.contains_key(&pasid) {
+            Err(Error::Draining { pasid })
         } else if !g.pasids.contains_key(&pasid) {
             Err(Error::NotAllocated { pasid })
         } else {
@@ -200,12 +292,7 @@ impl Model {
                     .guests
                     .remove(&id)
                     .ok_or(Error::NoSuchGuest { guest: id })?;
-                for h in g.pasids.values().flatten() {
-                    self.shared_used.remove(h);
-                }
-                for rid in g.devices.keys() {
-                    self.rid_owner.remove(rid);
-                }
+                self.orphan(id, &g);
                 Ok(Out::Unit)
             }
             Op::Attach { rid, kind, .. } => {
@@ -214,38 +301,66 @@ impl Model {
                 if kind == DeviceKind::SharedWq {
                     Self::platform_is(g, Platform::P2)?;
                 }
-                if self.rid_owner.contains_key(&rid) {
+                if g.devices.contains_key(&(rid, kind))
+                    || (kind == DeviceKind::Dedicated && self.dedicated_owner.contains_key(&rid))
+                {
                     return Err(Error::RidInUse { rid });
                 }
-                self.rid_owner.insert(rid, id);
+                if kind == DeviceKind::Dedicated {
+                    self.dedicated_owner.insert(rid, id);
+                }
                 let g = self.guests.get_mut(&id).unwrap();
-                g.devices.insert(rid, (kind, BTreeSet::new()));
+                g.devices.insert((rid, kind), BTreeSet::new());
                 Ok(Out::Unit)
             }
             Op::Detach { rid, .. } => {
                 let rid = Rid::new(0, rid);
                 let g = self.guest(id)?;
-                let (_, set) = g.devices.get(&rid).ok_or(Error::NoSuchDevice { rid })?;
+                let uses: Vec<DeviceKind> = [DeviceKind::Dedicated, DeviceKind::SharedWq]
+                    .into_iter()
+                    .filter(|&k| g.devices.contains_key(&(rid, k)))
+                    .collect();
+                if uses.is_empty() {
+                    return Err(Error::NoSuchDevice { rid });
+                }
+                if uses.iter().any(|&k| !g.devices[&(rid, k)].is_empty()) {
+                    return Err(Error::DeviceBusy { rid });
+                }
+                for kind in uses {
+                    self.detach_use(id, rid, kind);
+                }
+                Ok(Out::Unit)
+            }
+            Op::DetachUse { rid, kind, .. } => {
+                let rid = Rid::new(0, rid);
+                let g = self.guest(id)?;
+                let set = g
+                    .devices
+                    .get(&(rid, kind))
+                    .ok_or(Error::NoSuchDevice { rid })?;
                 if !set.is_empty() {
                     return Err(Error::DeviceBusy { rid });
                 }
-                self.guests.get_mut(&id).unwrap().devices.remove(&rid);
-                self.rid_owner.remove(&rid);
+                self.detach_use(id, rid, kind);
                 Ok(Out::Unit)
             }
             Op::Alloc { kind, .. } => {
                 let g = self.guest(id)?;
                 Self::platform_is(g, Platform::P2)?;
                 let quota = g.config.unwrap().shared_quota;
-                if kind == PasidKind::Shared
-                    && g.pasids.values().filter(|h| h.is_some()).count() as u32 >= quota
-                {
+                let charged = g
+                    .pasids
+                    .values()
+                    .chain(g.draining.values())
+                    .flatten()
+                    .count();
+                if kind == PasidKind::Shared && charged as u32 >= quota {
                     return Err(Error::QuotaExceeded { quota });
                 }
                 let gpasid = self
                     .layout
                     .local()
-                    .find(|p| !g.pasids.contains_key(p))
+                    .find(|p| !g.pasids.contains_key(p) && !g.draining.contains_key(p))
                     .ok_or(Error::GuestRangeExhausted)?;
                 let hpasid = match kind {
                     PasidKind::Local => None,
@@ -270,13 +385,12 @@ impl Model {
                 let g = self.guest(id)?;
                 Self::platform_is(g, Platform::P2)?;
                 self.held(g, pasid)?;
-                if g.devices.values().any(|(_, set)| set.contains(&pasid)) {
+                if g.devices.values().any(|set| set.contains(&pasid)) {
                     return Err(Error::StillBound { pasid });
                 }
                 let g = self.guests.get_mut(&id).unwrap();
-                if let Some(h) = g.pasids.remove(&pasid).unwrap() {
-                    self.shared_used.remove(&h);
-                }
+                let h = g.pasids.remove(&pasid).unwrap();
+                g.draining.insert(pasid, h);
                 Ok(Out::Unit)
             }
             Op::Translate { pasid, .. } => {
@@ -287,14 +401,35 @@ impl Model {
                 self.held(g, pasid)?;
                 Err(Error::NotShared { pasid })
             }
-            Op::Bind { pasid, rid, .. } => {
+            Op::Bind { pasid, rid, guest } => {
+                let r = Rid::new(0, rid);
+                let g = self.guest(id)?;
+                Self::platform_is(g, Platform::P2)?;
+                let kind = g.only_use(r)?;
+                self.apply(
+                    &Op::BindUse {
+                        guest,
+                        pasid,
+                        rid,
+                        kind,
+                    },
+                    id,
+                    None,
+                )
+            }
+            Op::BindUse {
+                pasid, rid, kind, ..
+            } => {
                 let rid = Rid::new(0, rid);
                 let g = self.guest(id)?;
                 Self::platform_is(g, Platform::P2)?;
-                let (kind, set) = g.devices.get(&rid).ok_or(Error::NoSuchDevice { rid })?;
+                let set = g
+                    .devices
+                    .get(&(rid, kind))
+                    .ok_or(Error::NoSuchDevice { rid })?;
                 self.held(g, pasid)?;
                 let hpasid = g.pasids[&pasid];
-                if *kind == DeviceKind::SharedWq && hpasid.is_none() {
+                if kind == DeviceKind::SharedWq && hpasid.is_none() {
                     return Err(Error::NotShared { pasid });
                 }
                 if set.contains(&pasid) {
@@ -305,26 +440,59 @@ impl Model {
                     DeviceKind::SharedWq => hpasid.unwrap(),
                 };
                 let g = self.guests.get_mut(&id).unwrap();
-                g.devices.get_mut(&rid).unwrap().1.insert(pasid);
+                g.devices.get_mut(&(rid, kind)).unwrap().insert(pasid);
                 Ok(Out::Pasid(programmed))
             }
             Op::Unbind { pasid, rid, .. } => {
                 let rid = Rid::new(0, rid);
                 let g = self.guest(id)?;
                 Self::platform_is(g, Platform::P2)?;
-                let (_, set) = g.devices.get(&rid).ok_or(Error::NoSuchDevice { rid })?;
-                if !set.contains(&pasid) {
+                let kind = match g.only_use(rid) {
+                    Err(Error::AmbiguousUse { .. }) => {
+                        let on = |k| g.devices[&(rid, k)].contains(&pasid);
+                        match (on(DeviceKind::Dedicated), on(DeviceKind::SharedWq)) {
+                            (true, false) => DeviceKind::Dedicated,
+                            (false, true) => DeviceKind::SharedWq,
+                            (true, true) => return Err(Error::AmbiguousUse { rid }),
+                            (false, false) => return Err(Error::NotBound { pasid, rid }),
+                        }
+                    }
+                    other => other?,
+                };
+                if !g.devices[&(rid, kind)].contains(&pasid) {
                     return Err(Error::NotBound { pasid, rid });
                 }
+                let programmed = match kind {
+                    DeviceKind::Dedicated => pasid,
+                    DeviceKind::SharedWq => g.pasids[&pasid].unwrap(),
+                };
                 let g = self.guests.get_mut(&id).unwrap();
-                g.devices.get_mut(&rid).unwrap().1.remove(&pasid);
-                Ok(Out::Unit)
+                g.devices.get_mut(&(rid, kind)).unwrap().remove(&pasid);
+                Ok(Out::Pasid(programmed))
             }
+            Op::Complete { pick, twice } => {
+                let listed = self.draining();
+                if listed.is_empty() {
+                    return self.complete(&[]);
+                }
+                let item = listed[pick % listed.len()];
+                if twice {
+                    self.complete(&[item, item])
+                } else {
+                    self.complete(&[item])
+                }
+            }
+            Op::CompleteMadeUp { pasid, hpasid, .. } => self.complete(&[Draining {
+                guest: id,
+                gpasid: pasid,
+                hpasid,
+            }]),
             Op::Record { rid, pasid, .. } => {
                 let rid = Rid::new(0, rid);
                 let g = self.guest(id)?;
                 Self::platform_is(g, Platform::P1)?;
-                let (_, set) = g.devices.get(&rid).ok_or(Error::NoSuchDevice { rid })?;
+                let key = (rid, DeviceKind::Dedicated);
+                let set = g.devices.get(&key).ok_or(Error::NoSuchDevice { rid })?;
                 if !self.layout.local().contains(&pasid) {
                     return Err(Error::PasidOutOfRange { pasid });
                 }
@@ -332,19 +500,20 @@ impl Model {
                     return Err(Error::PasidInUse { pasid });
                 }
                 let g = self.guests.get_mut(&id).unwrap();
-                g.devices.get_mut(&rid).unwrap().1.insert(pasid);
+                g.devices.get_mut(&key).unwrap().insert(pasid);
                 Ok(Out::Pasid(pasid))
             }
             Op::Release { rid, pasid, .. } => {
                 let rid = Rid::new(0, rid);
                 let g = self.guest(id)?;
                 Self::platform_is(g, Platform::P1)?;
-                let (_, set) = g.devices.get(&rid).ok_or(Error::NoSuchDevice { rid })?;
+                let key = (rid, DeviceKind::Dedicated);
+                let set = g.devices.get(&key).ok_or(Error::NoSuchDevice { rid })?;
                 if !set.contains(&pasid) {
                     return Err(Error::NotAllocated { pasid });
                 }
                 let g = self.guests.get_mut(&id).unwrap();
-                g.devices.get_mut(&rid).unwrap().1.remove(&pasid);
+                g.devices.get_mut(&key).unwrap().remove(&pasid);
                 Ok(Out::Unit)
             }
             Op::Vcap { .. } => {
@@ -397,6 +566,7 @@ impl Model {
                             Err(
                                 Error::PasidOutOfRange { .. }
                                 | Error::NotAllocated { .. }
+                                | Error::Draining { .. }
                                 | Error::StillBound { .. },
                             ) => no_pasid,
                             other => other,
@@ -406,31 +576,73 @@ impl Model {
                 }
             }
             Op::Reimport { .. } => {
-                let mut g = self
+                let g = self
                     .guests
                     .remove(&id)
                     .ok_or(Error::NoSuchGuest { guest: id })?;
-                for h in g.pasids.values().flatten() {
-                    self.shared_used.remove(h);
+                // Export, destroy, confirm the teardown of everything the guest had (its
+                // host PASIDs drained as orphans), import: the imported guest gets the
+                // lowest free host PASIDs, in gPASID order. What was draining does not
+                // travel (it is the source's hardware state).
+                self.orphan(id, &g);
+                for o in self.orphans.iter().filter(|o| o.guest == id) {
+                    self.shared_used.remove(&o.hpasid.unwrap());
                 }
+                self.orphans.retain(|o| o.guest != id);
                 let new = created.expect("the host imported the guest");
-                let mut next = self.layout.shared().start;
-                for h in g.pasids.values_mut().flatten() {
-                    let fresh = (next..self.layout.shared().end)
+                let mut fresh_guest = ModelGuest {
+                    config: g.config,
+                    pasids: g.pasids.clone(),
+                    draining: BTreeMap::new(),
+                    devices: g.devices.clone(),
+                };
+                for h in fresh_guest.pasids.values_mut().flatten() {
+                    let fresh = self
+                        .layout
+                        .shared()
                         .find(|p| !self.shared_used.contains(p))
-                        .expect("the guest's own host PASIDs were freed");
+                        .expect("the import's check found enough free host PASIDs");
                     self.shared_used.insert(fresh);
                     *h = fresh;
-                    next = fresh + 1;
                 }
-                for owner in self.rid_owner.values_mut() {
-                    if *owner == id {
-                        *owner = new;
+                for &(rid, kind) in fresh_guest.devices.keys() {
+                    if kind == DeviceKind::Dedicated {
+                        self.dedicated_owner.insert(rid, new);
                     }
                 }
-                self.guests.insert(new, g);
+                self.guests.insert(new, fresh_guest);
                 Ok(Out::Guest)
             }
+        }
+    }
+
+    /// A destroyed guest's host PASIDs (held and draining) become orphans, in
+    /// gPASID order of held ones, then draining ones; its uses of RIDs go.
+    fn orphan(&mut self, id: GuestId, g: &ModelGuest) {
+        for (&gpasid, &hpasid) in g.pasids.iter().chain(g.draining.iter()) {
+            if hpasid.is_some() {
+                self.orphans.push(Draining {
+                    guest: id,
+                    gpasid,
+                    hpasid,
+                });
+            }
+        }
+        for &(rid, kind) in g.devices.keys() {
+            if kind == DeviceKind::Dedicated {
+                self.dedicated_owner.remove(&rid);
+            }
+        }
+    }
+
+    fn detach_use(&mut self, id: GuestId, rid: Rid, kind: DeviceKind) {
+        self.guests
+            .get_mut(&id)
+            .unwrap()
+            .devices
+            .remove(&(rid, kind));
+        if kind == DeviceKind::Dedicated {
+            self.dedicated_owner.remove(&rid);
         }
     }
 
@@ -463,12 +675,21 @@ impl Model {
                                 hpasid,
                             })
                             .collect(),
+                        draining: g
+                            .draining
+                            .iter()
+                            .map(|(&gpasid, &hpasid)| Draining {
+                                guest: id,
+                                gpasid,
+                                hpasid,
+                            })
+                            .collect(),
                         devices: g
                             .devices
                             .iter()
-                            .map(|(&rid, (kind, set))| DeviceSnapshot {
+                            .map(|(&(rid, kind), set)| DeviceSnapshot {
                                 rid,
-                                kind: *kind,
+                                kind,
                                 programmed: set
                                     .iter()
                                     .map(|&gpasid| ProgrammedPasid {
@@ -484,11 +705,16 @@ impl Model {
                     }
                 })
                 .collect(),
+            orphans: self.orphans.clone(),
         }
     }
 }
 
-pub fn run(host: &mut Host, op: &Op, id: GuestId) -> Result<(Out, Option<GuestId>), Error> {
+pub fn run<S: HostPasidSource>(
+    host: &mut Host<S>,
+    op: &Op,
+    id: GuestId,
+) -> Result<(Out, Option<GuestId>), Error> {
     let rid = |r: u16| Rid::new(0, r);
     Ok(match *op {
         Op::Create { platform, quota } => {
@@ -503,12 +729,36 @@ pub fn run(host: &mut Host, op: &Op, id: GuestId) -> Result<(Out, Option<GuestId
             (host.attach(id, rid(r), kind).map(|_| Out::Unit)?, None)
         }
         Op::Detach { rid: r, .. } => (host.detach(id, rid(r)).map(|_| Out::Unit)?, None),
+        Op::DetachUse { rid: r, kind, .. } => {
+            (host.detach_use(id, rid(r), kind).map(|_| Out::Unit)?, None)
+        }
         Op::Alloc { kind, .. } => (Out::Pasid(host.alloc(id, kind)?), None),
         Op::Free { pasid, .. } => (host.free(id, pasid).map(|_| Out::Unit)?, None),
         Op::Translate { pasid, .. } => (Out::Pasid(host.translate(id, pasid)?), None),
         Op::Bind { pasid, rid: r, .. } => (Out::Pasid(host.bind(id, pasid, rid(r))?), None),
-        Op::Unbind { pasid, rid: r, .. } => {
-            (host.unbind(id, pasid, rid(r)).map(|_| Out::Unit)?, None)
+        Op::BindUse {
+            pasid,
+            rid: r,
+            kind,
+            ..
+        } => (Out::Pasid(host.bind_use(id, pasid, rid(r), kind)?), None),
+        Op::Unbind { pasid, rid: r, .. } => (Out::Pasid(host.unbind(id, pasid, rid(r))?), None),
+        Op::Complete { pick, twice } => {
+            let listed: Vec<Draining> = host.draining().collect();
+            let items = match listed.len() {
+                0 => vec![],
+                n if twice => vec![listed[pick % n]; 2],
+                n => vec![listed[pick % n]],
+            };
+            (host.complete_teardown(&items).map(|_| Out::Unit)?, None)
+        }
+        Op::CompleteMadeUp { pasid, hpasid, .. } => {
+            let item = Draining {
+                guest: id,
+                gpasid: pasid,
+                hpasid,
+            };
+            (host.complete_teardown(&[item]).map(|_| Out::Unit)?, None)
         }
         Op::Record { rid: r, pasid, .. } => (Out::Pasid(host.record(id, rid(r), pasid)?), None),
         Op::Release { rid: r, pasid, .. } => {
@@ -518,13 +768,17 @@ pub fn run(host: &mut Host, op: &Op, id: GuestId) -> Result<(Out, Option<GuestId
         Op::Vcmd { rev, command, .. } => (Out::Reg(host.vcmd(id, rev, command)?), None),
         Op::Reimport { .. } => {
             let blob = host.export_guest(id)?;
-            let map: Vec<(Rid, Rid)> = host
+            // One entry per RID, even when the guest uses a RID both ways.
+            let mut map: Vec<(Rid, Rid)> = host
                 .guest_snapshot(id)?
                 .devices
                 .iter()
                 .map(|d| (d.rid, d.rid))
                 .collect();
+            map.dedup();
             host.destroy_guest(id)?;
+            let gone: Vec<Draining> = host.draining().filter(|d| d.guest == id).collect();
+            host.complete_teardown(&gone)?;
             let (new, _) = host.import_guest(&blob, &map)?;
             (Out::Guest, Some(new))
         }
@@ -537,6 +791,9 @@ pub fn guest_index(op: &Op) -> usize {
         Op::Destroy { guest }
         | Op::Attach { guest, .. }
         | Op::Detach { guest, .. }
+        | Op::DetachUse { guest, .. }
+        | Op::BindUse { guest, .. }
+        | Op::CompleteMadeUp { guest, .. }
         | Op::Alloc { guest, .. }
         | Op::Free { guest, .. }
         | Op::Translate { guest, .. }
@@ -547,6 +804,7 @@ pub fn guest_index(op: &Op) -> usize {
         | Op::Vcap { guest, .. }
         | Op::Vcmd { guest, .. }
         | Op::Reimport { guest } => guest,
+        Op::Complete { .. } => 0,
     }
 }
 
@@ -560,10 +818,11 @@ pub fn same_error(a: &Error, b: &Error) -> bool {
 }
 
 /// Runs operations on a host and on the model side by side, checking each step: equal
-/// results (errors included), an unchanged host after any error, equal snapshots, and
-/// never a stale guest id handed out again.
-pub struct Checker {
-    pub host: Host,
+/// results (errors included), an unchanged host after any error, equal snapshots,
+/// never a stale guest id handed out again, no host PASID reachable from two guests,
+/// and no draining host PASID handed out.
+pub struct Checker<S = IdBitmap> {
+    pub host: Host<S>,
     pub model: Model,
     /// Every id ever handed out (and one never handed out), so stale ids are used too.
     pub ids: Vec<GuestId>,
@@ -577,11 +836,25 @@ impl Checker {
             ids: vec![GuestId(0xdead_0000)],
         }
     }
+}
+
+impl<S: HostPasidSource> Checker<S> {
+    /// A checker whose host takes its host PASIDs from `source`, which must hand out
+    /// the lowest free one as the in-process source does (the model expects that).
+    pub fn with_source(layout: PasidLayout, platform: Platform, source: S) -> Self {
+        Checker {
+            host: Host::with_source(layout.clone(), platform, source).unwrap(),
+            model: Model::new(layout, platform),
+            ids: vec![GuestId(0xdead_0000)],
+        }
+    }
 
     /// One step; `Err` describes the first disagreement.
     pub fn step(&mut self, op: &Op) -> Result<(), String> {
         let id = self.ids[guest_index(op) % self.ids.len()];
         let before = self.host.snapshot();
+        let draining_before: BTreeSet<u32> =
+            self.host.draining().filter_map(|d| d.hpasid).collect();
         let real = run(&mut self.host, op, id);
         let created = real.as_ref().ok().and_then(|(_, c)| *c);
         let expected = self.model.apply(op, id, created);
@@ -605,6 +878,54 @@ impl Checker {
         if real != model {
             return Err(format!("after {op:?}: host {real:?}, model {model:?}"));
         }
+        // Independent of the model: every host PASID is reachable from one place only,
+        // and none that drained before this step is held by a guest now (unless the
+        // step confirmed its teardown).
+        let mut seen = BTreeSet::new();
+        let held = real
+            .guests
+            .iter()
+            .flat_map(|g| g.pasids.iter().filter_map(|p| p.hpasid));
+        let draining = real
+            .guests
+            .iter()
+            .flat_map(|g| g.draining.iter().filter_map(|d| d.hpasid))
+            .chain(real.orphans.iter().filter_map(|d| d.hpasid));
+        for h in held.clone().chain(draining) {
+            if !seen.insert(h) {
+                return Err(format!("after {op:?}: host PASID {h} reachable twice"));
+            }
+        }
+        let confirmed = matches!(op, Op::Complete { .. } | Op::Reimport { .. });
+        if !confirmed {
+            if let Some(h) = held.into_iter().find(|h| draining_before.contains(h)) {
+                return Err(format!("after {op:?}: draining host PASID {h} handed out"));
+            }
+        }
         Ok(())
+    }
+}
+
+/// A source that offers only what [`HostPasidSource`] requires, delegating to a bitmap:
+/// it runs the host's generic paths (the trait's default `alloc_many`, errors mapped
+/// from [`SourceError`]) that the in-process source's own overrides skip.
+#[derive(Debug, Clone)]
+pub struct MinimalSource(pub IdBitmap);
+
+impl HostPasidSource for MinimalSource {
+    fn range(&self) -> core::ops::Range<u32> {
+        self.0.range()
+    }
+    fn alloc(&mut self) -> Result<u32, SourceError> {
+        self.0.alloc().ok_or(SourceError::Exhausted)
+    }
+    fn claim(&mut self, pasid: u32) -> Result<(), SourceError> {
+        HostPasidSource::claim(&mut self.0, pasid)
+    }
+    fn release(&mut self, pasid: u32) -> Result<(), SourceError> {
+        HostPasidSource::release(&mut self.0, pasid)
+    }
+    fn free_count(&self) -> u32 {
+        self.0.capacity() - self.0.used()
     }
 }

@@ -1,0 +1,142 @@
+//! p2 allocation and translation: the VM-exit paths.
+
+use super::{live_guest_mut, Host, P1_NO_ALLOC};
+use crate::error::{Error, Result};
+use crate::remap::PagesTouched;
+use crate::source::HostPasidSource;
+use crate::types::{Draining, GuestId, PasidKind, Platform};
+
+impl<S: HostPasidSource> Host<S> {
+    /// Allocates a guest PASID (p2 guests only): the lowest free gPASID of the guest
+    /// range, and for [`PasidKind::Shared`] also a host PASID from the source (the
+    /// in-process one: the lowest free of the shared range), mapped in the guest's
+    /// translation table. Draining gPASIDs are not free: a guest never gets back a
+    /// number the hardware may still hold.
+    ///
+    /// A shared request is checked against the quota (held and draining), then the
+    /// guest range, then the source.
+    #[inline]
+    pub fn alloc(&mut self, guest: GuestId, kind: PasidKind) -> Result<u32> {
+        self.alloc_reporting_pages(guest, kind).map(|(g, _)| g)
+    }
+
+    /// [`Host::alloc`], also telling which translation-table pages changed (for a
+    /// shared PASID), so a VMM rewrites only those.
+    #[inline(always)]
+    pub fn alloc_reporting_pages(
+        &mut self,
+        guest: GuestId,
+        kind: PasidKind,
+    ) -> Result<(u32, Option<PagesTouched>)> {
+        // One lookup, borrowing the guest and the source at once (disjoint fields):
+        // this is a VM-exit path.
+        let g = live_guest_mut(&mut self.slots, guest)?;
+        g.require(Platform::P2, P1_NO_ALLOC)?;
+        match kind {
+            PasidKind::Local => {
+                let gpasid = g.pasids.alloc().ok_or(Error::GuestRangeExhausted)?;
+                Ok((gpasid, None))
+            }
+            PasidKind::Shared => {
+                if g.shared_charged() >= g.config.shared_quota {
+                    return Err(Error::QuotaExceeded {
+                        quota: g.config.shared_quota,
+                    });
+                }
+                let gpasid = g.pasids.alloc().ok_or(Error::GuestRangeExhausted)?;
+                let hpasid = match self.source.alloc() {
+                    Ok(h) => h,
+                    Err(e) => {
+                        g.pasids.free(gpasid);
+                        return Err(e.into());
+                    }
+                };
+                match g.remap.insert(gpasid, hpasid) {
+                    Ok(pages) => {
+                        self.host_pasids += 1;
+                        Ok((gpasid, Some(pages)))
+                    }
+                    Err(e) => {
+                        g.pasids.free(gpasid);
+                        // Given straight back: the hardware never saw it.
+                        let _ = self.source.release(hpasid);
+                        Err(e)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Frees a guest PASID (p2 guests only). It stops translating at once, and it and
+    /// its host PASID drain until [`Host::complete_teardown`] (see the
+    /// [lifecycle](crate::host#the-lifecycle-of-a-pasid)).
+    /// Refused while the gPASID is bound to any device: unbind first, so the VMM knows
+    /// every entry it has to clear.
+    ///
+    /// Returns the draining record to hand to [`Host::complete_teardown`] once the
+    /// hardware has let go.
+    #[inline]
+    pub fn free(&mut self, guest: GuestId, gpasid: u32) -> Result<Draining> {
+        self.free_inner(guest, gpasid).map(|(hpasid, _)| Draining {
+            guest,
+            gpasid,
+            hpasid,
+        })
+    }
+
+    /// [`Host::free`], also telling which translation-table page changed.
+    #[inline]
+    pub fn free_reporting_pages(
+        &mut self,
+        guest: GuestId,
+        gpasid: u32,
+    ) -> Result<Option<PagesTouched>> {
+        self.free_inner(guest, gpasid).map(|(_, pages)| pages)
+    }
+
+    /// Frees `gpasid`; returns its host PASID and the table page that changed.
+    #[inline(always)]
+    fn free_inner(
+        &mut self,
+        guest: GuestId,
+        gpasid: u32,
+    ) -> Result<(Option<u32>, Option<PagesTouched>)> {
+        let g = live_guest_mut(&mut self.slots, guest)?;
+        g.require(Platform::P2, P1_NO_ALLOC)?;
+        g.check_held(gpasid, &self.layout)?;
+        // The emptiness test is inline; the map lookup is a call.
+        if !g.bind_counts.is_empty() && g.bind_counts.contains_key(&gpasid) {
+            return Err(Error::StillBound { pasid: gpasid });
+        }
+        let hpasid = g.remap.get(gpasid);
+        // The only step that can fail (memory) goes first.
+        g.draining.try_insert(gpasid, hpasid)?;
+        let pages = g.remap.remove(gpasid).map(|(_, pages)| pages);
+        g.draining_shared += hpasid.is_some() as u32;
+        Ok((hpasid, pages))
+    }
+
+    /// The host PASID behind a guest's shared gPASID: what ENQCMD's PASID becomes.
+    #[inline]
+    pub fn translate(&self, guest: GuestId, gpasid: u32) -> Result<u32> {
+        let g = self.guest(guest)?;
+        match g.remap.get(gpasid) {
+            Some(hpasid) => Ok(hpasid),
+            None => {
+                g.check_held(gpasid, &self.layout)?;
+                Err(Error::NotShared { pasid: gpasid })
+            }
+        }
+    }
+
+    /// The kind of a gPASID the guest holds (p2).
+    pub fn kind_of(&self, guest: GuestId, gpasid: u32) -> Result<PasidKind> {
+        let g = self.guest(guest)?;
+        g.check_held(gpasid, &self.layout)?;
+        Ok(if g.remap.get(gpasid).is_some() {
+            PasidKind::Shared
+        } else {
+            PasidKind::Local
+        })
+    }
+}
