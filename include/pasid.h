@@ -484,6 +484,43 @@ typedef uint32_t pasid_device_kind;
 #endif // __cplusplus
 
 /**
+ * What a source callback returns.
+ */
+enum pasid_source_status
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Done.
+   */
+  PASID_SOURCE_STATUS_OK = 0,
+  /**
+   * No free host PASID (alloc).
+   */
+  PASID_SOURCE_STATUS_EXHAUSTED = 1,
+  /**
+   * The PASID is not free (claim) or not the VMM's (release).
+   */
+  PASID_SOURCE_STATUS_UNAVAILABLE = 2,
+  /**
+   * The allocator behind the callbacks cannot be reached.
+   */
+  PASID_SOURCE_STATUS_DISCONNECTED = 3,
+  /**
+   * The allocator refuses this VMM.
+   */
+  PASID_SOURCE_STATUS_DENIED = 4,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum pasid_source_status pasid_source_status;
+#else
+typedef uint32_t pasid_source_status;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * Which PASID directory: the `directory` outputs.
  */
 enum pasid_directory

@@ -77,6 +77,27 @@ static pasid_rid rid(uint16_t segment, uint16_t bdf) {
     return r;
 }
 
+/* The VMM confirms the teardown of everything that drains on `h`, as one that clears
+   the entries and flushes synchronously on each free does. */
+static void confirm_all(pasid_host *h) {
+    pasid_draining items[64];
+    size_t n = 0;
+    OK(pasid_draining_list(h, items, 64, &n));
+    OK(pasid_complete_teardown(h, items, n));
+}
+
+/* Frees a gPASID and confirms its teardown at once; returns the free's result. */
+static int free_confirmed(pasid_host *h, pasid_guest_id g, uint32_t gpasid) {
+    pasid_draining item = {g, gpasid, 0};
+    int rc;
+    if (pasid_translate(h, g, gpasid, &item.hpasid) != PASID_RESULT_OK)
+        item.hpasid = 0;
+    rc = pasid_free(h, g, gpasid, NULL);
+    if (rc == PASID_RESULT_OK)
+        rc = pasid_complete_teardown(h, &item, 1);
+    return rc;
+}
+
 static const pasid_rid VF = {0, 0x0301};
 static const pasid_rid WQ = {0, 0x0a00};
 
@@ -454,6 +475,10 @@ static void test_p2_alloc_translate_bind(void) {
     OK(pasid_unbind(h, g, shared, VF));
     OK(pasid_free(h, g, shared, &pages));
     CHECK(pages.changed && !pages.directory_changed && pages.table == 0);
+    /* It drains until the VMM confirms the teardown. */
+    CHECK(host_info(h).shared_in_use == 2);
+    CHECK_RC(pasid_free(h, g, shared, NULL), PASID_RESULT_DRAINING);
+    confirm_all(h);
     CHECK(host_info(h).shared_in_use == 1);
     CHECK_RC(pasid_free(h, g, shared, NULL), PASID_RESULT_NOT_ALLOCATED);
     CHECK_RC(pasid_free(h, g, 0, NULL), PASID_RESULT_PASID_OUT_OF_RANGE);
@@ -462,8 +487,10 @@ static void test_p2_alloc_translate_bind(void) {
     CHECK(!pages.changed);
     CHECK_RC(pasid_free(NULL, g, local, NULL), PASID_RESULT_NULL_PARAMETER);
 
-    /* Destroying the guest returns its hPASIDs. */
+    /* Destroying the guest returns its hPASIDs once their teardown is confirmed. */
     OK(pasid_guest_destroy(h, g));
+    CHECK(host_info(h).shared_in_use == 1);
+    confirm_all(h);
     CHECK(host_info(h).shared_in_use == 0);
     pasid_host_free(h);
 }
@@ -610,7 +637,7 @@ static void test_hwtable(void) {
         OK(pasid_alloc(h, g, PASID_KIND_SHARED, &last_shared, NULL));
     CHECK(last_shared == 1030);
     OK(pasid_alloc(h, g, PASID_KIND_LOCAL, &local, NULL));
-    OK(pasid_free(h, g, 7, NULL)); /* a hole */
+    CHECK_RC(free_confirmed(h, g, 7), PASID_RESULT_OK); /* a hole */
 
     CHECK_RC(pasid_translation_tables(h, g, NULL, 0, &n), PASID_RESULT_BUFFER_TOO_SMALL);
     CHECK(n == 2);
@@ -873,6 +900,8 @@ static void test_vcmd(void) {
     CHECK(sc33(rsp) == 1); /* p1: no PASID allocation */
     OK(pasid_vcmd(h, g, PASID_VTD_REVISION_V33, cmd33(2, shared), &rsp, &touched));
     CHECK(rsp == 0 && touched.changed);
+    CHECK_RC(pasid_translate(h, g, shared, &hp), PASID_RESULT_DRAINING);
+    confirm_all(h); /* the vIOMMU flushed: the teardown is done */
     CHECK_RC(pasid_translate(h, g, shared, &hp), PASID_RESULT_NOT_ALLOCATED);
     CHECK_RC(pasid_vcmd(h, 0xbad, PASID_VTD_REVISION_V33, cmd33(1, 0), &rsp, NULL),
              PASID_RESULT_NO_SUCH_GUEST);
@@ -1058,10 +1087,15 @@ static void test_migration_p2(void) {
     map[2].destination = rid(0, 0x0a09);
     CHECK_RC(pasid_import_guest(dst, blob, len, map, 3, &untouched_id, &report),
              PASID_RESULT_RID_MAPPED_TWICE);
+    /* Another guest on the destination's shared WQ is no conflict (it is shared); one
+       with the dedicated use of the VF's destination is. */
     OK(pasid_attach(dst, busy, wq_dst, PASID_DEVICE_KIND_SHARED_WQ));
+    OK(pasid_check_import(dst, blob, len, map, 2));
+    OK(pasid_detach(dst, busy, wq_dst));
+    OK(pasid_attach(dst, busy, map[0].destination, PASID_DEVICE_KIND_DEDICATED));
     CHECK_RC(pasid_import_guest(dst, blob, len, map, 2, &untouched_id, &report),
              PASID_RESULT_RID_IN_USE);
-    OK(pasid_detach(dst, busy, wq_dst));
+    OK(pasid_detach(dst, busy, map[0].destination));
     CHECK_RC(pasid_import_guest(p1dst, blob, len, map, 2, &untouched_id, &report),
              PASID_RESULT_NOT_SUPPORTED);
     blob[len / 2] ^= 0x04;
@@ -1117,8 +1151,10 @@ static void test_migration_p2(void) {
     CHECK(n == 1 && progs[0].gpasid == s1 && progs[0].programmed == dst_h1);
     CHECK_RC(pasid_free(dst, g2, s1, NULL), PASID_RESULT_STILL_BOUND); /* bindings came along */
 
-    /* The source releases the guest. */
+    /* The source releases the guest; its host PASIDs drain until the teardown is done. */
     OK(pasid_guest_destroy(src, g));
+    CHECK(host_info(src).shared_in_use == 2);
+    confirm_all(src);
     CHECK(host_info(src).shared_in_use == 0);
 
     /* Report handles: checked like host handles. */
@@ -1296,15 +1332,22 @@ static void *worker(void *p) {
             a->errors++;
         if (pasid_translate(a->host, a->guest, gp, &hp) != 0 || hp < 4096)
             a->errors++;
-        if (pasid_free(a->host, a->guest, gp, NULL) != 0)
+        if (free_confirmed(a->host, a->guest, gp) != 0)
             a->errors++;
         if (pasid_vcmd(a->host, a->guest, PASID_VTD_REVISION_V33, 1, &rsp, NULL) != 0 ||
             ((rsp >> 1) & 0x7f) != 0)
             a->errors++;
-        if (pasid_vcmd(a->host, a->guest, PASID_VTD_REVISION_V33, (rsp & ~0xffffull) | 2, &rsp,
-                       NULL) != 0 ||
-            rsp != 0)
-            a->errors++;
+        {
+            pasid_draining item = {a->guest, (uint32_t)(rsp >> 16) & 0xfffff, 0};
+            if (pasid_translate(a->host, a->guest, item.gpasid, &item.hpasid) != 0)
+                a->errors++;
+            if (pasid_vcmd(a->host, a->guest, PASID_VTD_REVISION_V33, (rsp & ~0xffffull) | 2,
+                           &rsp, NULL) != 0 ||
+                rsp != 0)
+                a->errors++;
+            if (pasid_complete_teardown(a->host, &item, 1) != 0)
+                a->errors++;
+        }
     }
     return NULL;
 }
@@ -1318,7 +1361,7 @@ static void *user_after_free(void *p) {
         if (rc == PASID_RESULT_INVALID_HANDLE)
             break;
         if (rc == PASID_RESULT_OK)
-            rc = pasid_free(a->host, a->guest, gp, NULL);
+            rc = free_confirmed(a->host, a->guest, gp);
         if (rc != PASID_RESULT_OK && rc != PASID_RESULT_INVALID_HANDLE)
             a->errors++;
     }
