@@ -25,14 +25,19 @@
 #         prefix: replaced in the block, and PKG_CONFIG_PATH / LD_LIBRARY_PATH point
 #         into it as they would for /usr/local
 #
+# Fences may be ``` or ~~~, indented (inside a list item) or not.
+#
 # Environment: PASID_PREFIX (an install from scripts/install-c.sh, for the C blocks;
 # made here if unset), CC, VALGRIND=1 (C blocks run under valgrind too, as
-# scripts/harden.sh valgrind does). The last line is "N passed, M failed, K skipped".
+# scripts/harden.sh valgrind does), README_FILE (another Markdown file to check;
+# its Rust blocks are not run: the doctests are README.md's). The last line is
+# "N passed, M failed, K skipped".
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 
 cc=${CC:-gcc}
+readme=${README_FILE:-README.md}
 qemu_cflags="-std=gnu11 -Wall -Wextra -Werror -Wundef -Wwrite-strings -Wmissing-prototypes
  -Wstrict-prototypes -Wredundant-decls -Wold-style-declaration -Wold-style-definition
  -Wtype-limits -Wformat-security -Winit-self -Wignored-qualifiers -Wempty-body
@@ -70,26 +75,36 @@ fi
 # Extract: block N goes to $tmp/block.N, and one line "N LANG LINE DIRECTIVE..." to
 # $tmp/index.
 awk -v dir="$tmp" '
-    !infence && /^```/ {
-        lang = substr($0, 4); gsub(/[ \t]/, "", lang)
+    # A fence: ``` or ~~~, maybe indented (inside a list); its content loses that indent.
+    !infence && /^[ \t]*(```|~~~)/ {
+        match($0, /^[ \t]*/); indent = RLENGTH
+        fence = substr($0, indent + 1, 3)
+        lang = substr($0, indent + 4); gsub(/[ \t]/, "", lang)
         n++; infence = 1; start = NR
         file = dir "/block." n; printf "" > file
-        d = (prev ~ /^<!-- readme-test: .* -->$/) ? prev : ""
+        d = prev; sub(/^[ \t]*/, "", d)
+        if (d !~ /^<!-- readme-test: .* -->$/) d = ""
         sub(/^<!-- readme-test: /, "", d); sub(/ -->$/, "", d)
         print n, (lang == "" ? "-" : lang), start, d > (dir "/index")
         next
     }
-    infence && /^```[ \t]*$/ { infence = 0; close(file); prev = ""; next }
-    infence { print > file; next }
+    infence && index($0, fence) && $0 ~ /^[ \t]*(```|~~~)[ \t]*$/ {
+        infence = 0; close(file); prev = ""; next
+    }
+    infence {
+        line = $0
+        for (i = 0; i < indent && substr(line, 1, 1) ~ /[ \t]/; i++) line = substr(line, 2)
+        print line > file; next
+    }
     { prev = $0 }
     END { if (infence) { print "README.md: unclosed fence at line " start > "/dev/stderr"; exit 1 } }
-' README.md || exit 1
+' "$readme" || exit 1
 [ -s "$tmp/index" ] || { echo "README.md has no code blocks?"; exit 1; }
 
 only=" $* "
 rust_blocks=""
 while read -r n lang line directive; do
-    where="README.md:$line ($lang)"
+    where="${readme##*/}:$line ($lang)"
     src=$tmp/block.$n
     # A named C file is there for later sh blocks even when C blocks are not run.
     case $lang:$directive in c:file*) cp "$src" "$work/${directive#file }" ;; esac
@@ -171,8 +186,10 @@ while read -r n lang line directive; do
     esac
 done <"$tmp/index"
 
-if [ -n "$rust_blocks" ]; then
-    where="README.md:${rust_blocks# } (rust)"
+if [ -n "$rust_blocks" ] && [ "$readme" != README.md ]; then
+    skip "${readme##*/}:${rust_blocks# } (rust): only README.md's Rust blocks are doctests"
+elif [ -n "$rust_blocks" ]; then
+    where="${readme##*/}:${rust_blocks# } (rust)"
     if run "$tmp/rust.log" cargo test -p pasid-ffi --doc --quiet readme; then
         pass "$where: doctests: $(grep -E '^test result' "$tmp/rust.log" | tail -n 1)"
     else
