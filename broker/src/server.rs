@@ -1,6 +1,7 @@
 //! The daemon: accepts connections on the Unix socket, serves each on its own thread,
 //! commits every change to the store (grouped) before it answers a grant, and ends
-//! due quarantines and grace periods on a timer thread.
+//! due quarantines and grace periods on a timer thread (which also commits changes
+//! nobody waits for: releases, disconnects).
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
@@ -9,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -92,11 +93,10 @@ struct State {
 
 struct Shared {
     state: Mutex<State>,
-    /// Wakes the writer when `pending` fills.
-    work: Condvar,
+    /// The store; whoever holds it commits everything pending (group commit).
+    store: Mutex<Store>,
     /// The number of the last committed change set.
-    committed: Mutex<u64>,
-    done: Condvar,
+    committed: AtomicU64,
     metrics: Arc<Metrics>,
     next_conn: AtomicU64,
     allowed_uids: Vec<u32>,
@@ -110,21 +110,39 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Hands `ops` to the writer; returns the number to wait for.
+    /// Queues `ops` for the store; returns the number to commit through.
     fn queue(&self, state: &mut State, ops: Vec<StoreOp>) -> u64 {
         if !ops.is_empty() {
             state.pending.extend(ops);
             state.queued += 1;
-            self.work.notify_one();
         }
         state.queued
     }
 
-    fn wait_committed(&self, seq: u64) {
-        let mut c = self.committed.lock().unwrap_or_else(|e| e.into_inner());
-        while *c < seq {
-            c = self.done.wait(c).unwrap_or_else(|e| e.into_inner());
+    /// Returns once change set `seq` is committed. Group commit without a writer
+    /// thread: the first waiter to get the store commits everything pending, in one
+    /// transaction; those who queued meanwhile find their changes committed when they
+    /// get the store in turn. No thread hand-off on the path of a lone client.
+    fn commit_through(&self, seq: u64) {
+        if self.committed.load(Ordering::Acquire) >= seq {
+            return;
         }
+        let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        if self.committed.load(Ordering::Acquire) >= seq {
+            return;
+        }
+        let (ops, upto) = {
+            let mut st = self.lock();
+            (std::mem::take(&mut st.pending), st.queued)
+        };
+        if let Err(e) = store.commit(&ops) {
+            // The memory state is ahead of the store and no answer waiting on it may
+            // go out. Exiting is the safe way back: the store holds exactly what was
+            // answered, and clients reclaim from the restarted broker.
+            eprintln!("pasid-broker: cannot record changes, exiting: {e}");
+            std::process::exit(70);
+        }
+        self.committed.store(upto, Ordering::Release);
     }
 
     fn totals(&self) -> Totals {
@@ -135,7 +153,6 @@ impl Shared {
 /// A broker ready to serve: its store is open and loaded, its socket bound.
 pub struct Broker {
     shared: Arc<Shared>,
-    store: Store,
     listener: UnixListener,
     socket: Option<PathBuf>,
     metrics_addr: Option<SocketAddr>,
@@ -229,9 +246,8 @@ impl Broker {
                 pending: Vec::new(),
                 queued: 0,
             }),
-            work: Condvar::new(),
-            committed: Mutex::new(0),
-            done: Condvar::new(),
+            store: Mutex::new(store),
+            committed: AtomicU64::new(0),
             metrics: metrics.clone(),
             next_conn: AtomicU64::new(1),
             allowed_uids: options.config.socket.allowed_uids.clone(),
@@ -249,7 +265,6 @@ impl Broker {
         };
         Ok(Broker {
             shared,
-            store,
             listener,
             socket: options.socket,
             metrics_addr,
@@ -266,16 +281,8 @@ impl Broker {
     /// every instant, and clients reclaim their leases from the next broker.
     pub fn serve(self) -> Result<(), StartError> {
         let Broker {
-            shared,
-            store,
-            listener,
-            ..
+            shared, listener, ..
         } = self;
-        let s = shared.clone();
-        thread::Builder::new()
-            .name("store-writer".into())
-            .spawn(move || write_loop(&s, store))
-            .map_err(io_err("cannot start the writer"))?;
         let s = shared.clone();
         thread::Builder::new()
             .name("timers".into())
@@ -300,38 +307,21 @@ impl Broker {
     }
 }
 
-/// Commits whatever is pending in one transaction, again and again (group commit).
-fn write_loop(shared: &Shared, mut store: Store) {
-    loop {
-        let (ops, seq) = {
-            let mut st = shared.lock();
-            while st.pending.is_empty() {
-                st = shared.work.wait(st).unwrap_or_else(|e| e.into_inner());
-            }
-            (std::mem::take(&mut st.pending), st.queued)
-        };
-        if let Err(e) = store.commit(&ops) {
-            // The memory state is ahead of the store and no answer waiting on it may
-            // go out. Exiting is the safe way back: the store holds exactly what was
-            // answered, and clients reclaim from the restarted broker.
-            eprintln!("pasid-broker: cannot record changes, exiting: {e}");
-            std::process::exit(70);
-        }
-        *shared.committed.lock().unwrap_or_else(|e| e.into_inner()) = seq;
-        shared.done.notify_all();
-    }
-}
-
 fn tick_loop(shared: &Shared) {
     loop {
         thread::sleep(TICK);
-        let mut st = shared.lock();
-        let now = now_ms();
-        if st.registry.next_deadline().is_some_and(|d| d <= now) {
-            let mut ops = Vec::new();
-            st.registry.tick(now, liveness::alive, &mut ops);
-            shared.queue(&mut st, ops);
-        }
+        let seq = {
+            let mut st = shared.lock();
+            let now = now_ms();
+            if st.registry.next_deadline().is_some_and(|d| d <= now) {
+                let mut ops = Vec::new();
+                st.registry.tick(now, liveness::alive, &mut ops);
+                shared.queue(&mut st, ops);
+            }
+            st.queued
+        };
+        // Also records releases and disconnects, which nobody waits for.
+        shared.commit_through(seq);
     }
 }
 
@@ -465,7 +455,7 @@ fn handle(
             };
             match result {
                 Ok((id, Some(token))) => {
-                    shared.wait_committed(seq);
+                    shared.commit_through(seq);
                     *lease = Some(id);
                     (
                         Response::Welcome {
@@ -504,7 +494,7 @@ fn handle(
             match result {
                 Ok(pasids) => {
                     // Answer a grant only once it is on record.
-                    shared.wait_committed(seq);
+                    shared.commit_through(seq);
                     shared.metrics.granted(count, started.elapsed());
                     (Response::Granted { pasids, free }, false)
                 }
@@ -521,7 +511,7 @@ fn handle(
             };
             match result {
                 Ok(()) => {
-                    shared.wait_committed(seq);
+                    shared.commit_through(seq);
                     shared.metrics.granted(1, started.elapsed());
                     (Response::Done { free }, false)
                 }
@@ -550,7 +540,7 @@ fn handle(
                 st.registry.goodbye(id, conn, now_ms(), &mut ops);
                 shared.queue(&mut st, ops)
             };
-            shared.wait_committed(seq);
+            shared.commit_through(seq);
             *lease = None;
             (Response::Bye, true)
         }

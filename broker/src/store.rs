@@ -62,6 +62,9 @@ impl Store {
     /// Opens (or makes) the store at `path` for `layout`.
     pub fn open(path: &Path, layout: &WireLayout) -> Result<Self, StoreError> {
         let db = Connection::open(path)?;
+        // One process owns the file (the broker's flock): exclusive locking spares
+        // the WAL's shared-memory index and a lock round per transaction.
+        db.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "NORMAL")?;
         db.execute_batch(SCHEMA)?;
