@@ -6,16 +6,19 @@
 //! It is blocking and light (std, serde, postcard; no async runtime), because it links
 //! into the C library that VMMs load.
 //!
-//! ```no_run
+//! ```rust,no_run
 //! use pasid_broker_client::BrokerSource;
 //! use pasid_core::{HostPasidSource, PasidLayout};
 //!
 //! let layout = PasidLayout::new(20, 1..4096, 4096..1 << 19).unwrap();
-//! let mut source = BrokerSource::connect("/run/pasid-broker.sock", &layout).unwrap();
-//! let hpasid = source.alloc().unwrap(); // unique on this machine
-//! // ... program it, use it, tear it down ...
+//! let mut source = BrokerSource::connect("/tmp/pasid-broker.sock", &layout).unwrap();
+//! let hpasid = source.alloc().unwrap(); // unique on this machine, not only in this process
+//! // ... program it on the shared work queue, use it, tear it down ...
 //! source.release(hpasid).unwrap();
 //! ```
+//!
+//! The README's section "One machine, many VMMs" shows this same block (a test keeps
+//! them equal); `pasid-broker`'s crate doc runs it against a broker in the same process.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 

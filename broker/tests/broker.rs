@@ -389,3 +389,88 @@ fn a_second_broker_on_the_same_state_or_socket_refuses_to_start() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("another broker serves"));
 }
+
+#[test]
+fn the_metrics_endpoint_serves_the_counts_and_grants() {
+    use std::net::TcpStream;
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("m.sock");
+    // Port 0 is not knowable from outside: find a free port first.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(env!("CARGO_BIN_EXE_pasid-broker"))
+        .arg("--socket")
+        .arg(&socket)
+        .arg("--state")
+        .arg(dir.path().join("m.db"))
+        .arg("--metrics")
+        .arg(format!("127.0.0.1:{port}"))
+        .spawn()
+        .unwrap();
+    let _guard = common::Proc { child: Some(child) };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while UnixStream::connect(&socket).is_err() {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut a = BrokerSource::connect(
+        &socket,
+        &pasid_core::PasidLayout::new(20, 1..4096, 4096..1 << 19).unwrap(),
+    )
+    .unwrap();
+    a.alloc().unwrap();
+    a.alloc().unwrap();
+    let mut http = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    http.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut body = String::new();
+    http.read_to_string(&mut body).unwrap();
+    assert!(body.contains("pasid_broker_held_pasids 2"), "{body}");
+    assert!(body.contains(&format!(
+        "pasid_broker_free_pasids {}",
+        (1 << 19) - 4096 - 2
+    )));
+    assert!(body.contains("pasid_broker_grants_total 2"));
+    assert!(body.contains("pasid_broker_leases 1"));
+    assert!(body.contains("pasid_broker_grant_latency_seconds_count 2"));
+}
+
+#[test]
+fn systemd_socket_activation_hands_the_broker_its_socket() {
+    let Ok(activate) = which("systemd-socket-activate") else {
+        eprintln!("systemd-socket-activate not installed: skipped");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("activated.sock");
+    // No --socket: the broker must take the listening socket from LISTEN_FDS.
+    let child = Command::new(activate)
+        .arg("-l")
+        .arg(&socket)
+        .arg(env!("CARGO_BIN_EXE_pasid-broker"))
+        .arg("--state")
+        .arg(dir.path().join("a.db"))
+        .spawn()
+        .unwrap();
+    let _guard = common::Proc { child: Some(child) };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !socket.exists() {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let layout = pasid_core::PasidLayout::new(20, 1..4096, 4096..1 << 19).unwrap();
+    let mut a = BrokerSource::connect(&socket, &layout).unwrap();
+    assert_eq!(a.alloc(), Ok(4096));
+}
+
+fn which(name: &str) -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH")
+        .and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(name))
+                .find(|f| f.is_file())
+        })
+        .ok_or(())
+}
