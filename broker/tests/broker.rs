@@ -116,14 +116,18 @@ fn another_lease_cannot_release_claim_or_see_my_pasids() {
 
 #[test]
 fn a_killed_clients_pasids_are_quarantined_then_free() {
-    let b = BrokerProc::start(&config_text(1.0, 30.0, ""));
+    let b = BrokerProc::start(&config_text(2.0, 30.0, ""));
     let (mut holder, pasids) = b.holder(3);
     assert_eq!(pasids, [4096, 4097, 4098]);
     holder.kill9();
     b.wait_until(10, "quarantine", |s| s.quarantined == 3);
     let mut c = BrokerSource::connect(&b.socket, &layout()).unwrap();
-    // Still quarantined (a second at most after the kill): not granted to anyone.
-    assert_ne!(c.alloc().unwrap(), 4096);
+    let got = c.alloc().unwrap();
+    // Granted while they were still quarantined: none of them (no timing assumed:
+    // if the quarantine ended first, there is nothing to check).
+    if b.status().quarantined == 3 {
+        assert!(!pasids.contains(&got), "{got} granted from quarantine");
+    }
     b.wait_until(10, "quarantine to end", |s| s.quarantined == 0);
     assert_eq!(c.claim(4096), Ok(()));
 }
@@ -169,14 +173,17 @@ fn after_a_broker_kill_the_live_client_keeps_exactly_its_pasids() {
 
 #[test]
 fn an_unreclaimed_lease_is_quarantined_after_the_grace_then_free() {
-    let mut b = BrokerProc::start(&config_text(1.0, 1.0, ""));
+    let mut b = BrokerProc::start(&config_text(1.0, 2.0, ""));
     let (mut holder, pasids) = b.holder(2);
     assert_eq!(pasids.len(), 2);
     b.kill9();
     holder.kill9();
     b.restart();
     let s = b.status();
-    assert_eq!((s.held, s.leases[0].state.as_str()), (2, "unconfirmed"));
+    // Unless the machine stalled past the grace period already:
+    if !s.leases.is_empty() {
+        assert_eq!((s.held, s.leases[0].state.as_str()), (2, "unconfirmed"));
+    }
     b.wait_until(10, "grace to end", |s| {
         s.leases.is_empty() && s.quarantined == 2
     });
