@@ -7,7 +7,9 @@
 //! counts grants per second over all clients). Criterion reports no percentiles, so
 //! afterwards the bench samples per-operation latencies itself
 //! (`PASID_BROKER_LATENCY_OPS` round trips per client, default 20,000) and prints
-//! median, p99 and the aggregate grants/s. Timing is never asserted.
+//! median, p99, the aggregate grants/s, and the CPU time the broker and the clients
+//! spent per round trip (from `/proc`: what a loaded machine cannot inflate much).
+//! Timing is never asserted.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -104,7 +106,21 @@ fn bench(c: &mut Criterion) {
         b.iter_custom(|iters| concurrent(&broker.socket, 8, iters))
     });
     g.finish();
-    latency_report(&broker.socket);
+    latency_report(&broker.socket, broker.child.id());
+}
+
+/// CPU time (user + system) a process has used so far, from `/proc/PID/stat`.
+fn cpu_time(pid: u32) -> Duration {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = &text[text.rfind(')').map_or(0, |i| i + 1)..];
+    let f: Vec<u64> = rest
+        .split_ascii_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    // Clock ticks; 100 per second on Linux (USER_HZ).
+    Duration::from_millis(f.iter().sum::<u64>() * 10)
 }
 
 fn percentile(sorted: &[Duration], q: f64) -> Duration {
@@ -113,7 +129,7 @@ fn percentile(sorted: &[Duration], q: f64) -> Duration {
 
 /// Per-operation latencies sampled by us: median and p99 of one alloc+release round
 /// trip, and aggregate grants per second.
-fn latency_report(socket: &Path) {
+fn latency_report(socket: &Path, broker_pid: u32) {
     let ops: usize = std::env::var("PASID_BROKER_LATENCY_OPS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -139,18 +155,23 @@ fn latency_report(socket: &Path) {
             .collect();
         barrier.wait();
         let start = Instant::now();
+        let (broker_cpu, own_cpu) = (cpu_time(broker_pid), cpu_time(std::process::id()));
         let mut all: Vec<Duration> = handles
             .into_iter()
             .flat_map(|h| h.join().unwrap())
             .collect();
         let wall = start.elapsed();
+        let broker_cpu = cpu_time(broker_pid) - broker_cpu;
+        let own_cpu = cpu_time(std::process::id()) - own_cpu;
         all.sort_unstable();
         println!(
-            "broker alloc+release, {clients} client(s), {} round trips: median {:.1} µs, p99 {:.1} µs, {:.0} grants/s aggregate",
+            "broker alloc+release, {clients} client(s), {} round trips: median {:.1} µs, p99 {:.1} µs, {:.0} grants/s aggregate; CPU per round trip: broker {:.1} µs, clients {:.1} µs",
             all.len(),
             percentile(&all, 0.5).as_secs_f64() * 1e6,
             percentile(&all, 0.99).as_secs_f64() * 1e6,
-            all.len() as f64 / wall.as_secs_f64()
+            all.len() as f64 / wall.as_secs_f64(),
+            broker_cpu.as_secs_f64() * 1e6 / all.len() as f64,
+            own_cpu.as_secs_f64() * 1e6 / all.len() as f64,
         );
     }
 }

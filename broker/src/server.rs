@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -93,8 +93,11 @@ struct State {
 
 struct Shared {
     state: Mutex<State>,
-    /// The store; whoever holds it commits everything pending (group commit).
+    /// The store, used by the one thread that is committing.
     store: Mutex<Store>,
+    /// Whether a thread is committing; `committed_cv` wakes the waiters when it ends.
+    committing: Mutex<bool>,
+    committed_cv: Condvar,
     /// The number of the last committed change set.
     committed: AtomicU64,
     metrics: Arc<Metrics>,
@@ -120,21 +123,33 @@ impl Shared {
     }
 
     /// Returns once change set `seq` is committed. Group commit without a writer
-    /// thread: the first waiter to get the store commits everything pending, in one
-    /// transaction; those who queued meanwhile find their changes committed when they
-    /// get the store in turn. No thread hand-off on the path of a lone client.
+    /// thread: a waiter that finds nobody committing becomes the committer and
+    /// commits everything pending in one transaction; the others sleep until it is
+    /// done and are woken all at once (not one by one through a lock), then either
+    /// find theirs committed or one of them commits the next group. A lone client's
+    /// grant needs no thread hand-off.
     fn commit_through(&self, seq: u64) {
-        if self.committed.load(Ordering::Acquire) >= seq {
-            return;
+        let mut committing = self.committing.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if self.committed.load(Ordering::Acquire) >= seq {
+                return;
+            }
+            if !*committing {
+                break;
+            }
+            committing = self
+                .committed_cv
+                .wait(committing)
+                .unwrap_or_else(|e| e.into_inner());
         }
-        let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
-        if self.committed.load(Ordering::Acquire) >= seq {
-            return;
-        }
+        *committing = true;
+        drop(committing);
         let (ops, upto) = {
             let mut st = self.lock();
             (std::mem::take(&mut st.pending), st.queued)
         };
+        // Only the committer touches the store: this lock is never contended.
+        let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
         if let Err(e) = store.commit(&ops) {
             // The memory state is ahead of the store and no answer waiting on it may
             // go out. Exiting is the safe way back: the store holds exactly what was
@@ -142,7 +157,10 @@ impl Shared {
             eprintln!("pasid-broker: cannot record changes, exiting: {e}");
             std::process::exit(70);
         }
+        drop(store);
         self.committed.store(upto, Ordering::Release);
+        *self.committing.lock().unwrap_or_else(|e| e.into_inner()) = false;
+        self.committed_cv.notify_all();
     }
 
     fn totals(&self) -> Totals {
@@ -247,6 +265,8 @@ impl Broker {
                 queued: 0,
             }),
             store: Mutex::new(store),
+            committing: Mutex::new(false),
+            committed_cv: Condvar::new(),
             committed: AtomicU64::new(0),
             metrics: metrics.clone(),
             next_conn: AtomicU64::new(1),
