@@ -481,3 +481,102 @@ fn which(name: &str) -> Result<std::path::PathBuf, ()> {
         })
         .ok_or(())
 }
+
+/// Runs one of our binaries as uid/gid 65534 (nobody), through setpriv.
+fn as_nobody(bin: &str) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", bin]);
+    c
+}
+
+#[test]
+fn socket_mode_and_peer_credentials_decide_who_connects_and_what_they_see() {
+    if !rustix::process::geteuid().is_root() || which("setpriv").is_err() {
+        eprintln!("needs root and setpriv: skipped");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let open_dir = |b: &BrokerProc| {
+        std::fs::set_permissions(b.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap()
+    };
+    let status_as_nobody = |b: &BrokerProc| {
+        as_nobody(env!("CARGO_BIN_EXE_pasid-broker"))
+            .args(["status", "--json", "--socket"])
+            .arg(&b.socket)
+            .output()
+            .unwrap()
+    };
+    let hold_as_nobody = |b: &BrokerProc, n: u32| {
+        let mut c = as_nobody(env!("CARGO_BIN_EXE_pasid-broker-soak-client"));
+        c.arg("--socket")
+            .arg(&b.socket)
+            .args([
+                "--shared-end",
+                &SHARED_END.to_string(),
+                "hold",
+                &n.to_string(),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        (common::Proc { child: Some(child) }, line)
+    };
+
+    // The default mode, 0660 and root's group: nobody cannot even connect.
+    let b = BrokerProc::start(&config_text(1.0, 30.0, ""));
+    open_dir(&b);
+    let out = status_as_nobody(&b);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ermission denied"),
+        "{out:?}"
+    );
+
+    // Mode 0666 and a cap for nobody: it connects, within its own cap, and sees no
+    // lease but its own (its status connection has none).
+    let b = BrokerProc::start(&config_text(
+        1.0,
+        30.0,
+        "[socket]\nmode = \"0666\"\n[caps]\n[[caps.uid]]\nuid = 65534\nmax_leases = 1\nmax_pasids = 2\n",
+    ));
+    open_dir(&b);
+    let mut root = BrokerSource::connect(&b.socket, &layout()).unwrap();
+    let mine = root.alloc().unwrap();
+    let (_holder, line) = hold_as_nobody(&b, 2);
+    let theirs: Vec<u32> = line
+        .split_whitespace()
+        .map(|w| w.parse().unwrap())
+        .collect();
+    assert_eq!(theirs.len(), 2);
+    assert!(!theirs.contains(&mine));
+    let out = status_as_nobody(&b);
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["all_leases"], false);
+    assert_eq!(v["leases"].as_array().unwrap().len(), 0);
+    let s = b.status();
+    assert!(s.leases.iter().any(|l| l.uid == 65534 && l.held == 2));
+    // Its lease cap is 1: a second nobody client is refused.
+    let (mut second, line) = hold_as_nobody(&b, 1);
+    assert!(line.is_empty());
+    let out = second.child.take().unwrap().wait_with_output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("uid 65534 has 1 leases, its cap is 1"));
+
+    // allowed_uids: only root may use this broker.
+    let b = BrokerProc::start(&config_text(
+        1.0,
+        30.0,
+        "[socket]\nmode = \"0666\"\nallowed_uids = [0]\n",
+    ));
+    open_dir(&b);
+    let (mut refused, line) = hold_as_nobody(&b, 1);
+    assert!(line.is_empty());
+    let out = refused.child.take().unwrap().wait_with_output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("uid 65534 may not use this broker"));
+}

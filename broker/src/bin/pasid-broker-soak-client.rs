@@ -17,7 +17,7 @@ use std::thread;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use pasid_broker_client::{BrokerSource, ClientOptions};
+use pasid_broker_client::{BrokerSource, ClientOptions, ConnectError};
 use pasid_core::{HostPasidSource, PasidLayout, SourceError};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -71,10 +71,15 @@ fn log(file: &Mutex<File>, line: String) {
 }
 
 fn connect(cli: &Cli, layout: &PasidLayout) -> BrokerSource {
-    // The broker may be down (being restarted by the test): keep trying.
+    // The broker may be down (being restarted by the test): keep trying. A refusal
+    // (caps, credentials, layout) is final.
     loop {
         match BrokerSource::connect_with(&cli.socket, layout, ClientOptions::default()) {
             Ok(s) => return s,
+            Err(ConnectError::Refused(e)) => {
+                eprintln!("pasid-broker-soak-client: refused: {e}");
+                std::process::exit(2);
+            }
             Err(_) => thread::sleep(Duration::from_millis(20)),
         }
     }
