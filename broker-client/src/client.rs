@@ -43,7 +43,8 @@ pub enum ConnectError {
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
     /// How long a call keeps trying to reconnect and reclaim its lease before it
-    /// answers [`SourceError::Disconnected`] (default 5 s).
+    /// answers [`SourceError::Disconnected`] (default 5 s); also how long it waits for
+    /// an answer before it takes the connection for lost.
     pub reconnect_for: Duration,
 }
 
@@ -61,11 +62,19 @@ struct Connection {
 }
 
 impl Connection {
-    fn open(path: &Path) -> Result<Self, ConnectError> {
+    fn open(path: &Path, timeout: Duration) -> Result<Self, ConnectError> {
         let writer = UnixStream::connect(path).map_err(|source| ConnectError::Io {
             path: path.to_owned(),
             source,
         })?;
+        // A broker that stops answering (stopped, stalled on its disk) counts as a
+        // lost connection: the VMM reconnects and reclaims instead of hanging.
+        writer
+            .set_read_timeout(Some(timeout))
+            .map_err(|source| ConnectError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
         let reader = BufReader::new(writer.try_clone().map_err(|source| ConnectError::Io {
             path: path.to_owned(),
             source,
@@ -137,7 +146,7 @@ fn source_error(e: &WireError) -> SourceError {
 /// Asks the broker at `socket` for its state without opening a lease (what
 /// `pasid-broker status` does). An admin (root or the broker's uid) sees every lease.
 pub fn query_status(socket: &Path) -> Result<StatusReport, ConnectError> {
-    let mut conn = Connection::open(socket)?;
+    let mut conn = Connection::open(socket, ClientOptions::default().reconnect_for)?;
     let mut buf = Vec::new();
     match conn.exchange(&Request::Status, &mut buf)? {
         Response::Status(s) => Ok(s),
@@ -160,7 +169,7 @@ impl BrokerSource {
     ) -> Result<Self, ConnectError> {
         let socket = socket.as_ref().to_owned();
         let layout = WireLayout::from(layout);
-        let mut conn = Connection::open(&socket)?;
+        let mut conn = Connection::open(&socket, options.reconnect_for)?;
         let mut buf = Vec::new();
         let hello = Request::Hello {
             version: PROTOCOL_VERSION,
@@ -262,7 +271,7 @@ impl BrokerSource {
     }
 
     fn try_reclaim(&mut self) -> Result<(), ConnectError> {
-        let mut conn = Connection::open(&self.socket)?;
+        let mut conn = Connection::open(&self.socket, self.options.reconnect_for)?;
         let hello = Request::Hello {
             version: PROTOCOL_VERSION,
             layout: self.layout,

@@ -580,3 +580,49 @@ fn socket_mode_and_peer_credentials_decide_who_connects_and_what_they_see() {
     let out = refused.child.take().unwrap().wait_with_output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("uid 65534 may not use this broker"));
 }
+
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    // Signals arrive asynchronously: wait until the stop took effect.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sig == "STOP" && !proc_state_is(pid, 'T') {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the broker did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn proc_state_is(pid: u32, want: char) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = &stat[stat.rfind(')').map_or(0, |i| i + 1)..];
+    rest.split_ascii_whitespace().next() == Some(&want.to_string())
+}
+
+#[test]
+fn a_stalled_broker_is_a_lost_connection_and_the_lease_comes_back() {
+    let b = BrokerProc::start(&config_text(30.0, 30.0, ""));
+    let options = pasid_broker_client::ClientOptions {
+        reconnect_for: Duration::from_millis(300),
+    };
+    let mut a = BrokerSource::connect_with(&b.socket, &layout(), options).unwrap();
+    let first = a.alloc().unwrap();
+    signal(b.proc.pid(), "STOP");
+    // No answer within the timeout, nor to the reclaims: the call gives up.
+    assert_eq!(a.alloc(), Err(SourceError::Disconnected));
+    signal(b.proc.pid(), "CONT");
+    // The next call reclaims; the grant whose answer was lost went to quarantine.
+    let second = a.alloc().unwrap();
+    assert_eq!(a.held().collect::<Vec<_>>(), [first, second]);
+    let s = b.status();
+    let l = s.leases.iter().find(|l| l.lease == a.lease()).unwrap();
+    assert_eq!((l.state.as_str(), l.held), ("connected", 2));
+    assert!(s.quarantined <= 1);
+}
