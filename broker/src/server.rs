@@ -28,6 +28,10 @@ use crate::store::{Store, StoreError};
 /// The most PASIDs one request may ask for (keeps every answer far below a frame).
 pub const MAX_ALLOC_BATCH: u32 = 8192;
 
+/// The most connections served at once (each has a thread); more are closed at once,
+/// so a flood of connections cannot exhaust the broker's threads or memory.
+pub const MAX_CONNECTIONS: usize = 4096;
+
 /// How long a connection may stay silent before its hello (a slow-loris guard).
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -102,6 +106,8 @@ struct Shared {
     committed: AtomicU64,
     metrics: Arc<Metrics>,
     next_conn: AtomicU64,
+    /// Connections being served now.
+    connections: std::sync::atomic::AtomicUsize,
     allowed_uids: Vec<u32>,
     broker_uid: u32,
 }
@@ -270,6 +276,7 @@ impl Broker {
             committed: AtomicU64::new(0),
             metrics: metrics.clone(),
             next_conn: AtomicU64::new(1),
+            connections: std::sync::atomic::AtomicUsize::new(0),
             allowed_uids: options.config.socket.allowed_uids.clone(),
             broker_uid: rustix::process::geteuid().as_raw(),
         });
@@ -314,12 +321,26 @@ impl Broker {
                 thread::sleep(Duration::from_millis(10));
                 continue;
             };
+            if shared.connections.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
+                // Too many: close this one (the client sees a close), keep the rest.
+                shared.connections.fetch_sub(1, Ordering::AcqRel);
+                continue;
+            }
             let s = shared.clone();
-            let spawned = thread::Builder::new()
-                .name("conn".into())
-                .spawn(move || serve_connection(&s, stream));
+            let spawned = thread::Builder::new().name("conn".into()).spawn(move || {
+                // Counted out however the thread ends, a panic included.
+                struct Leaving<'a>(&'a Shared);
+                impl Drop for Leaving<'_> {
+                    fn drop(&mut self) {
+                        self.0.connections.fetch_sub(1, Ordering::AcqRel);
+                    }
+                }
+                let _leaving = Leaving(&s);
+                serve_connection(&s, stream);
+            });
             if spawned.is_err() {
                 // No thread for it: the stream was dropped, the client sees a close.
+                shared.connections.fetch_sub(1, Ordering::AcqRel);
                 thread::sleep(Duration::from_millis(10));
             }
         }
