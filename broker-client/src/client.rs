@@ -250,6 +250,11 @@ impl BrokerSource {
                         self.reconnect(deadline)?;
                         return Ok(Response::Done { free: self.free });
                     }
+                    // A broker that reclaims fine but drops this request every time
+                    // must not keep the call looping.
+                    if Instant::now() >= deadline {
+                        return Err(SourceError::Disconnected);
+                    }
                 }
             }
         }
