@@ -90,7 +90,7 @@ fn now_ms() -> u64 {
 
 struct State {
     registry: Registry,
-    /// Changes not yet handed to the writer, and the number of the last one.
+    /// Changes not yet committed, and the number of the last change set queued.
     pending: Vec<StoreOp>,
     queued: u64,
 }
