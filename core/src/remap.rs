@@ -7,28 +7,33 @@
 //! the bits above pick it; see [`crate::hwtable`]). Keeping one 4 KiB table per
 //! 1024-gPASID stretch a guest touches costs a guest with 64 shared PASIDs 4 KiB, and
 //! with thousands of guests those tables no longer fit in the caches, so every
-//! translation and every update misses. So the map keeps **128-entry chunks** (512
-//! bytes) instead, made on first use of a 128-gPASID stretch, under a directory with one slot
-//! per chunk that grows only up to the highest chunk in use:
+//! translation and every update misses. So the map keeps its entries in two parts,
+//! each in **128-entry chunks** (512 bytes), made on first use of a 128-gPASID stretch:
 //!
-//! * a lookup is two dependent loads, like the hardware walk: the directory slot (a
-//!   pointer to the chunk), then the entry, with the chunk index masked so the second
-//!   load needs no bounds check;
-//! * entries hold the host PASID itself ([`EMPTY`] when unmapped), so the value a
-//!   lookup returns needs no masking on the way out;
-//! * the hardware tables are produced when the export asks for them:
-//!   [`RemapTable::tables`] yields a [`TableView`] per 1024-entry table that has a chunk,
-//!   which reads out the table's 1024 [`TableEntry`] values (invalid where no chunk is).
+//! * the **front**, one flat array for the lowest chunks of the guest range: a lookup
+//!   there is one bounds check and one load, like a flat array indexed by gPASID.
+//!   Lowest-free allocation keeps a guest's gPASIDs dense from the bottom, so this is
+//!   where nearly every lookup lands. The front grows over a chunk when a gPASID there
+//!   is mapped and at most one chunk lies between the front and it, so at most half of
+//!   it is chunks with nothing ever mapped;
+//! * **chunks behind a directory** for stretches further up (a guest whose shared
+//!   gPASIDs sit above a wide run of local ones): two dependent loads, like the
+//!   hardware walk. The directory has one slot per chunk and grows only up to the
+//!   highest chunk made; when the front reaches a chunk it moves it in.
 //!
-//! Memory grows with use: nothing for a guest with no shared PASID, one chunk and a
-//! few directory slots (about 550 bytes) for one with 64 (lowest-free allocation puts
-//! them at gPASIDs 1..=64), 33 chunks (about 17 KiB) for 4096. Chunks stay until the
-//! guest goes, so a churning guest stops allocating once warm. Every allocation is
-//! fallible: an insert that cannot get memory returns [`Error::OutOfMemory`] and
-//! changes nothing.
+//! Entries hold the host PASID itself ([`EMPTY`] when unmapped), so the value a lookup
+//! returns needs no masking on the way out. The hardware tables are produced when the
+//! export asks for them: [`RemapTable::tables`] yields a [`TableView`] per 1024-entry
+//! table that exists, which reads out the table's 1024 [`TableEntry`] values.
+//!
+//! Memory grows with use: nothing for a guest with no shared PASID, one chunk (512
+//! bytes) for one with 64 at gPASIDs 1..=64, 33 chunks (about 16.5 KiB) for 4096. Chunks
+//! stay until the guest goes, so a churning guest stops allocating once warm. Every
+//! allocation is fallible: an insert that cannot get memory returns
+//! [`Error::OutOfMemory`] and changes nothing.
 //!
 //! A table "exists" (has a PASID-directory entry, [`PagesTouched::directory_changed`])
-//! from the first chunk made in it, and stays, as before: the VMM's pages and the
+//! from the first mapping made in it, and stays, as before: the VMM's pages and the
 //! directory agree without the map having to say when a table empties.
 //!
 //! [`Error::OutOfMemory`]: crate::Error::OutOfMemory
@@ -39,6 +44,9 @@ use core::ops::Range;
 
 use crate::error::Result;
 use crate::hwtable::{TableEntry, ENTRIES_PER_TABLE};
+
+/// The bits of a host PASID (the hardware entry keeps 20).
+const HOST_PASID_MASK: u32 = (1 << 20) - 1;
 
 /// One PASID-translation table: 1024 hardware entries (4 KiB), what
 /// [`TableView::to_block`] gives.
@@ -74,22 +82,34 @@ pub struct PagesTouched {
 /// host PASIDs and have the same tables.
 #[derive(Debug, Clone)]
 pub struct RemapTable {
-    /// Chunk number (gPASID >> 7) of the first directory slot: the guest range's start.
-    first_chunk: u32,
-    /// Directory slots the guest range needs in all; `dir` grows up to that.
-    chunks: u32,
-    /// One slot per chunk from `first_chunk` on, up to the highest chunk made.
+    /// The gPASID of `front[0]`: the guest range's start, rounded down to a chunk.
+    base: u32,
+    /// Flat entries for the chunks `0..front.len() / CHUNK` (counted from `base`): one
+    /// load per lookup. It grows over a chunk when a gPASID there is mapped and at most
+    /// one chunk lies between it and the front, so at most half of it is unused chunks.
+    front: Vec<u32>,
+    /// Chunks past the front, one slot per chunk (counted from `base`), up to the
+    /// highest chunk made; slots the front covers are `None`.
     dir: Vec<Option<Box<Chunk>>>,
+    /// Chunk slots the guest range has in all.
+    chunks: u32,
+    /// Which hardware tables exist (bit t: table `(base >> 10) + t`), for t < 64.
+    tables_made: u64,
+    /// The same for tables 64 and up (only ranges over 64K gPASIDs reach them).
+    more_tables_made: Vec<u64>,
     mapped: u32,
 }
 
 impl PartialEq for RemapTable {
     fn eq(&self, other: &Self) -> bool {
-        self.first_chunk == other.first_chunk
+        self.base == other.base
             && self.chunks == other.chunks
             && self.mapped == other.mapped
             && self.iter().eq(other.iter())
-            && self.tables().map(|(t, _)| t).eq(other.tables().map(|(t, _)| t))
+            && self
+                .tables()
+                .map(|(t, _)| t)
+                .eq(other.tables().map(|(t, _)| t))
     }
 }
 
@@ -105,9 +125,12 @@ impl RemapTable {
             ((guest_range.end - 1) >> CHUNK_SHIFT) - first_chunk + 1
         };
         Ok(RemapTable {
-            first_chunk,
-            chunks,
+            base: first_chunk << CHUNK_SHIFT,
+            front: Vec::new(),
             dir: Vec::new(),
+            chunks,
+            tables_made: 0,
+            more_tables_made: Vec::new(),
             mapped: 0,
         })
     }
@@ -115,32 +138,35 @@ impl RemapTable {
     /// The host PASID `gpasid` maps to, if it is mapped.
     #[inline(always)]
     pub fn get(&self, gpasid: u32) -> Option<u32> {
-        let slot = (gpasid >> CHUNK_SHIFT).wrapping_sub(self.first_chunk) as usize;
-        let chunk = self.dir.get(slot)?.as_deref()?;
-        let hpasid = chunk[gpasid as usize % CHUNK];
+        // Below the base the offset wraps to a huge value and misses both parts.
+        let at = gpasid.wrapping_sub(self.base) as usize;
+        let hpasid = match self.front.get(at) {
+            Some(&h) => h,
+            None => self.chunk_entry(at)?,
+        };
         (hpasid != EMPTY).then_some(hpasid)
     }
 
     /// Maps `gpasid` to `hpasid` (its low 20 bits, as the hardware entry keeps). The
     /// gPASID must be in the guest range given to [`RemapTable::new`]; the caller keeps
     /// that promise (the host checks it). Fails with `OutOfMemory`, changing nothing,
-    /// when a new chunk or directory slot cannot be had.
+    /// when the map has to grow and the memory cannot be had.
     #[inline(always)]
     pub fn insert(&mut self, gpasid: u32, hpasid: u32) -> Result<PagesTouched> {
-        let slot = (gpasid >> CHUNK_SHIFT).wrapping_sub(self.first_chunk) as usize;
+        let at = gpasid.wrapping_sub(self.base) as usize;
+        if at >= self.front.len() && !self.chunk_made(at) {
+            self.make_chunk(at)?;
+        }
         let table = gpasid >> 10;
-        let directory_changed = match self.dir.get(slot) {
-            Some(Some(_)) => false,
-            _ => self.new_chunk(slot, table)?,
+        let directory_changed = self.mark_table(table);
+        let entry = match self.front.get_mut(at) {
+            Some(entry) => entry,
+            None => chunk_entry_mut(&mut self.dir, at).expect("made above"),
         };
-        let Some(chunk) = self.dir[slot].as_deref_mut() else {
-            unreachable!("made above")
-        };
-        let entry = &mut chunk[gpasid as usize % CHUNK];
         if *entry == EMPTY {
             self.mapped += 1;
         }
-        *entry = TableEntry::valid(hpasid).host_pasid().unwrap_or(EMPTY);
+        *entry = hpasid & HOST_PASID_MASK;
         Ok(PagesTouched {
             table,
             directory_changed,
@@ -150,9 +176,11 @@ impl RemapTable {
     /// Removes the mapping of `gpasid`; returns the host PASID it had, and the page.
     #[inline(always)]
     pub fn remove(&mut self, gpasid: u32) -> Option<(u32, PagesTouched)> {
-        let slot = (gpasid >> CHUNK_SHIFT).wrapping_sub(self.first_chunk) as usize;
-        let chunk = self.dir.get_mut(slot)?.as_deref_mut()?;
-        let entry = &mut chunk[gpasid as usize % CHUNK];
+        let at = gpasid.wrapping_sub(self.base) as usize;
+        let entry = match self.front.get_mut(at) {
+            Some(entry) => entry,
+            None => chunk_entry_mut(&mut self.dir, at)?,
+        };
         let hpasid = core::mem::replace(entry, EMPTY);
         if hpasid == EMPTY {
             return None;
@@ -179,59 +207,114 @@ impl RemapTable {
 
     /// Every mapping as (gPASID, hPASID), in gPASID order.
     pub fn iter(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
-        self.dir.iter().enumerate().flat_map(move |(slot, chunk)| {
-            let base = (self.first_chunk + slot as u32) << CHUNK_SHIFT;
+        // The front covers the lowest chunks and `dir` only the ones after it.
+        let front = self.front.iter().enumerate().map(|(i, &h)| (i as u32, h));
+        let chunks = self.dir.iter().enumerate().flat_map(|(slot, chunk)| {
             chunk.iter().flat_map(move |c| {
                 c.iter()
                     .enumerate()
-                    .filter(|(_, &h)| h != EMPTY)
-                    .map(move |(i, &h)| (base | i as u32, h))
+                    .map(move |(i, &h)| (((slot << CHUNK_SHIFT) | i) as u32, h))
             })
-        })
+        });
+        front
+            .chain(chunks)
+            .filter(|&(_, h)| h != EMPTY)
+            .map(|(at, h)| (self.base + at, h))
     }
 
-    /// The hardware tables that exist (a table exists once any chunk in it was made),
-    /// in increasing order, as (table number = gPASID >> 10, view of its entries).
+    /// The hardware tables that exist (a table exists from the first mapping made in
+    /// it on, even once emptied), in increasing order, as (table number = gPASID >> 10,
+    /// view of its entries).
     pub fn tables(&self) -> impl Iterator<Item = (u32, TableView<'_>)> + '_ {
-        let first = self.first_chunk as usize / CHUNKS_PER_TABLE;
-        let last = (self.first_chunk as usize + self.dir.len()).div_ceil(CHUNKS_PER_TABLE);
-        (first..last).filter_map(move |t| self.table(t as u32).map(|v| (t as u32, v)))
+        let first = self.base >> 10;
+        let count = (self.chunks as usize).div_ceil(CHUNKS_PER_TABLE) as u32 + 1;
+        (first..first + count).filter_map(move |t| self.table(t).map(|v| (t, v)))
     }
 
     /// The hardware table `table` (gPASID >> 10), if it exists.
     pub fn table(&self, table: u32) -> Option<TableView<'_>> {
-        let slots = self.table_slots(table);
-        self.dir
-            .get(slots)?
-            .iter()
-            .any(Option::is_some)
-            .then_some(TableView { map: self, table })
+        let t = table.checked_sub(self.base >> 10)? as usize;
+        let word = match t / 64 {
+            0 => self.tables_made,
+            n => *self.more_tables_made.get(n - 1)?,
+        };
+        (word & (1 << (t % 64)) != 0).then_some(TableView { map: self, table })
     }
 
-    /// Heap bytes held: the directory's slots and the chunks.
+    /// Heap bytes held: the front, the directory's slots, the chunks behind it and the
+    /// table bits past the first 64 tables.
     pub fn heap_bytes(&self) -> usize {
-        self.dir.capacity() * core::mem::size_of::<Option<Box<Chunk>>>()
+        self.front.capacity() * 4
+            + self.dir.capacity() * core::mem::size_of::<Option<Box<Chunk>>>()
             + self.dir.iter().flatten().count() * core::mem::size_of::<Chunk>()
+            + self.more_tables_made.capacity() * 8
     }
 
-    // ---- internals ----
+    // ---- internals; `at` is a gPASID's offset from `base` ----
 
-    /// The directory slots of table `table`, clipped to the slots that exist.
-    fn table_slots(&self, table: u32) -> Range<usize> {
-        let start = (table as usize * CHUNKS_PER_TABLE).saturating_sub(self.first_chunk as usize);
-        let end = ((table as usize + 1) * CHUNKS_PER_TABLE)
-            .saturating_sub(self.first_chunk as usize)
-            .min(self.dir.len());
-        start.min(end)..end
+    /// The entry at `at` past the front, if its chunk exists.
+    #[inline]
+    fn chunk_entry(&self, at: usize) -> Option<u32> {
+        let chunk = self.dir.get(at >> CHUNK_SHIFT)?.as_deref()?;
+        Some(chunk[at % CHUNK])
     }
 
-    /// Makes the chunk of directory slot `slot` (in table `table`): the slow path of
-    /// [`RemapTable::insert`], taken once per 128-gPASID stretch. Says whether the table
-    /// is new. All memory is had before anything changes.
+    #[inline]
+    fn chunk_made(&self, at: usize) -> bool {
+        matches!(self.dir.get(at >> CHUNK_SHIFT), Some(Some(_)))
+    }
+
+    /// Sets the bit of `table`; true if it was clear (the table is new). Its memory was
+    /// had by [`RemapTable::make_chunk`], which runs first for a table's first chunk.
+    #[inline(always)]
+    fn mark_table(&mut self, table: u32) -> bool {
+        let t = (table - (self.base >> 10)) as usize;
+        let word = match t / 64 {
+            0 => &mut self.tables_made,
+            n => &mut self.more_tables_made[n - 1],
+        };
+        let bit = 1 << (t % 64);
+        let new = *word & bit == 0;
+        *word |= bit;
+        new
+    }
+
+    /// Makes room for the entry at `at` past the front: the slow path of
+    /// [`RemapTable::insert`], taken once per chunk. The front grows over the chunk
+    /// (taking in the chunks it covers) if at least half of the front it would make is
+    /// in use; otherwise the entry gets a chunk of its own behind `dir`. All memory is
+    /// had before anything changes.
     #[cold]
     #[inline(never)]
-    fn new_chunk(&mut self, slot: usize, table: u32) -> Result<bool> {
-        assert!(slot < self.chunks as usize, "gPASID outside the guest range");
+    fn make_chunk(&mut self, at: usize) -> Result<()> {
+        let slot = at >> CHUNK_SHIFT;
+        assert!(
+            slot < self.chunks as usize,
+            "gPASID outside the guest range"
+        );
+        let t = ((self.base as usize + at) >> 10) - (self.base as usize >> 10);
+        if t / 64 > self.more_tables_made.len() {
+            let more = t / 64 - self.more_tables_made.len();
+            self.more_tables_made.try_reserve_exact(more)?;
+            self.more_tables_made.resize(t / 64, 0);
+        }
+        let front_chunks = self.front.len() / CHUNK;
+        if slot <= front_chunks + 1 {
+            // Grow the front over `slot` (and the at most one empty chunk before it),
+            // then over the chunks right after it that exist, moving them in.
+            let mut end = slot + 1;
+            while matches!(self.dir.get(end), Some(Some(_))) {
+                end += 1;
+            }
+            self.front.try_reserve_exact((end - front_chunks) * CHUNK)?;
+            for s in front_chunks..end {
+                match self.dir.get_mut(s).and_then(Option::take) {
+                    Some(chunk) => self.front.extend_from_slice(&chunk[..]),
+                    None => self.front.extend(core::iter::repeat_n(EMPTY, CHUNK)),
+                }
+            }
+            return Ok(());
+        }
         let mut v = Vec::new();
         v.try_reserve_exact(CHUNK)?;
         v.resize(CHUNK, EMPTY);
@@ -246,10 +329,16 @@ impl RemapTable {
             self.dir.try_reserve_exact(want - self.dir.len())?;
             self.dir.resize_with(slot + 1, || None);
         }
-        let new_table = self.table(table).is_none();
         self.dir[slot] = Some(chunk);
-        Ok(new_table)
+        Ok(())
     }
+}
+
+/// The entry at `at` behind the directory `dir`, if its chunk exists.
+#[inline]
+fn chunk_entry_mut(dir: &mut [Option<Box<Chunk>>], at: usize) -> Option<&mut u32> {
+    let chunk = dir.get_mut(at >> CHUNK_SHIFT)?.as_deref_mut()?;
+    Some(&mut chunk[at % CHUNK])
 }
 
 /// One 1024-entry hardware table of a [`RemapTable`], read out of its chunks.
@@ -267,16 +356,11 @@ impl TableView<'_> {
 
     /// The table's 1024 hardware entries in order (invalid where nothing is mapped).
     pub fn entries(&self) -> impl Iterator<Item = TableEntry> + '_ {
-        let first = self.table as usize * CHUNKS_PER_TABLE;
-        (first..first + CHUNKS_PER_TABLE).flat_map(move |c| {
-            let chunk = (c as u32)
-                .checked_sub(self.map.first_chunk)
-                .and_then(|slot| self.map.dir.get(slot as usize))
-                .and_then(Option::as_deref);
-            (0..CHUNK).map(move |i| match chunk {
-                Some(chunk) if chunk[i] != EMPTY => TableEntry::valid(chunk[i]),
-                _ => TableEntry::INVALID,
-            })
+        let first = self.table << 10;
+        (first..first + ENTRIES_PER_TABLE as u32).map(|g| {
+            self.map
+                .get(g)
+                .map_or(TableEntry::INVALID, TableEntry::valid)
         })
     }
 
@@ -379,13 +463,72 @@ mod tests {
         for g in 1..=64 {
             t.insert(g, g + 4096).unwrap();
         }
-        // One chunk (0..128) and a few directory slots.
-        assert!(t.heap_bytes() <= 512 + 4 * 8, "{}", t.heap_bytes());
+        // One chunk (0..128), in the front.
+        assert_eq!(t.heap_bytes(), 512);
         for g in 65..4096 {
             t.insert(g, g + 4096).unwrap();
         }
         assert_eq!(t.len(), 4095);
         // No more than the four 4 KiB tables it replaces, and 32 directory slots.
         assert!(t.heap_bytes() <= 4 * 4096 + 32 * 8, "{}", t.heap_bytes());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// The map against a `BTreeMap` and a set of tables ever touched, for ranges
+        /// that start anywhere and gPASIDs dense from the bottom (as lowest-free gives
+        /// them), scattered, or in runs: front growth, chunks behind the directory and
+        /// the moves between them all happen.
+        #[test]
+        fn behaves_like_a_btreemap(
+            start in 0..3000u32,
+            len in 1..6000u32,
+            ops in proptest::collection::vec((0..4u8, 0..6000u32, 0..1u32 << 20), 1..300),
+        ) {
+            use alloc::collections::{BTreeMap, BTreeSet};
+            let range = start..start + len;
+            let mut t = RemapTable::new(range.clone()).unwrap();
+            let mut model = BTreeMap::new();
+            let mut tables = BTreeSet::new();
+            let mut dense = start;
+            for (kind, offset, h) in ops {
+                let g = match kind {
+                    // Dense from the bottom.
+                    0 | 1 => {
+                        dense = if dense + 1 < range.end { dense + 1 } else { start };
+                        dense
+                    }
+                    _ => start + offset % len,
+                };
+                if kind == 3 {
+                    let want = model.remove(&g);
+                    let got = t.remove(g);
+                    proptest::prop_assert_eq!(got.map(|(h, _)| h), want);
+                    if let Some((_, pages)) = got {
+                        proptest::prop_assert_eq!(pages.table, g >> 10);
+                        proptest::prop_assert!(!pages.directory_changed);
+                    }
+                } else {
+                    let pages = t.insert(g, h).unwrap();
+                    model.insert(g, h & HOST_PASID_MASK);
+                    proptest::prop_assert_eq!(pages.table, g >> 10);
+                    proptest::prop_assert_eq!(pages.directory_changed, tables.insert(g >> 10));
+                }
+                proptest::prop_assert_eq!(t.get(g), model.get(&g).copied());
+                proptest::prop_assert_eq!(t.len() as usize, model.len());
+            }
+            proptest::prop_assert!(t.iter().eq(model.iter().map(|(&g, &h)| (g, h))));
+            proptest::prop_assert!(t.tables().map(|(n, _)| n).eq(tables.iter().copied()));
+            for g in range.start.saturating_sub(5)..range.end + 5 {
+                proptest::prop_assert_eq!(t.get(g), model.get(&g).copied());
+            }
+            for (n, view) in t.tables() {
+                for (i, e) in view.entries().enumerate() {
+                    let g = (n << 10) | i as u32;
+                    proptest::prop_assert_eq!(e.host_pasid(), model.get(&g).copied());
+                }
+            }
+        }
     }
 }
