@@ -71,11 +71,7 @@ fn cell(bytes: Option<usize>) -> String {
 
 fn row<A: IdAlloc, T>(range: Range<u32>, _: T) {
     let [empty, full, half] = states::<A>(range).map(cell);
-    println!(
-        "| {} | {} | {} | {} |",
-        A::NAME,
-        empty, full, half
-    );
+    println!("| {} | {} | {} | {} |", A::NAME, empty, full, half);
 }
 
 fn main() {
@@ -129,7 +125,9 @@ fn main() {
     // Averaged over many guests, so that the host's slot table (which grows by
     // doubling) is spread over them as it is in use.
     println!("\n## Bytes per guest, by shared PASIDs held (mean over many guests)\n");
-    println!("| guest range | shared PASIDs | guests | `heap_bytes()` per guest | allocator per guest |");
+    println!(
+        "| guest range | shared PASIDs | guests | `heap_bytes()` per guest | allocator per guest |"
+    );
     println!("|---|---|---|---|---|");
     for (local, n, guests) in [
         (1..4096, 0, 1000),

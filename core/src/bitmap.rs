@@ -25,30 +25,35 @@
 //! Every path is therefore at most `depth` dependent loads up and `depth` down, with
 //! `depth = ceil(log64(capacity))`: 4 for 2^20 ids, 2 for a 4096-id guest range.
 //!
-//! # The hint and the stale word
+//! # The hint, the resume point and the dirty word
 //!
-//! Two small pieces of state keep the common pairs at one leaf word, on every history:
+//! Three small pieces of state keep the common pairs at one leaf word, on every
+//! history:
 //!
 //! * **`hint`**, a leaf word number with every word below it full. Lowest-free
 //!   allocation loads that word first; a free below it lowers it. It is a word, not a
-//!   bit, so no "next free after the floor" bookkeeping is needed: the lowest set bit of
-//!   the hint word *is* the lowest free id.
-//! * **The stale word.** When an allocation takes the last free id of the hint word,
-//!   the word's summary bits would have to be cleared up the levels, and the next free
-//!   of an id there (the usual next step: alloc+free, churn at high fill) would set them
-//!   again. Instead the word is left *stale*: summaries still say "has a free id", and
-//!   the hint moves past it. That is harmless because every search starts at the hint
-//!   or to its right, and a stale word is always left of the hint, so no search ever
-//!   reads its bits (at each level a search masks off everything left of its own path).
-//!   A free into the stale word finds its summaries already right and just forgets it;
-//!   the word is cleaned up for real (its summaries cleared, a cold path) only when
-//!   another word goes stale or a free lowers the hint below it.
+//!   bit: the lowest set bit of the hint word *is* the lowest free id.
+//! * **`resume`**, above the hint, with every word strictly between the two full. A
+//!   free below the hint remembers the old hint here, so once the freed id is handed
+//!   out again the hint goes straight back instead of climbing over the full stretch in
+//!   between: churn at high fill (free a random used id, allocate the lowest) then never
+//!   searches.
+//! * **The dirty word** (at most one). No search ever reads a summary bit that covers
+//!   the hint word or anything left of it: every search starts at the hint or to its
+//!   right, checks that leaf word itself, and at each level climbs only to the right of
+//!   its own path. So the one word a free has just made the hint (the usual next step:
+//!   the next allocation takes the id back) is left *dirty*: its summary bits are not
+//!   set; when the allocation empties it again they are right as they stand and the
+//!   word is clean. Likewise the hint word an allocation empties keeps its summary
+//!   bits set while the hint moves past it. Summaries are exact for the leaves with the
+//!   dirty word counted as what its bits say, and the dirty word is always at or left
+//!   of the hint. It is cleaned for real (its summaries set or cleared, a cold path)
+//!   only when another word would become dirty or the hint moves below it.
 //!
-//! So summaries are exact for every leaf word, counting the stale word (at most one) as
-//! non-zero. Unlike the earlier "pending summaries" scheme (which left a refilled word's
-//! bits *clear* while it was the floor's), nothing here depends on the order of earlier
-//! frees: there is no state that can stay behind for good and send every later
-//! operation down a slow path. The worst case is still `2 * depth` loads plus one
+//! Unlike 0.1's "pending summaries" (which could leave a refilled word pending for good
+//! after random frees, sending every later operation down two out-of-line calls),
+//! nothing here outlives the next step that moves the hint, so no history leaves the
+//! allocator on a slower path. The worst case is still `2 * depth` loads plus one
 //! clean-up of `depth` words.
 //!
 //! Leaves and summaries are two boxed slices, allocated once in [`IdBitmap::new`]:
@@ -81,9 +86,13 @@ pub struct IdBitmap {
     /// Every leaf word below this one is full: where lowest-free allocation looks first.
     /// At most `leaves.len()`. Not part of the bitmap's value; equality ignores it.
     hint: usize,
-    /// One more than the stale leaf word (0: none): a full word below `hint` whose
-    /// summary bits still say "free". Ignored by equality.
-    stale: usize,
+    /// Every leaf word strictly between `hint` and this one is full; `> hint`.
+    resume: usize,
+    /// One more than the dirty leaf word (0: none), at or left of `hint`, whose summary
+    /// bits say `dirty_set` ("has a free id") whatever the word holds. Ignored by
+    /// equality, as are `hint` and `resume`.
+    dirty: usize,
+    dirty_set: bool,
     used: u32,
     range: Range<u32>,
     /// Summary levels 1.., each after the one below, the top word last.
@@ -98,7 +107,7 @@ pub struct IdBitmap {
 
 impl PartialEq for IdBitmap {
     fn eq(&self, other: &Self) -> bool {
-        // The leaves are the set; summaries may differ by a stale word.
+        // The leaves are the set; summaries may differ by a dirty word.
         self.range == other.range && self.used == other.used && self.leaves == other.leaves
     }
 }
@@ -163,7 +172,9 @@ impl IdBitmap {
         Ok(IdBitmap {
             leaves: leaves.into_boxed_slice(),
             hint: 0,
-            stale: 0,
+            resume: 1,
+            dirty: 0,
+            dirty_set: false,
             used: 0,
             range,
             summary: summary.into_boxed_slice(),
@@ -201,6 +212,7 @@ impl IdBitmap {
         if from <= self.hint * 64 {
             // Everything between the hint and this word is used.
             self.hint = w;
+            self.resume = self.resume.max(w + 1);
         }
         self.take(w, 1 << (index % 64));
         Some(self.range.start + index as u32)
@@ -243,19 +255,22 @@ impl IdBitmap {
         }
         self.leaves[w] = word | bit;
         self.used -= 1;
-        if word == 0 {
-            if w + 1 == self.stale {
-                // The stale word's summaries already say "free": now they are right.
-                self.stale = 0;
-            } else {
-                self.set_summaries(w);
-            }
-        }
         if w < self.hint {
+            self.resume = self.hint;
             self.hint = w;
-            // The stale word must stay left of the hint, where no search looks.
-            if w + 1 < self.stale {
-                self.clean_stale();
+            if word == 0 {
+                // The new hint word: leave its summaries alone (see the module doc).
+                self.word_now_dirty(w);
+            } else if w + 1 < self.dirty {
+                // The dirty word must stay at or left of the hint.
+                self.clean_dirty();
+            }
+        } else {
+            if word == 0 {
+                self.refilled_at_or_past_hint(w);
+            }
+            if w > self.hint && w < self.resume {
+                self.resume = w;
             }
         }
         true
@@ -336,23 +351,68 @@ impl IdBitmap {
         }
     }
 
-    /// The hint word `w` just lost its last free id: it goes stale (its summaries stay
-    /// as they are) and the hint moves past it. See the module doc.
+    /// The hint word `w` just lost its last free id: the hint goes to `resume`, and the
+    /// word keeps its summary bits (it becomes, or stays, the dirty word).
     #[inline(always)]
     fn hint_word_now_full(&mut self, w: usize) {
-        if self.stale != 0 {
-            self.clean_stale();
+        if self.dirty == w + 1 {
+            // Bits clear (it was made the hint by a free): right again. Bits set: it
+            // stays dirty, now left of the hint.
+            if !self.dirty_set {
+                self.dirty = 0;
+            }
+        } else {
+            if self.dirty != 0 {
+                self.clean_dirty();
+            }
+            self.dirty = w + 1;
+            self.dirty_set = true;
         }
-        self.stale = w + 1;
-        self.hint = w + 1;
+        self.hint = self.resume;
+        self.resume = self.hint + 1;
+    }
+
+    /// A free made the empty leaf word `w` the hint word: it becomes the dirty word with
+    /// its summary bits still clear, unless it is the dirty word already (then its
+    /// bits say "free" and are right again).
+    #[inline(always)]
+    fn word_now_dirty(&mut self, w: usize) {
+        if self.dirty == w + 1 {
+            self.dirty = 0;
+        } else {
+            if self.dirty != 0 {
+                self.clean_dirty();
+            }
+            self.dirty = w + 1;
+            self.dirty_set = false;
+        }
+    }
+
+    /// A free put the first free id into leaf word `w >= hint`.
+    #[cold]
+    #[inline(never)]
+    fn refilled_at_or_past_hint(&mut self, w: usize) {
+        if self.dirty == w + 1 {
+            // The dirty word is the hint word here; its bits now say what it holds
+            // if they say "free", and otherwise it stays dirty as the hint word.
+            if self.dirty_set {
+                self.dirty = 0;
+            }
+        } else if w == self.hint {
+            self.word_now_dirty(w);
+        } else {
+            self.set_summaries(w);
+        }
     }
 
     /// Leaf word `w >= hint` just lost its last free id by a claim or `alloc_from`.
     #[cold]
     #[inline(never)]
     fn word_now_full(&mut self, w: usize) {
-        if w == self.hint {
-            self.hint_word_now_full(w);
+        if self.dirty == w + 1 {
+            if !self.dirty_set {
+                self.dirty = 0;
+            }
         } else {
             self.clear_summaries(w);
         }
@@ -363,8 +423,13 @@ impl IdBitmap {
     #[cold]
     #[inline(never)]
     fn alloc_past_hint(&mut self) -> Option<u32> {
-        let w = self.free_word_from(self.hint + 1)?;
+        // The hint word is full and so is every word before `resume`.
+        let w = match self.leaves.get(self.resume) {
+            Some(&word) if word != 0 => self.resume,
+            _ => self.free_word_from(self.resume + 1)?,
+        };
         self.hint = w;
+        self.resume = w + 1;
         let word = self.leaves[w];
         Some(self.take_lowest(w, word))
     }
@@ -418,13 +483,16 @@ impl IdBitmap {
         word
     }
 
-    /// Clears the stale word's summaries, if it is still full (it is, or it would not
-    /// be stale), and forgets it.
+    /// Makes the dirty word's summaries say what it holds, and forgets it.
     #[cold]
     #[inline(never)]
-    fn clean_stale(&mut self) {
-        let w = core::mem::replace(&mut self.stale, 0) - 1;
-        self.clear_summaries(w);
+    fn clean_dirty(&mut self) {
+        let w = core::mem::replace(&mut self.dirty, 0) - 1;
+        match (self.dirty_set, self.leaves[w] != 0) {
+            (true, false) => self.clear_summaries(w),
+            (false, true) => self.set_summaries(w),
+            _ => {}
+        }
     }
 
     /// Leaf word `word` turned all-used: clear its bit above, and so on up.
@@ -466,15 +534,15 @@ mod tests {
     use alloc::vec;
     use proptest::prelude::*;
 
-    /// Checks every summary bit against its child word, the hint and the stale word,
+    /// Checks every summary bit against its child word, the hint and the dirty word,
     /// the padding and `used` against the leaves.
     fn check_invariants(b: &IdBitmap) {
-        // Summaries are exact with the stale word counted as non-zero.
+        // Summaries are exact with the dirty word counted as its bits say.
         let depth = b.depth as usize;
         let child_word = |l: usize, i: usize| -> u64 {
             if l == 0 {
-                if i + 1 == b.stale {
-                    u64::MAX
+                if i + 1 == b.dirty {
+                    u64::from(b.dirty_set)
                 } else {
                     b.leaves[i]
                 }
@@ -505,18 +573,32 @@ mod tests {
         check_bounds(b);
     }
 
-    /// Checks the search bounds: every leaf word below the hint full, the stale word
-    /// (if any) full and left of the hint.
+    /// Checks the search bounds: every leaf word below the hint full, and strictly
+    /// between the hint and `resume`, and the dirty word (if any) at or left of the hint.
     fn check_bounds(b: &IdBitmap) {
-        assert!(b.hint <= b.leaves.len(), "hint {}", b.hint);
+        let len = b.leaves.len();
+        assert!(b.hint <= len, "hint {}", b.hint);
+        assert!(b.resume > b.hint, "hint {} resume {}", b.hint, b.resume);
         assert!(
             b.leaves[..b.hint].iter().all(|&w| w == 0),
             "a free id below hint {}",
             b.hint
         );
-        if b.stale != 0 {
-            assert!(b.stale - 1 < b.hint, "stale {} hint {}", b.stale - 1, b.hint);
-            assert_eq!(b.leaves[b.stale - 1], 0, "the stale word is full");
+        assert!(
+            b.leaves[(b.hint + 1).min(len)..b.resume.min(len)]
+                .iter()
+                .all(|&w| w == 0),
+            "a free id between hint {} and resume {}",
+            b.hint,
+            b.resume
+        );
+        if b.dirty != 0 {
+            assert!(
+                b.dirty - 1 <= b.hint,
+                "dirty {} hint {}",
+                b.dirty - 1,
+                b.hint
+            );
         }
     }
 
@@ -781,7 +863,7 @@ mod tests {
         /// The same model check after a random history: the range filled (in order, or
         /// by claims in a random order), a random subset freed in a random order, then
         /// random operations. This is the state a long uptime leaves, and the one the
-        /// hint and the stale word must stay right in.
+        /// hint, the resume point and the dirty word must stay right in.
         #[test]
         fn random_history_behaves_like_a_btreeset(
             (range, by_claims, order, keep, ops) in prop_oneof![
