@@ -80,24 +80,27 @@ pub struct PagesTouched {
 ///
 /// Two maps are equal when they cover the same range, map the same gPASIDs to the same
 /// host PASIDs and have the same tables.
+// `repr(C)`, hot fields first: a lookup or an update of the front reads only the first
+// 40 bytes (the map lives inside the guest's slot; see `IdBitmap`).
 #[derive(Debug, Clone)]
+#[repr(C)]
 pub struct RemapTable {
-    /// The gPASID of `front[0]`: the guest range's start, rounded down to a chunk.
-    base: u32,
     /// Flat entries for the chunks `0..front.len() / CHUNK` (counted from `base`): one
     /// load per lookup. It grows over a chunk when a gPASID there is mapped and at most
     /// one chunk lies between it and the front, so at most half of it is unused chunks.
     front: Vec<u32>,
+    /// The gPASID of `front[0]`: the guest range's start, rounded down to a chunk.
+    base: u32,
+    mapped: u32,
+    /// Which hardware tables exist (bit t: table `(base >> 10) + t`), for t < 64.
+    tables_made: u64,
     /// Chunks past the front, one slot per chunk (counted from `base`), up to the
     /// highest chunk made; slots the front covers are `None`.
     dir: Vec<Option<Box<Chunk>>>,
     /// Chunk slots the guest range has in all.
     chunks: u32,
-    /// Which hardware tables exist (bit t: table `(base >> 10) + t`), for t < 64.
-    tables_made: u64,
     /// The same for tables 64 and up (only ranges over 64K gPASIDs reach them).
     more_tables_made: Vec<u64>,
-    mapped: u32,
 }
 
 impl PartialEq for RemapTable {
