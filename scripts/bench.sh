@@ -49,39 +49,9 @@ echo "== memory"
 cargo bench -p pasid-core --bench memory
 
 echo
-echo "== medians (from target/criterion/*/new/estimates.json)"
+echo "== medians (from target/criterion/*/new/estimates.json; ratio to ours in brackets)"
 if ! command -v python3 >/dev/null; then
     echo "python3 not found: skipping the summary table"
     exit 0
 fi
-python3 - "$stamp" "$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/criterion" <<'PY'
-import json, pathlib, sys
-
-since = pathlib.Path(sys.argv[1]).stat().st_mtime
-root = pathlib.Path(sys.argv[2])
-# Which row is "us" in each group (peers get a ratio to it).
-OURS = ("pasid IdBitmap", "pasid RemapTable get")
-rows = []
-for est in sorted(root.glob("**/new/estimates.json")):
-    if est.stat().st_mtime < since:
-        continue
-    bench = json.loads((est.parent / "benchmark.json").read_text())
-    median = json.loads(est.read_text())["median"]["point_estimate"]
-    elems = (bench.get("throughput") or {}).get("Elements")
-    rows.append((bench["group_id"], bench.get("value_str") or "", bench["function_id"] or "", median, elems))
-
-def fmt(ns):
-    if ns >= 1e6:
-        return f"{ns / 1e6:.2f} ms"
-    if ns >= 1e3:
-        return f"{ns / 1e3:.2f} µs"
-    return f"{ns:.2f} ns"
-
-print("| workload | param | implementation | median / iteration | median / element | ratio to us |")
-print("|---|---|---|---|---|---|")
-for group, param, func, median, elems in sorted(rows, key=lambda r: (r[0], r[1].zfill(4), r[2])):
-    ref = [m for g, p, f, m, _ in rows if g == group and p == param and f in OURS]
-    ratio = f"{median / ref[0]:.2f}x" if ref and func not in OURS else ("1 (us)" if func in OURS else "")
-    per = fmt(median / elems) if elems else ""
-    print(f"| {group} | {param} | {func} | {fmt(median)} | {per} | {ratio} |")
-PY
+python3 scripts/bench_tables.py "$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/criterion" "$stamp"
