@@ -98,7 +98,11 @@ fn a_claim_free<M: Measurement>(c: &mut Criterion<M>) {
         if !A::CLAIMS {
             return;
         }
-        let fills: &[u32] = if common::quick() { &[90] } else { &common::FILLS };
+        let fills: &[u32] = if common::quick() {
+            &[90]
+        } else {
+            &common::FILLS
+        };
         for &history in &History::ALL {
             for &fill in fills {
                 let Some((mut a, _, free)) = common::at_fill::<A>(SHARED, fill, history) else {
