@@ -7,7 +7,7 @@
 #    and finds them with pkg-config from there on;
 # 2. compiles pasid.h alone as C99, C11, C++11 and C++17 with -Wall -Wextra -Werror
 #    -pedantic;
-# 3. checks that the C tests call every function the header declares;
+# 3. checks that the C tests (ffi/tests/c/*.c) call every function the header declares;
 # 4. builds ffi/tests/c/test_pasid.c against the installed header and static library
 #    and runs it, once plain and once under AddressSanitizer + UBSan; runs it once more
 #    against the shared library;
@@ -93,7 +93,7 @@ step "C++ program links and runs (extern \"C\")" \
 functions=$(grep -oE '\bpasid_[a-z0-9_]+\(' "$header" | tr -d '(' | sort -u)
 missing=""
 for f in $functions; do
-    grep -q "\b$f(" ffi/tests/c/test_pasid.c || missing="$missing $f"
+    grep -q "\b$f(" ffi/tests/c/*.c || missing="$missing $f"
 done
 step "the C tests call all $(echo "$functions" | wc -l) functions of pasid.h" test -z "$missing"
 [ -z "$missing" ] || echo "    not called:$missing"
@@ -113,6 +113,11 @@ step "build tests (shared)" \
     sh -c "'$cc' $tcflags $cflags $tests_src $(pkg-config --libs pasid) -lpthread -Wl,-rpath,'$libdir' -o '$tmp/t-shared'"
 step "run tests (shared)" "$tmp/t-shared"
 step "tests use libpasid.so.0.x" sh -c "ldd '$tmp/t-shared' | grep -q 'libpasid.so'"
+step "build change-stream tests (static, ASan+UBSan)" \
+    sh -c "'$cc' $tcflags -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all $cflags ffi/tests/c/test_changes.c $static_libs -o '$tmp/t-changes'"
+step "run change-stream tests (static, ASan+UBSan)" \
+    env ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 "$tmp/t-changes"
+sed 's/^/    /' "$tmp/log.$((passed + failed - 1))" | tail -n 1
 
 echo "=== symbols"
 nm -g --defined-only "$libdir/libpasid.a" 2>/dev/null | awk 'NF == 3 { print $3 }' | sort -u >"$tmp/a.syms"
