@@ -50,21 +50,30 @@
 //!
 //! The first one that fails names the conflict:
 //!
-//! 1. the blob: framing ([`Error::MalformedBlob`]), major version
-//!    ([`Error::UnsupportedVersion`]), checksum ([`Error::ChecksumMismatch`]), then the
+//! 1. the blob (`validate.rs`): framing ([`Error::MalformedBlob`]), version
+//!    ([`Error::UnsupportedVersion`]: 1.0 and 2.x are read), checksum
+//!    ([`Error::ChecksumMismatch`]), the 2.x records (an unknown one not marked
+//!    optional, a known one that does not decode: [`Error::MalformedBlob`]), then the
 //!    payload must describe a guest that could exist on its source
 //!    ([`Error::MalformedBlob`], or [`Error::QuotaExceeded`] when it holds more shared
 //!    PASIDs than its quota);
-//! 2. platform: a p2 guest needs a p2 destination ([`Error::NotSupported`]); a p1 guest
+//! 2. identity: a blob whose [`MigrationIdentity`] this host imported before is a
+//!    replay ([`Error::Replayed`]);
+//! 3. platform: a p2 guest needs a p2 destination ([`Error::NotSupported`]); a p1 guest
 //!    goes to either and stays p1, because its vIOMMU's lack of PASID allocation is
 //!    guest-visible ([`ImportReport::p1_guest_on_p2_host`]);
-//! 3. layout: every gPASID (p2) or recorded PASID (p1) lies in the destination's local
-//!    range ([`Error::PasidOutOfRange`] with the first one, ascending, by RID for p1),
-//!    and the destination's shared range is at least as large as the guest's shared
-//!    PASIDs ([`Error::IncompatibleLayout`]). The split need not equal the source's;
-//!    a fleet should still use one local range everywhere (see the crate's design);
-//! 4. free shared PASIDs on the destination ([`Error::SharedRangeExhausted`]);
-//! 5. devices, by source RID ascending: each is in `rid_map`
+//! 4. the guest-visible contract: what the guest's vIOMMU advertised (its range, width
+//!    and capabilities, [`GuestContract`]) must be honoured here, whatever the guest
+//!    holds ([`Error::ContractNotHonoured`], naming both);
+//! 5. quota: the destination's [`QuotaRule`] gives the guest's quota, which must cover
+//!    the shared PASIDs it holds ([`Error::QuotaExceeded`]);
+//! 6. layout: every gPASID (p2) or recorded PASID (p1) lies in the destination's local
+//!    range ([`Error::PasidOutOfRange`] with the first one, ascending, by RID for p1;
+//!    after check 4 only a p1 guest that recorded PASIDs beyond what it was told can
+//!    fail here), and the destination's shared range is at least as large as the
+//!    guest's shared PASIDs ([`Error::IncompatibleLayout`]);
+//! 7. free shared PASIDs on the destination ([`Error::SharedRangeExhausted`]);
+//! 8. devices, by source RID ascending: each is in `rid_map`
 //!    ([`Error::RidNotMapped`]: an unmapped RID is an error, never identity, so a VF
 //!    that moved is never silently attached to whatever sits at its old BDF), exactly
 //!    once ([`Error::RidMappedTwice`]); if its mapping gives a
@@ -73,7 +82,16 @@
 //!    ([`Error::RidInUse`]); then no two devices may share a destination RID
 //!    ([`Error::RidInUse`] with the lowest such RID). Map entries for RIDs the guest
 //!    lacks are ignored, so one map can serve several guests. Devices keep their kind;
-//! 6. a free guest slot ([`Error::TooManyGuests`]) and memory ([`Error::OutOfMemory`]).
+//! 9. a free guest slot ([`Error::TooManyGuests`]) and memory ([`Error::OutOfMemory`],
+//!    [`Error::ChangeLogFull`] when [`ImportOptions::change_log`] is smaller than the
+//!    guest's table).
+//!
+//! # Versions
+//!
+//! [`Host::export_guest`] writes [`FormatVersion::CURRENT`];
+//! [`Host::export_guest_with`] writes any of [`FormatVersion::SUPPORTED`] (1.0 for a
+//! destination with an older library) with a migration epoch. The rule for what a
+//! reader may skip, and the compatibility matrix, are in `docs/migration-format.md`.
 
 mod validate;
 mod wire;
@@ -518,8 +536,11 @@ impl<S: crate::source::HostPasidSource> Host<S> {
         };
         report.shared.try_reserve_exact(d.shared_count as usize)?;
         report.devices.try_reserve_exact(d.devices.len())?;
-        if d.identity.is_some() {
-            self.imported.try_reserve_exact(1)?;
+        if d.identity.is_some() && self.imported.capacity() < REMEMBERED_IMPORTS {
+            // Once, for good: the set never grows past this, so later imports never
+            // allocate for it and the oldest-first replacement below never moves it.
+            self.imported
+                .try_reserve_exact(REMEMBERED_IMPORTS - self.imported.len())?;
         }
         let config = GuestConfig {
             shared_quota: quota,
