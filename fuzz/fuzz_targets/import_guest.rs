@@ -237,8 +237,11 @@ fuzz_target!(|data: &[u8]| {
             for (a, w) in again.pasids.iter().zip(&want.pasids) {
                 assert_eq!((a.gpasid, a.kind), (w.gpasid, w.kind));
             }
-            // And the guest can go again, returning everything.
+            // And the guest can go again, returning everything once its host PASIDs'
+            // teardown is confirmed (they drain until then).
             host.destroy_guest(id).unwrap();
+            let gone: Vec<_> = host.draining().filter(|d| d.guest == id).collect();
+            host.complete_teardown(&gone).unwrap();
             let mut cleaned = host.snapshot();
             cleaned.guests.retain(|g| g.id != id);
             assert_eq!(cleaned.shared_in_use, before.shared_in_use);
