@@ -524,3 +524,43 @@ fn a_repoint_invalidates_first_and_a_new_table_is_linked_last() {
         Err(Error::MissingTablePage { table: 1 })
     );
 }
+
+/// Rough timing of the VM-exit path with the log off and on: shared alloc + free,
+/// timed in batches of 32 with the teardowns confirmed between batches (untimed); the
+/// criterion benches are the real measure. Run with
+/// `cargo test --release -p pasid-core --test changes -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn timing_alloc_free_with_and_without_the_log() {
+    for log in [false, true, false, true] {
+        let layout = PasidLayout::new(20, 1..4096, 4096..1 << 19).unwrap();
+        let mut host = Host::new(layout, Platform::P2).unwrap();
+        let g = host.create_guest(GuestConfig::p2(64)).unwrap();
+        if log {
+            host.enable_translation_changes(g, 64).unwrap();
+        }
+        let (mut out, mut done, mut ps) = (Vec::with_capacity(64), Vec::with_capacity(32), [0; 32]);
+        let mut best = std::time::Duration::MAX;
+        for _ in 0..20_000 {
+            let t = std::time::Instant::now();
+            for p in ps.iter_mut() {
+                *p = host.alloc(g, PasidKind::Shared).unwrap();
+            }
+            for &p in &ps {
+                done.push(host.free(g, p).unwrap());
+            }
+            best = best.min(t.elapsed());
+            host.complete_teardown(&done).unwrap();
+            done.clear();
+            if log {
+                out.clear();
+                host.drain_translation_changes(g, &mut out).unwrap();
+            }
+        }
+        let state = if log { "on" } else { "off" };
+        eprintln!(
+            "log {state}: {:?} per shared alloc+free (best batch)",
+            best / 32
+        );
+    }
+}
