@@ -15,7 +15,7 @@ use pasid_core::hwtable::{
     self, walk, Directory, PageBuf, Store, TableEntry, TablePage, PAGE_SIZE,
 };
 use pasid_core::{
-    DeviceKind, Error, GuestConfig, GuestId, Host, PasidKind, PasidLayout, Platform,
+    DeviceKind, Error, GuestConfig, GuestId, Host, PasidKind, PasidLayout, Platform, Rid,
     TranslationChange,
 };
 use proptest::prelude::*;
@@ -563,4 +563,57 @@ fn timing_alloc_free_with_and_without_the_log() {
             best / 32
         );
     }
+}
+
+#[test]
+fn an_import_can_start_the_log_with_the_new_table() {
+    let layout = PasidLayout::new(20, 1..4096, 4096..8192).unwrap();
+    let mut src = Host::new(layout.clone(), Platform::P2).unwrap();
+    let g = src.create_guest(GuestConfig::p2(8)).unwrap();
+    for _ in 0..3 {
+        src.alloc(g, PasidKind::Shared).unwrap();
+    }
+    src.alloc(g, PasidKind::Local).unwrap();
+    let blob = src.export_guest(g).unwrap();
+    let mut dst = Host::new(layout, Platform::P2).unwrap();
+    let opts = |n| pasid_core::migrate::ImportOptions {
+        change_log: Some(n),
+        ..Default::default()
+    };
+    // Too small for the table: refused, the destination unchanged.
+    let before = dst.snapshot();
+    assert_eq!(
+        dst.import_guest_with::<(Rid, Rid)>(&blob, &[], &opts(2))
+            .map(|_| ()),
+        Err(Error::ChangeLogFull { capacity: 2 })
+    );
+    assert_eq!(dst.snapshot(), before);
+    assert_eq!(dst.shared_in_use(), 0);
+    // Big enough: the first changes are the new table, in gPASID order.
+    let (g2, report) = dst
+        .import_guest_with::<(Rid, Rid)>(&blob, &[], &opts(8))
+        .unwrap();
+    let mut out = Vec::new();
+    dst.drain_translation_changes(g2, &mut out).unwrap();
+    let want: Vec<TranslationChange> = report
+        .shared
+        .iter()
+        .map(|s| TranslationChange {
+            gpasid: s.gpasid,
+            hpasid: Some(s.destination_hpasid),
+        })
+        .collect();
+    assert_eq!(out, want);
+    assert_eq!(out.len(), 3);
+    // Destroying it reports every entry going invalid.
+    let mut gone = Vec::new();
+    dst.destroy_guest_reporting_changes(g2, &mut gone).unwrap();
+    assert!(gone.iter().all(|c| c.hpasid.is_none()) && gone.len() == 3);
+    // A guest that is not there: refused, `out` untouched.
+    assert_eq!(
+        dst.destroy_guest_reporting_changes(g2, &mut gone)
+            .map(|_| ()),
+        Err(Error::NoSuchGuest { guest: g2 })
+    );
+    assert_eq!(gone.len(), 3);
 }
