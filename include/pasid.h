@@ -378,6 +378,11 @@ enum pasid_result
    */
   PASID_RESULT_CONTRACT_NOT_HONOURED = 58,
   /**
+   * A teardown was confirmed while the gPASID's invalidation still waits in the
+   * guest's change log: drain and apply it first.
+   */
+  PASID_RESULT_CHANGE_PENDING = 59,
+  /**
    * A required pointer argument was NULL.
    */
   PASID_RESULT_NULL_PARAMETER = 1000,

@@ -28,7 +28,9 @@
 //! **Order with teardown.** A freed gPASID's `(gPASID, None)` must be applied (and the
 //! CPU's view of it flushed, see [`crate::hwtable`]) before the VMM confirms its
 //! teardown with [`Host::complete_teardown`]: after that the host PASID may go to
-//! another guest, and a stale entry would let this guest's ENQCMD reach it.
+//! another guest, and a stale entry would let this guest's ENQCMD reach it. The host
+//! holds the VMM to the first half: while the invalidation is still in the log,
+//! confirming the teardown fails with [`Error::ChangePending`].
 
 use alloc::vec::Vec;
 
@@ -80,6 +82,14 @@ impl ChangeLog {
     pub(crate) fn push(&mut self, gpasid: u32, hpasid: Option<u32>) {
         debug_assert!(self.entries.len() < self.entries.capacity());
         self.entries.push(TranslationChange { gpasid, hpasid });
+    }
+
+    /// Whether an invalidation of `gpasid` waits to be drained (the log is short:
+    /// bounded by its capacity, and drained after every call in practice).
+    pub(crate) fn unmap_pending(&self, gpasid: u32) -> bool {
+        self.entries
+            .iter()
+            .any(|c| c.gpasid == gpasid && c.hpasid.is_none())
     }
 
     pub(crate) fn heap_bytes(&self) -> usize {

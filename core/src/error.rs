@@ -274,6 +274,14 @@ pub enum Error {
         /// The most this host can offer a guest of that platform.
         offered: GuestContract,
     },
+    /// A teardown was confirmed while the gPASID's invalid entry still waits in the
+    /// guest's change log: the CPU may still translate it. Drain and apply the log
+    /// first.
+    #[error("PASID {pasid}'s invalidation is still in the change log: apply it before confirming the teardown")]
+    ChangePending {
+        /// The guest PASID.
+        pasid: u32,
+    },
 }
 
 impl From<SourceError> for Error {
@@ -377,6 +385,8 @@ pub enum ErrorCode {
     Replayed = 57,
     /// [`Error::ContractNotHonoured`].
     ContractNotHonoured = 58,
+    /// [`Error::ChangePending`].
+    ChangePending = 59,
 }
 
 impl Error {
@@ -425,6 +435,7 @@ impl Error {
             Error::ChangeLogFull { .. } => ErrorCode::ChangeLogFull,
             Error::Replayed { .. } => ErrorCode::Replayed,
             Error::ContractNotHonoured { .. } => ErrorCode::ContractNotHonoured,
+            Error::ChangePending { .. } => ErrorCode::ChangePending,
         }
     }
 }

@@ -617,3 +617,34 @@ fn an_import_can_start_the_log_with_the_new_table() {
     );
     assert_eq!(gone.len(), 3);
 }
+
+#[test]
+fn a_teardown_is_refused_while_its_invalidation_waits_in_the_log() {
+    let layout = PasidLayout::new(20, 1..4096, 4096..8192).unwrap();
+    let mut host = Host::new(layout, Platform::P2).unwrap();
+    let g = host.create_guest(GuestConfig::p2(8)).unwrap();
+    host.enable_translation_changes(g, 8).unwrap();
+    let p = host.alloc(g, PasidKind::Shared).unwrap();
+    let local = host.alloc(g, PasidKind::Local).unwrap();
+    let d = host.free(g, p).unwrap();
+    let l = host.free(g, local).unwrap();
+    let before = host.snapshot();
+    assert_eq!(
+        host.complete_teardown(&[l, d]),
+        Err(Error::ChangePending { pasid: p })
+    );
+    assert_eq!(host.snapshot(), before);
+    // A local gPASID has no entry: nothing to wait for.
+    host.complete_teardown(&[l]).unwrap();
+    let mut out = Vec::new();
+    host.drain_translation_changes(g, &mut out).unwrap();
+    assert_eq!(
+        out.last(),
+        Some(&TranslationChange {
+            gpasid: p,
+            hpasid: None
+        })
+    );
+    host.complete_teardown(&[d]).unwrap();
+    assert_eq!(pasid_core::ErrorCode::ChangePending as u32, 59);
+}

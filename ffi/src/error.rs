@@ -113,6 +113,9 @@ pub enum pasid_result {
     Replayed = 57,
     /// What the guest's vIOMMU advertised is more than this host can honour.
     ContractNotHonoured = 58,
+    /// A teardown was confirmed while the gPASID's invalidation still waits in the
+    /// guest's change log: drain and apply it first.
+    ChangePending = 59,
     /// A required pointer argument was NULL.
     NullParameter = 1000,
     /// A handle argument is not a live handle of the expected type (never created,
@@ -143,7 +146,7 @@ const _: () = {
         MalformedBlob ChecksumMismatch UnsupportedVersion IncompatibleLayout RidNotMapped
         PageSize UnalignedPage MissingTablePage BadTablePage DuplicatePage RidMappedTwice
         DeviceKindMismatch Draining NotDraining AmbiguousUse Source ChangeLogFull Replayed
-        ContractNotHonoured
+        ContractNotHonoured ChangePending
     );
 };
 
@@ -228,6 +231,10 @@ pub(crate) fn code_text(code: c_int) -> Option<&'static CStr> {
         (
             R::ContractNotHonoured,
             c"the guest's vIOMMU advertised more than this host can honour",
+        ),
+        (
+            R::ChangePending,
+            c"the PASID's invalidation is still in the change log: apply it first",
         ),
         (R::NullParameter, c"a required pointer argument is NULL"),
         (R::InvalidHandle, c"not a live handle of the expected type"),

@@ -117,8 +117,16 @@ static void test_change_stream(void) {
     OK(pasid_drain_translation_changes(h, g, buf, 8, &n));
     CHECK(n == 1 && buf[0].gpasid == second && buf[0].valid);
     OK(pasid_free(h, g, first, NULL));
+    /* The teardown waits until the invalidation left the log. */
+    pasid_draining d;
+    memset(&d, 0, sizeof d);
+    d.guest = g;
+    d.gpasid = first;
+    d.hpasid = hp;
+    CHECK_RC(pasid_complete_teardown(h, &d, 1), PASID_RESULT_CHANGE_PENDING);
     OK(pasid_drain_translation_changes(h, g, buf, 8, &n));
     CHECK(n == 1 && buf[0].gpasid == first && !buf[0].valid);
+    OK(pasid_complete_teardown(h, &d, 1));
 
     /* The whole table, with a size query. */
     CHECK_RC(pasid_translation_entries(h, g, NULL, 0, &n), PASID_RESULT_BUFFER_TOO_SMALL);
