@@ -17,7 +17,7 @@ use crate::{pasid_host, pasid_import_report};
 
 /// What a report handle holds.
 pub(crate) struct ReportData {
-    report: ImportReport,
+    pub(crate) report: ImportReport,
 }
 
 /// One entry of an import's RID map: where the device at `source` on the source host
@@ -109,8 +109,8 @@ pub struct pasid_blob_info {
 
 sized_structs!(pasid_rid_mapping pasid_import_info pasid_blob_info);
 
-/// The migration format's major version this library writes and reads.
-pub const PASID_MIGRATION_FORMAT_MAJOR: u16 = 1;
+/// The migration format's major version this library writes by default (it reads 1.0 too).
+pub const PASID_MIGRATION_FORMAT_MAJOR: u16 = 2;
 /// The migration format's minor version this library writes.
 pub const PASID_MIGRATION_FORMAT_MINOR: u16 = 0;
 
@@ -120,7 +120,7 @@ const _: () = {
 };
 
 /// The caller's RID map, with every kind checked before anything else happens.
-fn read_rid_map(entries: &[pasid_rid_mapping]) -> Result<Vec<RidMapping>, FfiError> {
+pub(crate) fn read_rid_map(entries: &[pasid_rid_mapping]) -> Result<Vec<RidMapping>, FfiError> {
     let mut map = Vec::new();
     map.try_reserve_exact(entries.len())
         .map_err(|_| pasid_core::Error::OutOfMemory)?;
