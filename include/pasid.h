@@ -158,11 +158,12 @@
 #define PASID_MIGRATION_FORMAT_MINOR 0
 
 /**
- * The `kind` of a `pasid_rid_mapping` that says nothing about the destination device:
- * its kind is not checked (the device keeps the kind it had on the source). Not a
- * `PASID_DEVICE_KIND_*` value `pasid_attach` accepts.
+ * The `kind` of a `pasid_rid_mapping` that asks for no check of the destination
+ * device: it takes the kind the guest's device had on the source. It must be said: a
+ * zero `kind` (a zero-initialised entry) is refused, so a forgotten field never turns
+ * the check off. Not a `PASID_DEVICE_KIND_*` value `pasid_attach` accepts.
  */
-#define PASID_DEVICE_KIND_ANY 0
+#define PASID_DEVICE_KIND_SAME_AS_SOURCE 3
 
 /**
  * ECAP_REG bit 44 (VCS): the remapping unit supports virtual commands.
@@ -826,7 +827,7 @@ typedef struct pasid_rid_mapping {
   /**
    * What the destination device is, as the VMM configured it: a
    * `PASID_DEVICE_KIND_*` value, checked against the guest's device (a mismatch is
-   * refused with `PASID_RESULT_DEVICE_KIND_MISMATCH`), or `PASID_DEVICE_KIND_ANY`
+   * refused with `PASID_RESULT_DEVICE_KIND_MISMATCH`), or `PASID_DEVICE_KIND_SAME_AS_SOURCE`
    * (0, so a zero-initialized entry) when the caller does not say: not checked.
    * Any other value: `PASID_RESULT_INVALID_ARGUMENT`.
    */
@@ -2145,7 +2146,7 @@ int pasid_check_import(const struct pasid_host *host,
  * Imports a guest exported by `pasid_export_guest` on another host (or this one).
  *
  * `rid_map` (`rid_map_len` entries; NULL when 0) says where each of the guest's
- * devices is attached here and, unless an entry's `kind` is `PASID_DEVICE_KIND_ANY`,
+ * devices is attached here and, unless an entry's `kind` is `PASID_DEVICE_KIND_SAME_AS_SOURCE`,
  * what kind of device that is; a device missing from it is refused
  * (`PASID_RESULT_RID_NOT_MAPPED`), one mapped to a device of another kind too
  * (`PASID_RESULT_DEVICE_KIND_MISMATCH`); entries for RIDs the guest lacks are ignored

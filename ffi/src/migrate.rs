@@ -34,7 +34,7 @@ pub struct pasid_rid_mapping {
     pub destination: pasid_rid,
     /// What the destination device is, as the VMM configured it: a
     /// `PASID_DEVICE_KIND_*` value, checked against the guest's device (a mismatch is
-    /// refused with `PASID_RESULT_DEVICE_KIND_MISMATCH`), or `PASID_DEVICE_KIND_ANY`
+    /// refused with `PASID_RESULT_DEVICE_KIND_MISMATCH`), or `PASID_DEVICE_KIND_SAME_AS_SOURCE`
     /// (0, so a zero-initialized entry) when the caller does not say: not checked.
     /// Any other value: `PASID_RESULT_INVALID_ARGUMENT`.
     pub kind: u32,
@@ -303,7 +303,7 @@ pub unsafe extern "C" fn pasid_check_import(
 /// Imports a guest exported by `pasid_export_guest` on another host (or this one).
 ///
 /// `rid_map` (`rid_map_len` entries; NULL when 0) says where each of the guest's
-/// devices is attached here and, unless an entry's `kind` is `PASID_DEVICE_KIND_ANY`,
+/// devices is attached here and, unless an entry's `kind` is `PASID_DEVICE_KIND_SAME_AS_SOURCE`,
 /// what kind of device that is; a device missing from it is refused
 /// (`PASID_RESULT_RID_NOT_MAPPED`), one mapped to a device of another kind too
 /// (`PASID_RESULT_DEVICE_KIND_MISMATCH`); entries for RIDs the guest lacks are ignored
