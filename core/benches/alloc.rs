@@ -69,6 +69,23 @@ fn a_alloc_free<M: Measurement>(c: &mut Criterion<M>) {
                     host.complete_teardown(&[freed]).expect("teardown");
                 })
             });
+            // The same, with the VMM confirming teardowns in batches of 32 (one IOTLB
+            // and device-TLB invalidation for all of them), as a VMM would.
+            let mut batch = Vec::with_capacity(32);
+            group.bench_function(
+                BenchmarkId::new("host shared, teardown per 32", param(history, fill)),
+                |b| {
+                    b.iter(|| {
+                        let gpasid = host.alloc(black_box(g), PasidKind::Shared).expect("alloc");
+                        batch.push(host.free(g, black_box(gpasid)).expect("free"));
+                        if batch.len() == 32 {
+                            host.complete_teardown(&batch).expect("teardown");
+                            batch.clear();
+                        }
+                    })
+                },
+            );
+            host.complete_teardown(&batch).expect("teardown");
         }
     }
     for_each_alloc!(bare(&mut group));

@@ -10,7 +10,6 @@ use alloc::vec::Vec;
 
 use super::Host;
 use crate::error::{Error, Result};
-use crate::sorted::SortedMap;
 use crate::source::HostPasidSource;
 use crate::types::{Draining, GuestId};
 
@@ -60,12 +59,10 @@ impl<S: HostPasidSource> Host<S> {
                 Ok(g) => {
                     g.draining.remove(&item.gpasid);
                     g.pasids.free(item.gpasid);
+                    // The list keeps its capacity: a guest that frees and reallocates on
+                    // a VM-exit path must not pay an allocation for each cycle. It is
+                    // bounded by the guest range, like the rest of the guest.
                     g.draining_shared -= item.hpasid.is_some() as u32;
-                    if g.draining.is_empty() {
-                        // A guest that churned leaves no memory behind once its
-                        // teardowns are done, so its footprint follows what it holds.
-                        g.draining = SortedMap::new();
-                    }
                 }
                 Err(_) => orphans_done = true,
             }
