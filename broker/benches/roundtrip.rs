@@ -18,7 +18,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use pasid_broker_client::BrokerSource;
+use pasid_broker_client::{BrokerSource, ClientOptions};
 use pasid_core::{HostPasidSource, PasidLayout};
 
 struct BrokerProcess {
@@ -134,14 +134,21 @@ fn latency_report(socket: &Path, broker_pid: u32) {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(20_000);
-    for clients in [1usize, 8] {
+    // With a client-side reserve (ClientOptions::reserve), pairs that stay within the
+    // reserve never reach the broker once warm: reported beside the raw round trip, not
+    // instead of it.
+    for (clients, reserve) in [(1usize, 0u32), (8, 0), (1, 16), (8, 16)] {
         let barrier = Arc::new(Barrier::new(clients + 1));
         let handles: Vec<_> = (0..clients)
             .map(|_| {
                 let barrier = barrier.clone();
                 let socket = socket.to_owned();
                 thread::spawn(move || {
-                    let mut src = BrokerSource::connect(&socket, &layout()).unwrap();
+                    let options = ClientOptions {
+                        reserve,
+                        ..ClientOptions::default()
+                    };
+                    let mut src = BrokerSource::connect_with(&socket, &layout(), options).unwrap();
                     let mut lat = Vec::with_capacity(ops);
                     barrier.wait();
                     for _ in 0..ops {
@@ -165,7 +172,7 @@ fn latency_report(socket: &Path, broker_pid: u32) {
         let own_cpu = cpu_time(std::process::id()) - own_cpu;
         all.sort_unstable();
         println!(
-            "broker alloc+release, {clients} client(s), {} round trips: median {:.1} µs, p99 {:.1} µs, {:.0} grants/s aggregate; CPU per round trip: broker {:.1} µs, clients {:.1} µs",
+            "broker alloc+release, {clients} client(s), reserve {reserve}, {} pairs: median {:.1} µs, p99 {:.1} µs, {:.0} grants/s aggregate; CPU per round trip: broker {:.1} µs, clients {:.1} µs",
             all.len(),
             percentile(&all, 0.5).as_secs_f64() * 1e6,
             percentile(&all, 0.99).as_secs_f64() * 1e6,

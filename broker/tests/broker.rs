@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::{config_text, layout, layout_with_end, BrokerProc, SHARED_END};
 use pasid_broker_client::framing;
 use pasid_broker_client::protocol::{ErrorKind, Request, Response, WireLayout, PROTOCOL_VERSION};
-use pasid_broker_client::{BrokerSource, ConnectError};
+use pasid_broker_client::{BrokerSource, ClientOptions, ConnectError};
 use pasid_core::{HostPasidSource, SourceError};
 
 const CAPACITY: u32 = SHARED_END - 4096;
@@ -130,6 +130,52 @@ fn a_killed_clients_pasids_are_quarantined_then_free() {
     }
     b.wait_until(10, "quarantine to end", |s| s.quarantined == 0);
     assert_eq!(c.claim(4096), Ok(()));
+}
+
+#[test]
+fn a_reserve_saves_round_trips_survives_a_restart_and_goes_back_on_goodbye() {
+    let mut b = BrokerProc::start(&config_text(30.0, 30.0, ""));
+    let options = ClientOptions {
+        reserve: 4,
+        ..ClientOptions::default()
+    };
+    let mut a = BrokerSource::connect_with(&b.socket, &layout(), options).unwrap();
+    // One round trip takes 1 + 4: the lowest to the host, the rest in reserve.
+    assert_eq!(a.alloc(), Ok(4096));
+    assert_eq!(b.status().held, 5);
+    assert_eq!((a.alloc(), a.alloc()), (Ok(4097), Ok(4098)));
+    assert_eq!(
+        b.status().held,
+        5,
+        "served from the reserve: no grant at the broker"
+    );
+    // Another lease never gets a reserved PASID.
+    let mut other = BrokerSource::connect(&b.socket, &layout()).unwrap();
+    assert_eq!(other.alloc(), Ok(4101));
+    // A release refills the reserve instead of freeing; a bad one is refused.
+    a.release(4097).unwrap();
+    assert_eq!(
+        a.release(4097),
+        Err(SourceError::Unavailable { pasid: 4097 })
+    );
+    assert_eq!(b.status().held, 6);
+    // The broker restarts: the reclaim lists the reserve too, nothing is lost.
+    b.kill9();
+    b.restart();
+    assert_eq!(
+        a.alloc(),
+        Ok(4097),
+        "from the reserve, without asking the broker"
+    );
+    a.status().unwrap(); // a round trip: reconnects and reclaims
+    let s = b.status();
+    let lease = s.leases.iter().find(|l| l.lease == a.lease()).unwrap();
+    assert_eq!((lease.state.as_str(), lease.held), ("connected", 5));
+    // Goodbye: the reserve is released first, so only what the host still held (and
+    // never released) goes to quarantine.
+    a.close().unwrap();
+    let s = b.status();
+    assert_eq!((s.held, s.quarantined), (1, 3));
 }
 
 #[test]
@@ -609,8 +655,9 @@ fn proc_state_is(pid: u32, want: char) -> bool {
 #[test]
 fn a_stalled_broker_is_a_lost_connection_and_the_lease_comes_back() {
     let b = BrokerProc::start(&config_text(30.0, 30.0, ""));
-    let options = pasid_broker_client::ClientOptions {
+    let options = ClientOptions {
         reconnect_for: Duration::from_millis(300),
+        ..ClientOptions::default()
     };
     let mut a = BrokerSource::connect_with(&b.socket, &layout(), options).unwrap();
     let first = a.alloc().unwrap();
