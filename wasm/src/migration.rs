@@ -115,6 +115,10 @@ mod tests {
     use super::*;
     use crate::test_support::p2_host;
 
+    fn rid(text: &str) -> pasid_core::Rid {
+        crate::args::rid(text).unwrap()
+    }
+
     #[test]
     fn a_guest_migrates_with_its_gpasids() {
         let mut a = p2_host();
@@ -150,11 +154,25 @@ mod tests {
         let moved = f64::from(imported.guest);
         assert_eq!(imported.report.shared[0].gpasid, gp);
         assert_eq!(b.translate(moved, f64::from(gp)).unwrap(), 4097);
-        assert_eq!(b.owner("00:0b.0").unwrap(), Some(imported.guest));
-        // The same blob again: the RID is now taken, and nothing changes.
+        // A shared WQ has users, not an owner.
+        assert_eq!(b.owner("00:0b.0").unwrap(), None);
+        assert_eq!(b.core().rid_users(rid("00:0b.0")).count(), 1);
+        // The same blob again: a second guest on the same shared WQ, with its own
+        // hPASID behind the same gPASID.
+        let again = b.import_with_map(&blob, &map).unwrap();
+        let twin = f64::from(again.guest);
+        assert_eq!(b.translate(twin, f64::from(gp)).unwrap(), 4098);
+        assert_eq!(b.core().rid_users(rid("00:0b.0")).count(), 2);
+        // A dedicated use is one guest's: a second import onto it is refused, and
+        // nothing changes.
+        let d = f64::from(a.create_guest("p2", 1.0).unwrap());
+        a.attach(d, "03:00.1", "dedicated").unwrap();
+        let dblob = a.export_guest(d).unwrap();
+        let dmap = [entry(&["03:00.1", "03:00.1"])];
+        b.import_with_map(&dblob, &dmap).unwrap();
         let before = b.core().snapshot();
         assert!(matches!(
-            b.import_with_map(&blob, &map),
+            b.import_with_map(&dblob, &dmap),
             Err(Fail::Core(pasid_core::Error::RidInUse { .. }))
         ));
         assert_eq!(b.core().snapshot(), before);
