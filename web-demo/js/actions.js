@@ -186,6 +186,32 @@ export function exportStatus() {
   return x ? `saved ${x.name} (${num(x.bytes)} bytes, built in ${x.ms.toFixed(0)} ms)` : '';
 }
 
+/** A draining record as a log line. */
+export function drainingText(d) {
+  return `gPASID ${d.gpasid}${d.hpasid !== null ? ` and hPASID ${d.hpasid}` : ''} drain: no longer translating, not handed out again until the teardown is confirmed`;
+}
+
+/** Destroys a guest as one step; the entries the VMM must clear are shown below the maps. */
+export function destroy(h, g) {
+  const name = h.names[g];
+  return step(`host ${h.key}: remove ${name}`, (log) => {
+    const entries = h.host.destroyGuest(g);
+    const left = h.host.draining().filter((d) => d.guest === g);
+    log(`the VMM clears ${entries.length} PASID-table entr${entries.length === 1 ? 'y' : 'ies'}${entries.map((e) => ` ${ridText(e.rid)}:${e.pasid}`).join(',')}`);
+    if (left.length) log(`hPASIDs ${left.map((d) => d.hpasid).join(', ')} drain until the teardown is confirmed`);
+    state.destroyed[h.key] = { name, entries };
+  }, `${h.key}:${g}:guest`);
+}
+
+/** The VMM says the hardware let go of `items`: one step, all or nothing (the core checks). */
+export function confirmTeardown(h, items) {
+  return step(`host ${h.key}: teardown confirmed for ${items.length === 1 ? `gPASID ${items[0].gpasid}` : `${items.length} PASIDs`}`, (log) => {
+    h.host.completeTeardown(items);
+    const shared = items.filter((d) => d.hpasid !== null).map((d) => d.hpasid);
+    log(shared.length ? `hPASIDs ${shared.join(', ')} are free again` : 'the gPASIDs are free again');
+  }, `${h.key}:teardown`);
+}
+
 export const actions = {
   preset(el) {
     runPreset(PRESETS.find((p) => p.id === el.dataset.preset));
@@ -213,7 +239,7 @@ export const actions = {
   },
   removeGuest(el) {
     const [h, g] = guestOf(el);
-    step(`host ${h.key}: remove ${h.names[g]}`, () => h.host.destroyGuest(g), `${h.key}:${g}:guest`);
+    destroy(h, g);
   },
   attach(el) {
     const [h, g] = guestOf(el);
@@ -227,8 +253,8 @@ export const actions = {
   },
   detach(el) {
     const [h, g] = guestOf(el);
-    const rid = el.dataset.rid;
-    step(`host ${h.key}: detach ${rid} from ${h.names[g]}`, () => h.host.detach(g, rid), `${h.key}:${g}:attach`);
+    const { rid, kind } = el.dataset;
+    step(`host ${h.key}: detach ${rid} (${kind}) from ${h.names[g]}`, () => h.host.detachUse(g, rid, kind), `${h.key}:${g}:attach`);
   },
   alloc(el) {
     const [h, g] = guestOf(el);
@@ -240,19 +266,35 @@ export const actions = {
   },
   freePasid(el) {
     const [h, g] = guestOf(el);
-    step(`host ${h.key}: ${h.names[g]} frees gPASID ${field(el, 'gpasid')}`, () => h.host.freePasid(g, pasidField(el, 'gpasid')), `${h.key}:${g}:free`);
+    step(`host ${h.key}: ${h.names[g]} frees gPASID ${field(el, 'gpasid')}`, (log) => {
+      log(drainingText(h.host.freePasid(g, pasidField(el, 'gpasid'))));
+    }, `${h.key}:${g}:free`);
   },
   bind(el) {
     const [h, g] = guestOf(el);
-    const rid = field(el, 'device');
-    step(`host ${h.key}: ${h.names[g]} binds gPASID ${field(el, 'gpasid')} to ${rid}`, (log) => {
-      log(`programmed PASID ${h.host.bind(g, pasidField(el, 'gpasid'), rid)}`);
+    const [rid, use] = field(el, 'device').split('|');
+    step(`host ${h.key}: ${h.names[g]} binds gPASID ${field(el, 'gpasid')} to ${rid}${use ? ` (${use})` : ''}`, (log) => {
+      const gp = pasidField(el, 'gpasid');
+      log(`programmed PASID ${use ? h.host.bindUse(g, gp, rid, use) : h.host.bind(g, gp, rid)}`);
     }, `${h.key}:${g}:bind`);
   },
   unbind(el) {
     const [h, g] = guestOf(el);
-    const rid = field(el, 'device');
-    step(`host ${h.key}: ${h.names[g]} unbinds gPASID ${field(el, 'gpasid')} from ${rid}`, () => h.host.unbind(g, pasidField(el, 'gpasid'), rid), `${h.key}:${g}:bind`);
+    const [rid, use] = field(el, 'device').split('|');
+    step(`host ${h.key}: ${h.names[g]} unbinds gPASID ${field(el, 'gpasid')} from ${rid}${use ? ` (${use})` : ''}`, (log) => {
+      const gp = pasidField(el, 'gpasid');
+      log(`the VMM clears PASID ${use ? h.host.unbindUse(g, gp, rid, use) : h.host.unbind(g, gp, rid)} on ${rid}`);
+    }, `${h.key}:${g}:bind`);
+  },
+  teardown(el) {
+    const h = hostByKey(el.dataset.host);
+    // The record as the core lists it now (the button's index into the last render's list).
+    const item = h.host.draining()[Number(el.dataset.index)];
+    confirmTeardown(h, item ? [item] : [{ guest: 0, gpasid: 0, hpasid: null }]);
+  },
+  teardownAll(el) {
+    const h = hostByKey(el.dataset.host);
+    confirmTeardown(h, h.host.draining());
   },
   record(el) {
     const [h, g] = guestOf(el);

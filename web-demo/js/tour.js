@@ -118,6 +118,18 @@ export const TOUR = [
     highlight: ['[data-testid="migrate-result"]'],
   },
   {
+    title: 'PASIDs are reused only after the hardware has let go',
+    text: 'One {{shared WQ}} (00:0a.0) now serves three guests. Each bound its own gPASID 1 there, and each binding programs that guest\'s own hPASID (4,096, 4,097, 4,098): the RID table lists every user and what it programmed. vm1 also has a mixed RID, a dedicated and a shared WQ on one function. Then vm2 freed gPASID 2. The guest got its answer at once, and the number stopped translating, but hPASID 4,100 may still sit in a PASID-table entry, the IOTLB or the WQ: it is {{draining}} (the dark cell on the shared map) and still counts against vm2\'s quota. vm2\'s next ALLOC got gPASID 3 and hPASID 4,101, never the old ones. Press "confirm teardown" once the VMM has cleared the entry, flushed and drained ({{teardown}}): only then are both numbers free again.',
+    run(ctx) {
+      runPresetById('p2-shared-wq', ctx);
+      const A = hostByKey('A').host;
+      const vm2 = A.guests()[1];
+      const again = A.allocPasid(vm2, 'shared');
+      ctx.log(`vm2 allocates again: gPASID ${again} → hPASID ${A.translate(vm2, again)}, not the draining ones`);
+    },
+    highlight: ['[data-testid="teardown-A"]', '[data-testid="rids-A"]', '[data-testid="map-A-shared"]', inHost('A', 'guest-vm2', '[data-testid="quota"]')],
+  },
+  {
     title: 'Your turn',
     text: 'That is the design. The presets at the top set up more scenarios (an attack on the shared range, 300,000 PASIDs); every control works on the live hosts and every step can be undone. The glossary is at the top of the page.',
     run() {},
