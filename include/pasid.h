@@ -30,7 +30,8 @@
  * Input arrays are a pointer plus a count; the pointer may be NULL when the count is 0.
  *
  * Results must be checked: every function returning one is declared
- * `PASID_MUST_USE` (GCC's and clang's `warn_unused_result`).
+ * `PASID_MUST_USE` (GCC's and clang's `warn_unused_result`), but the two
+ * `pasid_last_error_*` functions, which only report.
  *
  * Struct sizes. A struct that may grow in a later version (`pasid_layout`,
  * `pasid_guest_config`, `pasid_rid_mapping`, and the `*_info` structs) starts with
@@ -44,7 +45,9 @@
  * multiple of the struct's alignment gives `PASID_RESULT_BAD_STRUCT_SIZE`, as does an
  * array of `pasid_rid_mapping` whose entries say different sizes (entry 0's `size`
  * is the array's stride). Every pointer to such a struct is valid for `size` bytes.
- * The other structs are fixed (hardware formats, or array entries of outputs).
+ * A copy embedded in another struct (the layout in `pasid_host_info`) stays at its
+ * first version; new fields go at the end of the outer struct. The other structs are
+ * fixed (hardware formats, or array entries of outputs).
  *
  * Logging. `pasid_set_log_callback` routes a message for every error result, and
  * for notable events, to a callback of the VMM's (off by default).
@@ -1045,9 +1048,10 @@ typedef struct pasid_draining {
  * NUL-terminated UTF-8 line without a trailing newline, valid only during the call,
  * `user` the pointer given to `pasid_set_log_callback`.
  *
- * It may be called from any thread that calls the library, from several at once, and
- * with a host's lock held: it must not block on another thread that calls the
- * library. Calls into the library from inside it work, but are not logged.
+ * It may be called from any thread that calls the library, and from several at once;
+ * never with a lock of the library held, so calls into the library from inside it
+ * work (they are not logged themselves). It must not wait for another thread that
+ * is changing the callback (`pasid_set_log_callback` waits for running callbacks).
  */
 typedef void (*pasid_log_callback)(uint32_t level, const char *message, void *user);
 

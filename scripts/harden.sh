@@ -19,9 +19,10 @@
 #           sizes Miri would take many minutes over. MIRI_SCOPE=quick (the default
 #           when FUZZ_SECONDS <= 30) also leaves out model.rs and migrate.rs: about 4
 #           minutes instead of 7.
-# valgrind  builds every C test file (ffi/tests/c/*.c) as scripts/test-c.sh does
-#           (static libpasid.a from scripts/install-c.sh, found with pkg-config) and
-#           runs each under valgrind: any error or leak fails.
+# valgrind  builds every C test file (ffi/tests/c/*.c), the vIOMMU example and the
+#           README's C blocks as scripts/test-c.sh does (static libpasid.a from
+#           scripts/install-c.sh, found with pkg-config) and runs each under
+#           valgrind: any error or leak fails.
 #
 # The hostile-guest and out-of-memory tests (core/tests/hostile.rs, core/tests/oom.rs)
 # are plain tests and run with `cargo test`. Installs what it needs (setup.sh fuzz).
@@ -153,6 +154,24 @@ valgrind_c() {
             fail "valgrind $t"
         fi
     done
+    # The vIOMMU example and the README's C blocks, as scripts/test-c.sh builds them.
+    # shellcheck disable=SC2046
+    if ${CC:-gcc} -std=gnu11 -Wall -Wextra -Werror -g $(pkg-config --cflags pasid) \
+        examples/c/viommu.c $(pkg-config --static --libs pasid) -o "$tmp/viommu" \
+        >"$tmp/build.log" 2>&1 &&
+        valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=all \
+            "$tmp/viommu" >"$tmp/vg.log" 2>&1; then
+        pass "valgrind examples/c/viommu.c: $(grep -E 'ERROR SUMMARY' "$tmp/vg.log" | sed 's/^==[0-9]*== //')"
+    else
+        tail -n 60 "$tmp/build.log" "$tmp/vg.log"
+        fail "valgrind examples/c/viommu.c"
+    fi
+    if VALGRIND=1 PASID_PREFIX=$tmp/prefix scripts/test-readme.sh c >"$tmp/readme.log" 2>&1; then
+        pass "valgrind README.md C blocks: $(tail -n 1 "$tmp/readme.log")"
+    else
+        cat "$tmp/readme.log"
+        fail "valgrind README.md C blocks"
+    fi
 }
 
 scripts/setup.sh fuzz

@@ -32,12 +32,22 @@
 # unwinder themselves: libgcc_s (as needed) in a dynamic link, libgcc_eh in a static
 # one, so no link needs the flag.
 #
+# Why this script and not cargo-c (`cargo cinstall`, the ecosystem's tool, which makes
+# the header, the .pc and both libraries): it cannot do the pre-link below, and it
+# installs the .a and .so side by side (the plain `pkg-config --static` trap above);
+# and it is not cheap to get here: Debian's cargo-c 0.9.14 (cargo 0.66) cannot read
+# this workspace's version-4 lock file, the current crates.io release (0.10.26) needs
+# rustc 1.97, and building 0.10.24 from crates.io on a 2-core CI machine had not
+# finished after 9 minutes (207 crates compiled) - more than the rest of the C suite.
+# The layout here is cargo-c's (include/pasid/, libpasid.so.0.1 soname, pasid.pc),
+# so a later switch changes nothing for consumers.
+#
 # About libpasid.a: a Rust staticlib carries its own copy of the Rust standard
 # library with every symbol global (__rust_alloc, rust_eh_personality's DW.ref, std's
 # mangled functions, compiler-builtins). Linked next to another Rust staticlib (QEMU's
 # own Rust code) those can collide. So the installed archive is one pre-linked object
-# (ld -r of what the pasid_* functions reach, with section groups resolved) in which every symbol but pasid_* is made
-# local, and without the embedded LLVM bitcode sections (which make binutils' LLVM
+# (ld -r of what the pasid_* functions reach, with section groups resolved) in which
+# every symbol but pasid_* is made local, and without the embedded LLVM bitcode sections (which make binutils' LLVM
 # plugin abort when it reads the merged object). scripts/test-c.sh links it next to a
 # second Rust staticlib to check this.
 set -euo pipefail

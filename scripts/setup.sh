@@ -28,6 +28,10 @@ c() {
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
     fi
+    # A second Rust toolchain builds the "other" staticlib that libpasid.a must link
+    # beside (scripts/test-c.sh); nightly, which `fuzz` below needs anyway.
+    rustup toolchain list | grep -q '^nightly' ||
+        rustup toolchain install nightly --profile minimal >/dev/null 2>&1 || true
 }
 
 web() {

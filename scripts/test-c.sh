@@ -240,6 +240,8 @@ step "libpasid.so has soname libpasid.so.0.x" \
     sh -c "readelf -d '$libdir_so/libpasid.so' | grep -q 'SONAME.*libpasid.so.0'"
 step "libpasid.a has no debug info ($(wc -c <"$libdir/libpasid.a") bytes; KEEP_DEBUG=1 keeps it)" \
     sh -c "! readelf -S '$libdir/libpasid.a' | grep -q '\.debug_info'"
+# The README gives the size (1.6 MB); a big jump means something came back.
+step "libpasid.a stays under 3 MB" test "$(wc -c <"$libdir/libpasid.a")" -lt 3000000
 
 echo "=== README.md code blocks"
 step "every code block of README.md (scripts/test-readme.sh)" \

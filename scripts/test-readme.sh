@@ -2,7 +2,9 @@
 # Runs every fenced code block of README.md, extracted at test time, so the README
 # cannot drift from the code:
 #
-#   scripts/test-readme.sh        (scripts/test-c.sh runs it with its install prefixes)
+#   scripts/test-readme.sh        every block (scripts/test-c.sh runs it this way)
+#   scripts/test-readme.sh js     only the blocks of the languages given (e.g. for
+#                                 scripts/test-web.sh, once it has built web-demo/pkg)
 #
 # By the block's language:
 #   c     a whole program: compiled with QEMU's warning set and -Werror against the
@@ -23,20 +25,26 @@
 #         prefix: replaced in the block, and PKG_CONFIG_PATH / LD_LIBRARY_PATH point
 #         into it as they would for /usr/local
 #
+# Fences may be ``` or ~~~, indented (inside a list item) or not.
+#
 # Environment: PASID_PREFIX (an install from scripts/install-c.sh, for the C blocks;
-# made here if unset), CC. The last line is "N passed, M failed, K skipped".
+# made here if unset), CC, VALGRIND=1 (C blocks run under valgrind too, as
+# scripts/harden.sh valgrind does), README_FILE (another Markdown file to check;
+# its Rust blocks are not run: the doctests are README.md's). The last line is
+# "N passed, M failed, K skipped".
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 
 cc=${CC:-gcc}
+readme=${README_FILE:-README.md}
 qemu_cflags="-std=gnu11 -Wall -Wextra -Werror -Wundef -Wwrite-strings -Wmissing-prototypes
  -Wstrict-prototypes -Wredundant-decls -Wold-style-declaration -Wold-style-definition
  -Wtype-limits -Wformat-security -Winit-self -Wignored-qualifiers -Wempty-body
  -Wnested-externs -Wendif-labels -Wimplicit-fallthrough=2 -Wshadow=local -Wvla"
 asan="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"; rm -f "$repo"/web-demo/.readme-block-*.mjs' EXIT
+trap 'rm -rf "$tmp"; rm -f "$repo"/web-demo/.readme-block-*.[mc]js' EXIT
 work=$tmp/work
 mkdir -p "$work"
 ln -s "$repo/scripts" "$work/scripts"
@@ -54,7 +62,8 @@ run() {
 }
 
 prefix=${PASID_PREFIX:-}
-if [ -z "$prefix" ]; then
+# A prefix is needed for C and sh blocks only.
+if [ -z "$prefix" ] && { [ $# -eq 0 ] || [[ " $* " == *" c "* ]] || [[ " $* " == *" sh "* ]]; }; then
     prefix=$tmp/prefix
     scripts/install-c.sh "$prefix" >"$tmp/install.log" 2>&1 || {
         cat "$tmp/install.log"
@@ -66,26 +75,42 @@ fi
 # Extract: block N goes to $tmp/block.N, and one line "N LANG LINE DIRECTIVE..." to
 # $tmp/index.
 awk -v dir="$tmp" '
-    !infence && /^```/ {
-        lang = substr($0, 4); gsub(/[ \t]/, "", lang)
+    # A fence: ``` or ~~~, maybe indented (inside a list); its content loses that indent.
+    !infence && /^[ \t]*(```|~~~)/ {
+        match($0, /^[ \t]*/); indent = RLENGTH
+        fence = substr($0, indent + 1, 3)
+        lang = substr($0, indent + 4); gsub(/[ \t]/, "", lang)
         n++; infence = 1; start = NR
         file = dir "/block." n; printf "" > file
-        d = (prev ~ /^<!-- readme-test: .* -->$/) ? prev : ""
+        d = prev; sub(/^[ \t]*/, "", d)
+        if (d !~ /^<!-- readme-test: .* -->$/) d = ""
         sub(/^<!-- readme-test: /, "", d); sub(/ -->$/, "", d)
         print n, (lang == "" ? "-" : lang), start, d > (dir "/index")
         next
     }
-    infence && /^```[ \t]*$/ { infence = 0; close(file); prev = ""; next }
-    infence { print > file; next }
+    infence && index($0, fence) && $0 ~ /^[ \t]*(```|~~~)[ \t]*$/ {
+        infence = 0; close(file); prev = ""; next
+    }
+    infence {
+        line = $0
+        for (i = 0; i < indent && substr(line, 1, 1) ~ /[ \t]/; i++) line = substr(line, 2)
+        print line > file; next
+    }
     { prev = $0 }
     END { if (infence) { print "README.md: unclosed fence at line " start > "/dev/stderr"; exit 1 } }
-' README.md || exit 1
+' "$readme" || exit 1
 [ -s "$tmp/index" ] || { echo "README.md has no code blocks?"; exit 1; }
 
+only=" $* "
 rust_blocks=""
 while read -r n lang line directive; do
-    where="README.md:$line ($lang)"
+    where="${readme##*/}:$line ($lang)"
     src=$tmp/block.$n
+    # A named C file is there for later sh blocks even when C blocks are not run.
+    case $lang:$directive in c:file*) cp "$src" "$work/${directive#file }" ;; esac
+    if [ "$only" != "  " ] && [[ $only != *" $lang "* ]]; then
+        continue
+    fi
     case $directive in
         skip*)
             skip "$where: ${directive#skip }"
@@ -109,8 +134,10 @@ while read -r n lang line directive; do
                 run "$tmp/c$n-asan.log" "$cc" $qemu_cflags $asan -I"$prefix/include/pasid" "$work/$name" \
                     -L"$prefix/lib" -lpasid $(PKG_CONFIG_PATH=$prefix/lib/pkgconfig pkg-config --static --libs-only-l pasid | sed 's/-lpasid//') \
                     -o "$tmp/c$n-asan" &&
-                run "$tmp/c$n-asan.run" env ASAN_OPTIONS=detect_leaks=1 "$tmp/c$n-asan"; then
-                pass "$where $name: builds with QEMU's warnings, runs plain and under ASan+UBSan"
+                run "$tmp/c$n-asan.run" env ASAN_OPTIONS=detect_leaks=1 "$tmp/c$n-asan" &&
+                { [ "${VALGRIND:-0}" != 1 ] || run "$tmp/c$n-vg.run" valgrind --error-exitcode=1 \
+                    --leak-check=full --errors-for-leak-kinds=all "$tmp/c$n"; }; then
+                pass "$where $name: builds with QEMU's warnings, runs plain and under ASan+UBSan${VALGRIND:+ and valgrind}"
             else
                 fail "$where $name"
             fi
@@ -137,12 +164,17 @@ while read -r n lang line directive; do
             rust_blocks="$rust_blocks $line"
             ;;
         js)
-            if [ ! -f web-demo/pkg/pasid_wasm.js ]; then
+            if [ ! -d web-demo/pkg ]; then
                 skip "$where: web-demo/pkg is not built (scripts/test-web.sh builds it)"
                 continue
             fi
-            cp "$src" "web-demo/.readme-block-$n.mjs"
-            if (cd web-demo && run "$tmp/js$n.log" node ".readme-block-$n.mjs"); then
+            # An ES module (import, top-level await) unless it only uses require().
+            ext=mjs
+            if grep -q 'require(' "$src" && ! grep -qE '^[[:space:]]*import[[:space:]]' "$src"; then
+                ext=cjs
+            fi
+            cp "$src" "web-demo/.readme-block-$n.$ext"
+            if (cd web-demo && run "$tmp/js$n.log" node ".readme-block-$n.$ext"); then
                 pass "$where: ran under node $(node --version) from web-demo/"
             else
                 fail "$where"
@@ -154,8 +186,10 @@ while read -r n lang line directive; do
     esac
 done <"$tmp/index"
 
-if [ -n "$rust_blocks" ]; then
-    where="README.md:${rust_blocks# } (rust)"
+if [ -n "$rust_blocks" ] && [ "$readme" != README.md ]; then
+    skip "${readme##*/}:${rust_blocks# } (rust): only README.md's Rust blocks are doctests"
+elif [ -n "$rust_blocks" ]; then
+    where="${readme##*/}:${rust_blocks# } (rust)"
     if run "$tmp/rust.log" cargo test -p pasid-ffi --doc --quiet readme; then
         pass "$where: doctests: $(grep -E '^test result' "$tmp/rust.log" | tail -n 1)"
     else

@@ -29,6 +29,9 @@ scripts/test-c.sh
 step "playground: wasm bindings under Node, the page in headless Chromium"
 scripts/test-web.sh
 
+step "README's JavaScript blocks, now that web-demo/pkg is built"
+scripts/test-readme.sh js
+
 step "benchmarks, quick mode (keeps them building and running; no timing is asserted)"
 scripts/bench.sh --quick
 

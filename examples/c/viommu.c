@@ -76,7 +76,7 @@ static void kvm_set_pasid_translation(uint32_t gpasid, uint32_t hpasid)
 
 /* ---- the device ---- */
 
-#define DMAR_REG_SIZE       0x230   /* the migrated register array, unchanged */
+#define DMAR_REG_SIZE       0x230   /* QEMU's migrated register array: unchanged */
 #define DMAR_ECAP_REG       0x10
 #define VTD_VCMD_BASE       0xE00   /* virtual command registers: their own region */
 #define VTD_VCMD_SIZE       0x40    /* covers both revisions' VCCAP, VCMD, VCRSP */
@@ -157,20 +157,13 @@ static void vtd_vcmd_write(void *opaque, uint64_t addr, uint64_t val, unsigned s
         return;     /* VCCAP and VCRSP are read-only */
     }
 
-    /*
-     * FREE of a shared PASID: tear the CPU's translation down before the host
-     * PASID may be handed out again (Linux's order: clear the entry, flush, then
-     * free the number), and put it back if the library refuses the FREE (a PASID
-     * still bound: the guest's own ENQCMDs on it may fault meanwhile, which
-     * harms only that guest, never hands its host PASID to another).
-     * TEARDOWN: the library's PASID teardown calls (coming) replace this.
-     */
+    /* The host PASID behind a FREE's operand, while it is still allocated. */
     gpasid = (uint32_t)(val >> s->vcmd_off.operand_shift) & 0xfffff;
     if ((val & 0xff) == PASID_VCMD_FREE &&
         !pasid_kind_of(s->pasid_host, s->pasid_guest, gpasid, &kind) &&
         kind == PASID_KIND_SHARED &&
-        !pasid_translate(s->pasid_host, s->pasid_guest, gpasid, &hpasid)) {
-        kvm_set_pasid_translation(gpasid, 0);
+        pasid_translate(s->pasid_host, s->pasid_guest, gpasid, &hpasid)) {
+        hpasid = 0;
     }
 
     /* Whatever the guest wrote, a VCRSP value comes back; an error is ours. */
@@ -179,8 +172,24 @@ static void vtd_vcmd_write(void *opaque, uint64_t addr, uint64_t val, unsigned s
         s->vcrsp = 0;
         return;
     }
-    if (hpasid && (val & 0xff) == PASID_VCMD_FREE && rsp.status != PASID_VCMD_SC_SUCCESS) {
-        kvm_set_pasid_translation(gpasid, hpasid);     /* refused: still in use */
+
+    /*
+     * A freed PASID drains: neither number is handed out again until the VMM
+     * confirms the hardware let go of it (Linux's order: clear the entry, flush
+     * the caches, drain, then free the number).
+     */
+    if ((val & 0xff) == PASID_VCMD_FREE && rsp.status == PASID_VCMD_SC_SUCCESS) {
+        pasid_draining gone = {
+            .guest = s->pasid_guest, .gpasid = gpasid, .hpasid = hpasid,
+        };
+
+        if (hpasid) {
+            kvm_set_pasid_translation(gpasid, 0);
+        }
+        /* ...and the IOTLB / device-TLB invalidation, through iommufd. */
+        if (pasid_complete_teardown(s->pasid_host, &gone, 1)) {
+            /* Logged. The PASID stays draining, out of use: safe. */
+        }
         return;
     }
 
@@ -202,9 +211,12 @@ static const struct {
 };
 
 /*
- * What the memory API does with the region: memory_region_init_io(&s->vcmd_mr,
- * ..., &vtd_vcmd_ops, s, "intel_iommu.vcmd", VTD_VCMD_SIZE) and
- * memory_region_add_subregion_overlap(&s->csrmem, VTD_VCMD_BASE, &s->vcmd_mr, 1).
+ * What the memory API does with the regions. The vIOMMU's 4 KiB register page is
+ * a container (memory_region_init(&s->mmio, ..., "intel_iommu", 0x1000)) holding
+ * the DMAR registers at 0 (csrmem, DMAR_REG_SIZE: migrated as a fixed array, as
+ * before) and, with memory_region_init_io(&s->vcmd_mr, ..., &vtd_vcmd_ops, s,
+ * "intel_iommu.vcmd", VTD_VCMD_SIZE), the VCMD region at VTD_VCMD_BASE. Growing
+ * DMAR_REG_SIZE to reach 0xE00 instead would break migration from older QEMUs.
  */
 static uint64_t vtd_mmio_read(IntelIOMMUState *s, uint64_t addr)
 {
@@ -250,7 +262,8 @@ static bool vtd_realize(IntelIOMMUState *s, pasid_host *host, uint32_t rev,
      * BROKER: with the machine-wide PASID broker, the host handle comes from a
      * connection to it (a lease on the shared range, released when QEMU dies)
      * instead of one in-process host per QEMU. The broker constructors are not
-     * in the library yet; this is where the connection goes.
+     * in the library yet; this is where the connection goes (a VMM's own
+     * allocator can already be plugged in with pasid_host_new_with_source).
      */
     s->pasid_host = host;
     s->vcmd_rev = rev;
@@ -274,6 +287,42 @@ static bool vtd_realize(IntelIOMMUState *s, pasid_host *host, uint32_t rev,
         }
     }
     return true;
+}
+
+/*
+ * The guest goes (it quit, or migrated away): clear the PASID-table entries the
+ * VMM programmed for it, destroy it, then confirm the teardown of the PASIDs it
+ * left, so that they can be handed out again.
+ */
+static bool vtd_pasid_unrealize(IntelIOMMUState *s)
+{
+    pasid_programmed_entry entries[16];
+    pasid_draining left[64];
+    size_t n = 0, i, mine = 0;
+
+    if (pasid_guest_programmed_entries(s->pasid_host, s->pasid_guest, entries, 16, &n)) {
+        return false;
+    }
+    for (i = 0; i < n; i++) {
+        printf("  iommufd: detach PASID %u from %04x:%02x:%02x.%x\n", entries[i].pasid,
+               entries[i].rid.segment, entries[i].rid.bdf >> 8,
+               (entries[i].rid.bdf >> 3) & 0x1f, entries[i].rid.bdf & 7);
+    }
+    if (pasid_guest_destroy(s->pasid_host, s->pasid_guest) ||
+        pasid_draining_list(s->pasid_host, left, 64, &n)) {
+        return false;
+    }
+    /* The host is shared by every vIOMMU of this QEMU: confirm only our own. */
+    for (i = 0; i < n; i++) {
+        if (left[i].guest != s->pasid_guest) {
+            continue;
+        }
+        if (left[i].hpasid) {
+            kvm_set_pasid_translation(left[i].gpasid, 0);
+        }
+        left[mine++] = left[i];
+    }
+    return pasid_complete_teardown(s->pasid_host, left, mine) == PASID_RESULT_OK;
 }
 
 /* ---- migration: the optional "vtd/pasid" subsection ---- */
@@ -489,7 +538,7 @@ static int run(uint32_t rev, pasid_host *src_host, pasid_host *dst_host)
         goto out;
     }
     if (pasid_translate(dst_host, dst.pasid_guest, shared, &after) || after == on_wq ||
-        pasid_guest_destroy(src_host, src.pasid_guest)) {  /* source lets go */
+        !vtd_pasid_unrealize(&src)) {    /* the source lets go */
         goto out;
     }
     printf("migration: %u bytes; gPASID %u kept, host PASID %u -> %u\n",
@@ -501,7 +550,7 @@ static int run(uint32_t rev, pasid_host *src_host, pasid_host *dst_host)
         goto out;
     }
     error_report_err(err);
-    ok = !pasid_guest_destroy(dst_host, dst.pasid_guest);   /* the guest quits */
+    ok = vtd_pasid_unrealize(&dst);     /* the guest quits */
 
 out:
     free(src.pasid_blob);

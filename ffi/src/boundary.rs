@@ -559,6 +559,7 @@ pub(crate) fn fill<T>(
 mod tests {
     use super::*;
     use crate::pasid_result;
+    use core::mem::size_of;
 
     #[test]
     fn a_panic_becomes_a_code_and_a_message() {
@@ -570,6 +571,80 @@ mod tests {
             assert!(msg.contains("boom"), "{msg}");
         });
         assert_eq!(call_or(7, || panic!("again")), 7);
+    }
+
+    /// A newer caller's struct: ours plus a field we do not know.
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Newer<T> {
+        known: T,
+        future: u32,
+        pad: u32,
+    }
+
+    /// A pointer to the known part with the provenance of the whole struct, as C's.
+    fn whole<T>(n: &Newer<T>) -> *const T {
+        n as *const Newer<T> as *const T
+    }
+
+    #[test]
+    fn sized_structs_follow_the_argsz_rules() {
+        use crate::types::{pasid_host_info, pasid_layout};
+        let layout = pasid_layout {
+            size: size_of::<pasid_layout>() as u32,
+            width: 20,
+            local_start: 1,
+            local_end: 4096,
+            shared_start: 4096,
+            shared_end: 8192,
+        };
+        fn bad<T>(r: Result<T, FfiError>) -> bool {
+            matches!(r, Err(FfiError::BadStructSize(_)))
+        }
+        // SAFETY (all calls below): each pointer is valid for the size it says.
+        assert_eq!(unsafe { input_struct(&layout, "l") }.unwrap(), layout);
+        let mut short = layout;
+        short.size -= 4;
+        assert!(bad(unsafe { input_struct(&short, "l") }));
+        let mut newer = Newer {
+            known: layout,
+            future: 0,
+            pad: 0,
+        };
+        newer.known.size = size_of::<Newer<pasid_layout>>() as u32;
+        let read = unsafe { input_struct(whole(&newer), "l") }.unwrap();
+        assert_eq!(read.local_end, 4096);
+        newer.future = 1;
+        assert!(bad(unsafe { input_struct(whole(&newer), "l") }));
+
+        // Arrays: entry 0's size is the stride; entries must agree.
+        newer.future = 0;
+        let arr = [newer, newer];
+        let v = unsafe { input_struct_slice(arr.as_ptr() as *const pasid_layout, 2, "a") }.unwrap();
+        assert_eq!(v.len(), 2);
+        let mut arr2 = arr;
+        arr2[1].known.size = size_of::<pasid_layout>() as u32;
+        assert!(bad(unsafe {
+            input_struct_slice(arr2.as_ptr() as *const pasid_layout, 2, "a")
+        }));
+
+        // Output into a newer caller's struct: tail zeroed, size = what was written.
+        let mut out: Newer<pasid_host_info> = unsafe { core::mem::zeroed() };
+        out.known.size = size_of::<Newer<pasid_host_info>>() as u32;
+        out.future = 0xa5a5_a5a5;
+        let info = pasid_host_info {
+            guests: 3,
+            ..unsafe { core::mem::zeroed() }
+        };
+        unsafe { output_struct(&mut out as *mut Newer<_> as *mut pasid_host_info, "o") }
+            .unwrap()
+            .write(info);
+        assert_eq!(out.known.size as usize, size_of::<pasid_host_info>());
+        assert_eq!((out.known.guests, out.future), (3, 0));
+        out.known.size = 0;
+        assert!(bad(unsafe {
+            output_struct(&mut out as *mut Newer<_> as *mut pasid_host_info, "o")
+        }));
     }
 
     #[test]

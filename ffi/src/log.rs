@@ -32,18 +32,22 @@ pub enum pasid_log_level {
 /// NUL-terminated UTF-8 line without a trailing newline, valid only during the call,
 /// `user` the pointer given to `pasid_set_log_callback`.
 ///
-/// It may be called from any thread that calls the library, from several at once, and
-/// with a host's lock held: it must not block on another thread that calls the
-/// library. Calls into the library from inside it work, but are not logged.
+/// It may be called from any thread that calls the library, and from several at once;
+/// never with a lock of the library held, so calls into the library from inside it
+/// work (they are not logged themselves). It must not wait for another thread that
+/// is changing the callback (`pasid_set_log_callback` waits for running callbacks).
 pub type pasid_log_callback =
     Option<unsafe extern "C" fn(level: u32, message: *const c_char, user: *mut c_void)>;
 
 #[derive(Clone, Copy)]
 struct Sink {
     callback: unsafe extern "C" fn(u32, *const c_char, *mut c_void),
-    /// The user pointer, as an address: the library never dereferences it.
-    user: usize,
+    user: *mut c_void,
 }
+
+// SAFETY: the library never dereferences `user`; it only hands it back to the
+// callback, on whichever thread logs, which the callback's documentation states.
+unsafe impl Send for Sink {}
 
 /// The callback and its user data. Held only to copy or replace it, never while the
 /// callback runs, so a callback that calls back into the library cannot deadlock.
@@ -86,7 +90,7 @@ pub(crate) fn log(level: pasid_log_level, message: &str) {
         let _ = catch_unwind(AssertUnwindSafe(|| {
             // SAFETY: the function pointer and user data are what the caller registered;
             // the message lives until the call returns.
-            unsafe { (sink.callback)(level as u32, text.as_ptr(), sink.user as *mut c_void) }
+            unsafe { (sink.callback)(level as u32, text.as_ptr(), sink.user) }
         }));
         let _ = IN_CALLBACK.try_with(|f| f.set(false));
     }
@@ -110,10 +114,7 @@ pub(crate) fn log(level: pasid_log_level, message: &str) {
 #[no_mangle]
 pub extern "C" fn pasid_set_log_callback(callback: pasid_log_callback, user: *mut c_void) {
     crate::boundary::call_or((), || {
-        let sink = callback.map(|callback| Sink {
-            callback,
-            user: user as usize,
-        });
+        let sink = callback.map(|callback| Sink { callback, user });
         *SINK.lock().unwrap_or_else(|e| e.into_inner()) = sink;
         ENABLED.store(sink.is_some(), Ordering::Release);
         if !in_callback() {
@@ -178,7 +179,7 @@ mod tests {
         assert_eq!(pasid_example(), "pasid_example");
         // Off by default: nothing is built or sent.
         log(pasid_log_level::Warn, "dropped");
-        pasid_set_log_callback(Some(record), 0x1234 as *mut c_void);
+        pasid_set_log_callback(Some(record), core::ptr::without_provenance_mut(0x1234));
         log(pasid_log_level::Info, "one");
         pasid_set_log_callback(None, core::ptr::null_mut());
         log(pasid_log_level::Info, "dropped too");

@@ -334,24 +334,24 @@ pub unsafe extern "C" fn pasid_import_guest(
         let out_guest = unsafe { output(out_guest, "out_guest") }?;
         let out_report = unsafe { output_opt(out_report, "out_report") }?;
         let map = read_rid_map(&entries)?;
-        with_host(host, |h| {
+        let (id, shared, devices) = with_host(host, |h| {
             // Registering the report cannot fail (it only takes memory), so a host
             // that was changed always reports its new guest.
             let (id, report) = h.import_guest_mapped(blob, &map)?;
-            crate::boundary::event(|| {
-                std::format!(
-                    "guest {} imported: {} shared PASIDs on new host PASIDs, {} devices",
-                    id.0,
-                    report.shared.len(),
-                    report.devices.len()
-                )
-            });
+            let counts = (id.0, report.shared.len(), report.devices.len());
             out_guest.write(id.0);
             if let Some(out) = out_report {
                 out.write(register_report(ReportData { report })?);
             }
-            Ok(())
-        })
+            Ok(counts)
+        })?;
+        // Logged outside the host's lock, so the callback may call in on this host.
+        crate::boundary::event(|| {
+            std::format!(
+                "guest {id} imported: {shared} shared PASIDs on new host PASIDs, {devices} devices"
+            )
+        });
+        Ok(())
     })
 }
 

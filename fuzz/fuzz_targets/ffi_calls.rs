@@ -129,6 +129,15 @@ enum Call {
     ReportDevices(u8, Buf),
     Strerror(c_int),
     LastErrorMessage(Buf),
+    BindUse(Handle, Guest, Pasid, Rid, u32, bool),
+    UnbindUse(Handle, Guest, Pasid, Rid, u32),
+    DetachUse(Handle, Guest, Rid, u32),
+    RidUsers(Handle, Rid, Buf),
+    ProgrammedEntries(Handle, Guest, Buf),
+    DrainingList(Handle, Buf),
+    /// Confirms the teardown of draining items picked from the host's list (by index;
+    /// out of range means made up from the fields), or of a NULL array.
+    CompleteTeardown(Handle, Vec<(u8, Guest, Pasid, u32)>, bool),
 }
 
 #[derive(Default)]
@@ -457,6 +466,86 @@ fn run(s: &mut State, call: &Call) {
                 "pasid_unbind",
                 pasid_unbind(s.host(*h), s.guest(*g), pasid(*p), rid(*r)),
             ),
+            Call::BindUse(h, g, p, r, kind, out_null) => {
+                let out = if *out_null {
+                    std::ptr::null_mut()
+                } else {
+                    &mut out32 as *mut u32
+                };
+                let rc =
+                    pasid_bind_use(s.host(*h), s.guest(*g), pasid(*p), rid(*r), *kind % 4, out);
+                ("pasid_bind_use", rc)
+            }
+            Call::UnbindUse(h, g, p, r, kind) => (
+                "pasid_unbind_use",
+                pasid_unbind_use(
+                    s.host(*h),
+                    s.guest(*g),
+                    pasid(*p),
+                    rid(*r),
+                    *kind % 4,
+                    &mut out32,
+                ),
+            ),
+            Call::DetachUse(h, g, r, kind) => (
+                "pasid_detach_use",
+                pasid_detach_use(s.host(*h), s.guest(*g), rid(*r), *kind % 4),
+            ),
+            Call::RidUsers(h, r, b) => {
+                let mut buf = OutBuf::new::<pasid_rid_user>(*b);
+                let rc = pasid_rid_users(s.host(*h), rid(*r), buf.ptr(), buf.len, &mut n);
+                check_buf("pasid_rid_users", rc, &buf, n);
+                ("pasid_rid_users", rc)
+            }
+            Call::ProgrammedEntries(h, g, b) => {
+                let mut buf = OutBuf::new::<pasid_programmed_entry>(*b);
+                let rc = pasid_guest_programmed_entries(
+                    s.host(*h),
+                    s.guest(*g),
+                    buf.ptr(),
+                    buf.len,
+                    &mut n,
+                );
+                check_buf("pasid_guest_programmed_entries", rc, &buf, n);
+                ("pasid_guest_programmed_entries", rc)
+            }
+            Call::DrainingList(h, b) => {
+                let mut buf = OutBuf::new::<pasid_draining>(*b);
+                let rc = pasid_draining_list(s.host(*h), buf.ptr(), buf.len, &mut n);
+                check_buf("pasid_draining_list", rc, &buf, n);
+                ("pasid_draining_list", rc)
+            }
+            Call::CompleteTeardown(h, picks, null) => {
+                let host = s.host(*h);
+                let mut listed = [pasid_draining {
+                    guest: 0,
+                    gpasid: 0,
+                    hpasid: 0,
+                }; 16];
+                let mut have = 0usize;
+                let _ = pasid_draining_list(host, listed.as_mut_ptr(), listed.len(), &mut have);
+                let items: Vec<pasid_draining> = picks
+                    .iter()
+                    .take(16)
+                    .map(|&(i, g, p, hp)| match listed.get(usize::from(i)) {
+                        Some(d) if usize::from(i) < have.min(16) => *d,
+                        _ => pasid_draining {
+                            guest: s.guest(g),
+                            gpasid: pasid(p),
+                            hpasid: hp,
+                        },
+                    })
+                    .collect();
+                let ptr = if *null {
+                    std::ptr::null()
+                } else {
+                    items.as_ptr()
+                };
+                (
+                    "pasid_complete_teardown",
+                    pasid_complete_teardown(host, ptr, items.len()),
+                )
+            }
             Call::Record(h, g, r, p) => (
                 "pasid_record",
                 pasid_record(s.host(*h), s.guest(*g), rid(*r), pasid(*p), &mut out32),

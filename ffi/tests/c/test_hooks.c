@@ -64,6 +64,10 @@ static void log_to_sink(uint32_t level, const char *message, void *user) {
          * changing the callback from inside it does not wait for itself. */
         CHECK_RC(pasid_host_get_info(NULL, &info), PASID_RESULT_NULL_PARAMETER);
         pasid_set_log_callback(log_to_sink, user);
+        /* No lock of the library is held here: the host can be used. */
+        if (s->reenter != (pasid_host *)1) {
+            OK(pasid_host_get_info(s->reenter, &info));
+        }
     }
     pthread_mutex_lock(&s->lock);
     if (level < 5)
@@ -89,8 +93,9 @@ static void test_log_refusals_and_events(void) {
     pasid_guest_config cfg = {.size = sizeof(cfg), .platform = PASID_PLATFORM_P2,
                               .shared_quota = 1};
     pasid_host *h = NULL;
-    pasid_guest_id g = 0;
+    pasid_guest_id g = 0, g2 = 0;
     uint32_t x = 0;
+    uint8_t blob[4096];
     size_t n = 0;
 
     memset(&s, 0, sizeof s);
@@ -113,10 +118,15 @@ static void test_log_refusals_and_events(void) {
     /* A size query's answer is routine: DEBUG, not WARN. */
     CHECK_RC(pasid_host_guests(h, NULL, 0, &n), PASID_RESULT_BUFFER_TOO_SMALL);
     CHECK(s.calls[PASID_LOG_LEVEL_DEBUG] == 1 && s.calls[PASID_LOG_LEVEL_WARN] == 2);
-    pasid_host_free(h);
-    CHECK(s.calls[PASID_LOG_LEVEL_INFO] == 2 && strstr(s.last, "freed") != NULL);
 
-    /* Re-entry from inside the callback. */
+    /* Re-entry from inside the callback, on the host being imported into too. */
+    OK(pasid_export_guest(h, g, blob, sizeof blob, &n));
+    s.reenter = h;
+    OK(pasid_import_guest(h, blob, n, NULL, 0, &g2, NULL));
+    CHECK(strstr(s.last, "imported") != NULL);
+    s.reenter = NULL;
+    pasid_host_free(h);
+    CHECK(s.calls[PASID_LOG_LEVEL_INFO] == 3 && strstr(s.last, "freed") != NULL);
     s.reenter = (pasid_host *)1;
     CHECK_RC(pasid_layout_check(NULL), PASID_RESULT_NULL_PARAMETER);
     CHECK(s.calls[PASID_LOG_LEVEL_WARN] == 3); /* the inner refusal was not logged */
