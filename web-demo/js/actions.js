@@ -186,6 +186,33 @@ export function exportStatus() {
   return x ? `saved ${x.name} (${num(x.bytes)} bytes, built in ${x.ms.toFixed(0)} ms)` : '';
 }
 
+const MACHINE_WQ = '0000:6a:01.0'; // the machine's DSA shared WQ, which every VMM's guests use
+
+/** A VMM starts a VM on the machine's shared WQ, with two shared PASIDs bound there. */
+export function machineGuest(v) {
+  const g = v.host.createGuest('p2', 8);
+  v.names[g] = `${v.name.replace('qemu-', 'vm')}${String.fromCharCode(97 + Object.keys(v.names).length)}`;
+  v.host.attach(g, MACHINE_WQ, 'shared-wq');
+  const programmed = [0, 1].map(() => v.host.bind(g, v.host.allocPasid(g, 'shared'), MACHINE_WQ));
+  return `${v.names[g]} (in ${v.name}): gPASIDs 1, 2 → hPASIDs ${programmed.join(', ')}`;
+}
+
+/** Two VMM processes on a new machine, their VMs started in turn. */
+export function machineScene(log) {
+  ops.machine(2);
+  const [q1, q2] = state.machine.vmms;
+  for (const v of [q1, q2, q1, q2]) log(machineGuest(v));
+  log('each VMM numbers its guests\' gPASIDs itself (all start at 1); the host PASIDs come from one range and never collide');
+}
+
+/** A VMM process dies with its VMs: the core destroys its guests, their host PASIDs drain. */
+export function crashVmm(v, log) {
+  for (const g of [...v.host.guests()]) v.host.destroyGuest(g);
+  v.crashed = true;
+  const left = v.host.draining().map((d) => d.hpasid);
+  log(`${v.name}'s VMs are gone; hPASIDs ${left.join(', ') || 'none'} drain until the teardown is confirmed (the real broker also quarantines them for a configured time)`);
+}
+
 /** A draining record as a log line. */
 export function drainingText(d) {
   return `gPASID ${d.gpasid}${d.hpasid !== null ? ` and hPASID ${d.hpasid}` : ''} drain: no longer translating, not handed out again until the teardown is confirmed`;
@@ -327,6 +354,28 @@ export const actions = {
       vc.out = `VCMD@${hex(regs.vcmd)} ← ${hex(command)}; VCRSP@${hex(regs.vcrsp)} → ${hex(vcrsp)} (IP ${r.in_progress ? 1 : 0}, SC ${r.status}: ${meaning})`;
       log(vc.out);
     }, `${h.key}:${g}:vcmd`);
+  },
+  machineSetup() {
+    step('machine: two VMM processes on one shared range', (log) => machineScene(log));
+  },
+  machineVmm() {
+    step('machine: another VMM process starts', (log) => log(`${ops.vmm().name} draws from the same machine-wide range`));
+  },
+  machineGuest(el) {
+    const v = state.machine.vmms[Number(el.dataset.vmm)];
+    step(`machine: ${v.name} starts a VM`, (log) => log(machineGuest(v)));
+  },
+  machineCrash(el) {
+    const v = state.machine.vmms[Number(el.dataset.vmm)];
+    step(`machine: ${v.name} crashes`, (log) => crashVmm(v, log));
+  },
+  machineTeardown(el) {
+    const v = state.machine.vmms[Number(el.dataset.vmm)];
+    step(`machine: teardown done for ${v.name}'s draining PASIDs`, (log) => {
+      const items = v.host.draining();
+      v.host.completeTeardown(items);
+      log(`hPASIDs ${items.map((d) => d.hpasid).filter((p) => p !== null).join(', ')} are free on the machine again`);
+    });
   },
   migrate() {
     const [key, id] = state.migration.selected.split(':');

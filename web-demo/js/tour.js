@@ -4,7 +4,7 @@
 // its own: each builds its scene from empty hosts.
 
 import { batch, ops, hostByKey, expectError, forget, keep, render, state, step } from './state.js';
-import { migrate, runPresetById } from './actions.js';
+import { crashVmm, machineScene, migrate, runPresetById } from './actions.js';
 import { withTerms } from './glossary.js';
 
 const P2 = { platform: 'p2', width: 20, local: [1, 4096], shared: [4096, 1 << 19] };
@@ -128,6 +128,15 @@ export const TOUR = [
       ctx.log(`vm2 allocates again: gPASID ${again} → hPASID ${A.translate(vm2, again)}, not the draining ones`);
     },
     highlight: ['[data-testid="teardown-A"]', '[data-testid="rids-A"]', '[data-testid="map-A-shared"]', inHost('A', 'guest-vm2', '[data-testid="quota"]')],
+  },
+  {
+    title: 'One machine, many VMM processes, and a VMM that crashes',
+    text: 'So far each host was one program. On a real machine each VM has its own {{VMM}} process (QEMU), each with its own copy of the library, and host PASIDs must still be unique across all of them: the {{broker}} daemon owns the machine\'s shared range and hands them out. Below the walk, qemu-1 and qemu-2 each started two VMs: each VMM numbers its guests\' gPASIDs from 1, yet their host PASIDs interleave on one range and never collide. Then qemu-1 crashed. Its VMs are gone, but the hardware may still hold their host PASIDs, so they drain (dark cells): a VM that qemu-2 starts now gets new ones, and only "teardown done" releases them. The real broker also keeps a dead VMM\'s PASIDs in quarantine for a configured time (docs/broker.md).',
+    run(ctx) {
+      machineScene(ctx.log);
+      crashVmm(state.machine.vmms[0], ctx.log);
+    },
+    highlight: ['[data-testid="machine"]'],
   },
   {
     title: 'Your turn',

@@ -11,6 +11,7 @@ import { colourOf, guestName, hostByKey, kept, otherHost, state } from './state.
 import { exportStatus, MAP_KIND, ridMapFor, vcmdOf } from './actions.js';
 import { drawMaps, renderMaps } from './map-view.js';
 import { renderWalk } from './walk-view.js';
+import { drawMachine, renderMachine } from './machine-view.js';
 import { renderTour } from './tour.js';
 
 const TABLE_ROWS = 200; // rows drawn per table (they scroll); the rest are counted
@@ -417,6 +418,7 @@ export function render() {
     document.querySelector(`[data-testid="host-${h.key}"]`).innerHTML = renderHost(h);
   }
   document.querySelector('[data-testid="walk"]').innerHTML = renderWalk();
+  document.querySelector('[data-testid="machine"]').innerHTML = renderMachine();
   document.querySelector('[data-testid="migration"]').innerHTML = renderMigration();
   document.querySelector('[data-testid="log-panel"]').innerHTML = renderLog();
   document.querySelector('[data-testid="undo"]').disabled = state.undo.length === 0;
@@ -425,6 +427,7 @@ export function render() {
   const note = state.presetNote;
   document.querySelector('[data-testid="preset-note"]').innerHTML = note ? `<b>${esc(note.title)}</b>: ${withTerms(note.blurb)}` : '';
   for (const h of state.hosts) drawMaps(h);
+  drawMachine();
   const list = document.querySelector('[data-testid="log"]');
   list.parentElement.scrollTop = list.parentElement.scrollHeight;
   restoreFocus(focus);

@@ -53,6 +53,11 @@ const CHECKS = [
     assert.deepEqual(await xlateRows(inHost('A', 'vm2')), [{ g: 1, h: 4097 }, { g: 3, h: 4101 }]);
     assert.equal(await inHost('A', 'vm2').getByTestId('quota').getAttribute('data-held'), '3');
   },
+  async () => {
+    assert.equal(await byId('vmm-qemu-1').getByTestId('vmm-status').textContent(), 'crashed');
+    assert.equal(await byId('vmm-qemu-1').getByTestId('vmm-draining').getAttribute('data-hpasids'), '4096 4097 4100 4101');
+    assert.equal(await byId('machine-stat').getAttribute('data-used'), '8');
+  },
   async () => {},
 ];
 
@@ -78,8 +83,8 @@ test('the tour walks from the first step to the last, acting on the live hosts',
   }
   // Back works, and re-enters a step from scratch.
   await byId('tour-prev').click();
-  assert.match(await byId('tour-step').textContent(), /step 8 of 9/);
-  await CHECKS[7]();
+  assert.match(await byId('tour-step').textContent(), /step 9 of 10/);
+  await CHECKS[8]();
   await byId('tour-end').click();
   assert.equal(await byId('tour').count(), 0);
   assert.equal(await page.locator('.tour-focus').count(), 0);
