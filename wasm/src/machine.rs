@@ -138,10 +138,18 @@ impl WasmMachine {
     }
 
     /// Puts back a state taken with `save` (hosts cloned at the same moment then agree
-    /// with the range again).
-    pub fn restore(&self, saved: &WasmMachine) {
+    /// with the range again). A state of another range is refused (`TypeError`): the
+    /// hosts on this machine were checked against this range only.
+    pub fn restore(&self, saved: &WasmMachine) -> Out<()> {
         let copy = saved.shared.borrow().clone();
+        if copy.range() != self.shared.borrow().range() {
+            return Err(ArgError(
+                "Machine.restore takes a state saved from a machine of the same range".into(),
+            )
+            .into());
+        }
         *self.shared.borrow_mut() = copy;
+        Ok(())
     }
 }
 
@@ -204,7 +212,7 @@ mod tests {
         let (saved, a_before) = (m.save(), a.duplicate());
         a.alloc_pasid(ga, "shared").unwrap();
         assert_eq!(m.used(), 3);
-        m.restore(&saved);
+        m.restore(&saved).unwrap();
         drop(a);
         let mut a = a_before;
         assert_eq!(m.used(), 2);
@@ -217,5 +225,9 @@ mod tests {
         let m = WasmMachine::new(vec![4096, 8192]).unwrap();
         assert!(WasmHost::on_machine_config(&m, &cfg()).is_err());
         assert!(WasmMachine::new(vec![4096]).is_err());
+        let other = WasmMachine::new(vec![4096, 4100]).unwrap();
+        assert!(m.restore(&other.save()).is_err());
+        m.restore(&m.save()).unwrap();
+        m.restore(&m).unwrap();
     }
 }

@@ -122,9 +122,10 @@ function migrateStep(src, dst, guestId, name, sent, tamper, setup) {
     }
     const after = dst.host.guestSnapshot(imported.guest);
     dst.names[imported.guest] = name;
-    src.host.destroyGuest(guestId);
-    delete src.names[guestId];
-    log(`${name} is guest 0x${imported.guest.toString(16)} on host ${dst.key}; source guest destroyed`);
+    const entries = src.host.destroyGuest(guestId);
+    state.destroyed[src.key] = { name, entries }; // its name stays: its draining PASIDs show it
+    const left = src.host.draining().filter((d) => d.guest === guestId).length;
+    log(`${name} is guest 0x${imported.guest.toString(16)} on host ${dst.key}; source guest destroyed (${entries.length} entries to clear on host ${src.key}, ${left} hPASIDs draining there until the teardown is confirmed)`);
     state.migration.result = { ok: true, name, from: src.key, to: dst.key, before, after, report: imported.report, shared: [dst.config.shared[0], dst.config.shared[1]] };
     state.migration.selected = `${dst.key}:${imported.guest}`;
     if (state.walk.guest === `${key}:${guestId}`) state.walk.guest = `${dst.key}:${imported.guest}`;
@@ -353,6 +354,10 @@ export const actions = {
           : r.status === regs.sc_no_pasid ? (code === regs.cmd_alloc ? 'no PASID available' : 'invalid PASID') : 'unknown status';
       vc.out = `VCMD@${hex(regs.vcmd)} ← ${hex(command)}; VCRSP@${hex(regs.vcrsp)} → ${hex(vcrsp)} (IP ${r.in_progress ? 1 : 0}, SC ${r.status}: ${meaning})`;
       log(vc.out);
+      if (code === regs.cmd_free && r.status === 0) {
+        const d = h.host.draining().find((x) => x.guest === g && BigInt(x.gpasid) === operand);
+        if (d) log(`the guest sees success at once; ${drainingText(d)}`);
+      }
     }, `${h.key}:${g}:vcmd`);
   },
   machineSetup() {

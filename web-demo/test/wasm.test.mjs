@@ -672,6 +672,13 @@ test('a Machine: two hosts (VMM processes) share one range, and their host PASID
   machine.restore(saved.range);
   assert.equal(machine.used(), 7);
   assert.equal(saved.a.draining().length, 3);
+  // A state saved from another range is refused, and the range is unchanged.
+  const other = new Machine([4096, 4200]);
+  const otherSaved = other.save();
+  assert.ok(coreError(() => machine.restore(otherSaved)) instanceof TypeError);
+  assert.equal(machine.used(), 7);
+  assert.ok(coreError(() => machine.isUsed(-1)) instanceof TypeError);
+  for (const x of [other, otherSaved]) x.free();
   // Another range, or no range at all, is refused.
   assert.equal(coreError(() => Host.onMachine(machine, P2)).code, 33);
   assert.ok(coreError(() => new Machine([4096])) instanceof TypeError);
