@@ -8,7 +8,7 @@ import { esc, kindText, num, ridText } from './format.js';
 import { term, withTerms } from './glossary.js';
 import { PRESETS } from './presets.js';
 import { colourOf, guestName, hostByKey, kept, otherHost, state } from './state.js';
-import { exportStatus, MAP_KIND, ridMapFor, vcmdOf } from './actions.js';
+import { exportStatus, MAP_KIND, ridMapFor, TEARDOWN_BATCH, vcmdOf } from './actions.js';
 import { drawMaps, renderMaps } from './map-view.js';
 import { renderWalk } from './walk-view.js';
 import { drawMachine, renderMachine } from './machine-view.js';
@@ -134,8 +134,9 @@ function renderGuest(h, g) {
         <td><button class="small" data-action="detach" ${attrs} data-rid="${rid}" data-kind="${USE_ARG[d.kind]}" data-testid="detach" aria-label="detach ${rid} (${kindText[d.kind]})">detach</button></td>
       </tr>`;
   }).join('');
-  const drainingRows = draining.map((d) => `
-      <li data-testid="guest-draining-item" data-gpasid="${d.gpasid}" data-hpasid="${d.hpasid ?? ''}">gPASID ${d.gpasid}${d.hpasid !== null ? ` → hPASID ${d.hpasid}` : ' (local)'}</li>`).join('');
+  const drainingRows = draining.slice(0, TABLE_ROWS).map((d) => `
+      <li data-testid="guest-draining-item" data-gpasid="${d.gpasid}" data-hpasid="${d.hpasid ?? ''}">gPASID ${d.gpasid}${d.hpasid !== null ? ` → hPASID ${d.hpasid}` : ' (local)'}</li>`).join('')
+    + (draining.length > TABLE_ROWS ? `<li class="muted">… and ${num(draining.length - TABLE_ROWS)} more</li>` : '');
   const rows = Array.from({ length: Math.min(count, TABLE_ROWS) }, (_, i) => ({
     gpasid: pairs[2 * i], kind: pairs[2 * i + 1] ? 'Shared' : 'Local', hpasid: pairs[2 * i + 1] || null,
   })).map((p) => `
@@ -243,18 +244,18 @@ function renderTeardown(h) {
   const gone = state.destroyed[k];
   if (!list.length && !gone) return '';
   const live = new Set(h.snap.guests.map((g) => g.id));
-  const items = list.map((d, i) => {
+  const items = list.slice(0, TABLE_ROWS).map((d, i) => {
     const who = live.has(d.guest) ? guestName(h, d.guest) : `${guestName(h, d.guest)} (destroyed)`;
     return `<li data-testid="draining-item" data-gpasid="${d.gpasid}" data-hpasid="${d.hpasid ?? ''}" data-guest="${esc(guestName(h, d.guest))}">
       <span class="swatch-draining"></span>${esc(who)}: gPASID ${d.gpasid}${d.hpasid !== null ? ` → hPASID <b>${d.hpasid}</b>` : ' (local)'}
       <button class="small" data-action="teardown" data-host="${k}" data-index="${i}" data-testid="teardown-one" aria-label="confirm teardown of ${esc(who)}'s gPASID ${d.gpasid}">confirm teardown</button></li>`;
-  }).join('');
+  }).join('') + (list.length > TABLE_ROWS ? `<li class="muted">… and ${num(list.length - TABLE_ROWS)} more</li>` : '');
   const entries = gone ? `<div data-testid="destroy-entries"><b>${esc(gone.name)} destroyed.</b> ${gone.entries.length
-    ? `The VMM must clear these PASID-table entries, then flush the IOTLB and device TLB and drain the WQs: <ul>${gone.entries.map((e) => `<li data-testid="destroy-entry" class="mono">${ridText(e.rid)} · ${kindText[e.kind]} · PASID ${e.pasid}${e.pasid !== e.gpasid ? ` (gPASID ${e.gpasid})` : ''}</li>`).join('')}</ul>`
+    ? `The VMM must clear these PASID-table entries, then flush the IOTLB and device TLB and drain the WQs: <ul>${gone.entries.slice(0, TABLE_ROWS).map((e) => `<li data-testid="destroy-entry" class="mono">${ridText(e.rid)} · ${kindText[e.kind]} · PASID ${e.pasid}${e.pasid !== e.gpasid ? ` (gPASID ${e.gpasid})` : ''}</li>`).join('')}${gone.entries.length > TABLE_ROWS ? `<li class="muted">… and ${num(gone.entries.length - TABLE_ROWS)} more</li>` : ''}</ul>`
     : 'It had no PASIDs programmed on any device.'}</div>` : '';
   return `<div class="teardown" data-scope data-testid="teardown-${k}">
     <b>${term('teardown')}</b> <span data-testid="draining-count-${k}" data-count="${list.length}">${num(list.length)} draining</span>
-    ${list.length ? `<button class="small" data-action="teardownAll" data-host="${k}" data-testid="teardown-all-${k}" data-primary>confirm teardown of all</button>` : ''}
+    ${list.length ? `<button class="small" data-action="teardownAll" data-host="${k}" data-testid="teardown-all-${k}" data-primary>${list.length > TEARDOWN_BATCH ? `confirm teardown of the first ${num(TEARDOWN_BATCH)}` : 'confirm teardown of all'}</button>` : ''}
     ${errorSlot(`${k}:teardown`, `teardown-error-${k}`)}
     ${entries}
     ${list.length ? `<ul class="draining-list">${items}</ul>` : ''}
