@@ -364,6 +364,39 @@ mod tests {
     }
 
     #[test]
+    fn a_mixed_rid_names_its_use() {
+        let mut h = p2_host();
+        let g = f64::from(h.create_guest("p2", 4.0).unwrap());
+        h.attach(g, "6a:01.0", "dedicated").unwrap();
+        h.attach(g, "6a:01.0", "shared-wq").unwrap();
+        let gp = h.alloc_pasid(g, "shared").unwrap();
+        let hp = h.translate(g, f64::from(gp)).unwrap();
+        assert!(matches!(
+            h.bind(g, f64::from(gp), "6a:01.0"),
+            Err(Fail::Core(pasid_core::Error::AmbiguousUse { .. }))
+        ));
+        assert_eq!(
+            h.bind_use(g, f64::from(gp), "6a:01.0", "shared-wq")
+                .unwrap(),
+            hp
+        );
+        assert!(matches!(
+            h.bind_use(g, 1.0, "6a:01.0", "vf"),
+            Err(Fail::Arg(_))
+        ));
+        assert_eq!(
+            h.unbind_use(g, f64::from(gp), "6a:01.0", "shared-wq")
+                .unwrap(),
+            hp
+        );
+        h.detach_use(g, "6a:01.0", "shared-wq").unwrap();
+        assert_eq!(h.core().rid_users(args::rid("6a:01.0").unwrap()).count(), 1);
+        assert_eq!(h.shared_held(g).unwrap(), 1);
+        let entries = h.core().programmed_entries(guest_id(g).unwrap()).unwrap();
+        assert_eq!(entries.count(), 0, "nothing bound any more");
+    }
+
+    #[test]
     fn a_clone_is_independent() {
         let mut h = p2_host();
         let g = f64::from(h.create_guest("p2", 4.0).unwrap());
