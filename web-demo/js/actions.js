@@ -68,7 +68,7 @@ const TAMPER = {
   bitflip: ['blob corrupted in transit: one payload bit flipped', withFlippedBit],
 };
 
-// The RID map's kind names (what Host.importGuest reads), by snapshot kind.
+// The device-kind names the wasm calls read (importGuest's RID map, bindUse, detachUse), by snapshot kind.
 export const MAP_KIND = { Dedicated: 'dedicated', SharedWq: 'shared-wq' };
 
 /**
@@ -324,10 +324,9 @@ export const actions = {
     }, `${h.key}:${g}:bind`);
   },
   teardown(el) {
-    const h = hostByKey(el.dataset.host);
-    // The record as the core lists it now (the button's index into the last render's list).
-    const item = h.host.draining()[Number(el.dataset.index)];
-    confirmTeardown(h, item ? [item] : [{ guest: 0, gpasid: 0, hpasid: null }]);
+    // The record as the core listed it when the button was drawn; a stale one is the
+    // core's to refuse (NotDraining), with nothing changed.
+    confirmTeardown(hostByKey(el.dataset.host), [JSON.parse(el.dataset.record)]);
   },
   teardownAll(el) {
     const h = hostByKey(el.dataset.host);

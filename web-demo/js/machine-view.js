@@ -6,17 +6,12 @@
 
 import { esc, num } from './format.js';
 import { withTerms } from './glossary.js';
-import { drawMap, DRAINING, TINT } from './map.js';
+import { drawMap, DRAINING, rgb, TINT } from './map.js';
 import { colourOf, MACHINE_RANGE, state } from './state.js';
 
 const rgbText = (c) => `rgb(${c.join(',')})`;
 const COLUMNS = 128;
 export const BROKER_DOC = 'docs/broker.md';
-
-function rgb(hexColour) {
-  const v = parseInt(hexColour.slice(1), 16);
-  return [(v >> 16) & 255, (v >> 8) & 255, v & 255];
-}
 
 /** What each VMM holds, from its host: guests with their hPASIDs, and what drains. */
 function vmmView(v) {

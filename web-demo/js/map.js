@@ -14,7 +14,8 @@ export const SEVERAL = [71, 85, 105];
 export const DRAINING = [120, 53, 15];
 export { TINT };
 
-function rgb(hexColour) {
+/** `#rrggbb` as [r, g, b]. */
+export function rgb(hexColour) {
   const v = parseInt(hexColour.slice(1), 16);
   return [(v >> 16) & 255, (v >> 8) & 255, v & 255];
 }

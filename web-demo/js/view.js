@@ -76,8 +76,6 @@ function renderLayout(h) {
   </form>`;
 }
 
-const USE_ARG = { Dedicated: 'dedicated', SharedWq: 'shared-wq' };
-
 /**
  * The bind targets of a guest: a RID it uses one way is named by the RID alone (the
  * core's `bind` takes the only use); a mixed RID offers each use (`rid|kind`, `bindUse`).
@@ -87,7 +85,7 @@ function deviceOptions(g) {
   for (const d of g.devices) uses.set(ridText(d.rid), (uses.get(ridText(d.rid)) ?? 0) + 1);
   return g.devices.map((d) => {
     const rid = ridText(d.rid);
-    return [uses.get(rid) > 1 ? `${rid}|${USE_ARG[d.kind]}` : rid, `${rid} · ${kindText[d.kind]}`];
+    return [uses.get(rid) > 1 ? `${rid}|${MAP_KIND[d.kind]}` : rid, `${rid} · ${kindText[d.kind]}`];
   });
 }
 
@@ -131,7 +129,7 @@ function renderGuest(h, g) {
       <tr data-testid="device" data-rid="${rid}" data-kind="${d.kind}">
         <td class="mono">${rid}</td><td>${kindText[d.kind]}${others ? `<div class="muted small-text" data-testid="device-others">also: ${esc(others)}</div>` : ''}</td>
         <td class="mono" data-testid="programmed">${d.programmed.length ? d.programmed.map((p) => (p.gpasid === p.programmed ? `${p.gpasid}` : `${p.gpasid}→<b>${p.programmed}</b>`)).join(', ') : '<span class="muted">none</span>'}</td>
-        <td><button class="small" data-action="detach" ${attrs} data-rid="${rid}" data-kind="${USE_ARG[d.kind]}" data-testid="detach" aria-label="detach ${rid} (${kindText[d.kind]})">detach</button></td>
+        <td><button class="small" data-action="detach" ${attrs} data-rid="${rid}" data-kind="${MAP_KIND[d.kind]}" data-testid="detach" aria-label="detach ${rid} (${kindText[d.kind]})">detach</button></td>
       </tr>`;
   }).join('');
   const drainingRows = draining.slice(0, TABLE_ROWS).map((d) => `
@@ -244,11 +242,11 @@ function renderTeardown(h) {
   const gone = state.destroyed[k];
   if (!list.length && !gone) return '';
   const live = new Set(h.snap.guests.map((g) => g.id));
-  const items = list.slice(0, TABLE_ROWS).map((d, i) => {
+  const items = list.slice(0, TABLE_ROWS).map((d) => {
     const who = live.has(d.guest) ? guestName(h, d.guest) : `${guestName(h, d.guest)} (destroyed)`;
     return `<li data-testid="draining-item" data-gpasid="${d.gpasid}" data-hpasid="${d.hpasid ?? ''}" data-guest="${esc(guestName(h, d.guest))}">
       <span class="swatch-draining"></span>${esc(who)}: gPASID ${d.gpasid}${d.hpasid !== null ? ` → hPASID <b>${d.hpasid}</b>` : ' (local)'}
-      <button class="small" data-action="teardown" data-host="${k}" data-index="${i}" data-testid="teardown-one" aria-label="confirm teardown of ${esc(who)}'s gPASID ${d.gpasid}">confirm teardown</button></li>`;
+      <button class="small" data-action="teardown" data-host="${k}" data-record="${esc(JSON.stringify(d))}" data-testid="teardown-one" aria-label="confirm teardown of ${esc(who)}'s gPASID ${d.gpasid}">confirm teardown</button></li>`;
   }).join('') + (list.length > TABLE_ROWS ? `<li class="muted">… and ${num(list.length - TABLE_ROWS)} more</li>` : '');
   const entries = gone ? `<div data-testid="destroy-entries"><b>${esc(gone.name)} destroyed.</b> ${gone.entries.length
     ? `The VMM must clear these PASID-table entries, then flush the IOTLB and device TLB and drain the WQs: <ul>${gone.entries.slice(0, TABLE_ROWS).map((e) => `<li data-testid="destroy-entry" class="mono">${ridText(e.rid)} · ${kindText[e.kind]} · PASID ${e.pasid}${e.pasid !== e.gpasid ? ` (gPASID ${e.gpasid})` : ''}</li>`).join('')}${gone.entries.length > TABLE_ROWS ? `<li class="muted">… and ${num(gone.entries.length - TABLE_ROWS)} more</li>` : ''}</ul>`

@@ -71,6 +71,14 @@ test('a freed PASID drains: its own colour and list, counted in the quota, reuse
   assert.deepEqual(await xlateRows(vm('vm2')), [{ g: 1, h: 4097 }, { g: 3, h: 4101 }]);
   assert.equal(await vm('vm2').getByTestId('quota').getAttribute('data-held'), '3');
   await ctx.page.screenshot({ path: `${SHOTS}lifecycle-draining.png` });
+  // A stale or forged record (here: the hPASID edited) is refused by the core; nothing changes.
+  const button = byId('host-A').getByTestId('teardown-one');
+  const real = await button.getAttribute('data-record');
+  await button.evaluate((b) => { b.dataset.record = JSON.stringify({ ...JSON.parse(b.dataset.record), hpasid: 4101 }); });
+  await button.click();
+  assert.match(await byId('teardown-error-A').textContent(), /is not waiting for teardown \(code 53 NotDraining\)/);
+  assert.equal(await drainingCount(), 1);
+  assert.equal(await byId('host-A').getByTestId('teardown-one').getAttribute('data-record'), real);
   // Confirm the one teardown: both numbers are free, the quota drops, the cell is free.
   await byId('host-A').getByTestId('teardown-one').click();
   assert.equal(await drainingCount(), 0);
