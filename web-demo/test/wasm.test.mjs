@@ -681,6 +681,8 @@ test('a Machine: two hosts (VMM processes) share one range, and their host PASID
   for (const x of [other, otherSaved]) x.free();
   // Another range, or no range at all, is refused.
   assert.equal(coreError(() => Host.onMachine(machine, P2)).code, 33);
+  assert.ok(coreError(() => Host.onMachine(machine, { width: 20 })) instanceof TypeError);
+  assert.equal(coreError(() => Host.onMachine(machine, { ...cfg, local: [0, 4096] })).code, 2);
   assert.ok(coreError(() => new Machine([4096])) instanceof TypeError);
   for (const h of [vmmA, vmmB, saved.a, saved.range, machine]) h.free();
 });
