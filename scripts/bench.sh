@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Criterion benches of pasid-core against its peers (issues 2 and 7), then a table of
-# medians with every peer's ratio to us, and the memory tables.
+# Criterion benches of pasid-core against its peers (issues 2 and 7), the broker's
+# round trips (issue 16), then a table of medians with every peer's ratio to us, and
+# the memory tables.
 #
 #   scripts/bench.sh            full mode (criterion's defaults): how BENCHMARKS.md is made
 #   scripts/bench.sh --quick    every bench, few samples, short measurement (for CI: keeps
@@ -34,6 +35,14 @@ fi
 
 echo "== pasid-core benches ($mode mode, $clock clock)"
 cargo bench -p pasid-core --bench alloc --bench translate --bench host -- \
+    ${criterion_args[@]+"${criterion_args[@]}"} "$@"
+
+echo
+echo "== broker: alloc+release round trips over the socket, 1 and 8 clients (issue 16)"
+# The bench prints its own median/p99 lines (criterion has no percentiles);
+# PASID_BROKER_LATENCY_OPS is how many round trips per client it samples for them.
+if [[ "$mode" == quick ]]; then export PASID_BROKER_LATENCY_OPS=${PASID_BROKER_LATENCY_OPS:-1000}; fi
+cargo bench -p pasid-broker --bench roundtrip -- \
     ${criterion_args[@]+"${criterion_args[@]}"} "$@"
 
 echo

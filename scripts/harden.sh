@@ -8,7 +8,8 @@
 # fuzz      builds the cargo-fuzz targets (nightly, libFuzzer, ASan) and runs each for
 #           FUZZ_SECONDS (default 60): host_ops (host operations and VCMD values
 #           against the reference model), import_guest (migration blobs), ffi_calls
-#           (the C ABI), bitmap (the id allocator against a BTreeSet). Seeds:
+#           (the C ABI), bitmap (the id allocator against a BTreeSet), broker_decode
+#           (the broker's frame and message decoder). Seeds:
 #           fuzz/corpus/<target> (committed; fuzz/seeds regenerates import_guest's);
 #           what a run finds is kept in fuzz/target/corpus/<target> for the next run;
 #           crashes go to fuzz/artifacts/<target> (reproduce: cargo +nightly fuzz run
@@ -33,7 +34,7 @@ cd "$(dirname "$0")/.."
 fuzz_seconds=${FUZZ_SECONDS:-60}
 # quick: a CI-sized Miri run (the default when FUZZ_SECONDS <= 30); all: every test.
 if [ "$fuzz_seconds" -le 30 ]; then miri_scope=${MIRI_SCOPE:-quick}; else miri_scope=${MIRI_SCOPE:-all}; fi
-targets="host_ops import_guest ffi_calls bitmap"
+targets="host_ops import_guest ffi_calls bitmap broker_decode"
 passed=0
 failed=0
 pass() { passed=$((passed + 1)); printf 'ok   %s\n' "$*"; }

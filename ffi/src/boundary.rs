@@ -536,6 +536,77 @@ impl<T: SizedStruct> OutStruct<'_, T> {
     }
 }
 
+// ---- the two shapes of a host query ----
+//
+// Most exported functions are one of two shapes: lock the host, compute one value,
+// write it to an out-parameter; or lock the host, list items into a caller's array with
+// the size-query rule. These helpers are those bodies, so each exported function says
+// only what it computes. They run inside `call`, whose closure is the exported
+// function's own (the log names the function from it).
+
+/// Locks the host behind `host`, runs `f` and writes its value to `*out`.
+///
+/// # Safety
+/// `out` is NULL or valid for a write of one `T` (the header's pointer rule).
+pub(crate) unsafe fn answer<T>(
+    host: *const crate::pasid_host,
+    out: *mut T,
+    out_name: &'static str,
+    f: impl FnOnce(&mut Host) -> Result<T, FfiError>,
+) -> Result<(), FfiError> {
+    // SAFETY: forwarded to the caller's promise.
+    let out = unsafe { output(out, out_name) }?;
+    with_host(host, |h| {
+        out.write(f(h)?);
+        Ok(())
+    })
+}
+
+/// Where a list query puts its items: the caller's array and count (see [`fill`]).
+pub(crate) struct ListOut<'a, T> {
+    buf: &'a mut [MaybeUninit<T>],
+    out_n: &'a mut MaybeUninit<usize>,
+}
+
+impl<T> ListOut<'_, T> {
+    /// Stores `items` by the size-query rule of [`fill`].
+    pub(crate) fn fill(self, items: impl ExactSizeIterator<Item = T>) -> Result<(), FfiError> {
+        fill(self.buf, self.out_n, items)
+    }
+
+    /// [`ListOut::fill`] for items whose count is not known ahead: collected first,
+    /// in a `Vec` grown without aborting.
+    pub(crate) fn fill_counted(self, items: impl Iterator<Item = T>) -> Result<(), FfiError> {
+        let mut v = Vec::new();
+        for item in items {
+            v.try_reserve(1)
+                .map_err(|_| pasid_core::Error::OutOfMemory)?;
+            v.push(item);
+        }
+        self.fill(v.into_iter())
+    }
+}
+
+/// Locks the host behind `host` and lets `f` list items into `buf` (`len` elements),
+/// the count into `*out_n`.
+///
+/// # Safety
+/// `buf` is NULL or valid for writes of `len` `T`s, `out_n` NULL or valid for one
+/// write (the header's pointer rule).
+pub(crate) unsafe fn list<T>(
+    host: *const crate::pasid_host,
+    buf: *mut T,
+    len: usize,
+    out_n: *mut usize,
+    f: impl FnOnce(&mut Host, ListOut<'_, T>) -> Result<(), FfiError>,
+) -> Result<(), FfiError> {
+    // SAFETY: forwarded to the caller's promise.
+    let out_n = unsafe { output(out_n, "out_n") }?;
+    // SAFETY: as above.
+    let buf = unsafe { output_slice(buf, len, "buf") }?;
+    with_host(host, |h| f(h, ListOut { buf, out_n }))
+}
+
 /// Fills a caller's array from `items` (an exact-size iterator): stores the count in
 /// `*out_n`, and the items when they fit; otherwise writes no item and returns
 /// `PASID_RESULT_BUFFER_TOO_SMALL`.

@@ -5,8 +5,8 @@ use core::ffi::c_int;
 use pasid_core::{GuestId, Rid};
 
 use crate::boundary::{
-    call, fill, free_host, input_struct, output, output_opt, output_slice, output_struct,
-    register_host, with_host, HostCell,
+    answer, call, free_host, input_struct, list, output, output_opt, output_struct, register_host,
+    with_host, HostCell,
 };
 use crate::error::FfiError;
 use crate::pasid_host;
@@ -98,14 +98,14 @@ pub unsafe extern "C" fn pasid_guest_create(
     out_guest: *mut pasid_guest_id,
 ) -> c_int {
     call(|| {
-        // SAFETY: the caller passes NULL or valid pointers.
-        let config = unsafe { input_struct(config, "config") }?;
-        let out = unsafe { output(out_guest, "out_guest") }?;
-        let config = config_from_c(&config)?;
-        with_host(host, |h| {
-            out.write(h.create_guest(config)?.0);
-            Ok(())
-        })
+        // SAFETY: the header's pointer rule.
+        let config = config_from_c(&unsafe { input_struct(config, "config") }?)?;
+        // SAFETY: as above.
+        unsafe {
+            answer(host, out_guest, "out_guest", |h| {
+                Ok(h.create_guest(config)?.0)
+            })
+        }
     })
 }
 
@@ -164,13 +164,10 @@ pub unsafe extern "C" fn pasid_host_guests(
     len: usize,
     out_n: *mut usize,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or valid pointers for the given lengths.
-        let out_n = unsafe { output(out_n, "out_n") }?;
-        let buf = unsafe { output_slice(buf, len, "buf") }?;
-        with_host(host, |h| {
-            let ids: std::vec::Vec<u32> = h.guests().map(|g| g.0).collect();
-            fill(buf, out_n, ids.into_iter())
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        list(host, buf, len, out_n, |h, out| {
+            out.fill_counted(h.guests().map(|g| g.0))
         })
     })
 }
@@ -296,12 +293,10 @@ pub unsafe extern "C" fn pasid_translate(
     gpasid: u32,
     out_hpasid: *mut u32,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or a valid pointer.
-        let out = unsafe { output(out_hpasid, "out_hpasid") }?;
-        with_host(host, |h| {
-            out.write(h.translate(GuestId(guest), gpasid)?);
-            Ok(())
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        answer(host, out_hpasid, "out_hpasid", |h| {
+            Ok(h.translate(GuestId(guest), gpasid)?)
         })
     })
 }
@@ -315,12 +310,10 @@ pub unsafe extern "C" fn pasid_kind_of(
     gpasid: u32,
     out_kind: *mut u32,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or a valid pointer.
-        let out = unsafe { output(out_kind, "out_kind") }?;
-        with_host(host, |h| {
-            out.write(kind_to_c(h.kind_of(GuestId(guest), gpasid)?));
-            Ok(())
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        answer(host, out_kind, "out_kind", |h| {
+            Ok(kind_to_c(h.kind_of(GuestId(guest), gpasid)?))
         })
     })
 }
@@ -338,12 +331,10 @@ pub unsafe extern "C" fn pasid_bind(
     rid: pasid_rid,
     out_programmed: *mut u32,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or a valid pointer.
-        let out = unsafe { output(out_programmed, "out_programmed") }?;
-        with_host(host, |h| {
-            out.write(h.bind(GuestId(guest), gpasid, rid.into())?);
-            Ok(())
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        answer(host, out_programmed, "out_programmed", |h| {
+            Ok(h.bind(GuestId(guest), gpasid, rid.into())?)
         })
     })
 }
@@ -378,12 +369,10 @@ pub unsafe extern "C" fn pasid_record(
     pasid: u32,
     out_programmed: *mut u32,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or a valid pointer.
-        let out = unsafe { output(out_programmed, "out_programmed") }?;
-        with_host(host, |h| {
-            out.write(h.record(GuestId(guest), rid.into(), pasid)?);
-            Ok(())
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        answer(host, out_programmed, "out_programmed", |h| {
+            Ok(h.record(GuestId(guest), rid.into(), pasid)?)
         })
     })
 }
@@ -416,21 +405,15 @@ pub unsafe extern "C" fn pasid_guest_pasids(
     len: usize,
     out_n: *mut usize,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or valid pointers for the given lengths.
-        let out_n = unsafe { output(out_n, "out_n") }?;
-        let buf = unsafe { output_slice(buf, len, "buf") }?;
-        with_host(host, |h| {
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        list(host, buf, len, out_n, |h, out| {
             let snap = h.guest_snapshot(GuestId(guest))?;
-            fill(
-                buf,
-                out_n,
-                snap.pasids.iter().map(|p| pasid_guest_pasid {
-                    gpasid: p.gpasid,
-                    kind: kind_to_c(p.kind),
-                    hpasid: p.hpasid.unwrap_or(0),
-                }),
-            )
+            out.fill(snap.pasids.iter().map(|p| pasid_guest_pasid {
+                gpasid: p.gpasid,
+                kind: kind_to_c(p.kind),
+                hpasid: p.hpasid.unwrap_or(0),
+            }))
         })
     })
 }
@@ -446,21 +429,15 @@ pub unsafe extern "C" fn pasid_guest_devices(
     len: usize,
     out_n: *mut usize,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or valid pointers for the given lengths.
-        let out_n = unsafe { output(out_n, "out_n") }?;
-        let buf = unsafe { output_slice(buf, len, "buf") }?;
-        with_host(host, |h| {
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        list(host, buf, len, out_n, |h, out| {
             let snap = h.guest_snapshot(GuestId(guest))?;
-            fill(
-                buf,
-                out_n,
-                snap.devices.iter().map(|d| pasid_device_info {
-                    rid: d.rid.into(),
-                    kind: device_kind_to_c(d.kind),
-                    programmed: d.programmed.len() as u32,
-                }),
-            )
+            out.fill(snap.devices.iter().map(|d| pasid_device_info {
+                rid: d.rid.into(),
+                kind: device_kind_to_c(d.kind),
+                programmed: d.programmed.len() as u32,
+            }))
         })
     })
 }
@@ -478,11 +455,9 @@ pub unsafe extern "C" fn pasid_device_programmed(
     len: usize,
     out_n: *mut usize,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or valid pointers for the given lengths.
-        let out_n = unsafe { output(out_n, "out_n") }?;
-        let buf = unsafe { output_slice(buf, len, "buf") }?;
-        with_host(host, |h| {
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        list(host, buf, len, out_n, |h, out| {
             let snap = h.guest_snapshot(GuestId(guest))?;
             let rid = Rid::from(rid);
             let device = snap
@@ -490,14 +465,10 @@ pub unsafe extern "C" fn pasid_device_programmed(
                 .iter()
                 .find(|d| d.rid == rid)
                 .ok_or(FfiError::Core(pasid_core::Error::NoSuchDevice { rid }))?;
-            fill(
-                buf,
-                out_n,
-                device.programmed.iter().map(|p| pasid_programmed {
-                    gpasid: p.gpasid,
-                    programmed: p.programmed,
-                }),
-            )
+            out.fill(device.programmed.iter().map(|p| pasid_programmed {
+                gpasid: p.gpasid,
+                programmed: p.programmed,
+            }))
         })
     })
 }

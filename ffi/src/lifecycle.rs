@@ -5,7 +5,7 @@ use core::ffi::c_int;
 
 use pasid_core::{Draining, GuestId, ProgrammedEntry, Rid};
 
-use crate::boundary::{call, fill, input_slice, output, output_slice, with_host};
+use crate::boundary::{answer, call, input_slice, list, with_host};
 use crate::pasid_host;
 use crate::types::*;
 
@@ -77,17 +77,6 @@ pub struct pasid_rid_user {
     pub kind: u32,
 }
 
-/// The items of a list of unknown length, in a Vec grown without aborting.
-fn collected<T>(items: impl Iterator<Item = T>) -> Result<Vec<T>, crate::error::FfiError> {
-    let mut v = Vec::new();
-    for item in items {
-        v.try_reserve(1)
-            .map_err(|_| pasid_core::Error::OutOfMemory)?;
-        v.push(item);
-    }
-    Ok(v)
-}
-
 /// Binds a gPASID to the guest's `kind` use of `rid` (a `PASID_DEVICE_KIND_*` value)
 /// and stores in `*out_programmed` the PASID to program there: the gPASID on a
 /// dedicated use, its host PASID on a shared WQ. `pasid_bind` does the same for a RID
@@ -103,13 +92,13 @@ pub unsafe extern "C" fn pasid_bind_use(
     out_programmed: *mut u32,
 ) -> c_int {
     call(|| {
-        // SAFETY: the caller passes NULL or a valid pointer.
-        let out = unsafe { output(out_programmed, "out_programmed") }?;
         let kind = device_kind_from_c(kind)?;
-        with_host(host, |h| {
-            out.write(h.bind_use(GuestId(guest), gpasid, rid.into(), kind)?);
-            Ok(())
-        })
+        // SAFETY: the header's pointer rule.
+        unsafe {
+            answer(host, out_programmed, "out_programmed", |h| {
+                Ok(h.bind_use(GuestId(guest), gpasid, rid.into(), kind)?)
+            })
+        }
     })
 }
 
@@ -126,13 +115,13 @@ pub unsafe extern "C" fn pasid_unbind_use(
     out_programmed: *mut u32,
 ) -> c_int {
     call(|| {
-        // SAFETY: the caller passes NULL or a valid pointer.
-        let out = unsafe { output(out_programmed, "out_programmed") }?;
         let kind = device_kind_from_c(kind)?;
-        with_host(host, |h| {
-            out.write(h.unbind_use(GuestId(guest), gpasid, rid.into(), kind)?);
-            Ok(())
-        })
+        // SAFETY: the header's pointer rule.
+        unsafe {
+            answer(host, out_programmed, "out_programmed", |h| {
+                Ok(h.unbind_use(GuestId(guest), gpasid, rid.into(), kind)?)
+            })
+        }
     })
 }
 
@@ -165,16 +154,13 @@ pub unsafe extern "C" fn pasid_rid_users(
     len: usize,
     out_n: *mut usize,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or valid pointers for the given lengths.
-        let out_n = unsafe { output(out_n, "out_n") }?;
-        let buf = unsafe { output_slice(buf, len, "buf") }?;
-        with_host(host, |h| {
-            let users = h.rid_users(Rid::from(rid)).map(|(g, kind)| pasid_rid_user {
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        list(host, buf, len, out_n, |h, out| {
+            out.fill_counted(h.rid_users(Rid::from(rid)).map(|(g, kind)| pasid_rid_user {
                 guest: g.0,
                 kind: device_kind_to_c(kind),
-            });
-            fill(buf, out_n, collected(users)?.into_iter())
+            }))
         })
     })
 }
@@ -192,13 +178,10 @@ pub unsafe extern "C" fn pasid_guest_programmed_entries(
     len: usize,
     out_n: *mut usize,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or valid pointers for the given lengths.
-        let out_n = unsafe { output(out_n, "out_n") }?;
-        let buf = unsafe { output_slice(buf, len, "buf") }?;
-        with_host(host, |h| {
-            let entries = h.programmed_entries(GuestId(guest))?.map(Into::into);
-            fill(buf, out_n, collected(entries)?.into_iter())
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        list(host, buf, len, out_n, |h, out| {
+            out.fill_counted(h.programmed_entries(GuestId(guest))?.map(Into::into))
         })
     })
 }
@@ -214,13 +197,10 @@ pub unsafe extern "C" fn pasid_draining_list(
     len: usize,
     out_n: *mut usize,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or valid pointers for the given lengths.
-        let out_n = unsafe { output(out_n, "out_n") }?;
-        let buf = unsafe { output_slice(buf, len, "buf") }?;
-        with_host(host, |h| {
-            let items = h.draining().map(pasid_draining::from);
-            fill(buf, out_n, collected(items)?.into_iter())
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        list(host, buf, len, out_n, |h, out| {
+            out.fill_counted(h.draining().map(pasid_draining::from))
         })
     })
 }

@@ -1,0 +1,180 @@
+//! Brokered alloc + release round trips against a real broker process over its Unix
+//! socket (release build of `pasid-broker`, its store on a temp dir): one client, and 8
+//! clients at once (threads, one connection and lease each).
+//!
+//! Criterion gives the median time per round trip; for 8 clients its throughput is
+//! the aggregate rate (each iteration is one round trip per client, so "elements/s"
+//! counts grants per second over all clients). Criterion reports no percentiles, so
+//! afterwards the bench samples per-operation latencies itself
+//! (`PASID_BROKER_LATENCY_OPS` round trips per client, default 20,000) and prints
+//! median, p99, the aggregate grants/s, and the CPU time the broker and the clients
+//! spent per round trip (from `/proc`: what a loaded machine cannot inflate much).
+//! Timing is never asserted.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use pasid_broker_client::BrokerSource;
+use pasid_core::{HostPasidSource, PasidLayout};
+
+struct BrokerProcess {
+    child: Child,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_broker() -> BrokerProcess {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("broker.sock");
+    let child = Command::new(env!("CARGO_BIN_EXE_pasid-broker"))
+        .arg("--socket")
+        .arg(&socket)
+        .arg("--state")
+        .arg(dir.path().join("state.db"))
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn broker");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(Instant::now() < deadline, "broker did not start");
+        thread::sleep(Duration::from_millis(10));
+    }
+    BrokerProcess {
+        child,
+        socket,
+        _dir: dir,
+    }
+}
+
+fn layout() -> PasidLayout {
+    PasidLayout::new(20, 1..4096, 4096..1 << 19).unwrap()
+}
+
+fn round_trip(src: &mut BrokerSource) {
+    let p = src.alloc().expect("alloc");
+    src.release(p).expect("release");
+}
+
+/// `clients` threads, each doing `iters` round trips on its own lease, all started at
+/// once; returns the wall time.
+fn concurrent(socket: &Path, clients: usize, iters: u64) -> Duration {
+    let barrier = Arc::new(Barrier::new(clients + 1));
+    let handles: Vec<_> = (0..clients)
+        .map(|_| {
+            let barrier = barrier.clone();
+            let socket = socket.to_owned();
+            thread::spawn(move || {
+                let mut src = BrokerSource::connect(&socket, &layout()).unwrap();
+                barrier.wait();
+                for _ in 0..iters {
+                    round_trip(&mut src);
+                }
+            })
+        })
+        .collect();
+    barrier.wait();
+    let start = Instant::now();
+    for h in handles {
+        h.join().unwrap();
+    }
+    start.elapsed()
+}
+
+fn bench(c: &mut Criterion) {
+    let broker = start_broker();
+    let mut g = c.benchmark_group("broker alloc+release");
+    {
+        let mut src = BrokerSource::connect(&broker.socket, &layout()).unwrap();
+        g.throughput(Throughput::Elements(1));
+        g.bench_function(BenchmarkId::new("clients", 1), |b| {
+            b.iter(|| round_trip(&mut src))
+        });
+    }
+    g.throughput(Throughput::Elements(8));
+    g.bench_function(BenchmarkId::new("clients", 8), |b| {
+        b.iter_custom(|iters| concurrent(&broker.socket, 8, iters))
+    });
+    g.finish();
+    latency_report(&broker.socket, broker.child.id());
+}
+
+/// CPU time (user + system) a process has used so far, from `/proc/PID/stat`.
+fn cpu_time(pid: u32) -> Duration {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = &text[text.rfind(')').map_or(0, |i| i + 1)..];
+    let f: Vec<u64> = rest
+        .split_ascii_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    // Clock ticks; 100 per second on Linux (USER_HZ).
+    Duration::from_millis(f.iter().sum::<u64>() * 10)
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
+}
+
+/// Per-operation latencies sampled by us: median and p99 of one alloc+release round
+/// trip, and aggregate grants per second.
+fn latency_report(socket: &Path, broker_pid: u32) {
+    let ops: usize = std::env::var("PASID_BROKER_LATENCY_OPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20_000);
+    for clients in [1usize, 8] {
+        let barrier = Arc::new(Barrier::new(clients + 1));
+        let handles: Vec<_> = (0..clients)
+            .map(|_| {
+                let barrier = barrier.clone();
+                let socket = socket.to_owned();
+                thread::spawn(move || {
+                    let mut src = BrokerSource::connect(&socket, &layout()).unwrap();
+                    let mut lat = Vec::with_capacity(ops);
+                    barrier.wait();
+                    for _ in 0..ops {
+                        let t = Instant::now();
+                        round_trip(&mut src);
+                        lat.push(t.elapsed());
+                    }
+                    lat
+                })
+            })
+            .collect();
+        barrier.wait();
+        let start = Instant::now();
+        let (broker_cpu, own_cpu) = (cpu_time(broker_pid), cpu_time(std::process::id()));
+        let mut all: Vec<Duration> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        let wall = start.elapsed();
+        let broker_cpu = cpu_time(broker_pid) - broker_cpu;
+        let own_cpu = cpu_time(std::process::id()) - own_cpu;
+        all.sort_unstable();
+        println!(
+            "broker alloc+release, {clients} client(s), {} round trips: median {:.1} µs, p99 {:.1} µs, {:.0} grants/s aggregate; CPU per round trip: broker {:.1} µs, clients {:.1} µs",
+            all.len(),
+            percentile(&all, 0.5).as_secs_f64() * 1e6,
+            percentile(&all, 0.99).as_secs_f64() * 1e6,
+            all.len() as f64 / wall.as_secs_f64(),
+            broker_cpu.as_secs_f64() * 1e6 / all.len() as f64,
+            own_cpu.as_secs_f64() * 1e6 / all.len() as f64,
+        );
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
