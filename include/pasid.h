@@ -1899,6 +1899,25 @@ int pasid_host_new_with_source(const struct pasid_layout *layout,
                                struct pasid_host **out_host);
 
 /**
+ * Creates a host whose host PASIDs come from the machine's broker (`pasid-broker`)
+ * listening on the Unix socket at `socket_path` (a NUL-terminated path): a lease
+ * that holds its host PASIDs alone, reconnected and reclaimed on its own if the broker
+ * restarts. Otherwise as `pasid_host_new`.
+ *
+ * The broker refuses a layout other than its own, credentials it does not allow, or a
+ * uid past its caps: `PASID_RESULT_SOURCE`, with the broker's words (both layouts, for
+ * a mismatch) in `pasid_last_error_message`; an unreachable socket gives the same code.
+ * `pasid_host_free` ends the lease: host PASIDs still held (not confirmed torn down)
+ * go to the broker's quarantine, never straight to another VMM. Thread-safe; the calls
+ * of this host that need a host PASID do a round trip to the broker under its lock.
+ */
+PASID_MUST_USE
+int pasid_host_new_brokered(const struct pasid_layout *layout,
+                            uint32_t platform,
+                            const char *socket_path,
+                            struct pasid_host **out_host);
+
+/**
  * The register offsets and operand position of a revision. Thread-safe.
  */
 PASID_MUST_USE

@@ -137,6 +137,11 @@ valgrind_c() {
     fi
     export PKG_CONFIG_PATH=$tmp/prefix/lib/pkgconfig
     # The static link of scripts/test-c.sh: the default install has only libpasid.a.
+    # test_broker.c starts a real broker process.
+    cargo build -q -p pasid-broker --bin pasid-broker
+    PASID_BROKER_BIN="$(cargo metadata --format-version 1 --no-deps |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/pasid-broker"
+    export PASID_BROKER_BIN
     for src in ffi/tests/c/*.c; do
         t=$(basename "$src" .c)
         # shellcheck disable=SC2046

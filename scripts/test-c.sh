@@ -139,6 +139,14 @@ step "the C tests call all $(echo "$functions" | wc -l) functions of pasid.h" te
 [ -z "$missing" ] || echo "    not called:$missing"
 
 echo "=== C tests"
+# test_broker.c starts a real broker process: build it, and say where it is.
+if cargo build -q -p pasid-broker --bin pasid-broker 2>"$tmp/broker-build.log"; then
+    PASID_BROKER_BIN="$(cargo metadata --format-version 1 --no-deps |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/pasid-broker"
+    export PASID_BROKER_BIN
+else
+    tail -n 20 "$tmp/broker-build.log"
+fi
 tcflags="-std=gnu11 -D_POSIX_C_SOURCE=200809L $warn -g"
 asan="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
 for src in $c_tests; do

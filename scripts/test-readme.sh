@@ -160,7 +160,7 @@ while read -r n lang line directive; do
                 fail "$where"
             fi
             ;;
-        rust)
+        rust | rust,no_run)
             rust_blocks="$rust_blocks $line"
             ;;
         js)

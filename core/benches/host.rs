@@ -4,14 +4,19 @@
 //!   on a second host (guest range 1..8192);
 //! * (f) `f_1000_guests`: a host with 1,000 guests of 64 shared PASIDs each: create them
 //!   and fill them, churn (free a random guest's random shared PASID, allocate one
-//!   again), destroy them all.
+//!   again), destroy them all;
+//! * (g) `g_many_guests`: the same churn, and a translate of a random guest's random
+//!   shared gPASID, with 10, 100, 1,000 and 8,000 guests of 64 shared PASIDs each (8,000
+//!   fill 98% of the shared range): what a guest's footprint costs once the guests no
+//!   longer fit in the caches. Same calls as (f)'s churn; per element = per free+alloc
+//!   or per translate.
 
 mod common;
 
 use std::hint::black_box;
 
 use criterion::measurement::Measurement;
-use criterion::{BatchSize, Criterion, SamplingMode, Throughput};
+use criterion::{BatchSize, BenchmarkId, Criterion, SamplingMode, Throughput};
 use pasid_core::{GuestConfig, GuestId, Host, PasidKind};
 use rand::Rng;
 
@@ -59,8 +64,13 @@ fn e_migrate<M: Measurement>(c: &mut Criterion<M>) {
 
 /// A host with `GUESTS` guests, each holding `PER_GUEST` shared PASIDs.
 fn populated() -> (Host, Vec<(GuestId, Vec<u32>)>) {
+    populated_with(GUESTS)
+}
+
+/// A host with `guests` guests, each holding `PER_GUEST` shared PASIDs.
+fn populated_with(guests: u32) -> (Host, Vec<(GuestId, Vec<u32>)>) {
     let mut host = common::host();
-    let guests = (0..GUESTS)
+    let guests = (0..guests)
         .map(|_| {
             let g = host
                 .create_guest(GuestConfig::p2(PER_GUEST))
@@ -112,4 +122,35 @@ fn f_1000_guests<M: Measurement>(c: &mut Criterion<M>) {
     group.finish();
 }
 
-bench_main!(e_migrate, f_1000_guests);
+fn g_many_guests<M: Measurement>(c: &mut Criterion<M>) {
+    let mut group = c.benchmark_group("g_many_guests");
+    group.throughput(Throughput::Elements(1));
+    let counts: &[u32] = if common::quick() {
+        &[10, 1000]
+    } else {
+        &[10, 100, 1000, 8000]
+    };
+    for &n in counts {
+        let (mut host, mut guests) = populated_with(n);
+        let mut rng = common::rng();
+        group.bench_with_input(BenchmarkId::new("churn (free+alloc)", n), &n, |b, _| {
+            b.iter(|| {
+                let (g, ps) = &mut guests[rng.random_range(0..n as usize)];
+                let slot = &mut ps[rng.random_range(0..PER_GUEST as usize)];
+                let freed = host.free(*g, black_box(*slot)).expect("free");
+                host.complete_teardown(&[freed]).expect("teardown");
+                *slot = host.alloc(*g, PasidKind::Shared).expect("alloc");
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("translate", n), &n, |b, _| {
+            b.iter(|| {
+                let (g, ps) = &guests[rng.random_range(0..n as usize)];
+                let gpasid = ps[rng.random_range(0..PER_GUEST as usize)];
+                host.translate(*g, black_box(gpasid)).expect("mapped")
+            })
+        });
+    }
+    group.finish();
+}
+
+bench_main!(e_migrate, f_1000_guests, g_many_guests);

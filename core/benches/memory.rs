@@ -15,7 +15,7 @@ use cap::Cap;
 use pasid_core::bitmap::IdBitmap;
 use pasid_core::{GuestConfig, PasidKind};
 
-use common::{BitAlloc1M, FreeSet, IdAlloc, VmIdAllocator, FULL_2_19};
+use common::{IdAlloc, FULL_2_19};
 
 #[global_allocator]
 static ALLOCATOR: Cap<System> = Cap::new(System, usize::MAX);
@@ -29,47 +29,56 @@ fn held<T>(f: impl FnOnce() -> T) -> (T, usize) {
 
 /// Bytes held by allocator `A` over `range`: all free, all used, and half used with the
 /// free ids scattered (everything allocated, then every other id freed).
-fn states<A: IdAlloc>(range: Range<u32>) -> [usize; 3] {
+fn states<A: IdAlloc>(range: Range<u32>) -> [Option<usize>; 3] {
+    // Flat bitsets search from the first word: fill them by claims (same end state).
+    let fill = |a: &mut A| {
+        if A::LINEAR_SEARCH {
+            for id in range.clone() {
+                a.claim(id);
+            }
+        } else {
+            while a.alloc().is_some() {}
+        }
+    };
     let (_a, empty) = held(|| A::with_range(range.clone()));
     let (_a, full) = held(|| {
         let mut a = A::with_range(range.clone());
-        while a.alloc().is_some() {}
+        fill(&mut a);
         a
     });
-    let (_a, half) = held(|| {
-        let mut a = A::with_range(range.clone());
-        while a.alloc().is_some() {}
-        for id in range.clone().step_by(2) {
-            a.free(id);
-        }
-        a
+    // id-pool's frees of scattered ids are inserts into a sorted Vec: too slow here.
+    let half = (A::MAX_SCATTERED >= range.len() / 2).then(|| {
+        held(|| {
+            let mut a = A::with_range(range.clone());
+            fill(&mut a);
+            for id in range.clone().step_by(2) {
+                a.free(id);
+            }
+            a
+        })
+        .1
     });
-    [empty, full, half]
+    [Some(empty), Some(full), half]
 }
 
 fn kib(bytes: usize) -> String {
     format!("{:.1} KiB", bytes as f64 / 1024.0)
 }
 
-fn row<A: IdAlloc>(range: Range<u32>) {
-    let [empty, full, half] = states::<A>(range);
-    println!(
-        "| {} | {} | {} | {} |",
-        A::NAME,
-        kib(empty),
-        kib(full),
-        kib(half)
-    );
+fn cell(bytes: Option<usize>) -> String {
+    bytes.map_or_else(|| "not run (quadratic set-up)".into(), kib)
+}
+
+fn row<A: IdAlloc, T>(range: Range<u32>, _: T) {
+    let [empty, full, half] = states::<A>(range).map(cell);
+    println!("| {} | {} | {} | {} |", A::NAME, empty, full, half);
 }
 
 fn main() {
     println!("## Id allocators over 0..2^19 (524,288 ids)\n");
     println!("| allocator | all free | all used | half used, scattered |");
     println!("|---|---|---|---|");
-    row::<IdBitmap>(FULL_2_19);
-    row::<VmIdAllocator>(FULL_2_19);
-    row::<BitAlloc1M>(FULL_2_19);
-    row::<FreeSet>(FULL_2_19);
+    for_each_alloc!(row(FULL_2_19, ()));
     let big = IdBitmap::new(0..1 << 20).expect("memory");
     println!(
         "\nOur bitmap for all 2^20 PASIDs: {} ({} bytes; `heap_bytes()` says {}).",
@@ -112,4 +121,65 @@ fn main() {
     println!("| flat `Vec<u32>` over 0..8192 | {} |", kib(flat));
     println!("| `BTreeMap<u32, u32>` | {} |", kib(btree));
     println!("| `HashMap<u32, u32>` | {} |", kib(hash));
+
+    // Averaged over many guests, so that the host's slot table (which grows by
+    // doubling) is spread over them as it is in use.
+    println!("\n## Bytes per guest, by shared PASIDs held (mean over many guests)\n");
+    println!(
+        "| guest range | shared PASIDs | guests | `heap_bytes()` per guest | allocator per guest |"
+    );
+    println!("|---|---|---|---|---|");
+    for (local, n, guests) in [
+        (1..4096, 0, 1000),
+        (1..4096, 64, 1000),
+        (1..8192, 0, 100),
+        (1..8192, 64, 100),
+        (1..8192, 4096, 100),
+    ] {
+        let mut host = common::host_with(local.clone());
+        let before = host.heap_bytes();
+        let (_g, bytes) = held(|| {
+            (0..guests)
+                .map(|_| {
+                    let g = host.create_guest(GuestConfig::p2(n.max(1))).expect("guest");
+                    for _ in 0..n {
+                        host.alloc(g, PasidKind::Shared).expect("alloc");
+                    }
+                    g
+                })
+                .collect::<Vec<_>>()
+        });
+        let ids = guests * std::mem::size_of::<pasid_core::GuestId>();
+        println!(
+            "| {}..{} | {n} | {guests} | {} B | {} B |",
+            local.start,
+            local.end,
+            (host.heap_bytes() - before) / guests,
+            (bytes - ids) / guests
+        );
+    }
+
+    // The translation map alone, now and in 0.1 (one 4 KiB table per 1024-gPASID
+    // stretch), with n gPASIDs mapped from the bottom of the guest range as
+    // lowest-free allocation maps them.
+    println!("\n## The translation map alone (`RemapTable`), guest range 1..8192\n");
+    println!("| gPASIDs mapped | pasid RemapTable | pasid 0.1 RemapTable (before) |");
+    println!("|---|---|---|");
+    for n in [0u32, 64, 4096] {
+        let (_t, now) = held(|| {
+            let mut t = pasid_core::remap::RemapTable::new(1..8192).expect("map");
+            for g in 1..=n {
+                t.insert(g, g + 8192).expect("insert");
+            }
+            t
+        });
+        let (_t, before) = held(|| {
+            let mut t = common::old_remap::RemapTable::new(1..8192).expect("map");
+            for g in 1..=n {
+                t.insert(g, g + 8192).expect("insert");
+            }
+            t
+        });
+        println!("| {n} | {now} B | {before} B |");
+    }
 }

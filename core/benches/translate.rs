@@ -1,6 +1,9 @@
 //! (d) gPASID -> hPASID translation for random gPASIDs of a guest with 4096 shared
 //! mappings (guest range 1..8192), next to the lookups a VMM could write instead: a flat
 //! `Vec<u32>` indexed by gPASID (the floor: one load), a `BTreeMap` and a `HashMap`.
+//! "pasid RemapTable get" is the guest's map alone (issue 14's target), "host translate"
+//! the whole `Host::translate` (guest handle check included), "pasid 0.1 RemapTable"
+//! the map before issue 14 (4 KiB tables), filled with the same mappings.
 //!
 //! `d_translate`: each iteration translates the same 1024 random gPASIDs, independent of
 //! each other (throughput; per lookup). `d_translate_latency`: 1024 lookups where each
@@ -13,6 +16,7 @@ use std::hint::black_box;
 
 use criterion::measurement::Measurement;
 use criterion::{Criterion, Throughput};
+use pasid_core::remap::RemapTable;
 use pasid_core::{GuestConfig, PasidKind};
 use rand::seq::IndexedRandom;
 
@@ -38,6 +42,12 @@ fn d_translate<M: Measurement>(c: &mut Criterion<M>) {
     for &(gp, hp) in &pairs {
         flat[gp as usize] = hp;
     }
+    let mut remap = RemapTable::new(1..8192).expect("map");
+    let mut old = common::old_remap::RemapTable::new(1..8192).expect("map");
+    for &(gp, hp) in &pairs {
+        remap.insert(gp, hp).expect("insert");
+        old.insert(gp, hp).expect("insert");
+    }
     let btree: BTreeMap<u32, u32> = pairs.iter().copied().collect();
     let hash: HashMap<u32, u32> = pairs.iter().copied().collect();
 
@@ -48,6 +58,24 @@ fn d_translate<M: Measurement>(c: &mut Criterion<M>) {
             let mut sum = 0u32;
             for &gp in black_box(&queries) {
                 sum = sum.wrapping_add(host.translate(g, gp).expect("mapped"));
+            }
+            sum
+        })
+    });
+    group.bench_function("pasid RemapTable get", |b| {
+        b.iter(|| {
+            let mut sum = 0u32;
+            for &gp in black_box(&queries) {
+                sum = sum.wrapping_add(remap.get(gp).expect("mapped"));
+            }
+            sum
+        })
+    });
+    group.bench_function("pasid 0.1 RemapTable (before)", |b| {
+        b.iter(|| {
+            let mut sum = 0u32;
+            for &gp in black_box(&queries) {
+                sum = sum.wrapping_add(old.get(gp).expect("mapped"));
             }
             sum
         })
@@ -91,6 +119,24 @@ fn d_translate<M: Measurement>(c: &mut Criterion<M>) {
             let mut h = 0u32;
             for i in 0..LOOKUPS {
                 h = host.translate(g, next(h, i)).expect("mapped");
+            }
+            h
+        })
+    });
+    group.bench_function("pasid RemapTable get", |b| {
+        b.iter(|| {
+            let mut h = 0u32;
+            for i in 0..LOOKUPS {
+                h = remap.get(next(h, i)).expect("mapped");
+            }
+            h
+        })
+    });
+    group.bench_function("pasid 0.1 RemapTable (before)", |b| {
+        b.iter(|| {
+            let mut h = 0u32;
+            for i in 0..LOOKUPS {
+                h = old.get(next(h, i)).expect("mapped");
             }
             h
         })

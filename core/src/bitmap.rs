@@ -1,10 +1,11 @@
 //! A hierarchical bitmap id allocator: lowest free id, claim an exact id, free, in fixed
-//! memory and in a time that does not grow with how full it is.
+//! memory and in a time that depends neither on how full it is nor on how it got there.
 //!
 //! # Why this shape
 //!
 //! Allocating and freeing PASIDs sits on VM-exit paths (a vIOMMU's virtual command
-//! handler), so the cost must stay flat whether the host has 10 or 500,000 PASIDs out.
+//! handler), so the cost must stay flat whether the host has 10 or 500,000 PASIDs out,
+//! and whether they were handed out in order or freed at random over a long uptime.
 //! A flat bitmap scan grows with the fill level; a free list (`BTreeSet`, or a bump
 //! counter plus a set of freed ids like rust-vmm's `IdAllocator`) grows its memory with
 //! frees and cannot hand out a chosen id cheaply, which migration and p1 recording need.
@@ -12,7 +13,7 @@
 //! So ids live in 64-bit leaf words with 64-ary summary levels above them, up to a single
 //! top word: the shape of jemalloc's bitmap and of the marks in Linux's IDA, which Linux
 //! uses for global PASIDs. A bit is **1 when free**, at every level: a summary bit is set
-//! exactly when its child word is non-zero, i.e. "somewhere below there is a free id".
+//! when its child word is non-zero, i.e. "somewhere below there is a free id".
 //! With that encoding
 //!
 //! * the lowest free id is one `trailing_zeros` per level on the way down from the top;
@@ -24,28 +25,39 @@
 //! Every path is therefore at most `depth` dependent loads up and `depth` down, with
 //! `depth = ceil(log64(capacity))`: 4 for 2^20 ids, 2 for a 4096-id guest range.
 //!
-//! On top of that the bitmap keeps a floor: an index below which every id is used.
-//! Lowest-free allocation starts its search there, and a free lowers it, so the common
-//! alloc/free pair touches one leaf word and no summary word. A free below the floor
-//! also remembers the old floor as `next` (nothing else is free between the two), so
-//! once the freed id is handed out again the search resumes at the old floor instead of
-//! climbing over the full stretch in between: that keeps churn with random frees cheap.
-//! Both are only bounds: when they are stale the search climbs as above, so the worst
-//! case stays `2 * depth` loads whatever the fill level.
+//! # The hint, the resume point and the dirty word
 //!
-//! A free below the floor into a full leaf word would set that word's summary bits, and
-//! the next alloc, which takes the same id back, would clear them again: with random
-//! frees at high fill that pair of climbs is most of the work. So that word is left
-//! *pending*: its summary bits stay "full" while it is the floor's word. No search needs
-//! them then, since every search starts at or above the floor, in that word, and only
-//! climbs to the right of it. The bits are set when the floor moves to another word with
-//! the word still holding a free id, and never if the word fills up again first.
-//! Summaries are thus exact for the leaves with the pending word counted as full.
+//! Three small pieces of state keep the common pairs at one leaf word, on every
+//! history:
 //!
-//! All levels sit in one boxed slice, leaves first (so a leaf word is found at index / 64
-//! with no level offset to load on the hot path) and each summary level after the one
-//! below it. The whole structure is one allocation made up front: nothing grows after
-//! [`IdBitmap::new`], and 2^20 ids take 16,384 + 256 + 4 + 1 words (130 KiB).
+//! * **`hint`**, a leaf word number with every word below it full. Lowest-free
+//!   allocation loads that word first; a free below it lowers it. It is a word, not a
+//!   bit: the lowest set bit of the hint word *is* the lowest free id.
+//! * **`resume`**, above the hint, with every word strictly between the two full. A
+//!   free below the hint remembers the old hint here, so once the freed id is handed
+//!   out again the hint goes straight back instead of climbing over the full stretch in
+//!   between: churn at high fill (free a random used id, allocate the lowest) then never
+//!   searches.
+//! * **The dirty word** (at most one). No search ever reads a summary bit that covers
+//!   the hint word or anything left of it: every search starts at the hint or to its
+//!   right, checks that leaf word itself, and at each level climbs only to the right of
+//!   its own path. So the one word a free has just made the hint (the usual next step:
+//!   the next allocation takes the id back) is left *dirty*: its summary bits are not
+//!   set; when the allocation empties it again they are right as they stand and the
+//!   word is clean. Likewise the hint word an allocation empties keeps its summary
+//!   bits set while the hint moves past it. Summaries are exact for the leaves with the
+//!   dirty word counted as what its bits say, and the dirty word is always at or left
+//!   of the hint. It is cleaned for real (its summaries set or cleared, a cold path)
+//!   only when another word would become dirty or the hint moves below it.
+//!
+//! Unlike 0.1's "pending summaries" (which could leave a refilled word pending for good
+//! after random frees, sending every later operation down two out-of-line calls),
+//! nothing here outlives the next step that moves the hint, so no history leaves the
+//! allocator on a slower path. The worst case is still `2 * depth` loads plus one
+//! clean-up of `depth` words.
+//!
+//! Leaves and summaries are two boxed slices, allocated once in [`IdBitmap::new`]:
+//! nothing grows afterwards, and 2^20 ids take 16,384 + 256 + 4 + 1 words (130 KiB).
 //! Padding bits past the capacity stay 0 ("not free") at every level, so no search needs
 //! a bounds test against the capacity.
 //!
@@ -67,34 +79,40 @@ const MAX_LEVELS: usize = 6;
 /// Ids outside the range are never used: asking about them gives `false` or `None`.
 ///
 /// Two bitmaps are equal when they cover the same range with the same ids used.
+// `repr(C)`, hot fields first: what an alloc or a free reads sits in the struct's first
+// cache line (a guest's bitmap lives inside its slot; with thousands of guests every
+// line of the slot that an operation touches is a likely cache miss).
 #[derive(Debug, Clone)]
+#[repr(C)]
 pub struct IdBitmap {
-    range: Range<u32>,
-    /// All levels, leaves first, the top word last. Bit set = free (see the module doc).
-    words: Box<[u64]>,
-    /// Word offset in `words` of each level; level 0 holds the leaves, at offset 0.
-    offsets: [usize; MAX_LEVELS],
-    /// How many levels there are (0 when the capacity is 0).
-    depth: usize,
+    /// Leaf words, one bit per id. Bit set = free (see the module doc).
+    leaves: Box<[u64]>,
+    /// Every leaf word below this one is full: where lowest-free allocation looks first.
+    /// At most `leaves.len()`. Not part of the bitmap's value; equality ignores it.
+    hint: usize,
+    /// Every leaf word strictly between `hint` and this one is full; `> hint`.
+    resume: usize,
+    /// One more than the dirty leaf word (0: none), at or left of `hint`, whose summary
+    /// bits say `dirty_set` ("has a free id") whatever the word holds. Ignored by
+    /// equality, as are `hint` and `resume`.
+    dirty: usize,
+    dirty_set: bool,
     used: u32,
-    /// Every index below this is used: where a lowest-free search may start. Not part
-    /// of the bitmap's value, so equality ignores it.
-    floor: usize,
-    /// Above `floor`: every index in `floor + 1..next` is used, so once `floor` itself
-    /// is taken the search may start at `next`. Always `> floor`; ignored by equality.
-    next: usize,
-    /// A leaf word with free ids whose summary bits are not set yet ([`NONE`] if none).
-    /// Only the floor's own word is ever pending; see the module doc.
-    pending: usize,
+    range: Range<u32>,
+    /// Summary levels 1.., each after the one below, the top word last.
+    summary: Box<[u64]>,
+    /// Word offset in `summary` of each level `l >= 1` (entry 0 unused).
+    offsets: [u32; MAX_LEVELS],
+    /// Words at each level (level 0: the leaves).
+    lens: [u32; MAX_LEVELS],
+    /// How many levels there are, leaves included (0 when the capacity is 0).
+    depth: u8,
 }
-
-/// No pending leaf word.
-const NONE: usize = usize::MAX;
 
 impl PartialEq for IdBitmap {
     fn eq(&self, other: &Self) -> bool {
-        // The leaves are the set; summary words may differ by a pending word.
-        self.range == other.range && self.used == other.used && self.leaves() == other.leaves()
+        // The leaves are the set; summaries may differ by a dirty word.
+        self.range == other.range && self.used == other.used && self.leaves == other.leaves
     }
 }
 
@@ -108,6 +126,17 @@ fn low_bits(bits: usize) -> u64 {
     } else {
         (1u64 << bits) - 1
     }
+}
+
+/// `bits` ones followed by zero padding, in whole words.
+fn try_ones(bits: usize) -> Result<Vec<u64>> {
+    let mut words = Vec::new();
+    words.try_reserve_exact(bits.div_ceil(64))?;
+    words.extend(core::iter::repeat_n(u64::MAX, bits / 64));
+    if bits % 64 != 0 {
+        words.push(low_bits(bits % 64));
+    }
+    Ok(words)
 }
 
 impl IdBitmap {
@@ -129,31 +158,33 @@ impl IdBitmap {
             }
             n = n.div_ceil(64);
         }
-        let words_at = |l: usize| bits[l].div_ceil(64);
-        let total: usize = (0..depth).map(words_at).sum();
-
-        let mut words = Vec::new();
-        words.try_reserve_exact(total)?;
-        let mut offsets = [0usize; MAX_LEVELS];
+        let mut lens = [0u32; MAX_LEVELS];
         for l in 0..depth {
-            offsets[l] = words.len();
-            // Every id is free, so every child word is non-zero: each level is `bits[l]`
-            // ones followed by zero padding.
-            let full = bits[l] / 64;
-            words.extend(core::iter::repeat_n(u64::MAX, full));
-            if bits[l] % 64 != 0 {
-                words.push(low_bits(bits[l] % 64));
-            }
+            lens[l] = bits[l].div_ceil(64) as u32;
+        }
+
+        // Every id is free, so every child word is non-zero: each level is `bits[l]`
+        // ones followed by zero padding.
+        let leaves = try_ones(bits[0])?;
+        let mut summary = Vec::new();
+        summary.try_reserve_exact((1..depth).map(|l| lens[l] as usize).sum())?;
+        let mut offsets = [0u32; MAX_LEVELS];
+        for l in 1..depth {
+            offsets[l] = summary.len() as u32;
+            summary.extend(try_ones(bits[l])?);
         }
         Ok(IdBitmap {
-            range,
-            words: words.into_boxed_slice(),
-            offsets,
-            depth,
+            leaves: leaves.into_boxed_slice(),
+            hint: 0,
+            resume: 1,
+            dirty: 0,
+            dirty_set: false,
             used: 0,
-            floor: 0,
-            next: 1,
-            pending: NONE,
+            range,
+            summary: summary.into_boxed_slice(),
+            offsets,
+            lens,
+            depth: depth as u8,
         })
     }
 
@@ -166,40 +197,28 @@ impl IdBitmap {
     /// Marks the lowest free id used and returns it; `None` when every id is used.
     #[inline(always)]
     pub fn alloc(&mut self) -> Option<u32> {
-        // Fast path: a free id in the floor's own leaf word. Load the word once and
-        // store the new value, so the next operation waits on one load, not two.
-        let floor = self.floor;
-        if floor < self.capacity() as usize {
-            let slot = floor / 64;
-            let word = self.words[slot];
-            let masked = word & (u64::MAX << (floor % 64));
-            if masked != 0 {
-                let index = (floor & !63) + masked.trailing_zeros() as usize;
-                let left = word & !(masked & masked.wrapping_neg());
-                self.words[slot] = left;
-                self.used += 1;
-                if left == 0 {
-                    self.word_now_full(slot);
-                }
-                self.raise_floor(index);
-                return Some(self.range.start + index as u32);
+        // Fast path: the hint word has a free id, and its lowest one is the answer.
+        let w = self.hint;
+        if let Some(&word) = self.leaves.get(w) {
+            if word != 0 {
+                return Some(self.take_lowest(w, word));
             }
         }
-        let index = self.free_index_at_or_after(floor)?;
-        self.mark_used(index);
-        self.raise_floor(index);
-        Some(self.range.start + index as u32)
+        self.alloc_past_hint()
     }
 
     /// Marks the lowest free id at or after `start` used and returns it.
     #[inline]
     pub fn alloc_from(&mut self, start: u32) -> Option<u32> {
         let from = start.saturating_sub(self.range.start) as usize;
-        let index = self.free_index_at_or_after(from.max(self.floor))?;
-        self.mark_used(index);
-        if from <= self.floor {
-            self.raise_floor(index);
+        let index = self.free_index_at_or_after(from.max(self.hint * 64))?;
+        let w = index / 64;
+        if from <= self.hint * 64 {
+            // Everything between the hint and this word is used.
+            self.hint = w;
+            self.resume = self.resume.max(w + 1);
         }
+        self.take(w, 1 << (index % 64));
         Some(self.range.start + index as u32)
     }
 
@@ -207,20 +226,22 @@ impl IdBitmap {
     #[inline]
     pub fn first_free_from(&self, start: u32) -> Option<u32> {
         let from = start.saturating_sub(self.range.start) as usize;
-        self.free_index_at_or_after(from.max(self.floor))
+        self.free_index_at_or_after(from.max(self.hint * 64))
             .map(|index| self.range.start + index as u32)
     }
 
     /// Marks `id` used. False if it is out of range or used already.
     #[inline(always)]
     pub fn claim(&mut self, id: u32) -> bool {
-        match self.index_of(id) {
-            Some(index) if self.leaf_bit(index) => {
-                self.mark_used(index);
-                true
-            }
-            _ => false,
+        let Some(index) = self.index_of(id) else {
+            return false;
+        };
+        let bit = 1 << (index % 64);
+        if self.leaves[index / 64] & bit == 0 {
+            return false;
         }
+        self.take(index / 64, bit);
+        true
     }
 
     /// Marks `id` free. False if it is out of range or free already.
@@ -230,29 +251,30 @@ impl IdBitmap {
             return false;
         };
         // One load of the leaf word for the test and the update.
-        let slot = index / 64;
-        let word = self.words[slot];
+        let w = index / 64;
+        let word = self.leaves[w];
         let bit = 1 << (index % 64);
         if word & bit != 0 {
             return false;
         }
-        self.words[slot] = word | bit;
+        self.leaves[w] = word | bit;
         self.used -= 1;
-        // Branches, not min/max: the next alloc's search start then does not wait on
-        // the old bounds' values.
-        if index < self.floor {
-            self.next = self.floor;
-            self.floor = index;
-            // One branch on the common path (a word with other free ids, none pending).
-            if (word == 0) | (self.pending != NONE) {
-                self.floor_moved_down(slot, word == 0);
+        if w < self.hint {
+            self.resume = self.hint;
+            self.hint = w;
+            if word == 0 {
+                // The new hint word: leave its summaries alone (see the module doc).
+                self.word_now_dirty(w);
+            } else if w + 1 < self.dirty {
+                // The dirty word must stay at or left of the hint.
+                self.clean_dirty();
             }
         } else {
             if word == 0 {
-                self.set_summaries(slot);
+                self.refilled_at_or_past_hint(w);
             }
-            if index > self.floor && index < self.next {
-                self.next = index;
+            if w > self.hint && w < self.resume {
+                self.resume = w;
             }
         }
         true
@@ -261,7 +283,8 @@ impl IdBitmap {
     /// Whether `id` is used (false outside the range).
     #[inline(always)]
     pub fn is_used(&self, id: u32) -> bool {
-        self.index_of(id).is_some_and(|index| !self.leaf_bit(index))
+        self.index_of(id)
+            .is_some_and(|index| self.leaves[index / 64] & (1 << (index % 64)) == 0)
     }
 
     /// How many ids are used.
@@ -278,10 +301,9 @@ impl IdBitmap {
 
     /// The used ids in increasing order. Leaf words with no used id are skipped whole.
     pub fn iter_used(&self) -> impl Iterator<Item = u32> + '_ {
-        let leaves = self.leaves();
         let capacity = self.capacity() as usize;
         let base = self.range.start;
-        leaves.iter().enumerate().flat_map(move |(w, &free)| {
+        self.leaves.iter().enumerate().flat_map(move |(w, &free)| {
             // Valid bits of this word: all but the padding of the last word.
             let valid = low_bits(capacity - w * 64);
             let mut used = !free & valid;
@@ -298,7 +320,8 @@ impl IdBitmap {
 
     /// Heap bytes held (fixed at construction).
     pub fn heap_bytes(&self) -> usize {
-        core::mem::size_of_val::<[u64]>(&self.words)
+        core::mem::size_of_val::<[u64]>(&self.leaves)
+            + core::mem::size_of_val::<[u64]>(&self.summary)
     }
 
     // ---- internals; `index` is an id's offset from the range start ----
@@ -309,20 +332,110 @@ impl IdBitmap {
         (index < self.capacity()).then_some(index as usize)
     }
 
-    /// The leaf bit of `index`: true when free.
+    /// Takes the lowest free id of leaf word `w` (= `hint`), which holds `word != 0`.
     #[inline(always)]
-    fn leaf_bit(&self, index: usize) -> bool {
-        self.words[index / 64] & (1 << (index % 64)) != 0
+    fn take_lowest(&mut self, w: usize, word: u64) -> u32 {
+        let left = word & (word - 1);
+        self.leaves[w] = left;
+        self.used += 1;
+        if left == 0 {
+            self.hint_word_now_full(w);
+        }
+        self.range.start + (w * 64) as u32 + word.trailing_zeros()
     }
 
-    /// From word `word` of `level`, known to be non-zero, down to the lowest free leaf.
-    #[inline]
-    fn descend(&self, level: usize, mut word: usize) -> usize {
-        for l in (0..=level).rev() {
-            let w = self.words[self.offsets[l] + word];
-            word = word * 64 + w.trailing_zeros() as usize;
+    /// Marks the free bit `bit` of leaf word `w` used (`w >= hint`).
+    #[inline(always)]
+    fn take(&mut self, w: usize, bit: u64) {
+        let left = self.leaves[w] & !bit;
+        self.leaves[w] = left;
+        self.used += 1;
+        if left == 0 {
+            self.word_now_full(w);
         }
-        word
+    }
+
+    /// The hint word `w` just lost its last free id: the hint goes to `resume`, and the
+    /// word keeps its summary bits (it becomes, or stays, the dirty word).
+    #[inline(always)]
+    fn hint_word_now_full(&mut self, w: usize) {
+        if self.dirty == w + 1 {
+            // Bits clear (it was made the hint by a free): right again. Bits set: it
+            // stays dirty, now left of the hint.
+            if !self.dirty_set {
+                self.dirty = 0;
+            }
+        } else {
+            if self.dirty != 0 {
+                self.clean_dirty();
+            }
+            self.dirty = w + 1;
+            self.dirty_set = true;
+        }
+        self.hint = self.resume;
+        self.resume = self.hint + 1;
+    }
+
+    /// A free made the empty leaf word `w` the hint word: it becomes the dirty word with
+    /// its summary bits still clear, unless it is the dirty word already (then its
+    /// bits say "free" and are right again).
+    #[inline(always)]
+    fn word_now_dirty(&mut self, w: usize) {
+        if self.dirty == w + 1 {
+            self.dirty = 0;
+        } else {
+            if self.dirty != 0 {
+                self.clean_dirty();
+            }
+            self.dirty = w + 1;
+            self.dirty_set = false;
+        }
+    }
+
+    /// A free put the first free id into leaf word `w >= hint`.
+    #[cold]
+    #[inline(never)]
+    fn refilled_at_or_past_hint(&mut self, w: usize) {
+        if self.dirty == w + 1 {
+            // The dirty word is the hint word here; its bits now say what it holds
+            // if they say "free", and otherwise it stays dirty as the hint word.
+            if self.dirty_set {
+                self.dirty = 0;
+            }
+        } else if w == self.hint {
+            self.word_now_dirty(w);
+        } else {
+            self.set_summaries(w);
+        }
+    }
+
+    /// Leaf word `w >= hint` just lost its last free id by a claim or `alloc_from`.
+    #[cold]
+    #[inline(never)]
+    fn word_now_full(&mut self, w: usize) {
+        if self.dirty == w + 1 {
+            if !self.dirty_set {
+                self.dirty = 0;
+            }
+        } else {
+            self.clear_summaries(w);
+        }
+    }
+
+    /// Lowest-free allocation when the hint word is full: find the next word with a
+    /// free id through the summaries, and move the hint there.
+    #[cold]
+    #[inline(never)]
+    fn alloc_past_hint(&mut self) -> Option<u32> {
+        // The hint word is full and so is every word before `resume`.
+        let w = match self.leaves.get(self.resume) {
+            Some(&word) if word != 0 => self.resume,
+            _ => self.free_word_from(self.resume + 1)?,
+        };
+        self.hint = w;
+        self.resume = w + 1;
+        let word = self.leaves[w];
+        Some(self.take_lowest(w, word))
     }
 
     /// The lowest free index at or after `bit`: mask the leaf word holding it and, only
@@ -332,26 +445,27 @@ impl IdBitmap {
         if bit >= self.capacity() as usize {
             return None;
         }
-        let word = bit / 64;
-        let masked = self.words[word] & (u64::MAX << (bit % 64));
+        let w = bit / 64;
+        let masked = self.leaves[w] & (u64::MAX << (bit % 64));
         if masked != 0 {
-            return Some(word * 64 + masked.trailing_zeros() as usize);
+            return Some(w * 64 + masked.trailing_zeros() as usize);
         }
-        self.climb_for_free(word + 1)
+        let w = self.free_word_from(w + 1)?;
+        Some(w * 64 + self.leaves[w].trailing_zeros() as usize)
     }
 
-    /// Nothing is free in the leaf word before `bit` (a bit of level 1, i.e. a leaf word
-    /// number): climb while the masked word is empty, then walk down.
-    #[cold]
+    /// The lowest non-zero leaf word at or after leaf word `bit` (a bit of level 1),
+    /// where `bit` is right of the hint: climb while the masked word is empty, then walk
+    /// down.
     #[inline(never)]
-    fn climb_for_free(&self, mut bit: usize) -> Option<usize> {
-        for l in 1..self.depth {
+    fn free_word_from(&self, mut bit: usize) -> Option<usize> {
+        for l in 1..self.depth as usize {
             // Past the last word of the level below: nothing further right.
-            if bit >= self.words_at(l - 1) {
+            if bit >= self.lens[l - 1] as usize {
                 return None;
             }
             let word = bit / 64;
-            let masked = self.words[self.offsets[l] + word] & (u64::MAX << (bit % 64));
+            let masked = self.summary[self.offsets[l] as usize + word] & (u64::MAX << (bit % 64));
             if masked != 0 {
                 return Some(self.descend(l - 1, word * 64 + masked.trailing_zeros() as usize));
             }
@@ -362,94 +476,26 @@ impl IdBitmap {
         None
     }
 
-    /// The leaf words.
-    fn leaves(&self) -> &[u64] {
-        if self.depth == 0 {
-            &[]
-        } else {
-            &self.words[..self.words_at(0)]
-        }
-    }
-
-    /// Number of words at level `l`.
+    /// From word `word` of `level`, known to hold a free id, down to the lowest
+    /// non-zero leaf word under it.
     #[inline]
-    fn words_at(&self, l: usize) -> usize {
-        let end = if l + 1 == self.depth {
-            self.words.len()
-        } else {
-            self.offsets[l + 1]
-        };
-        end - self.offsets[l]
-    }
-
-    /// `index`, the lowest free index at or after the floor, was just taken.
-    #[inline(always)]
-    fn raise_floor(&mut self, index: usize) {
-        // If it was the floor itself, everything up to `next` is used; otherwise the
-        // ids between the floor and `index` were used already.
-        self.floor = if index == self.floor {
-            self.next
-        } else {
-            index + 1
-        };
-        self.next = self.floor + 1;
-        if self.pending != NONE {
-            self.floor_moved_up();
+    fn descend(&self, level: usize, mut word: usize) -> usize {
+        for l in (1..=level).rev() {
+            let w = self.summary[self.offsets[l] as usize + word];
+            word = word * 64 + w.trailing_zeros() as usize;
         }
+        word
     }
 
-    /// A free moved the floor down into leaf word `word`, which was full if `was_full`.
+    /// Makes the dirty word's summaries say what it holds, and forgets it.
     #[cold]
     #[inline(never)]
-    fn floor_moved_down(&mut self, word: usize, was_full: bool) {
-        if self.pending != NONE && self.pending != word {
-            self.flush_pending();
-        }
-        if was_full {
-            // The new floor's word: the next alloc most likely takes this id back, so
-            // leave its summaries alone while the floor stays in this word.
-            self.pending = word;
-        }
-    }
-
-    /// The floor went up while a word is pending: flush it if the floor left it.
-    #[cold]
-    #[inline(never)]
-    fn floor_moved_up(&mut self) {
-        if self.floor / 64 != self.pending {
-            self.flush_pending();
-        }
-    }
-
-    /// Sets the summary bits of the pending word, if it still has a free id.
-    #[cold]
-    #[inline(never)]
-    fn flush_pending(&mut self) {
-        let word = core::mem::replace(&mut self.pending, NONE);
-        if self.words[word] != 0 {
-            self.set_summaries(word);
-        }
-    }
-
-    /// Leaf word `word` has just lost its last free id.
-    #[inline(always)]
-    fn word_now_full(&mut self, word: usize) {
-        if word == self.pending {
-            // Its summary bits were never set: they already say "full".
-            self.pending = NONE;
-        } else {
-            self.clear_summaries(word);
-        }
-    }
-
-    /// Clears the free bit of `index`; a word that turns zero clears its bit above.
-    #[inline(always)]
-    fn mark_used(&mut self, index: usize) {
-        self.used += 1;
-        let slot = &mut self.words[index / 64];
-        *slot &= !(1 << (index % 64));
-        if *slot == 0 {
-            self.word_now_full(index / 64);
+    fn clean_dirty(&mut self) {
+        let w = core::mem::replace(&mut self.dirty, 0) - 1;
+        match (self.dirty_set, self.leaves[w] != 0) {
+            (true, false) => self.clear_summaries(w),
+            (false, true) => self.set_summaries(w),
+            _ => {}
         }
     }
 
@@ -457,8 +503,8 @@ impl IdBitmap {
     #[cold]
     #[inline(never)]
     fn clear_summaries(&mut self, mut word: usize) {
-        for l in 1..self.depth {
-            let slot = &mut self.words[self.offsets[l] + word / 64];
+        for l in 1..self.depth as usize {
+            let slot = &mut self.summary[self.offsets[l] as usize + word / 64];
             *slot &= !(1 << (word % 64));
             if *slot != 0 {
                 break;
@@ -471,8 +517,8 @@ impl IdBitmap {
     #[cold]
     #[inline(never)]
     fn set_summaries(&mut self, mut word: usize) {
-        for l in 1..self.depth {
-            let slot = &mut self.words[self.offsets[l] + word / 64];
+        for l in 1..self.depth as usize {
+            let slot = &mut self.summary[self.offsets[l] as usize + word / 64];
             let was = *slot;
             *slot = was | (1 << (word % 64));
             if was != 0 {
@@ -492,21 +538,28 @@ mod tests {
     use alloc::vec;
     use proptest::prelude::*;
 
-    /// Checks every summary bit against its child word and `used` against the leaves.
+    /// Checks every summary bit against its child word, the hint and the dirty word,
+    /// the padding and `used` against the leaves.
     fn check_invariants(b: &IdBitmap) {
-        // Summaries are exact with the pending word counted as full.
-        let mut exact = b.words.clone();
-        if b.pending != NONE {
-            assert_ne!(b.words[b.pending], 0, "a pending word has a free id");
-            assert_eq!(b.floor / 64, b.pending, "only the floor's word is pending");
-            exact[b.pending] = 0;
-        }
-        for l in 1..b.depth {
-            for w in 0..b.words_at(l) {
-                let word = b.words[b.offsets[l] + w];
+        // Summaries are exact with the dirty word counted as its bits say.
+        let depth = b.depth as usize;
+        let child_word = |l: usize, i: usize| -> u64 {
+            if l == 0 {
+                if i + 1 == b.dirty {
+                    u64::from(b.dirty_set)
+                } else {
+                    b.leaves[i]
+                }
+            } else {
+                b.summary[b.offsets[l] as usize + i]
+            }
+        };
+        for l in 1..depth {
+            for w in 0..b.lens[l] as usize {
+                let word = b.summary[b.offsets[l] as usize + w];
                 for bit in 0..64 {
                     let child = w * 64 + bit;
-                    let expect = child < b.words_at(l - 1) && exact[b.offsets[l - 1] + child] != 0;
+                    let expect = child < b.lens[l - 1] as usize && child_word(l - 1, child) != 0;
                     assert_eq!(
                         word & (1 << bit) != 0,
                         expect,
@@ -515,30 +568,42 @@ mod tests {
                 }
             }
         }
-        if b.depth > 0 {
-            let last = b.words_at(0) - 1;
+        if depth > 0 {
+            let last = b.leaves.len() - 1;
             let pad = !low_bits(b.capacity() as usize - last * 64);
-            assert_eq!(b.words[last] & pad, 0, "padding must stay used");
+            assert_eq!(b.leaves[last] & pad, 0, "padding must stay used");
         }
         assert_eq!(b.iter_used().count(), b.used() as usize);
         check_bounds(b);
     }
 
-    /// Checks the search bounds: nothing free below `floor`, nor in `floor + 1..next`.
+    /// Checks the search bounds: every leaf word below the hint full, and strictly
+    /// between the hint and `resume`, and the dirty word (if any) at or left of the hint.
     fn check_bounds(b: &IdBitmap) {
-        let cap = b.capacity() as usize;
-        assert!(b.next > b.floor, "floor {} next {}", b.floor, b.next);
+        let len = b.leaves.len();
+        assert!(b.hint <= len, "hint {}", b.hint);
+        assert!(b.resume > b.hint, "hint {} resume {}", b.hint, b.resume);
         assert!(
-            (0..b.floor.min(cap)).all(|i| !b.leaf_bit(i)),
-            "floor {}",
-            b.floor
+            b.leaves[..b.hint].iter().all(|&w| w == 0),
+            "a free id below hint {}",
+            b.hint
         );
         assert!(
-            (b.floor + 1..b.next.min(cap)).all(|i| !b.leaf_bit(i)),
-            "floor {} next {}",
-            b.floor,
-            b.next
+            b.leaves[(b.hint + 1).min(len)..b.resume.min(len)]
+                .iter()
+                .all(|&w| w == 0),
+            "a free id between hint {} and resume {}",
+            b.hint,
+            b.resume
         );
+        if b.dirty != 0 {
+            assert!(
+                b.dirty - 1 <= b.hint,
+                "dirty {} hint {}",
+                b.dirty - 1,
+                b.hint
+            );
+        }
     }
 
     fn fill(b: &mut IdBitmap) -> Vec<u32> {
@@ -795,6 +860,124 @@ mod tests {
                 }
                 prop_assert_eq!(b.used() as usize, model.len());
                 prop_assert!(b.iter_used().eq(model.iter().copied()));
+            }
+            check_invariants(&b);
+        }
+
+        /// The same model check after a random history: the range filled (in order, or
+        /// by claims in a random order), a random subset freed in a random order, then
+        /// random operations. This is the state a long uptime leaves, and the one the
+        /// hint, the resume point and the dirty word must stay right in.
+        #[test]
+        fn random_history_behaves_like_a_btreeset(
+            (range, by_claims, order, keep, ops) in prop_oneof![
+                    3 => (0..200u32, 1..300u32).prop_map(|(s, l)| s..s + l),
+                    2 => (0..100u32, 4000..4300u32).prop_map(|(s, l)| s..s + l),
+                    1 => (0..3u32, 20_000..20_100u32).prop_map(|(s, l)| s..s + l),
+                ]
+                .prop_flat_map(|r| {
+                    let len = (r.end - r.start) as usize;
+                    (
+                        Just(r.clone()),
+                        any::<bool>(),
+                        Just((r.start..r.end).collect::<Vec<u32>>()).prop_shuffle(),
+                        proptest::collection::vec(0..100u8, len),
+                        proptest::collection::vec(op_in(r), 1..40),
+                    )
+                })
+        ) {
+            let mut b = IdBitmap::new(range.clone()).unwrap();
+            let mut model = BTreeSet::new();
+            if by_claims {
+                for &id in &order {
+                    prop_assert!(b.claim(id));
+                }
+            } else {
+                while b.alloc().is_some() {}
+            }
+            model.extend(range.clone());
+            // Free a share of the ids that varies per id (0-99% of them), in the
+            // shuffled order, checking the bounds as we go.
+            let level = keep.first().copied().unwrap_or(0);
+            for (&id, &k) in order.iter().zip(&keep) {
+                if k < level {
+                    prop_assert!(b.free(id));
+                    model.remove(&id);
+                }
+            }
+            check_invariants(&b);
+            prop_assert!(b.iter_used().eq(model.iter().copied()));
+            for op in ops {
+                match op {
+                    Op::Alloc | Op::AllocMany(_) => {
+                        let n = if let Op::AllocMany(n) = op { n } else { 1 };
+                        for _ in 0..n {
+                            let want = model_first_free(&range, &model, 0);
+                            prop_assert_eq!(b.alloc(), want);
+                            model.extend(want);
+                        }
+                    }
+                    Op::AllocFrom(start) => {
+                        let want = model_first_free(&range, &model, start);
+                        prop_assert_eq!(b.alloc_from(start), want);
+                        model.extend(want);
+                    }
+                    Op::FirstFreeFrom(start) => {
+                        prop_assert_eq!(b.first_free_from(start), model_first_free(&range, &model, start));
+                    }
+                    Op::Claim(id) => {
+                        let want = range.contains(&id) && !model.contains(&id);
+                        prop_assert_eq!(b.claim(id), want);
+                        if want {
+                            model.insert(id);
+                        }
+                    }
+                    Op::Free(id) => prop_assert_eq!(b.free(id), model.remove(&id)),
+                    Op::FreeNth(n) => {
+                        if let Some(&id) = model.iter().nth(n % model.len().max(1)) {
+                            prop_assert!(b.free(id));
+                            model.remove(&id);
+                        }
+                    }
+                    Op::IsUsed(id) => prop_assert_eq!(b.is_used(id), model.contains(&id)),
+                }
+                if b.capacity() < 10_000 {
+                    check_invariants(&b);
+                } else {
+                    check_bounds(&b);
+                }
+                prop_assert_eq!(b.used() as usize, model.len());
+            }
+            check_invariants(&b);
+            prop_assert!(b.iter_used().eq(model.iter().copied()));
+        }
+
+        /// Churn at high fill, the bench's history: everything used, a few ids freed,
+        /// then "free a random used id, allocate the lowest" over and over, and pairs of
+        /// frees and re-allocations on a full bitmap.
+        #[test]
+        fn churn_keeps_lowest_free(
+            (range, picks) in (1..3u32, 1..9000u32)
+                .prop_map(|(s, l)| s..s + l)
+                .prop_flat_map(|r| (Just(r), proptest::collection::vec(any::<u32>(), 1..300)))
+        ) {
+            let mut b = IdBitmap::new(range.clone()).unwrap();
+            while b.alloc().is_some() {}
+            // The model here is the set of free ids: lowest free is its first.
+            let mut free = BTreeSet::new();
+            let len = range.end - range.start;
+            for (i, &p) in picks.iter().enumerate() {
+                // Every third step frees two ids before allocating twice.
+                let frees = if i % 3 == 0 { 2 } else { 1 };
+                for k in 0..frees {
+                    let id = range.start + (p % len + k * 7919) % len;
+                    prop_assert_eq!(b.free(id), free.insert(id));
+                }
+                for _ in 0..frees {
+                    prop_assert_eq!(b.alloc(), free.pop_first());
+                }
+                prop_assert_eq!(b.used(), len - free.len() as u32);
+                check_bounds(&b);
             }
             check_invariants(&b);
         }

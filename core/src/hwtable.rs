@@ -31,8 +31,8 @@
 //!
 //! # Using it
 //!
-//! The guest's map lives in [`crate::remap::RemapTable`], whose blocks already hold
-//! [`TableEntry`] values. A VMM:
+//! The guest's map lives in [`crate::remap::RemapTable`], in 64-entry chunks from
+//! which each table's [`TableEntry`] values are read out when a page is written. A VMM:
 //!
 //! 1. lists the tables the guest uses ([`Host::translation_tables`]) and gives one
 //!    4 KiB page per table plus one per directory, each with the physical address it
@@ -103,7 +103,7 @@
 use alloc::vec::Vec;
 
 use crate::error::{Error, Result};
-use crate::remap::{Block, PagesTouched};
+use crate::remap::{PagesTouched, TableView};
 use crate::types::GuestId;
 use crate::Host;
 
@@ -288,10 +288,10 @@ fn check_page(phys: u64, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-fn fill_table(block: Option<&Block>, bytes: &mut [u8]) {
+fn fill_table(block: Option<TableView<'_>>, bytes: &mut [u8]) {
     match block {
         Some(block) => {
-            for (chunk, entry) in bytes.chunks_exact_mut(4).zip(block.iter()) {
+            for (chunk, entry) in bytes.chunks_exact_mut(4).zip(block.entries()) {
                 chunk.copy_from_slice(&entry.0.to_le_bytes());
             }
         }
@@ -463,21 +463,6 @@ fn le_bytes<const N: usize>(page: &[u8], offset: usize) -> [u8; N] {
     out
 }
 
-/// The guest's blocks indexed by table number, for O(1) lookups during an export.
-fn block_index(remap: &crate::remap::RemapTable) -> [Option<&Block>; TABLE_COUNT as usize] {
-    let mut index = [None; TABLE_COUNT as usize];
-    for (table, block) in remap.tables() {
-        if let Some(slot) = index.get_mut(table as usize) {
-            *slot = Some(block);
-        }
-    }
-    index
-}
-
-fn find_block(remap: &crate::remap::RemapTable, table: u32) -> Option<&Block> {
-    remap.tables().find(|(t, _)| *t == table).map(|(_, b)| b)
-}
-
 /// A set of table numbers (0..1024), on the stack.
 struct TableSet([u64; (TABLE_COUNT / 64) as usize]);
 
@@ -551,11 +536,10 @@ impl<S: crate::source::HostPasidSource> Host<S> {
         }
 
         // All checked: write.
-        let blocks = block_index(&g.remap);
         low.bytes.fill(0);
         high.bytes.fill(0);
         for t in tables.iter_mut() {
-            fill_table(blocks[t.table as usize], t.page.bytes);
+            fill_table(g.remap.table(t.table), t.page.bytes);
             let (directory, offset) = directory_slot(t.table);
             let dir = match directory {
                 Directory::Low => &mut *low.bytes,
@@ -583,7 +567,7 @@ impl<S: crate::source::HostPasidSource> Host<S> {
         if page.len() != PAGE_SIZE {
             return Err(Error::PageSize { len: page.len() });
         }
-        fill_table(find_block(&g.remap, table), page);
+        fill_table(g.remap.table(table), page);
         Ok(())
     }
 

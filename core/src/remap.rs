@@ -1,12 +1,42 @@
-//! A guest's gPASID -> hPASID map, kept in the CPU's PASID-translation-table format.
+//! A guest's gPASID -> hPASID map, sparse, with the CPU's PASID-translation-table format
+//! available on demand.
 //!
-//! The map is a list of 1024-entry blocks, one per PASID-translation table the CPU
-//! walks (gPASID bits 9:0 index a block; the bits above pick it). Each entry is already
-//! the hardware's 32-bit entry (see [`crate::hwtable`]), so a lookup is two array loads,
-//! like the hardware walk, and exporting a table page is a copy. Blocks exist only for
-//! the 1024-PASID stretches of the guest range the guest has used; once made, a block
-//! stays until the guest goes, so the allocation hot path never touches the heap after
-//! warm-up and memory stays bounded by the guest range.
+//! # Shape
+//!
+//! The CPU walks 1024-entry PASID-translation tables (gPASID bits 9:0 index a table;
+//! the bits above pick it; see [`crate::hwtable`]). Keeping one 4 KiB table per
+//! 1024-gPASID stretch a guest touches costs a guest with 64 shared PASIDs 4 KiB, and
+//! with thousands of guests those tables no longer fit in the caches, so every
+//! translation and every update misses. So the map keeps its entries in two parts,
+//! each in **128-entry chunks** (512 bytes), made on first use of a 128-gPASID stretch:
+//!
+//! * the **front**, one flat array for the lowest chunks of the guest range: a lookup
+//!   there is one bounds check and one load, like a flat array indexed by gPASID.
+//!   Lowest-free allocation keeps a guest's gPASIDs dense from the bottom, so this is
+//!   where nearly every lookup lands. The front grows over a chunk when a gPASID there
+//!   is mapped and at most one chunk lies between the front and it, so at most half of
+//!   it is chunks with nothing ever mapped;
+//! * **chunks behind a directory** for stretches further up (a guest whose shared
+//!   gPASIDs sit above a wide run of local ones): two dependent loads, like the
+//!   hardware walk. The directory has one slot per chunk and grows only up to the
+//!   highest chunk made; when the front reaches a chunk it moves it in.
+//!
+//! Entries hold the host PASID itself ([`EMPTY`] when unmapped), so the value a lookup
+//! returns needs no masking on the way out. The hardware tables are produced when the
+//! export asks for them: [`RemapTable::tables`] yields a [`TableView`] per 1024-entry
+//! table that exists, which reads out the table's 1024 [`TableEntry`] values.
+//!
+//! Memory grows with use: nothing for a guest with no shared PASID, one chunk (512
+//! bytes) for one with 64 at gPASIDs 1..=64, 33 chunks (about 16.5 KiB) for 4096. Chunks
+//! stay until the guest goes, so a churning guest stops allocating once warm. Every
+//! allocation is fallible: an insert that cannot get memory returns
+//! [`Error::OutOfMemory`] and changes nothing.
+//!
+//! A table "exists" (has a PASID-directory entry, [`PagesTouched::directory_changed`])
+//! from the first mapping made in it, and stays, as before: the VMM's pages and the
+//! directory agree without the map having to say when a table empties.
+//!
+//! [`Error::OutOfMemory`]: crate::Error::OutOfMemory
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -15,8 +45,27 @@ use core::ops::Range;
 use crate::error::Result;
 use crate::hwtable::{TableEntry, ENTRIES_PER_TABLE};
 
-/// One PASID-translation table: 1024 hardware entries (4 KiB).
+/// The bits of a host PASID (the hardware entry keeps 20).
+const HOST_PASID_MASK: u32 = (1 << 20) - 1;
+
+/// One PASID-translation table: 1024 hardware entries (4 KiB), what
+/// [`TableView::to_block`] gives.
 pub type Block = [TableEntry; ENTRIES_PER_TABLE];
+
+/// gPASIDs per chunk: 128 entries of 4 bytes, eight cache lines. Smaller chunks would
+/// cost more in directory slots (8 bytes each) than they save for a dense guest, and
+/// lowest-free allocation keeps a guest's gPASIDs dense.
+const CHUNK: usize = 128;
+/// log2 of [`CHUNK`].
+const CHUNK_SHIFT: u32 = 7;
+/// Chunks per 1024-entry hardware table.
+const CHUNKS_PER_TABLE: usize = ENTRIES_PER_TABLE / CHUNK;
+
+/// The entry of an unmapped gPASID. Host PASIDs have 20 bits, so it is never one.
+pub const EMPTY: u32 = u32::MAX;
+
+/// One 128-gPASID stretch: host PASIDs, or [`EMPTY`].
+type Chunk = [u32; CHUNK];
 
 /// The 4 KiB pages an update changed, so a VMM writes back only those.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,57 +77,101 @@ pub struct PagesTouched {
 }
 
 /// The translation map of one guest.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Two maps are equal when they cover the same range, map the same gPASIDs to the same
+/// host PASIDs and have the same tables.
+// `repr(C)`, hot fields first: a lookup or an update of the front reads only the first
+// 40 bytes (the map lives inside the guest's slot; see `IdBitmap`).
+#[derive(Debug, Clone)]
+#[repr(C)]
 pub struct RemapTable {
-    first_table: u32,
-    tables: Vec<Option<Box<Block>>>,
+    /// Flat entries for the chunks `0..front.len() / CHUNK` (counted from `base`): one
+    /// load per lookup. It grows over a chunk when a gPASID there is mapped and at most
+    /// one chunk lies between it and the front, so at most half of it is unused chunks.
+    front: Vec<u32>,
+    /// The gPASID of `front[0]`: the guest range's start, rounded down to a chunk.
+    base: u32,
     mapped: u32,
+    /// Which hardware tables exist (bit t: table `(base >> 10) + t`), for t < 64.
+    tables_made: u64,
+    /// Chunks past the front, one slot per chunk (counted from `base`), up to the
+    /// highest chunk made; slots the front covers are `None`.
+    dir: Vec<Option<Box<Chunk>>>,
+    /// Chunk slots the guest range has in all.
+    chunks: u32,
+    /// The same for tables 64 and up (only ranges over 64K gPASIDs reach them).
+    more_tables_made: Vec<u64>,
 }
 
+impl PartialEq for RemapTable {
+    fn eq(&self, other: &Self) -> bool {
+        self.base == other.base
+            && self.chunks == other.chunks
+            && self.mapped == other.mapped
+            && self.iter().eq(other.iter())
+            && self
+                .tables()
+                .map(|(t, _)| t)
+                .eq(other.tables().map(|(t, _)| t))
+    }
+}
+
+impl Eq for RemapTable {}
+
 impl RemapTable {
-    /// An empty map able to hold the gPASIDs of `guest_range`.
+    /// An empty map able to hold the gPASIDs of `guest_range`. Allocates nothing.
     pub fn new(guest_range: Range<u32>) -> Result<Self> {
-        let first_table = guest_range.start >> 10;
-        let count = if guest_range.is_empty() {
+        let first_chunk = guest_range.start >> CHUNK_SHIFT;
+        let chunks = if guest_range.is_empty() {
             0
         } else {
-            ((guest_range.end - 1) >> 10) - first_table + 1
+            ((guest_range.end - 1) >> CHUNK_SHIFT) - first_chunk + 1
         };
-        let mut tables = Vec::new();
-        tables.try_reserve_exact(count as usize)?;
-        tables.resize_with(count as usize, || None);
         Ok(RemapTable {
-            first_table,
-            tables,
+            base: first_chunk << CHUNK_SHIFT,
+            front: Vec::new(),
+            dir: Vec::new(),
+            chunks,
+            tables_made: 0,
+            more_tables_made: Vec::new(),
             mapped: 0,
         })
     }
 
-    /// The host PASID `gpasid` maps to, if it has a valid entry.
-    #[inline]
+    /// The host PASID `gpasid` maps to, if it is mapped.
+    #[inline(always)]
     pub fn get(&self, gpasid: u32) -> Option<u32> {
-        let slot = (gpasid >> 10).wrapping_sub(self.first_table) as usize;
-        let table = self.tables.get(slot)?.as_deref()?;
-        table[(gpasid & 0x3ff) as usize].host_pasid()
+        // Below the base the offset wraps to a huge value and misses both parts.
+        let at = gpasid.wrapping_sub(self.base) as usize;
+        let hpasid = match self.front.get(at) {
+            Some(&h) => h,
+            None => self.chunk_entry(at)?,
+        };
+        (hpasid != EMPTY).then_some(hpasid)
     }
 
-    /// Maps `gpasid` to `hpasid`. The gPASID must be in the guest range given to
-    /// [`RemapTable::new`]; the caller keeps that promise (the host checks it).
+    /// Maps `gpasid` to `hpasid` (its low 20 bits, as the hardware entry keeps). The
+    /// gPASID must be in the guest range given to [`RemapTable::new`]; the caller keeps
+    /// that promise (the host checks it). Fails with `OutOfMemory`, changing nothing,
+    /// when the map has to grow and the memory cannot be had.
     #[inline(always)]
     pub fn insert(&mut self, gpasid: u32, hpasid: u32) -> Result<PagesTouched> {
-        let table_no = gpasid >> 10;
-        let slot = &mut self.tables[(table_no - self.first_table) as usize];
-        let directory_changed = slot.is_none();
-        if directory_changed {
-            *slot = Some(try_new_block()?);
+        let at = gpasid.wrapping_sub(self.base) as usize;
+        if at >= self.front.len() && !self.chunk_made(at) {
+            self.make_chunk(at)?;
         }
-        let entry = &mut slot.as_mut().expect("made above")[(gpasid & 0x3ff) as usize];
-        if !entry.is_valid() {
+        let table = gpasid >> 10;
+        let directory_changed = self.mark_table(table);
+        let entry = match self.front.get_mut(at) {
+            Some(entry) => entry,
+            None => chunk_entry_mut(&mut self.dir, at).expect("made above"),
+        };
+        if *entry == EMPTY {
             self.mapped += 1;
         }
-        *entry = TableEntry::valid(hpasid);
+        *entry = hpasid & HOST_PASID_MASK;
         Ok(PagesTouched {
-            table: table_no,
+            table,
             directory_changed,
         })
     }
@@ -86,17 +179,20 @@ impl RemapTable {
     /// Removes the mapping of `gpasid`; returns the host PASID it had, and the page.
     #[inline(always)]
     pub fn remove(&mut self, gpasid: u32) -> Option<(u32, PagesTouched)> {
-        let table_no = gpasid >> 10;
-        let slot = (table_no.wrapping_sub(self.first_table)) as usize;
-        let table = self.tables.get_mut(slot)?.as_deref_mut()?;
-        let entry = &mut table[(gpasid & 0x3ff) as usize];
-        let hpasid = entry.host_pasid()?;
-        *entry = TableEntry::INVALID;
+        let at = gpasid.wrapping_sub(self.base) as usize;
+        let entry = match self.front.get_mut(at) {
+            Some(entry) => entry,
+            None => chunk_entry_mut(&mut self.dir, at)?,
+        };
+        let hpasid = core::mem::replace(entry, EMPTY);
+        if hpasid == EMPTY {
+            return None;
+        }
         self.mapped -= 1;
         Some((
             hpasid,
             PagesTouched {
-                table: table_no,
+                table: gpasid >> 10,
                 directory_changed: false,
             },
         ))
@@ -114,36 +210,171 @@ impl RemapTable {
 
     /// Every mapping as (gPASID, hPASID), in gPASID order.
     pub fn iter(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
-        self.tables().flat_map(|(table_no, table)| {
-            table.iter().enumerate().filter_map(move |(i, entry)| {
-                entry.host_pasid().map(|h| ((table_no << 10) | i as u32, h))
+        // The front covers the lowest chunks and `dir` only the ones after it.
+        let front = self.front.iter().enumerate().map(|(i, &h)| (i as u32, h));
+        let chunks = self.dir.iter().enumerate().flat_map(|(slot, chunk)| {
+            chunk.iter().flat_map(move |c| {
+                c.iter()
+                    .enumerate()
+                    .map(move |(i, &h)| (((slot << CHUNK_SHIFT) | i) as u32, h))
             })
-        })
+        });
+        front
+            .chain(chunks)
+            .filter(|&(_, h)| h != EMPTY)
+            .map(|(at, h)| (self.base + at, h))
     }
 
-    /// The tables that exist, as (table number = gPASID >> 10, entries).
-    pub fn tables(&self) -> impl Iterator<Item = (u32, &Block)> + '_ {
-        self.tables
-            .iter()
-            .enumerate()
-            .filter_map(|(i, t)| t.as_deref().map(|t| (self.first_table + i as u32, t)))
+    /// The hardware tables that exist (a table exists from the first mapping made in
+    /// it on, even once emptied), in increasing order, as (table number = gPASID >> 10,
+    /// view of its entries).
+    pub fn tables(&self) -> impl Iterator<Item = (u32, TableView<'_>)> + '_ {
+        let first = self.base >> 10;
+        let count = (self.chunks as usize).div_ceil(CHUNKS_PER_TABLE) as u32 + 1;
+        (first..first + count).filter_map(move |t| self.table(t).map(|v| (t, v)))
     }
 
-    /// Heap bytes held.
+    /// The hardware table `table` (gPASID >> 10), if it exists.
+    pub fn table(&self, table: u32) -> Option<TableView<'_>> {
+        let t = table.checked_sub(self.base >> 10)? as usize;
+        let word = match t / 64 {
+            0 => self.tables_made,
+            n => *self.more_tables_made.get(n - 1)?,
+        };
+        (word & (1 << (t % 64)) != 0).then_some(TableView { map: self, table })
+    }
+
+    /// Heap bytes held: the front, the directory's slots, the chunks behind it and the
+    /// table bits past the first 64 tables.
     pub fn heap_bytes(&self) -> usize {
-        self.tables.capacity() * core::mem::size_of::<Option<Box<Block>>>()
-            + self.tables().count() * core::mem::size_of::<Block>()
+        self.front.capacity() * 4
+            + self.dir.capacity() * core::mem::size_of::<Option<Box<Chunk>>>()
+            + self.dir.iter().flatten().count() * core::mem::size_of::<Chunk>()
+            + self.more_tables_made.capacity() * 8
+    }
+
+    // ---- internals; `at` is a gPASID's offset from `base` ----
+
+    /// The entry at `at` past the front, if its chunk exists.
+    #[inline]
+    fn chunk_entry(&self, at: usize) -> Option<u32> {
+        let chunk = self.dir.get(at >> CHUNK_SHIFT)?.as_deref()?;
+        Some(chunk[at % CHUNK])
+    }
+
+    #[inline]
+    fn chunk_made(&self, at: usize) -> bool {
+        matches!(self.dir.get(at >> CHUNK_SHIFT), Some(Some(_)))
+    }
+
+    /// Sets the bit of `table`; true if it was clear (the table is new). Its memory was
+    /// had by [`RemapTable::make_chunk`], which runs first for a table's first chunk.
+    #[inline(always)]
+    fn mark_table(&mut self, table: u32) -> bool {
+        let t = (table - (self.base >> 10)) as usize;
+        let word = match t / 64 {
+            0 => &mut self.tables_made,
+            n => &mut self.more_tables_made[n - 1],
+        };
+        let bit = 1 << (t % 64);
+        let new = *word & bit == 0;
+        *word |= bit;
+        new
+    }
+
+    /// Makes room for the entry at `at` past the front: the slow path of
+    /// [`RemapTable::insert`], taken once per chunk. The front grows over the chunk
+    /// (taking in the chunks it covers) if at least half of the front it would make is
+    /// in use; otherwise the entry gets a chunk of its own behind `dir`. All memory is
+    /// had before anything changes.
+    #[cold]
+    #[inline(never)]
+    fn make_chunk(&mut self, at: usize) -> Result<()> {
+        let slot = at >> CHUNK_SHIFT;
+        assert!(
+            slot < self.chunks as usize,
+            "gPASID outside the guest range"
+        );
+        let t = ((self.base as usize + at) >> 10) - (self.base as usize >> 10);
+        if t / 64 > self.more_tables_made.len() {
+            let more = t / 64 - self.more_tables_made.len();
+            self.more_tables_made.try_reserve_exact(more)?;
+            self.more_tables_made.resize(t / 64, 0);
+        }
+        let front_chunks = self.front.len() / CHUNK;
+        if slot <= front_chunks + 1 {
+            // Grow the front over `slot` (and the at most one empty chunk before it),
+            // then over the chunks right after it that exist, moving them in.
+            let mut end = slot + 1;
+            while matches!(self.dir.get(end), Some(Some(_))) {
+                end += 1;
+            }
+            self.front.try_reserve_exact((end - front_chunks) * CHUNK)?;
+            for s in front_chunks..end {
+                match self.dir.get_mut(s).and_then(Option::take) {
+                    Some(chunk) => self.front.extend_from_slice(&chunk[..]),
+                    None => self.front.extend(core::iter::repeat_n(EMPTY, CHUNK)),
+                }
+            }
+            return Ok(());
+        }
+        let mut v = Vec::new();
+        v.try_reserve_exact(CHUNK)?;
+        v.resize(CHUNK, EMPTY);
+        let chunk: Box<Chunk> = v
+            .into_boxed_slice()
+            .try_into()
+            .expect("exactly CHUNK entries");
+        if slot >= self.dir.len() {
+            // Grow by half again (at least to `slot`), never past the range.
+            let want = (slot + 1).max(self.dir.len() + self.dir.len() / 2);
+            let want = want.min(self.chunks as usize);
+            self.dir.try_reserve_exact(want - self.dir.len())?;
+            self.dir.resize_with(slot + 1, || None);
+        }
+        self.dir[slot] = Some(chunk);
+        Ok(())
     }
 }
 
-fn try_new_block() -> Result<Box<Block>> {
-    // Box::new would abort on allocation failure; go through a fallible Vec instead.
-    let mut v = Vec::new();
-    v.try_reserve_exact(ENTRIES_PER_TABLE)?;
-    v.resize(ENTRIES_PER_TABLE, TableEntry::INVALID);
-    Ok(v.into_boxed_slice()
-        .try_into()
-        .expect("exactly ENTRIES_PER_TABLE entries"))
+/// The entry at `at` behind the directory `dir`, if its chunk exists.
+#[inline]
+fn chunk_entry_mut(dir: &mut [Option<Box<Chunk>>], at: usize) -> Option<&mut u32> {
+    let chunk = dir.get_mut(at >> CHUNK_SHIFT)?.as_deref_mut()?;
+    Some(&mut chunk[at % CHUNK])
+}
+
+/// One 1024-entry hardware table of a [`RemapTable`], read out of its chunks.
+#[derive(Debug, Clone, Copy)]
+pub struct TableView<'a> {
+    map: &'a RemapTable,
+    table: u32,
+}
+
+impl TableView<'_> {
+    /// The table number: gPASID >> 10.
+    pub fn number(&self) -> u32 {
+        self.table
+    }
+
+    /// The table's 1024 hardware entries in order (invalid where nothing is mapped).
+    pub fn entries(&self) -> impl Iterator<Item = TableEntry> + '_ {
+        let first = self.table << 10;
+        (first..first + ENTRIES_PER_TABLE as u32).map(|g| {
+            self.map
+                .get(g)
+                .map_or(TableEntry::INVALID, TableEntry::valid)
+        })
+    }
+
+    /// The table as the CPU reads it (4 KiB, on the stack).
+    pub fn to_block(&self) -> Block {
+        let mut block = [TableEntry::INVALID; ENTRIES_PER_TABLE];
+        for (slot, entry) in block.iter_mut().zip(self.entries()) {
+            *slot = entry;
+        }
+        block
+    }
 }
 
 #[cfg(test)]
@@ -153,6 +384,7 @@ mod tests {
     #[test]
     fn maps_and_unmaps() {
         let mut t = RemapTable::new(1..4096).unwrap();
+        assert_eq!(t.heap_bytes(), 0, "an empty map holds nothing");
         assert_eq!(t.get(5), None);
         assert_eq!(
             t.insert(5, 0x12345).unwrap(),
@@ -170,10 +402,12 @@ mod tests {
             }
         );
         assert!(!t.insert(6, 8).unwrap().directory_changed);
-        assert_eq!(t.len(), 3);
+        // A new chunk in a table that exists changes no directory entry.
+        assert!(!t.insert(700, 9).unwrap().directory_changed);
+        assert_eq!(t.len(), 4);
         assert_eq!(
             t.iter().collect::<Vec<_>>(),
-            [(5, 0x12345), (6, 8), (1030, 7)]
+            [(5, 0x12345), (6, 8), (700, 9), (1030, 7)]
         );
         assert_eq!(t.remove(5).map(|(h, _)| h), Some(0x12345));
         assert_eq!(t.remove(5), None);
@@ -181,7 +415,11 @@ mod tests {
         // Outside the range: never a panic, just nothing.
         assert_eq!(t.get(0xfffff), None);
         assert_eq!(t.remove(0xfffff), None);
-        assert_eq!(t.len(), 2);
+        assert_eq!(t.get(0), None);
+        assert_eq!(t.len(), 3);
+        // Tables stay once made, even when emptied.
+        assert_eq!(t.remove(1030).map(|(h, _)| h), Some(7));
+        assert_eq!(t.tables().map(|(n, _)| n).collect::<Vec<_>>(), [0, 1]);
     }
 
     #[test]
@@ -192,5 +430,108 @@ mod tests {
         assert_eq!(t.get(4999), Some(1));
         assert_eq!(t.get(3000), Some(2));
         assert_eq!(t.get(1), None);
+        assert_eq!(t.tables().map(|(n, _)| n).collect::<Vec<_>>(), [2, 4]);
+        let block = t.table(4).unwrap().to_block();
+        assert_eq!(block[4999 & 0x3ff], TableEntry::valid(1));
+        assert_eq!(block.iter().filter(|e| e.is_valid()).count(), 1);
+        assert!(t.table(3).is_none());
+    }
+
+    #[test]
+    fn views_are_the_hardware_tables() {
+        let mut t = RemapTable::new(1..8192).unwrap();
+        let mut model = alloc::collections::BTreeMap::new();
+        for (i, g) in (1..8192u32).step_by(37).enumerate() {
+            let h = 4096 + i as u32 * 3;
+            t.insert(g, h).unwrap();
+            model.insert(g, h);
+        }
+        assert!(t.iter().eq(model.iter().map(|(&g, &h)| (g, h))));
+        for (n, view) in t.tables() {
+            assert_eq!(view.number(), n);
+            for (i, e) in view.entries().enumerate() {
+                let g = (n << 10) | i as u32;
+                assert_eq!(e.host_pasid(), model.get(&g).copied(), "gPASID {g}");
+            }
+        }
+        // Host PASIDs keep their low 20 bits, as the hardware entry does.
+        t.insert(1, 0xfff0_0001).unwrap();
+        assert_eq!(t.get(1), Some(1));
+        assert_eq!(t.clone(), t);
+    }
+
+    #[test]
+    fn memory_grows_with_use() {
+        let mut t = RemapTable::new(1..4096).unwrap();
+        for g in 1..=64 {
+            t.insert(g, g + 4096).unwrap();
+        }
+        // One chunk (0..128), in the front.
+        assert_eq!(t.heap_bytes(), 512);
+        for g in 65..4096 {
+            t.insert(g, g + 4096).unwrap();
+        }
+        assert_eq!(t.len(), 4095);
+        // No more than the four 4 KiB tables it replaces, and 32 directory slots.
+        assert!(t.heap_bytes() <= 4 * 4096 + 32 * 8, "{}", t.heap_bytes());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// The map against a `BTreeMap` and a set of tables ever touched, for ranges
+        /// that start anywhere and gPASIDs dense from the bottom (as lowest-free gives
+        /// them), scattered, or in runs: front growth, chunks behind the directory and
+        /// the moves between them all happen.
+        #[test]
+        fn behaves_like_a_btreemap(
+            start in 0..3000u32,
+            len in 1..6000u32,
+            ops in proptest::collection::vec((0..4u8, 0..6000u32, 0..1u32 << 20), 1..300),
+        ) {
+            use alloc::collections::{BTreeMap, BTreeSet};
+            let range = start..start + len;
+            let mut t = RemapTable::new(range.clone()).unwrap();
+            let mut model = BTreeMap::new();
+            let mut tables = BTreeSet::new();
+            let mut dense = start;
+            for (kind, offset, h) in ops {
+                let g = match kind {
+                    // Dense from the bottom.
+                    0 | 1 => {
+                        dense = if dense + 1 < range.end { dense + 1 } else { start };
+                        dense
+                    }
+                    _ => start + offset % len,
+                };
+                if kind == 3 {
+                    let want = model.remove(&g);
+                    let got = t.remove(g);
+                    proptest::prop_assert_eq!(got.map(|(h, _)| h), want);
+                    if let Some((_, pages)) = got {
+                        proptest::prop_assert_eq!(pages.table, g >> 10);
+                        proptest::prop_assert!(!pages.directory_changed);
+                    }
+                } else {
+                    let pages = t.insert(g, h).unwrap();
+                    model.insert(g, h & HOST_PASID_MASK);
+                    proptest::prop_assert_eq!(pages.table, g >> 10);
+                    proptest::prop_assert_eq!(pages.directory_changed, tables.insert(g >> 10));
+                }
+                proptest::prop_assert_eq!(t.get(g), model.get(&g).copied());
+                proptest::prop_assert_eq!(t.len() as usize, model.len());
+            }
+            proptest::prop_assert!(t.iter().eq(model.iter().map(|(&g, &h)| (g, h))));
+            proptest::prop_assert!(t.tables().map(|(n, _)| n).eq(tables.iter().copied()));
+            for g in range.start.saturating_sub(5)..range.end + 5 {
+                proptest::prop_assert_eq!(t.get(g), model.get(&g).copied());
+            }
+            for (n, view) in t.tables() {
+                for (i, e) in view.entries().enumerate() {
+                    let g = (n << 10) | i as u32;
+                    proptest::prop_assert_eq!(e.host_pasid(), model.get(&g).copied());
+                }
+            }
+        }
     }
 }

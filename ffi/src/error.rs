@@ -239,6 +239,9 @@ pub(crate) enum FfiError {
     Panic(String),
     Poisoned,
     BadStructSize(String),
+    /// The host-PASID source refused, with its own words (a broker's refusal names
+    /// both layouts when they disagree).
+    SourceRefused(String),
 }
 
 impl From<Error> for FfiError {
@@ -258,6 +261,7 @@ impl FfiError {
             FfiError::Panic(_) => pasid_result::Panic as u32,
             FfiError::Poisoned => pasid_result::HostPoisoned as u32,
             FfiError::BadStructSize(_) => pasid_result::BadStructSize as u32,
+            FfiError::SourceRefused(_) => pasid_result::Source as u32,
         };
         code as c_int
     }
@@ -270,7 +274,9 @@ impl FfiError {
             FfiError::InvalidHandle(name) => {
                 std::format!("{name} is not a live handle of its type (freed, never created, or another type)")
             }
-            FfiError::InvalidArgument(msg) | FfiError::BadStructSize(msg) => msg.clone(),
+            FfiError::InvalidArgument(msg)
+            | FfiError::BadStructSize(msg)
+            | FfiError::SourceRefused(msg) => msg.clone(),
             FfiError::Panic(msg) => std::format!("internal error (panic): {msg}"),
             FfiError::Poisoned => {
                 String::from("host unusable: an earlier call panicked while holding it; free it")

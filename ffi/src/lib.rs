@@ -38,7 +38,9 @@ pub use hwtable::*;
 pub use lifecycle::*;
 pub use log::*;
 pub use migrate::*;
-pub use source::{pasid_host_new_with_source, pasid_source_ops, pasid_source_status};
+pub use source::{
+    pasid_host_new_brokered, pasid_host_new_with_source, pasid_source_ops, pasid_source_status,
+};
 pub use types::*;
 pub use vcmd::*;
 

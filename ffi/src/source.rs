@@ -1,14 +1,17 @@
-//! Where a C host's host PASIDs come from: in process (`pasid_host_new`), or from the
-//! VMM's own callbacks (`pasid_host_new_with_source`), e.g. the host kernel's allocator
-//! the day a uAPI for host-global PASIDs exists.
+//! Where a C host's host PASIDs come from: in process (`pasid_host_new`), from the
+//! machine's broker (`pasid_host_new_brokered`), or from the VMM's own callbacks
+//! (`pasid_host_new_with_source`), e.g. the host kernel's allocator the day a uAPI for
+//! host-global PASIDs exists.
 
 use core::ffi::{c_int, c_void};
 use core::ops::Range;
 
+use pasid_broker_client::BrokerSource;
 use pasid_core::bitmap::IdBitmap;
 use pasid_core::{Error, Host, HostPasidSource, PasidLayout, Platform, SourceError};
 
 use crate::boundary::{call, input_struct, output, register_host, HostCell};
+use crate::error::FfiError;
 use crate::pasid_host;
 use crate::types::{layout_from_c, pasid_layout, platform_from_c};
 
@@ -20,6 +23,8 @@ pub(crate) type FfiHost = Host<FfiSource>;
 pub(crate) enum FfiSource {
     /// The host owns its shared range in process.
     InProcess(IdBitmap),
+    /// A lease at the machine's broker.
+    Broker(BrokerSource),
     /// The VMM's callbacks.
     Callbacks(CallbackSource),
 }
@@ -35,7 +40,7 @@ pub(crate) fn heap_bytes(host: &FfiHost) -> usize {
     host.heap_bytes_excluding_source()
         + match host.source() {
             FfiSource::InProcess(b) => b.heap_bytes(),
-            FfiSource::Callbacks(_) => 0,
+            FfiSource::Broker(_) | FfiSource::Callbacks(_) => 0,
         }
 }
 
@@ -43,6 +48,7 @@ impl HostPasidSource for FfiSource {
     fn range(&self) -> Range<u32> {
         match self {
             FfiSource::InProcess(b) => b.range(),
+            FfiSource::Broker(b) => b.range(),
             FfiSource::Callbacks(c) => c.range.clone(),
         }
     }
@@ -50,18 +56,21 @@ impl HostPasidSource for FfiSource {
     fn alloc(&mut self) -> Result<u32, SourceError> {
         match self {
             FfiSource::InProcess(b) => HostPasidSource::alloc(b),
+            FfiSource::Broker(b) => b.alloc(),
             FfiSource::Callbacks(c) => c.alloc(),
         }
     }
     fn alloc_many(&mut self, count: u32, out: &mut Vec<u32>) -> Result<(), SourceError> {
         match self {
             FfiSource::InProcess(b) => b.alloc_many(count, out),
+            FfiSource::Broker(b) => b.alloc_many(count, out),
             FfiSource::Callbacks(c) => c.alloc_many(count, out),
         }
     }
     fn claim(&mut self, pasid: u32) -> Result<(), SourceError> {
         match self {
             FfiSource::InProcess(b) => HostPasidSource::claim(b, pasid),
+            FfiSource::Broker(b) => b.claim(pasid),
             FfiSource::Callbacks(c) => c.claim(pasid),
         }
     }
@@ -69,12 +78,14 @@ impl HostPasidSource for FfiSource {
     fn release(&mut self, pasid: u32) -> Result<(), SourceError> {
         match self {
             FfiSource::InProcess(b) => HostPasidSource::release(b, pasid),
+            FfiSource::Broker(b) => b.release(pasid),
             FfiSource::Callbacks(c) => c.release(pasid),
         }
     }
     fn free_count(&self) -> u32 {
         match self {
             FfiSource::InProcess(b) => b.free_count(),
+            FfiSource::Broker(b) => b.free_count(),
             FfiSource::Callbacks(c) => c.free_count(),
         }
     }
@@ -251,6 +262,47 @@ pub unsafe extern "C" fn pasid_host_new_with_source(
             range: layout.shared(),
         });
         let host = Host::with_source(layout, platform_from_c(platform)?, source)?;
+        out.write(register_host(HostCell::new(host))?);
+        Ok(())
+    })
+}
+
+/// Creates a host whose host PASIDs come from the machine's broker (`pasid-broker`)
+/// listening on the Unix socket at `socket_path` (a NUL-terminated path): a lease
+/// that holds its host PASIDs alone, reconnected and reclaimed on its own if the broker
+/// restarts. Otherwise as `pasid_host_new`.
+///
+/// The broker refuses a layout other than its own, credentials it does not allow, or a
+/// uid past its caps: `PASID_RESULT_SOURCE`, with the broker's words (both layouts, for
+/// a mismatch) in `pasid_last_error_message`; an unreachable socket gives the same code.
+/// `pasid_host_free` ends the lease: host PASIDs still held (not confirmed torn down)
+/// go to the broker's quarantine, never straight to another VMM. Thread-safe; the calls
+/// of this host that need a host PASID do a round trip to the broker under its lock.
+#[must_use]
+#[no_mangle]
+pub unsafe extern "C" fn pasid_host_new_brokered(
+    layout: *const pasid_layout,
+    platform: u32,
+    socket_path: *const core::ffi::c_char,
+    out_host: *mut *mut pasid_host,
+) -> c_int {
+    call(|| {
+        // SAFETY: the header's pointer rule.
+        let layout = layout_from_c(&unsafe { input_struct(layout, "layout") }?)?;
+        // SAFETY: as above.
+        let out = unsafe { output(out_host, "out_host") }?;
+        if socket_path.is_null() {
+            return Err(FfiError::Null("socket_path"));
+        }
+        // SAFETY: non-NULL and NUL-terminated by the caller's promise.
+        let path = unsafe { core::ffi::CStr::from_ptr(socket_path) };
+        let path = std::path::Path::new(
+            <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(path.to_bytes()),
+        );
+        let platform = platform_from_c(platform)?;
+        let source = BrokerSource::connect(path, &layout)
+            .map_err(|e| FfiError::SourceRefused(std::format!("{e}")))?;
+        let host = Host::with_source(layout, platform, FfiSource::Broker(source))?;
         out.write(register_host(HostCell::new(host))?);
         Ok(())
     })

@@ -4,3 +4,4 @@
 
 pub mod alloc;
 pub mod model;
+pub mod strategy;
