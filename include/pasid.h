@@ -88,6 +88,31 @@
 #endif
 
 /**
+ * `pasid_import_options.quota_rule`: the blob's quota as it says.
+ */
+#define PASID_QUOTA_REQUEST 0
+
+/**
+ * `pasid_import_options.quota_rule`: the blob's quota, capped at `quota`.
+ */
+#define PASID_QUOTA_CAP 1
+
+/**
+ * `pasid_import_options.quota_rule`: `quota`, whatever the blob says.
+ */
+#define PASID_QUOTA_SET 2
+
+/**
+ * Capability bit: virtual commands (VT-d ECAP.VCS).
+ */
+#define PASID_CAP_VCS 1
+
+/**
+ * Capability bit: PASID allocation (VT-d VCCAP.PAS).
+ */
+#define PASID_CAP_PASID_ALLOC 2
+
+/**
  * Size of every page: directories and PASID-translation tables.
  */
 #define PASID_PAGE_SIZE 4096
@@ -123,9 +148,9 @@
 #define PASID_EXIT_REASON_ENQCMDS 73
 
 /**
- * The migration format's major version this library writes and reads.
+ * The migration format's major version this library writes by default (it reads 1.0 too).
  */
-#define PASID_MIGRATION_FORMAT_MAJOR 1
+#define PASID_MIGRATION_FORMAT_MAJOR 2
 
 /**
  * The migration format's minor version this library writes.
@@ -133,11 +158,12 @@
 #define PASID_MIGRATION_FORMAT_MINOR 0
 
 /**
- * The `kind` of a `pasid_rid_mapping` that says nothing about the destination device:
- * its kind is not checked (the device keeps the kind it had on the source). Not a
- * `PASID_DEVICE_KIND_*` value `pasid_attach` accepts.
+ * The `kind` of a `pasid_rid_mapping` that asks for no check of the destination
+ * device: it takes the kind the guest's device had on the source. It must be said: a
+ * zero `kind` (a zero-initialised entry) is refused, so a forgotten field never turns
+ * the check off. Not a `PASID_DEVICE_KIND_*` value `pasid_attach` accepts.
  */
-#define PASID_DEVICE_KIND_ANY 0
+#define PASID_DEVICE_KIND_SAME_AS_SOURCE 3
 
 /**
  * ECAP_REG bit 44 (VCS): the remapping unit supports virtual commands.
@@ -367,6 +393,25 @@ enum pasid_result
    * The host-PASID source (a broker, the VMM's callbacks) refused or failed.
    */
   PASID_RESULT_SOURCE = 55,
+  /**
+   * The guest's translation-change log is full: drain it
+   * (`pasid_drain_translation_changes`).
+   */
+  PASID_RESULT_CHANGE_LOG_FULL = 56,
+  /**
+   * This host already imported a blob with this identity (a replayed migration, or
+   * a retry that did not get a new epoch).
+   */
+  PASID_RESULT_REPLAYED = 57,
+  /**
+   * What the guest's vIOMMU advertised is more than this host can honour.
+   */
+  PASID_RESULT_CONTRACT_NOT_HONOURED = 58,
+  /**
+   * A teardown was confirmed while the gPASID's invalidation still waits in the
+   * guest's change log: drain and apply it first.
+   */
+  PASID_RESULT_CHANGE_PENDING = 59,
   /**
    * A required pointer argument was NULL.
    */
@@ -700,6 +745,137 @@ typedef struct pasid_host pasid_host;
 typedef struct pasid_import_report pasid_import_report;
 
 /**
+ * A guest on one host: the number `pasid_guest_create` gave. Stale ids (of a
+ * destroyed guest) are refused with `PASID_RESULT_NO_SUCH_GUEST`, never aliased.
+ */
+typedef uint32_t pasid_guest_id;
+
+/**
+ * One change to a guest's translation table (`pasid_drain_translation_changes`):
+ * the entry of `gpasid` now maps to `hpasid` when `valid`, or is invalid.
+ */
+typedef struct pasid_translation_change {
+  /**
+   * The guest PASID whose entry changes.
+   */
+  uint32_t gpasid;
+  /**
+   * Its new host PASID (meaningful when `valid`).
+   */
+  uint32_t hpasid;
+  /**
+   * Whether the entry is now valid.
+   */
+  bool valid;
+} pasid_translation_change;
+
+/**
+ * How `pasid_export_guest_with` writes a blob.
+ */
+typedef struct pasid_export_options {
+  /**
+   * `sizeof(pasid_export_options)` (the struct-size rule of the header).
+   */
+  uint32_t size;
+  /**
+   * Format version to write, major: `PASID_MIGRATION_FORMAT_MAJOR` (2) by default,
+   * 1 for a destination that reads only 1.0.
+   */
+  uint16_t format_major;
+  /**
+   * Format version to write, minor (0).
+   */
+  uint16_t format_minor;
+  /**
+   * The migration attempt: a new number per attempt, so a retry is not a replay.
+   */
+  uint64_t epoch;
+} pasid_export_options;
+
+/**
+ * A PCI requester ID: segment plus packed bus/device/function.
+ */
+typedef struct pasid_rid {
+  /**
+   * PCI segment (domain).
+   */
+  uint16_t segment;
+  /**
+   * Bus in bits 15:8, device in bits 7:3, function in bits 2:0.
+   */
+  uint16_t bdf;
+} pasid_rid;
+
+/**
+ * One entry of an import's RID map: where the device at `source` on the source host
+ * is attached on this host, and what kind of device that is.
+ */
+typedef struct pasid_rid_mapping {
+  /**
+   * `sizeof` this struct, set by the caller (see "Struct sizes" in the header's
+   * introduction); the library sets it in structs it fills.
+   */
+  uint32_t size;
+  /**
+   * The device's RID on the source host.
+   */
+  struct pasid_rid source;
+  /**
+   * Its RID on this (destination) host.
+   */
+  struct pasid_rid destination;
+  /**
+   * What the destination device is, as the VMM configured it: a
+   * `PASID_DEVICE_KIND_*` value, checked against the guest's device (a mismatch is
+   * refused with `PASID_RESULT_DEVICE_KIND_MISMATCH`), or `PASID_DEVICE_KIND_SAME_AS_SOURCE`
+   * (0, so a zero-initialized entry) when the caller does not say: not checked.
+   * Any other value: `PASID_RESULT_INVALID_ARGUMENT`.
+   */
+  uint32_t kind;
+} pasid_rid_mapping;
+
+/**
+ * How `pasid_import_guest_with` imports a blob.
+ */
+typedef struct pasid_import_options {
+  /**
+   * `sizeof(pasid_import_options)` (the struct-size rule of the header).
+   */
+  uint32_t size;
+  /**
+   * `PASID_QUOTA_REQUEST`, `PASID_QUOTA_CAP` or `PASID_QUOTA_SET`.
+   */
+  uint32_t quota_rule;
+  /**
+   * The cap or the quota for `PASID_QUOTA_CAP` / `PASID_QUOTA_SET`.
+   */
+  uint32_t quota;
+  /**
+   * Non-zero: start the guest's translation-change log with this capacity (its first
+   * changes are the whole new table).
+   */
+  uint32_t change_log_capacity;
+} pasid_import_options;
+
+/**
+ * A migration blob's identity (`pasid_import_report_identity`).
+ */
+typedef struct pasid_migration_identity {
+  /**
+   * The source host's id (`pasid_host_set_id`).
+   */
+  uint64_t source_host;
+  /**
+   * The guest's id on the source.
+   */
+  pasid_guest_id source_guest;
+  /**
+   * The migration attempt (`pasid_export_options.epoch`).
+   */
+  uint64_t epoch;
+} pasid_migration_identity;
+
+/**
  * A PASID layout: the PASID width and the two half-open ranges `[start, end)`.
  *
  * The local range is every guest's PASID range (and the range of RID-local PASIDs);
@@ -733,6 +909,52 @@ typedef struct pasid_layout {
    */
   uint32_t shared_end;
 } pasid_layout;
+
+/**
+ * How a guest is set up.
+ */
+typedef struct pasid_guest_config {
+  /**
+   * `sizeof` this struct, set by the caller (see "Struct sizes" in the header's
+   * introduction); the library sets it in structs it fills.
+   */
+  uint32_t size;
+  /**
+   * The interface of the guest's vIOMMU: a `PASID_PLATFORM_*` value. It is
+   * guest-visible and stays the same when the guest migrates.
+   */
+  uint32_t platform;
+  /**
+   * How many host (shared) PASIDs the guest may hold at once (0 for p1 guests).
+   */
+  uint32_t shared_quota;
+} pasid_guest_config;
+
+/**
+ * What a guest's vIOMMU advertised.
+ */
+typedef struct pasid_guest_contract {
+  /**
+   * `sizeof(pasid_guest_contract)` (the struct-size rule of the header).
+   */
+  uint32_t size;
+  /**
+   * The PASID width (ECAP.PSS + 1), 1..=20.
+   */
+  uint8_t width;
+  /**
+   * Start of the range the guest may use.
+   */
+  uint32_t local_start;
+  /**
+   * End (exclusive) of that range.
+   */
+  uint32_t local_end;
+  /**
+   * `PASID_CAP_*` bits.
+   */
+  uint32_t capabilities;
+} pasid_guest_contract;
 
 /**
  * A summary of a host.
@@ -770,32 +992,6 @@ typedef struct pasid_host_info {
 } pasid_host_info;
 
 /**
- * How a guest is set up.
- */
-typedef struct pasid_guest_config {
-  /**
-   * `sizeof` this struct, set by the caller (see "Struct sizes" in the header's
-   * introduction); the library sets it in structs it fills.
-   */
-  uint32_t size;
-  /**
-   * The interface of the guest's vIOMMU: a `PASID_PLATFORM_*` value. It is
-   * guest-visible and stays the same when the guest migrates.
-   */
-  uint32_t platform;
-  /**
-   * How many host (shared) PASIDs the guest may hold at once (0 for p1 guests).
-   */
-  uint32_t shared_quota;
-} pasid_guest_config;
-
-/**
- * A guest on one host: the number `pasid_guest_create` gave. Stale ids (of a
- * destroyed guest) are refused with `PASID_RESULT_NO_SUCH_GUEST`, never aliased.
- */
-typedef uint32_t pasid_guest_id;
-
-/**
  * A summary of one guest.
  */
 typedef struct pasid_guest_info {
@@ -821,20 +1017,6 @@ typedef struct pasid_guest_info {
    */
   uint32_t devices;
 } pasid_guest_info;
-
-/**
- * A PCI requester ID: segment plus packed bus/device/function.
- */
-typedef struct pasid_rid {
-  /**
-   * PCI segment (domain).
-   */
-  uint16_t segment;
-  /**
-   * Bus in bits 15:8, device in bits 7:3, function in bits 2:0.
-   */
-  uint16_t bdf;
-} pasid_rid;
 
 /**
  * Which 4 KiB pages of a guest's PASID translation an update changed, so a VMM
@@ -1095,34 +1277,6 @@ typedef struct pasid_blob_info {
 } pasid_blob_info;
 
 /**
- * One entry of an import's RID map: where the device at `source` on the source host
- * is attached on this host, and what kind of device that is.
- */
-typedef struct pasid_rid_mapping {
-  /**
-   * `sizeof` this struct, set by the caller (see "Struct sizes" in the header's
-   * introduction); the library sets it in structs it fills.
-   */
-  uint32_t size;
-  /**
-   * The device's RID on the source host.
-   */
-  struct pasid_rid source;
-  /**
-   * Its RID on this (destination) host.
-   */
-  struct pasid_rid destination;
-  /**
-   * What the destination device is, as the VMM configured it: a
-   * `PASID_DEVICE_KIND_*` value, checked against the guest's device (a mismatch is
-   * refused with `PASID_RESULT_DEVICE_KIND_MISMATCH`), or `PASID_DEVICE_KIND_ANY`
-   * (0, so a zero-initialized entry) when the caller does not say: not checked.
-   * Any other value: `PASID_RESULT_INVALID_ARGUMENT`.
-   */
-  uint32_t kind;
-} pasid_rid_mapping;
-
-/**
  * A summary of an import (`pasid_import_report_get_info`).
  */
 typedef struct pasid_import_info {
@@ -1302,6 +1456,172 @@ int pasid_last_error_message(char *buf, size_t len, size_t *out_n);
  * The library's version, e.g. "0.1.0": a static NUL-terminated string. Thread-safe.
  */
 const char *pasid_version(void);
+
+/**
+ * Turns on a guest's translation-change log with room for `capacity` pending changes
+ * (reserved now) and seeds it with the guest's whole table, so a consumer starting
+ * from an empty table (a fresh KVM table) converges. Restarts a log that was on. While
+ * on, a shared `pasid_alloc` logs (gPASID, hPASID) and a `pasid_free` of a shared
+ * gPASID logs (gPASID, invalid); a call whose change does not fit fails with
+ * `PASID_RESULT_CHANGE_LOG_FULL` and changes nothing. Thread-safe.
+ */
+PASID_MUST_USE
+int pasid_enable_translation_changes(struct pasid_host *host,
+                                     pasid_guest_id guest,
+                                     uint32_t capacity);
+
+/**
+ * Turns a guest's change log off; pending changes are dropped. Thread-safe.
+ */
+PASID_MUST_USE int pasid_disable_translation_changes(struct pasid_host *host, pasid_guest_id guest);
+
+/**
+ * Whether a guest's change log is on (`*out_enabled`) and how many changes wait
+ * (`*out_n`, 0 when off). Thread-safe.
+ */
+PASID_MUST_USE
+int pasid_pending_translation_changes(const struct pasid_host *host,
+                                      pasid_guest_id guest,
+                                      bool *out_enabled,
+                                      size_t *out_n);
+
+/**
+ * Moves the oldest pending changes of a guest into `buf` (`len` entries; NULL when 0),
+ * as many as fit, in apply order; `*out_n` says how many. The rest stay pending: call
+ * again until `*out_n < len`. Apply each in order (to KVM one pair per call, or to
+ * pages with `pasid_apply_translation_change`), and apply a gPASID's invalid entry
+ * before confirming its teardown. `PASID_RESULT_NOT_SUPPORTED` when the log is off.
+ * Thread-safe.
+ */
+PASID_MUST_USE
+int pasid_drain_translation_changes(struct pasid_host *host,
+                                    pasid_guest_id guest,
+                                    struct pasid_translation_change *buf,
+                                    size_t len,
+                                    size_t *out_n);
+
+/**
+ * A guest's whole current table as changes (valid entries, by gPASID): what a
+ * consumer starting from an empty table applies, and, before `pasid_guest_destroy`,
+ * the entries to invalidate. `*out_n` is the count; written when `len` is enough,
+ * else `PASID_RESULT_BUFFER_TOO_SMALL` (NULL `buf` with `len` 0: a size query).
+ * Thread-safe.
+ */
+PASID_MUST_USE
+int pasid_translation_entries(const struct pasid_host *host,
+                              pasid_guest_id guest,
+                              struct pasid_translation_change *buf,
+                              size_t len,
+                              size_t *out_n);
+
+/**
+ * Applies one change to pages a vCPU may be walking, with one aligned volatile store
+ * per entry (32-bit table entries, a 64-bit directory entry), in the order that never
+ * shows a valid entry naming a host PASID the guest does not hold: a valid entry that
+ * names another host PASID is invalidated first; a new table gets its entry before the
+ * directory entry that links it. Nothing is read from the pages, so an unlinked page
+ * may be uninitialised memory, except that a page being linked must already be all
+ * zero (invalid) but for this entry.
+ *
+ * - `previous`: the raw entry the VMM last stored there (0 when never, or when the
+ *   table is being linked);
+ * - `table_page`: the table's 4096-byte page (gPASID >> 10), 4-byte aligned;
+ * - `directory_page`: NULL when the table is linked already; otherwise the 4096-byte,
+ *   8-byte aligned page of the directory `pasid_directory_of_table` names, whose entry
+ *   is then pointed at `table_phys` (4 KiB aligned), last.
+ *
+ * Everything is checked before the first store. Then the VMM flushes as
+ * `docs/kvm.md` says (kick the guest's vCPUs after an invalidation, before
+ * `pasid_complete_teardown`). Thread-safe (touches only the given pages; the caller
+ * serialises updates of one page).
+ */
+PASID_MUST_USE
+int pasid_apply_translation_change(const struct pasid_translation_change *change,
+                                   uint32_t previous,
+                                   uint8_t *table_page,
+                                   uint8_t *directory_page,
+                                   uint64_t table_phys);
+
+/**
+ * Names this host in the migration blobs it writes (part of each blob's identity).
+ * Give every host of a fleet its own id. Thread-safe.
+ */
+PASID_MUST_USE int pasid_host_set_id(struct pasid_host *host, uint64_t host_id);
+
+/**
+ * `pasid_export_guest` with a format version (write 1.0 to migrate back to an older
+ * library) and a migration epoch (a new one per attempt). `options` NULL: the
+ * defaults (current version, epoch 0). Thread-safe.
+ */
+PASID_MUST_USE
+int pasid_export_guest_with(const struct pasid_host *host,
+                            pasid_guest_id guest,
+                            const struct pasid_export_options *options,
+                            uint8_t *buf,
+                            size_t len,
+                            size_t *out_n);
+
+/**
+ * `pasid_import_guest` with the destination's choices: the guest's quota (the blob's
+ * quota is a request: cap it or set it) and its change log. `options` NULL: the
+ * defaults (the blob's quota, no log). A blob whose identity this host imported
+ * before is refused (`PASID_RESULT_REPLAYED`), as is a guest whose advertised
+ * contract this host cannot honour (`PASID_RESULT_CONTRACT_NOT_HONOURED`). On error
+ * this host is unchanged. Thread-safe.
+ */
+PASID_MUST_USE
+int pasid_import_guest_with(struct pasid_host *host,
+                            const uint8_t *blob,
+                            size_t blob_len,
+                            const struct pasid_rid_mapping *rid_map,
+                            size_t rid_map_len,
+                            const struct pasid_import_options *options,
+                            pasid_guest_id *out_guest,
+                            struct pasid_import_report **out_report);
+
+/**
+ * The identity of the blob an import report is for, and the guest's quota there:
+ * `*out_present` is false for a 1.0 blob (which has none; `*out_identity` is then
+ * zeroed). Thread-safe.
+ */
+PASID_MUST_USE
+int pasid_import_report_identity(const struct pasid_import_report *report_handle,
+                                 struct pasid_migration_identity *out_identity,
+                                 bool *out_present,
+                                 uint32_t *out_quota);
+
+/**
+ * The VT-d ECAP.PSS value that advertises a PASID width: `width - 1` (0 for 0).
+ * Thread-safe.
+ */
+uint8_t pasid_ecap_pss(uint8_t width);
+
+/**
+ * The widest PASID width a p1 guest can be told on `layout` without being promised a
+ * PASID outside its local range (the largest w with 1..2^w inside it). A layout whose
+ * local range does not start at 1 has none: `PASID_RESULT_INCOMPATIBLE_LAYOUT`.
+ * Thread-safe.
+ */
+PASID_MUST_USE int pasid_p1_exact_width(const struct pasid_layout *layout, uint8_t *out_width);
+
+/**
+ * Creates a guest whose vIOMMU advertises `contract` (for p1 exactly 1..2^width); the
+ * contract migrates with it and a destination that cannot honour it refuses the
+ * import. Thread-safe.
+ */
+PASID_MUST_USE
+int pasid_guest_create_advertising(struct pasid_host *host,
+                                   const struct pasid_guest_config *config,
+                                   const struct pasid_guest_contract *contract,
+                                   pasid_guest_id *out_guest);
+
+/**
+ * What a guest's vIOMMU advertised. Thread-safe.
+ */
+PASID_MUST_USE
+int pasid_guest_contract_get(const struct pasid_host *host,
+                             pasid_guest_id guest,
+                             struct pasid_guest_contract *out_contract);
 
 /**
  * Checks a layout without making a host.
@@ -1826,7 +2146,7 @@ int pasid_check_import(const struct pasid_host *host,
  * Imports a guest exported by `pasid_export_guest` on another host (or this one).
  *
  * `rid_map` (`rid_map_len` entries; NULL when 0) says where each of the guest's
- * devices is attached here and, unless an entry's `kind` is `PASID_DEVICE_KIND_ANY`,
+ * devices is attached here and, unless an entry's `kind` is `PASID_DEVICE_KIND_SAME_AS_SOURCE`,
  * what kind of device that is; a device missing from it is refused
  * (`PASID_RESULT_RID_NOT_MAPPED`), one mapped to a device of another kind too
  * (`PASID_RESULT_DEVICE_KIND_MISMATCH`); entries for RIDs the guest lacks are ignored

@@ -1,6 +1,8 @@
 //! The crate's one error type, with stable numeric codes shared by the C and JS layers.
 
+use crate::contract::GuestContract;
 use crate::layout::RangeName;
+use crate::migrate::MigrationIdentity;
 use crate::source::SourceError;
 use crate::types::{DeviceKind, GuestId, Rid};
 
@@ -249,6 +251,37 @@ pub enum Error {
         /// What the source said.
         error: SourceError,
     },
+    /// The guest's translation-change log is full: the VMM has not drained it
+    /// ([`crate::Host::drain_translation_changes`]). Nothing changed.
+    #[error("the guest's translation-change log is full ({capacity} changes): drain it")]
+    ChangeLogFull {
+        /// The log's capacity.
+        capacity: u32,
+    },
+    /// This host already imported a blob with this identity: a replayed (or retried
+    /// without a new epoch) migration.
+    #[error("{identity} was imported here already")]
+    Replayed {
+        /// The blob's identity.
+        identity: MigrationIdentity,
+    },
+    /// What the guest's vIOMMU advertised (its PASID width, the range it may use, its
+    /// capabilities) is more than this host can honour.
+    #[error("the guest was told {told}, but this host offers {offered}")]
+    ContractNotHonoured {
+        /// What the guest was told.
+        told: GuestContract,
+        /// The most this host can offer a guest of that platform.
+        offered: GuestContract,
+    },
+    /// A teardown was confirmed while the gPASID's invalid entry still waits in the
+    /// guest's change log: the CPU may still translate it. Drain and apply the log
+    /// first.
+    #[error("PASID {pasid}'s invalidation is still in the change log: apply it before confirming the teardown")]
+    ChangePending {
+        /// The guest PASID.
+        pasid: u32,
+    },
 }
 
 impl From<SourceError> for Error {
@@ -346,6 +379,14 @@ pub enum ErrorCode {
     AmbiguousUse = 54,
     /// [`Error::Source`].
     Source = 55,
+    /// [`Error::ChangeLogFull`].
+    ChangeLogFull = 56,
+    /// [`Error::Replayed`].
+    Replayed = 57,
+    /// [`Error::ContractNotHonoured`].
+    ContractNotHonoured = 58,
+    /// [`Error::ChangePending`].
+    ChangePending = 59,
 }
 
 impl Error {
@@ -391,6 +432,10 @@ impl Error {
             Error::NotDraining { .. } => ErrorCode::NotDraining,
             Error::AmbiguousUse { .. } => ErrorCode::AmbiguousUse,
             Error::Source { .. } => ErrorCode::Source,
+            Error::ChangeLogFull { .. } => ErrorCode::ChangeLogFull,
+            Error::Replayed { .. } => ErrorCode::Replayed,
+            Error::ContractNotHonoured { .. } => ErrorCode::ContractNotHonoured,
+            Error::ChangePending { .. } => ErrorCode::ChangePending,
         }
     }
 }

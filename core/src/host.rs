@@ -26,8 +26,11 @@ mod teardown;
 use alloc::vec::Vec;
 
 use crate::bitmap::IdBitmap;
+use crate::changes::ChangeLog;
+use crate::contract::GuestContract;
 use crate::error::{Error, Result};
 use crate::layout::PasidLayout;
+use crate::migrate::MigrationIdentity;
 use crate::remap::RemapTable;
 use crate::sorted::{SortedMap, SortedSet};
 use crate::source::HostPasidSource;
@@ -62,6 +65,11 @@ pub struct Host<S = IdBitmap> {
     /// Host PASIDs whose teardown is confirmed but which the source did not take back
     /// (a broker that was unreachable): still ours, retried on the next teardown.
     pub(crate) release_backlog: Vec<u32>,
+    /// This host's id in migration blobs it writes (0 until the VMM sets one).
+    pub(crate) host_id: u64,
+    /// The identities of the last blobs imported here, oldest first, so a replayed
+    /// blob is refused (bounded: see `migrate::REMEMBERED_IMPORTS`).
+    pub(crate) imported: Vec<MigrationIdentity>,
 }
 
 #[derive(Debug, Clone)]
@@ -87,6 +95,10 @@ impl RidUsers {
 #[derive(Debug, Clone)]
 pub(crate) struct Guest {
     pub(crate) config: GuestConfig,
+    /// What the guest's vIOMMU told it; a p2 guest's gPASIDs come from its range.
+    pub(crate) contract: GuestContract,
+    /// The translation-change log, when the VMM turned it on.
+    pub(crate) changes: Option<ChangeLog>,
     /// gPASIDs the guest holds or that drain, of both kinds (p2 guests only).
     pub(crate) pasids: IdBitmap,
     /// The shared ones it holds, with their host PASIDs.
@@ -138,10 +150,22 @@ pub(crate) fn live_guest_mut(slots: &mut [Slot], id: GuestId) -> Result<&mut Gue
 }
 
 impl Guest {
-    pub(crate) fn new(config: GuestConfig, layout: &PasidLayout) -> Result<Self> {
+    /// A guest with nothing yet. `contract` was checked against `layout` (its range
+    /// lies in the local range), so a p2 guest allocates only inside what it was told.
+    pub(crate) fn new(
+        config: GuestConfig,
+        contract: GuestContract,
+        layout: &PasidLayout,
+    ) -> Result<Self> {
+        let range = match config.platform {
+            Platform::P2 => contract.local(),
+            Platform::P1 => layout.local(),
+        };
         Ok(Guest {
             config,
-            pasids: IdBitmap::new(layout.local())?,
+            contract,
+            changes: None,
+            pasids: IdBitmap::new(range)?,
             remap: RemapTable::new(layout.local())?,
             devices: SortedMap::new(),
             bind_counts: SortedMap::new(),
@@ -208,6 +232,8 @@ pub(crate) const P1_NO_ALLOC: &str =
     "the guest's vIOMMU offers no PASID allocation (p1): record its PASIDs";
 pub(crate) const P2_NO_RECORD: &str =
     "the guest allocates PASIDs through its vIOMMU (p2): use alloc and bind";
+const P1_NOT_EXACT: &str =
+    "a p1 guest learns only a PASID width: it can be told exactly 1..2^width, no other range";
 const P1_HOST_NO_P2: &str = "a p1 host has no shared work queues, so it cannot host a p2 guest";
 const SOURCE_RANGE_DIFFERS: &str =
     "the host-PASID source serves another range than the layout's shared range";
@@ -240,6 +266,8 @@ impl<S: HostPasidSource> Host<S> {
             rids: SortedMap::new(),
             orphans: Vec::new(),
             release_backlog: Vec::new(),
+            host_id: 0,
+            imported: Vec::new(),
         })
     }
 
@@ -272,15 +300,63 @@ impl<S: HostPasidSource> Host<S> {
 
     // ---- guests ----
 
-    /// Creates a guest. A p2 guest needs a p2 host.
+    /// Creates a guest. A p2 guest needs a p2 host. Its vIOMMU is taken to advertise
+    /// [`GuestContract::for_layout`]; [`Host::create_guest_advertising`] says otherwise.
     pub fn create_guest(&mut self, config: GuestConfig) -> Result<GuestId> {
+        let contract = GuestContract::for_layout(&self.layout, config.platform);
+        self.create_guest_told(config, contract)
+    }
+
+    /// Creates a guest whose vIOMMU advertises `contract` (the width, the range a p2
+    /// guest's gPASIDs come from, the capability bits). The contract must be one its
+    /// platform can state ([`GuestContract::validate`]; for p1 exactly `1..2^width`,
+    /// [`GuestContract::is_exact`]) and this host must honour it
+    /// ([`Error::ContractNotHonoured`]). It migrates with the guest, and a destination
+    /// that cannot honour it refuses the import.
+    pub fn create_guest_advertising(
+        &mut self,
+        config: GuestConfig,
+        contract: GuestContract,
+    ) -> Result<GuestId> {
+        if !contract.is_exact(config.platform) {
+            return Err(Error::IncompatibleLayout {
+                reason: P1_NOT_EXACT,
+            });
+        }
+        self.create_guest_told(config, contract)
+    }
+
+    fn create_guest_told(
+        &mut self,
+        config: GuestConfig,
+        contract: GuestContract,
+    ) -> Result<GuestId> {
         if config.platform == Platform::P2 && self.platform == Platform::P1 {
             return Err(Error::NotSupported {
                 what: P1_HOST_NO_P2,
             });
         }
-        let guest = Guest::new(config, &self.layout)?;
+        contract.validate(config.platform)?;
+        contract.check_honoured(&self.layout, self.platform)?;
+        let guest = Guest::new(config, contract, &self.layout)?;
         self.install_guest(guest)
+    }
+
+    /// What a guest's vIOMMU advertised (see [`Host::create_guest_advertising`]).
+    pub fn guest_contract(&self, guest: GuestId) -> Result<GuestContract> {
+        Ok(self.guest(guest)?.contract)
+    }
+
+    /// Names this host in the migration blobs it writes (part of each blob's
+    /// [`MigrationIdentity`]). Give every host of a fleet its own id (a hash of its
+    /// machine id, say): destinations refuse a second blob with the same identity.
+    pub fn set_host_id(&mut self, host_id: u64) {
+        self.host_id = host_id;
+    }
+
+    /// This host's id (see [`Host::set_host_id`]); 0 until set.
+    pub fn host_id(&self) -> u64 {
+        self.host_id
     }
 
     /// Puts a fully built guest in a free slot; the only step that can fail is memory.
@@ -425,6 +501,7 @@ impl<S: HostPasidSource> Host<S> {
                         .sum::<usize>()
                     + g.bind_counts.heap_bytes()
                     + g.draining.heap_bytes()
+                    + g.changes.as_ref().map_or(0, |l| l.heap_bytes())
             })
             .sum();
         self.slots.capacity() * size_of::<Slot>()
@@ -437,6 +514,7 @@ impl<S: HostPasidSource> Host<S> {
                 .sum::<usize>()
             + self.orphans.capacity() * size_of::<Draining>()
             + self.release_backlog.capacity() * 4
+            + self.imported.capacity() * size_of::<MigrationIdentity>()
             + per_guest
     }
 }

@@ -38,10 +38,46 @@
 //!    4 KiB page per table plus one per directory, each with the physical address it
 //!    will hand to the CPU, to [`Host::export_translation`];
 //! 2. writes the two directory addresses into the VMCS fields above and sets the control;
-//! 3. after each update ([`Host::alloc_reporting_pages`], [`Host::free_reporting_pages`])
-//!    rewrites just the changed table page ([`Host::write_translation_table`]) and, when
-//!    [`PagesTouched::directory_changed`] says so, the one directory entry
-//!    ([`write_directory_entry`]).
+//! 3. after each update, changes only what changed, one entry at a time: the guest's
+//!    change stream ([`crate::changes`]) gives each `(gPASID, host PASID or invalid)` in
+//!    order and [`plan_update`] turns each into at most three single stores
+//!    ([`EntryUpdate`]) in the safe order (below). Rewriting a whole page
+//!    ([`Host::write_translation_table`], [`Host::write_touched_pages`]) is only safe for
+//!    a page no vCPU can reach yet (not linked from a directory, or the VM not running).
+//!
+//! # Updating pages a vCPU walks
+//!
+//! While the guest runs, a vCPU may walk the pages at any moment (every ENQCMD). The
+//! rules a VMM follows, which [`plan_update`] encodes and the C layer's
+//! `pasid_apply_translation_update` performs:
+//!
+//! * **What may change while a vCPU runs:** one 4-byte table entry per store, and a
+//!   directory entry going from not present to present (8 bytes, one store). Nothing
+//!   else: a linked table page is never unlinked, moved or rewritten as a whole (the
+//!   library never removes a table once made, so neither need the VMM).
+//! * **Single stores.** Each entry is written with one naturally aligned store of its
+//!   size (32 bits for a table entry, 64 for a directory entry), so the CPU reads
+//!   either the old or the new entry, never a mix. In C: `__atomic_store_n(p, v,
+//!   __ATOMIC_RELEASE)` or a `volatile uint32_t`/`uint64_t` store on an aligned
+//!   pointer; the release order keeps the stores of one update in program order on
+//!   x86 (TSO) and for the compiler. This crate has no `unsafe`: [`Store::write`]
+//!   writes the entry's little-endian bytes into its aligned 4- or 8-byte window of a
+//!   `&mut [u8]` page, which is the model, not a promise of one store; a page shared
+//!   with a running vCPU must be written through the C layer or the VMM's own atomic
+//!   store.
+//! * **Order: invalidate first, re-point after.** A walker must never find a valid
+//!   entry naming a host PASID the guest does not hold. So a change to a valid entry
+//!   that names another host PASID is two stores, invalid then the new entry; a new
+//!   table is filled (its page all invalid, then the entry) before the directory entry
+//!   that links it is stored; an unmap is one store of the invalid entry.
+//! * **Flush before teardown.** After storing an invalid entry the VMM makes sure no
+//!   vCPU still uses the old translation before it confirms the teardown
+//!   ([`Host::complete_teardown`]): it kicks every vCPU of the guest out of non-root
+//!   operation once (a VM exit and re-entry), then invalidates the IOMMU's caches for
+//!   the PASID and drains the work queue. Whether the processor caches PASID
+//!   translations at all is not public (see [what was verified](#what-was-verified)),
+//!   so the kick is the conservative rule. Valid entries being added need no flush: a
+//!   cached "invalid" only costs one more VM exit, which the VMM handles by retrying.
 //!
 //! [`walk`] is a software model of the CPU's walk over such pages, for tests and for
 //! VMMs that emulate ENQCMD themselves.
@@ -102,6 +138,7 @@
 
 use alloc::vec::Vec;
 
+use crate::changes::TranslationChange;
 use crate::error::{Error, Result};
 use crate::remap::{PagesTouched, TableView};
 use crate::types::GuestId;
@@ -461,6 +498,177 @@ fn le_bytes<const N: usize>(page: &[u8], offset: usize) -> [u8; N] {
         out.copy_from_slice(src);
     }
     out
+}
+
+/// One store of a single-entry update: the entry and where it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    /// A 4-byte entry of table `table`'s page, at byte `offset` (a multiple of 4).
+    Table {
+        /// The table number (gPASID >> 10).
+        table: u32,
+        /// Byte offset in the table page.
+        offset: usize,
+        /// The entry to store.
+        entry: TableEntry,
+    },
+    /// An 8-byte entry of a directory page, at byte `offset` (a multiple of 8).
+    Directory {
+        /// Which directory page.
+        directory: Directory,
+        /// Byte offset in the directory page.
+        offset: usize,
+        /// The entry to store.
+        entry: DirectoryEntry,
+    },
+}
+
+impl Store {
+    /// Writes this store's entry into `page` (the page it names), through its aligned
+    /// window only: 4 or 8 bytes change. `page` must be [`PAGE_SIZE`] long and start 8-
+    /// byte aligned in memory (so each entry's window is naturally aligned, as the single
+    /// store of the C layer needs). See [the rules](self#updating-pages-a-vcpu-walks):
+    /// this is the model of one store, not an atomic one.
+    pub fn write(&self, page: &mut [u8]) -> Result<()> {
+        check_window_page(page)?;
+        match *self {
+            Store::Table { offset, entry, .. } => {
+                page[offset..offset + 4].copy_from_slice(&entry.0.to_le_bytes())
+            }
+            Store::Directory { offset, entry, .. } => {
+                page[offset..offset + 8].copy_from_slice(&entry.0.to_le_bytes())
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A page a store goes to must be a whole page whose entries are naturally aligned in
+/// memory. (Reading a slice's address is safe; only the C layer dereferences one.)
+fn check_window_page(page: &[u8]) -> Result<()> {
+    if page.len() != PAGE_SIZE {
+        return Err(Error::PageSize { len: page.len() });
+    }
+    let addr = page.as_ptr() as usize;
+    if addr % 8 != 0 {
+        return Err(Error::UnalignedPage { phys: addr as u64 });
+    }
+    Ok(())
+}
+
+/// The stores of one translation change, in the order to make them (at most three:
+/// invalidate, the new entry, the directory entry that links a new table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryUpdate {
+    stores: [Option<Store>; 3],
+    table: u32,
+}
+
+impl EntryUpdate {
+    /// The stores, in order.
+    pub fn stores(&self) -> impl Iterator<Item = Store> + '_ {
+        self.stores.iter().flatten().copied()
+    }
+
+    /// The table the change is in (gPASID >> 10): the page the table stores go to.
+    pub fn table(&self) -> u32 {
+        self.table
+    }
+
+    /// Whether a directory entry is stored (the table is linked by this update).
+    pub fn links_table(&self) -> bool {
+        self.stores().any(|s| matches!(s, Store::Directory { .. }))
+    }
+
+    /// Makes the stores in order on pages a VMM keeps: `table_page` is the page of
+    /// [`EntryUpdate::table`], `directory_page` the page of
+    /// [`Directory::of_table`]`(table)` (needed only when the update links the table).
+    /// Everything is checked before the first store. See [`Store::write`].
+    pub fn apply(&self, table_page: &mut [u8], directory_page: Option<&mut [u8]>) -> Result<()> {
+        check_window_page(table_page)?;
+        let directory_page = match directory_page {
+            Some(d) if self.links_table() => {
+                check_window_page(d)?;
+                Some(d)
+            }
+            None if self.links_table() => {
+                return Err(Error::MissingTablePage { table: self.table })
+            }
+            _ => None,
+        };
+        let mut directory_page = directory_page;
+        for store in self.stores() {
+            match store {
+                Store::Table { .. } => store.write(table_page)?,
+                Store::Directory { .. } => {
+                    if let Some(d) = directory_page.as_deref_mut() {
+                        store.write(d)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Plans the stores that apply one [`TranslationChange`] to pages a vCPU may be
+/// walking, in the order that never shows a valid entry naming a host PASID the guest
+/// does not hold (see [the rules](self#updating-pages-a-vcpu-walks)):
+///
+/// * `previous` is the entry there now, as the VMM last stored it
+///   ([`TableEntry::INVALID`] when the table is new or the entry was never set). A
+///   valid entry naming another host PASID is invalidated first;
+/// * `link`: `Some(table_phys)` when the change's table is not linked yet: the page at
+///   `table_phys` must be all invalid (zeroed, or [`Host::write_translation_table`]),
+///   the entry goes in first and the directory entry after it. `None` when linked.
+///
+/// Nothing is read from any page, so the pages may be memory the library may not read
+/// (the C layer's pages may be uninitialised until linked).
+pub fn plan_update(
+    change: TranslationChange,
+    previous: TableEntry,
+    link: Option<u64>,
+) -> Result<EntryUpdate> {
+    if change.gpasid > HOST_PASID_MASK {
+        return Err(Error::PasidOutOfRange {
+            pasid: change.gpasid,
+        });
+    }
+    if let Some(h) = change.hpasid.filter(|&h| h > HOST_PASID_MASK) {
+        return Err(Error::PasidOutOfRange { pasid: h });
+    }
+    let table = change.gpasid >> 10;
+    let offset = (change.gpasid & 0x3ff) as usize * 4;
+    let directory = match link {
+        Some(phys) => {
+            let (directory, dir_offset) = directory_slot(table);
+            Some(Store::Directory {
+                directory,
+                offset: dir_offset,
+                entry: DirectoryEntry::present(phys)?,
+            })
+        }
+        None => None,
+    };
+    let store = |entry| {
+        Some(Store::Table {
+            table,
+            offset,
+            entry,
+        })
+    };
+    let new = match change.hpasid {
+        Some(h) => TableEntry::valid(h),
+        None => TableEntry::INVALID,
+    };
+    // A linked-now table is unreachable until its directory entry: no invalidation.
+    let repoint = link.is_none() && previous.is_valid() && new.is_valid() && previous != new;
+    let stores = if repoint {
+        [store(TableEntry::INVALID), store(new), directory]
+    } else {
+        [store(new), directory, None]
+    };
+    Ok(EntryUpdate { stores, table })
 }
 
 /// A set of table numbers (0..1024), on the stack.

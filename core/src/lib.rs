@@ -45,6 +45,8 @@
 extern crate alloc;
 
 pub mod bitmap;
+pub mod changes;
+pub mod contract;
 mod error;
 pub mod host;
 pub mod hwtable;
@@ -57,6 +59,8 @@ pub mod source;
 mod types;
 pub mod vcmd;
 
+pub use changes::TranslationChange;
+pub use contract::GuestContract;
 pub use error::{Error, ErrorCode, Result};
 pub use host::Host;
 pub use layout::{PasidLayout, RangeName, MAX_PASID_WIDTH};

@@ -50,21 +50,30 @@
 //!
 //! The first one that fails names the conflict:
 //!
-//! 1. the blob: framing ([`Error::MalformedBlob`]), major version
-//!    ([`Error::UnsupportedVersion`]), checksum ([`Error::ChecksumMismatch`]), then the
+//! 1. the blob (`validate.rs`): framing ([`Error::MalformedBlob`]), version
+//!    ([`Error::UnsupportedVersion`]: 1.0 and 2.x are read), checksum
+//!    ([`Error::ChecksumMismatch`]), the 2.x records (an unknown one not marked
+//!    optional, a known one that does not decode: [`Error::MalformedBlob`]), then the
 //!    payload must describe a guest that could exist on its source
 //!    ([`Error::MalformedBlob`], or [`Error::QuotaExceeded`] when it holds more shared
 //!    PASIDs than its quota);
-//! 2. platform: a p2 guest needs a p2 destination ([`Error::NotSupported`]); a p1 guest
+//! 2. identity: a blob whose [`MigrationIdentity`] this host imported before is a
+//!    replay ([`Error::Replayed`]);
+//! 3. platform: a p2 guest needs a p2 destination ([`Error::NotSupported`]); a p1 guest
 //!    goes to either and stays p1, because its vIOMMU's lack of PASID allocation is
 //!    guest-visible ([`ImportReport::p1_guest_on_p2_host`]);
-//! 3. layout: every gPASID (p2) or recorded PASID (p1) lies in the destination's local
-//!    range ([`Error::PasidOutOfRange`] with the first one, ascending, by RID for p1),
-//!    and the destination's shared range is at least as large as the guest's shared
-//!    PASIDs ([`Error::IncompatibleLayout`]). The split need not equal the source's;
-//!    a fleet should still use one local range everywhere (see the crate's design);
-//! 4. free shared PASIDs on the destination ([`Error::SharedRangeExhausted`]);
-//! 5. devices, by source RID ascending: each is in `rid_map`
+//! 4. the guest-visible contract: what the guest's vIOMMU advertised (its range, width
+//!    and capabilities, [`GuestContract`]) must be honoured here, whatever the guest
+//!    holds ([`Error::ContractNotHonoured`], naming both);
+//! 5. quota: the destination's [`QuotaRule`] gives the guest's quota, which must cover
+//!    the shared PASIDs it holds ([`Error::QuotaExceeded`]);
+//! 6. layout: every gPASID (p2) or recorded PASID (p1) lies in the destination's local
+//!    range ([`Error::PasidOutOfRange`] with the first one, ascending, by RID for p1;
+//!    after check 4 only a p1 guest that recorded PASIDs beyond what it was told can
+//!    fail here), and the destination's shared range is at least as large as the
+//!    guest's shared PASIDs ([`Error::IncompatibleLayout`]);
+//! 7. free shared PASIDs on the destination ([`Error::SharedRangeExhausted`]);
+//! 8. devices, by source RID ascending: each is in `rid_map`
 //!    ([`Error::RidNotMapped`]: an unmapped RID is an error, never identity, so a VF
 //!    that moved is never silently attached to whatever sits at its old BDF), exactly
 //!    once ([`Error::RidMappedTwice`]); if its mapping gives a
@@ -73,28 +82,144 @@
 //!    ([`Error::RidInUse`]); then no two devices may share a destination RID
 //!    ([`Error::RidInUse`] with the lowest such RID). Map entries for RIDs the guest
 //!    lacks are ignored, so one map can serve several guests. Devices keep their kind;
-//! 6. a free guest slot ([`Error::TooManyGuests`]) and memory ([`Error::OutOfMemory`]).
+//! 9. a free guest slot ([`Error::TooManyGuests`]) and memory ([`Error::OutOfMemory`],
+//!    [`Error::ChangeLogFull`] when [`ImportOptions::change_log`] is smaller than the
+//!    guest's table).
+//!
+//! # Versions
+//!
+//! [`Host::export_guest`] writes [`FormatVersion::CURRENT`];
+//! [`Host::export_guest_with`] writes any of [`FormatVersion::SUPPORTED`] (1.0 for a
+//! destination with an older library) with a migration epoch. The rule for what a
+//! reader may skip, and the compatibility matrix, are in `docs/migration-format.md`.
 
+mod validate;
 mod wire;
 
 use alloc::vec::Vec;
+use core::fmt;
 
+use crate::changes::TranslationChange;
+use crate::contract::GuestContract;
 use crate::error::{Error, Result};
 use crate::host::{Device, Guest, Host};
 use crate::layout::PasidLayout;
 use crate::sorted::SortedMap;
 use crate::types::{DeviceKind, GuestConfig, GuestId, PasidKind, Platform, Rid};
 
-use wire::{gpasid, Decoded, SHARED_BIT};
+use validate::{gpasid, Decoded};
+use wire::SHARED_BIT;
 
-/// The format's major version this build writes and reads. Readers refuse any other
-/// major version with [`Error::UnsupportedVersion`].
+/// The format's major version this build writes by default. It reads this major and
+/// 1 (1.0); any other is refused with [`Error::UnsupportedVersion`].
 pub const FORMAT_MAJOR: u16 = wire::MAJOR;
-/// The format's minor version this build writes. Minor versions only append fields, so
-/// readers accept blobs of any minor version of their major.
+/// The format's minor version this build writes by default.
 pub const FORMAT_MINOR: u16 = wire::MINOR;
 /// The 8 bytes every blob starts with.
 pub const FORMAT_MAGIC: [u8; 8] = wire::MAGIC;
+
+/// How many imported identities a host remembers to refuse replays: the oldest is
+/// forgotten when a new one comes. Bounded so a host's memory does not grow with its
+/// uptime; a VMM feeds blobs of its own guests only, so it cannot flush the set to
+/// replay another VMM's blob without importing that many of its own.
+pub const REMEMBERED_IMPORTS: usize = 256;
+
+/// A blob format version, major.minor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct FormatVersion {
+    /// Changes when an older reader could misread a blob: older readers refuse it.
+    pub major: u16,
+    /// Changes when records are added; what a reader may skip is marked per record.
+    pub minor: u16,
+}
+
+impl FormatVersion {
+    /// Version 1.0: no records, so no identity and no contract.
+    pub const V1_0: FormatVersion = FormatVersion { major: 1, minor: 0 };
+    /// Version 2.0: 1.0's fields, then records (identity and contract, both required).
+    pub const V2_0: FormatVersion = FormatVersion { major: 2, minor: 0 };
+    /// What this build writes by default.
+    pub const CURRENT: FormatVersion = FormatVersion::V2_0;
+    /// Every version this build writes and reads, oldest first.
+    pub const SUPPORTED: [FormatVersion; 2] = [FormatVersion::V1_0, FormatVersion::V2_0];
+}
+
+impl fmt::Display for FormatVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+/// Who wrote a blob, for which guest, in which migration attempt: a destination
+/// refuses a second blob with the same identity ([`Error::Replayed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct MigrationIdentity {
+    /// The source host's id ([`Host::set_host_id`]).
+    pub source_host: u64,
+    /// The guest's id on the source (never reused there for another guest).
+    pub source_guest: GuestId,
+    /// The migration attempt, as the source's VMM numbers them
+    /// ([`ExportOptions::epoch`]): a retry after a failed attempt takes a new one.
+    pub epoch: u64,
+}
+
+impl fmt::Display for MigrationIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the migration of {} from host {:#x}, epoch {}",
+            self.source_guest, self.source_host, self.epoch
+        )
+    }
+}
+
+/// How [`Host::export_guest_with`] writes a blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExportOptions {
+    /// The format version to write: [`FormatVersion::CURRENT`], or an older one the
+    /// destination reads (migrating back to an older host). 1.0 carries no identity
+    /// and no contract, and is refused for a guest whose contract 1.0 cannot express.
+    pub version: FormatVersion,
+    /// The migration attempt: a new number for every attempt (a counter the VMM keeps,
+    /// a timestamp), so that a retry is not taken for a replay.
+    pub epoch: u64,
+}
+
+impl Default for ExportOptions {
+    fn default() -> Self {
+        ExportOptions {
+            version: FormatVersion::CURRENT,
+            epoch: 0,
+        }
+    }
+}
+
+/// The imported guest's quota: the blob's quota is a request, and the destination
+/// decides (the blob is integrity-checked, not authenticated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QuotaRule {
+    /// The blob's quota, as it says (a destination that trusts its source).
+    #[default]
+    Request,
+    /// The blob's quota, but at most this.
+    Cap(u32),
+    /// This quota, whatever the blob says.
+    Set(u32),
+}
+
+/// How [`Host::import_guest_with`] imports a blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ImportOptions {
+    /// The imported guest's quota. A quota below the shared PASIDs the guest holds is
+    /// refused with [`Error::QuotaExceeded`].
+    pub quota: QuotaRule,
+    /// Start the imported guest's translation-change log with this capacity (see
+    /// [`Host::enable_translation_changes`]): its first changes are the whole new
+    /// table.
+    pub change_log: Option<u32>,
+}
 
 /// One entry of an import's RID map: where the guest's device at `source` is attached
 /// on the destination host, and optionally what kind of device that is.
@@ -152,6 +277,14 @@ pub struct ImportReport {
     /// Every device: its source RID, the destination RID it was attached at, its kind;
     /// ascending by source RID.
     pub devices: Vec<RidRemap>,
+    /// The blob's identity (a 1.0 blob has none), now remembered by this host.
+    pub identity: Option<MigrationIdentity>,
+    /// The blob's format version.
+    pub version: FormatVersion,
+    /// What the guest's vIOMMU advertised, which this host honours.
+    pub contract: GuestContract,
+    /// The guest's quota here, after the [`QuotaRule`].
+    pub quota: u32,
 }
 
 /// A shared gPASID's host PASIDs before and after migration.
@@ -192,6 +325,11 @@ pub struct MigratedGuest {
     pub source_platform: Platform,
     /// The guest's configuration (platform and quota).
     pub config: GuestConfig,
+    /// What the guest's vIOMMU advertised (for a 1.0 blob: what its source layout
+    /// gave, as 1.0 readers assume).
+    pub contract: GuestContract,
+    /// The blob's identity (2.0 and later).
+    pub identity: Option<MigrationIdentity>,
     /// The guest's gPASIDs (p2), ascending.
     pub pasids: Vec<MigratedPasid>,
     /// The guest's devices, ascending by source RID.
@@ -225,7 +363,7 @@ pub struct MigratedDevice {
 /// Decodes and checks a blob without a host: what it holds, or why it is refused.
 /// Succeeds exactly when the blob passes check 1 of the [module's list](self).
 pub fn inspect(blob: &[u8]) -> Result<MigratedGuest> {
-    let d = wire::decode(blob)?;
+    let d = validate::decode(blob)?;
     let mut pasids = Vec::new();
     pasids.try_reserve_exact(d.pasids.len())?;
     pasids.extend(
@@ -255,6 +393,8 @@ pub fn inspect(blob: &[u8]) -> Result<MigratedGuest> {
         source_layout: d.source_layout,
         source_platform: d.source_platform,
         config: d.config,
+        contract: d.contract,
+        identity: d.identity,
         pasids,
         devices,
     })
@@ -266,18 +406,36 @@ const SHARED_RANGE_TOO_SMALL: &str =
     "the destination's shared range is smaller than the guest's shared PASIDs";
 
 impl<S: crate::source::HostPasidSource> Host<S> {
-    /// Exports a guest's PASID state as a migration blob. The guest stays as it is;
+    /// Exports a guest's PASID state as a migration blob of the current format, with
+    /// epoch 0 ([`Host::export_guest_with`] chooses both). The guest stays as it is;
     /// once the destination has imported the blob, [`Host::destroy_guest`] releases it.
     pub fn export_guest(&self, guest: GuestId) -> Result<Vec<u8>> {
-        wire::encode_vec(self, self.guest(guest)?)
+        self.export_guest_with(guest, &ExportOptions::default())
+    }
+
+    /// Exports a guest as [`Host::export_guest`] does, in the format version and with
+    /// the migration epoch `opts` gives.
+    pub fn export_guest_with(&self, guest: GuestId, opts: &ExportOptions) -> Result<Vec<u8>> {
+        wire::encode_vec(self, guest, self.guest(guest)?, opts)
     }
 
     /// [`Host::export_guest`] into a caller's buffer (for C callers that own their
     /// memory): returns the blob's length, or [`Error::BufferTooSmall`] with the length
     /// needed, in which case `buf`'s contents are unspecified.
     pub fn export_guest_into(&self, guest: GuestId, buf: &mut [u8]) -> Result<usize> {
+        self.export_guest_with_into(guest, &ExportOptions::default(), buf)
+    }
+
+    /// [`Host::export_guest_with`] into a caller's buffer (see
+    /// [`Host::export_guest_into`]).
+    pub fn export_guest_with_into(
+        &self,
+        guest: GuestId,
+        opts: &ExportOptions,
+        buf: &mut [u8],
+    ) -> Result<usize> {
         let g = self.guest(guest)?;
-        wire::encode_slice(self, g, buf)
+        wire::encode_slice(self, guest, g, opts, buf)
     }
 
     /// Runs every check of [`Host::import_guest`] without changing anything: `Ok` means
@@ -295,8 +453,22 @@ impl<S: crate::source::HostPasidSource> Host<S> {
     where
         M: Copy + Into<RidMapping>,
     {
-        let d = wire::decode(blob)?;
-        self.plan_import(&d, &rid_mappings(rid_map)?).map(|_| ())
+        self.check_import_with(blob, rid_map, &ImportOptions::default())
+    }
+
+    /// Runs every check of [`Host::import_guest_with`] without changing anything.
+    pub fn check_import_with<M>(
+        &self,
+        blob: &[u8],
+        rid_map: &[M],
+        opts: &ImportOptions,
+    ) -> Result<()>
+    where
+        M: Copy + Into<RidMapping>,
+    {
+        let d = validate::decode(blob)?;
+        self.plan_import(&d, &rid_mappings(rid_map)?, opts)
+            .map(|_| ())
     }
 
     /// Imports a guest exported by [`Host::export_guest`] on another host (or this one),
@@ -331,8 +503,22 @@ impl<S: crate::source::HostPasidSource> Host<S> {
     where
         M: Copy + Into<RidMapping>,
     {
-        let d = wire::decode(blob)?;
-        let destinations = self.plan_import(&d, &rid_mappings(rid_map)?)?;
+        self.import_guest_with(blob, rid_map, &ImportOptions::default())
+    }
+
+    /// [`Host::import_guest_mapped`] with the destination's own choices: the guest's
+    /// quota ([`QuotaRule`]) and whether its translation-change log starts at once.
+    pub fn import_guest_with<M>(
+        &mut self,
+        blob: &[u8],
+        rid_map: &[M],
+        opts: &ImportOptions,
+    ) -> Result<(GuestId, ImportReport)>
+    where
+        M: Copy + Into<RidMapping>,
+    {
+        let d = validate::decode(blob)?;
+        let (destinations, quota) = self.plan_import(&d, &rid_mappings(rid_map)?, opts)?;
 
         // Build the guest and the report off to the side; only memory can fail here.
         let mut report = ImportReport {
@@ -340,10 +526,27 @@ impl<S: crate::source::HostPasidSource> Host<S> {
             p1_guest_on_p2_host: d.config.platform == Platform::P1 && self.platform == Platform::P2,
             shared: Vec::new(),
             devices: Vec::new(),
+            identity: d.identity,
+            version: FormatVersion {
+                major: d.major,
+                minor: d.minor,
+            },
+            contract: d.contract,
+            quota,
         };
         report.shared.try_reserve_exact(d.shared_count as usize)?;
         report.devices.try_reserve_exact(d.devices.len())?;
-        let mut g = Guest::new(d.config, &self.layout)?;
+        if d.identity.is_some() && self.imported.capacity() < REMEMBERED_IMPORTS {
+            // Once, for good: the set never grows past this, so later imports never
+            // allocate for it and the oldest-first replacement below never moves it.
+            self.imported
+                .try_reserve_exact(REMEMBERED_IMPORTS - self.imported.len())?;
+        }
+        let config = GuestConfig {
+            shared_quota: quota,
+            ..d.config
+        };
+        let mut g = Guest::new(config, d.contract, &self.layout)?;
         let mut devices = Vec::new();
         devices.try_reserve_exact(d.devices.len())?;
         for (dev, &destination) in d.devices.iter().zip(&destinations) {
@@ -376,11 +579,19 @@ impl<S: crate::source::HostPasidSource> Host<S> {
         let mut hpasids = Vec::new();
         self.source.alloc_many(d.shared_count, &mut hpasids)?;
         let installed = fill_pasids(&mut g, &d, &hpasids, &mut report.shared)
+            .and_then(|()| start_log(&mut g, opts.change_log, &report.shared))
             .and_then(|()| self.install_guest(g))
             .and_then(|id| self.register_devices(id, &report.devices).map(|()| id));
         match installed {
             Ok(id) => {
                 self.host_pasids += d.shared_count;
+                if let Some(identity) = d.identity {
+                    if self.imported.len() >= REMEMBERED_IMPORTS {
+                        self.imported.remove(0);
+                    }
+                    // Reserved above.
+                    self.imported.push(identity);
+                }
                 Ok((id, report))
             }
             Err(e) => {
@@ -418,14 +629,34 @@ impl<S: crate::source::HostPasidSource> Host<S> {
         Ok(())
     }
 
-    /// Checks 2-5 of the module's list; returns the destination RID of each device.
-    /// `map` is sorted by source RID.
-    fn plan_import(&self, d: &Decoded, map: &[RidMapping]) -> Result<Vec<Rid>> {
+    /// Checks 2-7 of the module's list; returns the destination RID of each device and
+    /// the guest's quota here. `map` is sorted by source RID.
+    fn plan_import(
+        &self,
+        d: &Decoded,
+        map: &[RidMapping],
+        opts: &ImportOptions,
+    ) -> Result<(Vec<Rid>, u32)> {
+        // Identity: never the same migration twice.
+        if let Some(identity) = d.identity.filter(|i| self.imported.contains(i)) {
+            return Err(Error::Replayed { identity });
+        }
         // Platform.
         if d.config.platform == Platform::P2 && self.platform == Platform::P1 {
             return Err(Error::NotSupported {
                 what: P2_GUEST_P1_HOST,
             });
+        }
+        // The guest-visible contract, whatever the guest holds now.
+        d.contract.check_honoured(&self.layout, self.platform)?;
+        // Quota: the destination's word against the blob's request.
+        let quota = match opts.quota {
+            QuotaRule::Request => d.config.shared_quota,
+            QuotaRule::Cap(cap) => d.config.shared_quota.min(cap),
+            QuotaRule::Set(q) => q,
+        };
+        if d.shared_count > quota {
+            return Err(Error::QuotaExceeded { quota });
         }
         // Layout: every PASID the guest holds fits the destination's local range.
         let local = self.layout.local();
@@ -484,7 +715,7 @@ impl<S: crate::source::HostPasidSource> Host<S> {
         if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
             return Err(Error::RidInUse { rid: w[0].0 });
         }
-        Ok(destinations)
+        Ok((destinations, quota))
     }
 }
 
@@ -510,6 +741,25 @@ fn fill_pasids(
             });
         }
     }
+    Ok(())
+}
+
+/// Starts the imported guest's change log, if asked, with its whole new table.
+fn start_log(g: &mut Guest, capacity: Option<u32>, shared: &[SharedRemap]) -> Result<()> {
+    let Some(capacity) = capacity else {
+        return Ok(());
+    };
+    let capacity = capacity.min(crate::changes::MAX_CHANGE_LOG);
+    if shared.len() > capacity as usize {
+        return Err(Error::ChangeLogFull { capacity });
+    }
+    let mut entries = Vec::new();
+    entries.try_reserve_exact(capacity as usize)?;
+    entries.extend(shared.iter().map(|s| TranslationChange {
+        gpasid: s.gpasid,
+        hpasid: Some(s.destination_hpasid),
+    }));
+    g.changes = Some(crate::changes::ChangeLog::new(entries, capacity));
     Ok(())
 }
 

@@ -3,7 +3,8 @@
 
 use pasid_core::migrate::{self, ImportReport, RidMapping, FORMAT_MAGIC, FORMAT_MAJOR};
 use pasid_core::{
-    DeviceKind, Error, GuestConfig, GuestId, Host, PasidKind, PasidLayout, Platform, Rid,
+    DeviceKind, Error, GuestConfig, GuestContract, GuestId, Host, PasidKind, PasidLayout, Platform,
+    Rid,
 };
 use proptest::prelude::*;
 
@@ -250,7 +251,7 @@ fn inspect_shows_the_contents() {
     let mut src = host(1..4096, 4096..8192, Platform::P2);
     let g = small_p2(&mut src);
     let m = migrate::inspect(&src.export_guest(g).unwrap()).unwrap();
-    assert_eq!((m.format_major, m.format_minor), (1, 0));
+    assert_eq!((m.format_major, m.format_minor), (2, 0));
     assert_eq!(&m.source_layout, src.layout());
     assert_eq!(m.source_platform, Platform::P2);
     assert_eq!(m.config, GuestConfig::p2(8));
@@ -313,7 +314,14 @@ fn inspect_shows_the_contents() {
     h.bind(g, 1, Rid::new(0, 0x0100)).unwrap();
     h.bind(g, 2, Rid::new(0, 0x0100)).unwrap();
     h.bind(g, 2, Rid::new(0, 0x0a00)).unwrap();
-    assert_eq!(h.export_guest(g).unwrap(), blob_of(&good_payload()));
+    let v1 = migrate::ExportOptions {
+        version: migrate::FormatVersion::V1_0,
+        epoch: 0,
+    };
+    assert_eq!(
+        h.export_guest_with(g, &v1).unwrap(),
+        blob_of(&good_payload())
+    );
 }
 
 #[test]
@@ -396,40 +404,44 @@ fn refuses_a_p2_guest_on_a_p1_host() {
 
 #[test]
 fn refuses_pasids_outside_the_destination_range() {
-    // p2: the first gPASID of the source is 4096, beyond the destination's 1..4096.
+    // p2: the guest was told 4096..8192, beyond the destination's 1..4096: refused by
+    // the contract, whatever the guest holds.
     let mut src = host(4096..8192, 1..4096, Platform::P2);
     let g = small_p2(&mut src);
     let blob = src.export_guest(g).unwrap();
+    let told = src.guest_contract(g).unwrap();
     let mut dst = host(1..4096, 4096..8192, Platform::P2);
+    let offered = GuestContract::offered_by(dst.layout(), Platform::P2);
     refused(
         &mut dst,
         &blob,
         &identity(&src, g),
-        Error::PasidOutOfRange { pasid: 4096 },
+        Error::ContractNotHonoured { told, offered },
     );
-    // Above the end: the first one past it is named.
     let mut dst = host(4096..4097, 1..4096, Platform::P2);
+    let offered = GuestContract::offered_by(dst.layout(), Platform::P2);
     refused(
         &mut dst,
         &blob,
         &identity(&src, g),
-        Error::PasidOutOfRange { pasid: 4097 },
+        Error::ContractNotHonoured { told, offered },
     );
 
-    // p1: the first recorded PASID outside, by RID then PASID.
-    let mut src = host(1..8192, 8192..9000, Platform::P1);
+    // p1: a guest told 1..8192 (width 13) that recorded PASIDs beyond what it was told
+    // (the layout let it): the first recorded PASID outside, by RID then PASID.
+    let mut src = host(1..9000, 9000..9100, Platform::P1);
     let g = src.create_guest(GuestConfig::p1()).unwrap();
     src.attach(g, rid(1, 0), DeviceKind::Dedicated).unwrap();
     src.attach(g, rid(1, 1), DeviceKind::Dedicated).unwrap();
     src.record(g, rid(1, 0), 10).unwrap();
-    src.record(g, rid(1, 1), 5000).unwrap();
-    src.record(g, rid(1, 1), 6000).unwrap();
-    let mut dst = host(1..4096, 4096..8192, Platform::P1);
+    src.record(g, rid(1, 1), 8500).unwrap();
+    src.record(g, rid(1, 1), 8600).unwrap();
+    let mut dst = host(1..8192, 8192..9000, Platform::P1);
     refused(
         &mut dst,
         &src.export_guest(g).unwrap(),
         &identity(&src, g),
-        Error::PasidOutOfRange { pasid: 5000 },
+        Error::PasidOutOfRange { pasid: 8500 },
     );
 }
 
@@ -511,8 +523,20 @@ fn refuses_bad_rid_maps() {
     let map = [(rid(5, 5), rid(9, 1)), (a, rid(9, 2)), (b, rid(9, 3))];
     let (g2, r) = dst.import_guest(&blob, &map).unwrap();
     assert_same_guest(&src, g, &dst, g2, &map, &r);
-    // Importing the same blob again collides with the guest just made.
-    refused(&mut dst, &blob, &map, Error::RidInUse { rid: rid(9, 2) });
+    // Importing the same blob again is a replay, refused before anything else...
+    let identity = r.identity.unwrap();
+    refused(&mut dst, &blob, &map, Error::Replayed { identity });
+    // ... and a new migration attempt of it collides with the guest just made.
+    let retry = src
+        .export_guest_with(
+            g,
+            &migrate::ExportOptions {
+                epoch: 1,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    refused(&mut dst, &retry, &map, Error::RidInUse { rid: rid(9, 2) });
 }
 
 /// [`refused`] for mappings that may say the destination's kind.
@@ -680,7 +704,7 @@ fn every_truncation_and_every_flipped_bit_is_refused() {
     let mut src = host(1..4096, 4096..8192, Platform::P2);
     let g = small_p2(&mut src);
     let blob = src.export_guest(g).unwrap();
-    assert!(blob.len() < 64, "keep this blob small: {}", blob.len());
+    assert!(blob.len() < 96, "keep this blob small: {}", blob.len());
     for len in 0..blob.len() {
         let e = corrupt(&blob[..len]);
         assert_eq!(e.code(), pasid_core::ErrorCode::MalformedBlob, "len {len}");
@@ -706,29 +730,37 @@ fn wrong_magic_versions_garbage_and_empty() {
     assert!(reason(corrupt(b"PASID")).contains("truncated"));
     let p = postcard::to_allocvec(&good_payload()).unwrap();
     assert_eq!(
-        corrupt(&frame(2, 0, &p)),
+        corrupt(&frame(3, 0, &p)),
         Error::UnsupportedVersion {
-            found: 2,
-            supported: 1
+            found: 3,
+            supported: 2
         }
     );
+    // A 2.x blob must have its records after the 1.0 fields.
+    assert!(reason(corrupt(&frame(2, 0, &p))).contains("record list"));
     assert_eq!(
         corrupt(&frame(0, 0, &p)),
         Error::UnsupportedVersion {
             found: 0,
-            supported: 1
+            supported: 2
         }
     );
     // Trailing bytes after the checksum.
     let mut long = frame(1, 0, &p);
     long.push(0);
     assert!(reason(corrupt(&long)).contains("longer"));
-    // Bytes after the payload: refused at minor 0, ignored from a newer minor.
+    // Bytes after the payload: refused. 1.0 is the only 1.x: the old rule let a 1.x
+    // reader skip appended bytes, so a "1.7" is refused rather than half read.
     let mut more = p.clone();
     more.extend_from_slice(&[1, 2, 3]);
     assert!(reason(corrupt(&frame(1, 0, &more))).contains("after the payload"));
-    let m = migrate::inspect(&frame(1, 7, &more)).unwrap();
-    assert_eq!((m.format_major, m.format_minor), (1, 7));
+    assert_eq!(
+        migrate::inspect(&frame(1, 7, &more)).map(|_| ()),
+        Err(Error::UnsupportedVersion {
+            found: 1,
+            supported: 2
+        })
+    );
     // A payload cut short inside its framing.
     assert!(reason(corrupt(&frame(1, 0, &p[..p.len() - 1]))).contains("ends early"));
     // Random garbage behind a correct header and checksum.
@@ -975,11 +1007,9 @@ proptest! {
             devices.push(r);
         }
         build(&mut src, g, &devices, &ops);
-        // The guest's PASIDs must fit the destination's local range for it to be
-        // accepted; with a destination range starting at 600 only empty guests fit.
-        let snap = src.guest_snapshot(g).unwrap();
-        let fits = !dst_shared_low
-            || (snap.pasids.is_empty() && snap.devices.iter().all(|d| d.programmed.is_empty()));
+        // What the guest was told must fit the destination's local range, whatever it
+        // holds: a destination range starting at 600 honours no guest of 1..300.
+        let fits = !dst_shared_low;
         let map: Vec<_> = devices.iter().map(|&r| (r, Rid::new(1, r.bdf ^ 0x8000))).collect();
         let blob = src.export_guest(g).unwrap();
         let before = dst.snapshot();
@@ -1000,7 +1030,7 @@ proptest! {
             }
             Err(e) => {
                 prop_assert!(!fits, "refused: {e}");
-                prop_assert!(matches!(e, Error::PasidOutOfRange { .. }), "{e}");
+                prop_assert!(matches!(e, Error::ContractNotHonoured { .. }), "{e}");
                 prop_assert_eq!(dst.snapshot(), before);
             }
         }
@@ -1054,9 +1084,10 @@ fn timing_4096_pasids() {
     let export = min(&mut || {
         std::hint::black_box(src.export_guest(g).unwrap());
     });
-    let mut d = dst.clone();
     let (mut import, mut destroy) = (std::time::Duration::MAX, std::time::Duration::MAX);
     for _ in 0..300 {
+        // A fresh destination each time: the same blob twice is a replay.
+        let mut d = dst.clone();
         let t = std::time::Instant::now();
         let (g2, _) = d.import_guest(&blob, &map).unwrap();
         let t2 = std::time::Instant::now();

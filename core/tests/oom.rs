@@ -8,7 +8,9 @@
 //! draining list), `Host::attach` (a first, a shared and a mixed use), `Host::bind`,
 //! `Host::record`, `Host::destroy_guest`, `Host::check_import`, and `Host::import_guest`
 //! with and without devices (the device maps, PASID sets, bind counts and the host's
-//! RID registry after the guest is installed). Every map grows through `try_reserve`.
+//! RID registry after the guest is installed), `Host::enable_translation_changes`,
+//! `Host::destroy_guest_reporting_changes` and `Host::import_guest_with` starting a
+//! change log. Every map grows through `try_reserve`.
 
 mod support;
 
@@ -332,4 +334,29 @@ fn import_guest_with_devices() {
             });
         }
     }
+}
+
+#[test]
+fn change_log_enable_import_and_destroy_reporting() {
+    let host = busy_host(true);
+    let g = host.guests().next().unwrap();
+    all_or_nothing("enable_translation_changes", &host, None, |h| {
+        h.enable_translation_changes(g, 16)
+    });
+    let mut logged = host.clone();
+    logged.enable_translation_changes(g, 16).unwrap();
+    logged.alloc(g, PasidKind::Shared).unwrap();
+    all_or_nothing("destroy_guest_reporting_changes", &logged, None, |h| {
+        let mut out = Vec::new();
+        h.destroy_guest_reporting_changes(g, &mut out)
+            .map(|entries| (entries, out))
+    });
+    let blob = p2_blob(false);
+    let opts = pasid_core::migrate::ImportOptions {
+        change_log: Some(8),
+        ..Default::default()
+    };
+    all_or_nothing("import_guest_with a change log", &host, None, |h| {
+        h.import_guest_with(&blob, &MAP, &opts)
+    });
 }

@@ -105,6 +105,17 @@ pub enum pasid_result {
     AmbiguousUse = 54,
     /// The host-PASID source (a broker, the VMM's callbacks) refused or failed.
     Source = 55,
+    /// The guest's translation-change log is full: drain it
+    /// (`pasid_drain_translation_changes`).
+    ChangeLogFull = 56,
+    /// This host already imported a blob with this identity (a replayed migration, or
+    /// a retry that did not get a new epoch).
+    Replayed = 57,
+    /// What the guest's vIOMMU advertised is more than this host can honour.
+    ContractNotHonoured = 58,
+    /// A teardown was confirmed while the gPASID's invalidation still waits in the
+    /// guest's change log: drain and apply it first.
+    ChangePending = 59,
     /// A required pointer argument was NULL.
     NullParameter = 1000,
     /// A handle argument is not a live handle of the expected type (never created,
@@ -139,7 +150,8 @@ const _: () = {
         GuestRangeExhausted SharedRangeExhausted QuotaExceeded OutOfMemory BufferTooSmall
         MalformedBlob ChecksumMismatch UnsupportedVersion IncompatibleLayout RidNotMapped
         PageSize UnalignedPage MissingTablePage BadTablePage DuplicatePage RidMappedTwice
-        DeviceKindMismatch Draining NotDraining AmbiguousUse Source
+        DeviceKindMismatch Draining NotDraining AmbiguousUse Source ChangeLogFull Replayed
+        ContractNotHonoured ChangePending
     );
 };
 
@@ -213,6 +225,22 @@ pub(crate) fn code_text(code: c_int) -> Option<&'static CStr> {
             c"RID has both uses in this guest: name one",
         ),
         (R::Source, c"the host-PASID source refused or failed"),
+        (
+            R::ChangeLogFull,
+            c"the guest's translation-change log is full: drain it",
+        ),
+        (
+            R::Replayed,
+            c"a blob with this identity was imported here already",
+        ),
+        (
+            R::ContractNotHonoured,
+            c"the guest's vIOMMU advertised more than this host can honour",
+        ),
+        (
+            R::ChangePending,
+            c"the PASID's invalidation is still in the change log: apply it first",
+        ),
         (R::NullParameter, c"a required pointer argument is NULL"),
         (R::InvalidHandle, c"not a live handle of the expected type"),
         (R::InvalidArgument, c"invalid argument"),

@@ -22,6 +22,7 @@
 use core::ffi::{c_char, c_int};
 
 mod boundary;
+mod changes;
 mod error;
 mod host;
 mod hwtable;
@@ -32,6 +33,7 @@ mod source;
 mod types;
 mod vcmd;
 
+pub use changes::*;
 pub use error::pasid_result;
 pub use host::*;
 pub use hwtable::*;

@@ -17,7 +17,7 @@ use crate::{pasid_host, pasid_import_report};
 
 /// What a report handle holds.
 pub(crate) struct ReportData {
-    report: ImportReport,
+    pub(crate) report: ImportReport,
 }
 
 /// One entry of an import's RID map: where the device at `source` on the source host
@@ -34,7 +34,7 @@ pub struct pasid_rid_mapping {
     pub destination: pasid_rid,
     /// What the destination device is, as the VMM configured it: a
     /// `PASID_DEVICE_KIND_*` value, checked against the guest's device (a mismatch is
-    /// refused with `PASID_RESULT_DEVICE_KIND_MISMATCH`), or `PASID_DEVICE_KIND_ANY`
+    /// refused with `PASID_RESULT_DEVICE_KIND_MISMATCH`), or `PASID_DEVICE_KIND_SAME_AS_SOURCE`
     /// (0, so a zero-initialized entry) when the caller does not say: not checked.
     /// Any other value: `PASID_RESULT_INVALID_ARGUMENT`.
     pub kind: u32,
@@ -109,8 +109,8 @@ pub struct pasid_blob_info {
 
 sized_structs!(pasid_rid_mapping pasid_import_info pasid_blob_info);
 
-/// The migration format's major version this library writes and reads.
-pub const PASID_MIGRATION_FORMAT_MAJOR: u16 = 1;
+/// The migration format's major version this library writes by default (it reads 1.0 too).
+pub const PASID_MIGRATION_FORMAT_MAJOR: u16 = 2;
 /// The migration format's minor version this library writes.
 pub const PASID_MIGRATION_FORMAT_MINOR: u16 = 0;
 
@@ -120,7 +120,7 @@ const _: () = {
 };
 
 /// The caller's RID map, with every kind checked before anything else happens.
-fn read_rid_map(entries: &[pasid_rid_mapping]) -> Result<Vec<RidMapping>, FfiError> {
+pub(crate) fn read_rid_map(entries: &[pasid_rid_mapping]) -> Result<Vec<RidMapping>, FfiError> {
     let mut map = Vec::new();
     map.try_reserve_exact(entries.len())
         .map_err(|_| pasid_core::Error::OutOfMemory)?;
@@ -303,7 +303,7 @@ pub unsafe extern "C" fn pasid_check_import(
 /// Imports a guest exported by `pasid_export_guest` on another host (or this one).
 ///
 /// `rid_map` (`rid_map_len` entries; NULL when 0) says where each of the guest's
-/// devices is attached here and, unless an entry's `kind` is `PASID_DEVICE_KIND_ANY`,
+/// devices is attached here and, unless an entry's `kind` is `PASID_DEVICE_KIND_SAME_AS_SOURCE`,
 /// what kind of device that is; a device missing from it is refused
 /// (`PASID_RESULT_RID_NOT_MAPPED`), one mapped to a device of another kind too
 /// (`PASID_RESULT_DEVICE_KIND_MISMATCH`); entries for RIDs the guest lacks are ignored

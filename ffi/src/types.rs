@@ -43,10 +43,11 @@ pub enum pasid_device_kind {
     SharedWq = 2,
 }
 
-/// The `kind` of a `pasid_rid_mapping` that says nothing about the destination device:
-/// its kind is not checked (the device keeps the kind it had on the source). Not a
-/// `PASID_DEVICE_KIND_*` value `pasid_attach` accepts.
-pub const PASID_DEVICE_KIND_ANY: u32 = 0;
+/// The `kind` of a `pasid_rid_mapping` that asks for no check of the destination
+/// device: it takes the kind the guest's device had on the source. It must be said: a
+/// zero `kind` (a zero-initialised entry) is refused, so a forgotten field never turns
+/// the check off. Not a `PASID_DEVICE_KIND_*` value `pasid_attach` accepts.
+pub const PASID_DEVICE_KIND_SAME_AS_SOURCE: u32 = 3;
 
 /// A PASID layout: the PASID width and the two half-open ranges `[start, end)`.
 ///
@@ -228,14 +229,15 @@ pub(crate) fn device_kind_from_c(v: u32) -> Result<DeviceKind, FfiError> {
     }
 }
 
-/// The kind of a RID mapping: `PASID_DEVICE_KIND_ANY` (not checked) or a device kind.
+/// The kind of a RID mapping: `PASID_DEVICE_KIND_SAME_AS_SOURCE` (not checked) or a
+/// device kind; 0 (unset) is refused: the map fails closed.
 pub(crate) fn mapping_kind_from_c(v: u32) -> Result<Option<DeviceKind>, FfiError> {
     match v {
-        PASID_DEVICE_KIND_ANY => Ok(None),
+        PASID_DEVICE_KIND_SAME_AS_SOURCE => Ok(None),
         x if x == pasid_device_kind::Dedicated as u32 => Ok(Some(DeviceKind::Dedicated)),
         x if x == pasid_device_kind::SharedWq as u32 => Ok(Some(DeviceKind::SharedWq)),
         _ => Err(FfiError::InvalidArgument(std::format!(
-            "RID map kind {v} is not PASID_DEVICE_KIND_ANY or a PASID_DEVICE_KIND_* value"
+            "RID map kind {v} is not a PASID_DEVICE_KIND_* value or PASID_DEVICE_KIND_SAME_AS_SOURCE (0 is refused: say what the destination device is)"
         ))),
     }
 }

@@ -99,7 +99,7 @@ fn p2_guest_alloc_bind_migrate() {
             pasid_check_import(dst, blob.as_ptr(), n, map.as_ptr(), 1),
             code(pasid_result::DeviceKindMismatch)
         );
-        map[0].kind = PASID_DEVICE_KIND_ANY;
+        map[0].kind = PASID_DEVICE_KIND_SAME_AS_SOURCE;
         assert_eq!(
             pasid_check_import(dst, blob.as_ptr(), n, map.as_ptr(), 1),
             OK

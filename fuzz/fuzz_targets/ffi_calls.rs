@@ -800,7 +800,7 @@ fn run(s: &mut State, call: &Call) {
                         segment: i / 16,
                         bdf: i % 16,
                     },
-                    kind: 0, // PASID_DEVICE_KIND_ANY
+                    kind: 3, // PASID_DEVICE_KIND_SAME_AS_SOURCE
                 }));
                 let mut report = core::ptr::null_mut();
                 let rc = pasid_import_guest(

@@ -8,9 +8,13 @@
 //!   destination's shared range, the other guests are unchanged, and exporting it
 //!   again gives a blob that describes the same guest.
 //!
+//! * A blob with an identity (format 2.0) imports once: the same blob again is refused
+//!   as a replay, with the destination unchanged. The guest keeps the contract the
+//!   blob carries.
+//!
 //! The first input byte is a set of flags; the rest is the blob. Flag bit 0 re-seals
-//! the blob (magic, major version, payload length and CRC-32 made right), so mutations
-//! reach the payload checks instead of dying at the checksum.
+//! the blob (magic, a major version this build reads, payload length and CRC-32 made
+//! right), so mutations reach the payload checks instead of dying at the checksum.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -36,7 +40,10 @@ fn reseal(blob: &mut Vec<u8>) {
         return;
     }
     blob[..8].copy_from_slice(&FORMAT_MAGIC);
-    blob[8..10].copy_from_slice(&FORMAT_MAJOR.to_le_bytes());
+    // Keep a 1.0 blob 1.0 (both versions' payload checks stay reachable).
+    if blob[8..12] != [1, 0, 0, 0] {
+        blob[8..10].copy_from_slice(&FORMAT_MAJOR.to_le_bytes());
+    }
     let payload_len = (blob.len() - HEADER_LEN - TRAILER_LEN) as u32;
     blob[12..16].copy_from_slice(&payload_len.to_le_bytes());
     let crc_at = blob.len() - TRAILER_LEN;
@@ -208,7 +215,20 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(got.kind, d.kind);
                 let pasids: Vec<u32> = got.programmed.iter().map(|p| p.gpasid).collect();
                 assert_eq!(pasids, d.pasids, "device {dst} PASIDs");
-                assert_eq!(host.owner(dst), Some(id));
+                if d.kind == DeviceKind::Dedicated {
+                    assert_eq!(host.owner(dst), Some(id));
+                }
+            }
+            assert_eq!(report.identity, want.identity);
+            assert_eq!(host.guest_contract(id).unwrap(), want.contract);
+            // The same blob again: a replay, refused without a change.
+            if let Some(identity) = want.identity {
+                let now = host.snapshot();
+                assert_eq!(
+                    host.import_guest_mapped(&blob, &map).map(|_| ()),
+                    Err(Error::Replayed { identity })
+                );
+                assert_eq!(host.snapshot(), now, "a refused replay changed the host");
             }
             // A second export describes the same guest.
             let again = inspect(&host.export_guest(id).unwrap()).unwrap();
@@ -217,8 +237,11 @@ fuzz_target!(|data: &[u8]| {
             for (a, w) in again.pasids.iter().zip(&want.pasids) {
                 assert_eq!((a.gpasid, a.kind), (w.gpasid, w.kind));
             }
-            // And the guest can go again, returning everything.
+            // And the guest can go again, returning everything once its host PASIDs'
+            // teardown is confirmed (they drain until then).
             host.destroy_guest(id).unwrap();
+            let gone: Vec<_> = host.draining().filter(|d| d.guest == id).collect();
+            host.complete_teardown(&gone).unwrap();
             let mut cleaned = host.snapshot();
             cleaned.guests.retain(|g| g.id != id);
             assert_eq!(cleaned.shared_in_use, before.shared_in_use);

@@ -157,22 +157,29 @@ mod tests {
         // A shared WQ has users, not an owner.
         assert_eq!(b.owner("00:0b.0").unwrap(), None);
         assert_eq!(b.core().rid_users(rid("00:0b.0")).count(), 1);
-        // The same blob again: a second guest on the same shared WQ, with its own
-        // hPASID behind the same gPASID.
-        let again = b.import_with_map(&blob, &map).unwrap();
-        let twin = f64::from(again.guest);
-        assert_eq!(b.translate(twin, f64::from(gp)).unwrap(), 4098);
-        assert_eq!(b.core().rid_users(rid("00:0b.0")).count(), 2);
-        // A dedicated use is one guest's: a second import onto it is refused, and
-        // nothing changes.
-        let d = f64::from(a.create_guest("p2", 1.0).unwrap());
-        a.attach(d, "03:00.1", "dedicated").unwrap();
-        let dblob = a.export_guest(d).unwrap();
-        let dmap = [entry(&["03:00.1", "03:00.1"])];
-        b.import_with_map(&dblob, &dmap).unwrap();
+        // The same blob again is a replay of one migration: refused, nothing changes
+        // (the shared WQ itself would take a second guest).
         let before = b.core().snapshot();
         assert!(matches!(
-            b.import_with_map(&dblob, &dmap),
+            b.import_with_map(&blob, &map),
+            Err(Fail::Core(pasid_core::Error::Replayed { .. }))
+        ));
+        assert_eq!(b.core().snapshot(), before);
+        // A dedicated use is one guest's: a second guest's blob onto it is refused, and
+        // nothing changes.
+        let blobs: Vec<Vec<u8>> = ["03:00.1", "03:00.2"]
+            .into_iter()
+            .map(|vf| {
+                let d = f64::from(a.create_guest("p2", 1.0).unwrap());
+                a.attach(d, vf, "dedicated").unwrap();
+                a.export_guest(d).unwrap()
+            })
+            .collect();
+        let onto = |vf: &str| [entry(&[vf, "04:00.1"])];
+        b.import_with_map(&blobs[0], &onto("03:00.1")).unwrap();
+        let before = b.core().snapshot();
+        assert!(matches!(
+            b.import_with_map(&blobs[1], &onto("03:00.2")),
             Err(Fail::Core(pasid_core::Error::RidInUse { .. }))
         ));
         assert_eq!(b.core().snapshot(), before);

@@ -43,6 +43,9 @@ impl<S: HostPasidSource> Host<S> {
                         quota: g.config.shared_quota,
                     });
                 }
+                if let Some(log) = &g.changes {
+                    log.check_room()?;
+                }
                 let gpasid = g.pasids.alloc().ok_or(Error::GuestRangeExhausted)?;
                 let hpasid = match self.source.alloc() {
                     Ok(h) => h,
@@ -54,6 +57,9 @@ impl<S: HostPasidSource> Host<S> {
                 match g.remap.insert(gpasid, hpasid) {
                     Ok(pages) => {
                         self.host_pasids += 1;
+                        if let Some(log) = &mut g.changes {
+                            log.push(gpasid, Some(hpasid));
+                        }
                         Ok((gpasid, Some(pages)))
                     }
                     Err(e) => {
@@ -109,9 +115,15 @@ impl<S: HostPasidSource> Host<S> {
             return Err(Error::StillBound { pasid: gpasid });
         }
         let hpasid = g.remap.get(gpasid);
+        if let (Some(log), Some(_)) = (&g.changes, hpasid) {
+            log.check_room()?;
+        }
         // The only step that can fail (memory) goes first.
         g.draining.try_insert(gpasid, hpasid)?;
         let pages = g.remap.remove(gpasid).map(|(_, pages)| pages);
+        if let (Some(log), Some(_)) = (&mut g.changes, hpasid) {
+            log.push(gpasid, None);
+        }
         g.draining_shared += hpasid.is_some() as u32;
         Ok((hpasid, pages))
     }

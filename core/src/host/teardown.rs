@@ -47,7 +47,8 @@ impl<S: HostPasidSource> Host<S> {
     ///
     /// All or nothing: every item must be draining exactly as given ([`Host::draining`]
     /// lists them), at most once in `items`, or [`Error::NotDraining`] names the first
-    /// that is not and nothing changes. A source that cannot take a host PASID back at
+    /// that is not and nothing changes. A guest whose change log is on must have had its
+    /// invalidation drained first ([`Error::ChangePending`]; see [`crate::changes`]). A source that cannot take a host PASID back at
     /// once (an unreachable broker) does not fail the call: the PASID stays this host's
     /// until [`Host::retry_releases`] (or the next teardown) hands it back, so it is
     /// never granted twice.
@@ -125,6 +126,13 @@ impl<S: HostPasidSource> Host<S> {
             // Quadratic only in the batch a VMM hands in at once.
             if !draining || items[..i].contains(item) {
                 return not;
+            }
+            // Fail closed: the entry must be gone from the CPU's table before the host
+            // PASID can go to anyone else, and the log says it may not be.
+            if let Some(log) = self.guest(item.guest).ok().and_then(|g| g.changes.as_ref()) {
+                if log.unmap_pending(item.gpasid) {
+                    return Err(Error::ChangePending { pasid: item.gpasid });
+                }
             }
         }
         Ok(())

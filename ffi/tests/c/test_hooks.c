@@ -264,6 +264,9 @@ static void test_struct_sizes_out_and_arrays(void) {
     map2[0].v1.size = sizeof map2[0];
     map2[0].v1.source = vf;
     map2[0].v1.destination = vf;
+    CHECK_RC(pasid_check_import(dst, blob, len, &map2[0].v1, 1),
+             PASID_RESULT_INVALID_ARGUMENT); /* a zero kind fails closed */
+    map2[0].v1.kind = PASID_DEVICE_KIND_SAME_AS_SOURCE;
     OK(pasid_check_import(dst, blob, len, &map2[0].v1, 1));
     map2[0].future = 3;
     CHECK_RC(pasid_check_import(dst, blob, len, &map2[0].v1, 1), PASID_RESULT_BAD_STRUCT_SIZE);
@@ -271,6 +274,7 @@ static void test_struct_sizes_out_and_arrays(void) {
     map[0].size = sizeof map[0];
     map[0].source = vf;
     map[0].destination = vf;
+    map[0].kind = PASID_DEVICE_KIND_DEDICATED;
     map[1] = map[0];
     map[1].size = 0; /* entries disagree */
     CHECK_RC(pasid_import_guest(dst, blob, len, map, 2, &g2, NULL),
