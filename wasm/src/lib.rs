@@ -72,7 +72,10 @@
 //!
 //! `importGuest` returns `{ guest, report }` with the core's
 //! [`ImportReport`](pasid_core::migrate::ImportReport): `{ guest_platform, p1_guest_on_p2_host, shared: [ { gpasid,
-//! source_hpasid, destination_hpasid } ], devices: [ { source, destination, kind } ] }`.
+//! source_hpasid, destination_hpasid } ], devices: [ { source, destination, kind } ], identity:
+//! { source_host, source_guest, epoch }, version: { major, minor }, contract: { width,
+//! local_start, local_end, capabilities }, quota }` (format 2.0: a second import of one
+//! identity is refused as `Replayed`).
 //!
 //! Ranges are half-open. For maps of hundreds of thousands of PASIDs,
 //! [`WasmHost::pasid_pairs`] gives one guest's PASIDs as a flat `Uint32Array`, and

@@ -226,7 +226,14 @@ test('migration: gPASIDs kept, hPASIDs new from the target, report shape', () =>
       { source: { segment: 0, bdf: 0x50 }, destination: { segment: 0, bdf: 0x50 }, kind: 'SharedWq' },
       { source: { segment: 0, bdf: 0x301 }, destination: { segment: 0, bdf: 0x301 }, kind: 'Dedicated' },
     ],
+    // Format 2.0: which migration this is (a second import of it is a replay), and what
+    // the guest was told (12 bits for a 4096-PASID local range, which the target honours).
+    identity: { source_host: 0, source_guest: g, epoch: 0 },
+    version: { major: 2, minor: 0 },
+    contract: { width: 12, local_start: 1, local_end: 4096, capabilities: 3 },
+    quota: 8,
   });
+  assert.equal(coreError(() => b.importGuest(blob, IDENTITY)).codeName, 'Replayed');
   const moved = b.guestSnapshot(guest);
   assert.deepEqual(moved.pasids.map((p) => p.gpasid), [local, s1, s2]);
   assert.equal(b.translate(guest, s1), 4106);
@@ -261,7 +268,8 @@ test('refused imports throw the core error and leave the target unchanged', () =
   const cases = [
     [new Host({ ...P2, platform: 'p1' }), IDENTITY, 6, /^not supported: a p2 guest needs a p2 destination/],
     [new Host({ ...P2, shared: [4096, 4097] }), IDENTITY, 33, /^incompatible layout: /],
-    [new Host({ ...P2, local: [1, 2], shared: [4096, 8192] }), IDENTITY, 13, /^PASID 2 is outside the guest range$/],
+    // The guest was told a 4096-PASID range; this host cannot honour it.
+    [new Host({ ...P2, local: [1, 2], shared: [4096, 8192] }), IDENTITY, 58, /^the guest was told width 12 \(PSS 11\), PASIDs 1\.\.4096, capabilities 0x3, but this host offers width 20 \(PSS 19\), PASIDs 1\.\.2/],
     [new Host(P2), [['00:0a.0', '00:0a.0']], 34, /^RID 0000:03:00.1 has no destination in the RID map$/],
     // The destination's VMM says 00:0a.0 is a VF there; the guest's device is a shared WQ.
     [new Host(P2), [['03:00.1', '03:00.1', 'dedicated'], ['00:0a.0', '00:0a.0', 'dedicated']], 51,
