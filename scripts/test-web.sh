@@ -22,7 +22,7 @@ node --test --test-reporter=spec test/wasm.test.mjs || status=1
 step "the playground in Chromium"
 # One file per area; they run one after another (one browser at a time on 2 cores).
 node --test --test-concurrency=1 --test-reporter=spec \
-    test/browser.test.mjs test/tour.test.mjs test/maps.test.mjs test/walk.test.mjs \
+    test/browser.test.mjs test/tour.test.mjs test/maps.test.mjs test/walk.test.mjs test/lifecycle.test.mjs test/machine.test.mjs \
     test/controls.test.mjs test/load.test.mjs || status=1
 if [ "$status" -ne 0 ]; then
     echo "test-web: FAILED" >&2

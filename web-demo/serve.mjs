@@ -5,12 +5,15 @@
 // file compressed once and kept until it changes on disk.
 import { createServer } from 'node:http';
 import { readFile, stat } from 'node:fs/promises';
-import { extname, join, normalize, dirname } from 'node:path';
+import { extname, join, normalize, dirname, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { brotliCompressSync, constants, gzipSync } from 'node:zlib';
 
 const root = dirname(fileURLToPath(import.meta.url));
+// The repository's Markdown docs the page links to (docs/broker.md), read-only, as text.
+const docs = join(root, '..', 'docs');
 const types = {
+  '.md': 'text/plain; charset=utf-8',
   '.html': 'text/html; charset=utf-8',
   '.js': 'text/javascript; charset=utf-8',
   '.mjs': 'text/javascript; charset=utf-8',
@@ -20,7 +23,7 @@ const types = {
   '.svg': 'image/svg+xml',
   '.png': 'image/png',
 };
-const COMPRESSIBLE = new Set(['.html', '.js', '.mjs', '.css', '.json', '.wasm', '.svg']);
+const COMPRESSIBLE = new Set(['.md', '.html', '.js', '.mjs', '.css', '.json', '.wasm', '.svg']);
 const cache = new Map(); // `${file}:${encoding}` -> { mtime, body }
 
 function pickEncoding(accept = '') {
@@ -46,8 +49,10 @@ async function body(file, encoding) {
 export function serve(port = 0, host = '127.0.0.1', dir = root) {
   const server = createServer(async (req, res) => {
     const path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname));
-    const file = join(dir, path.endsWith('/') ? path + 'index.html' : path);
-    if (!file.startsWith(dir) || file.includes('node_modules')) {
+    const doc = dir === root && path.startsWith('/docs/') && extname(path) === '.md';
+    const base = doc ? docs : dir;
+    const file = doc ? join(docs, path.slice('/docs/'.length)) : join(dir, path.endsWith('/') ? path + 'index.html' : path);
+    if (!file.startsWith(base + sep) || file.includes('node_modules')) {
       res.writeHead(403).end();
       return;
     }

@@ -1,11 +1,13 @@
 //! The `Host` class: guests, devices, PASIDs and snapshots, one core call each.
 
-use pasid_core::{GuestConfig, GuestId, Host, PasidLayout, Platform};
-use serde::Deserialize;
+use pasid_core::bitmap::IdBitmap;
+use pasid_core::{DeviceKind, Draining, GuestConfig, GuestId, Host, PasidLayout, Platform};
+use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
 use crate::args::{self, ArgError};
 use crate::errors::{to_js, Out};
+use crate::machine::WasmSource;
 
 /// What `new Host(config)` takes: `{ platform: 'p1' | 'p2', width, local: [start, end],
 /// shared: [start, end] }`, ranges half-open.
@@ -25,7 +27,16 @@ pub struct HostConfig {
 #[wasm_bindgen(js_name = Host)]
 #[derive(Clone)]
 pub struct WasmHost {
-    pub(crate) host: Host,
+    pub(crate) host: Host<WasmSource>,
+}
+
+/// One user of a RID, as `ridUsers` lists it: `{ guest, kind: "Dedicated" | "SharedWq" }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RidUser {
+    /// The guest.
+    pub guest: GuestId,
+    /// Its use of the RID.
+    pub kind: DeviceKind,
 }
 
 const MAX_U32: u32 = u32::MAX;
@@ -46,12 +57,23 @@ impl WasmHost {
             config.local[0]..config.local[1],
             config.shared[0]..config.shared[1],
         )?;
-        let host = Host::new(layout, args::platform(&config.platform)?)?;
-        Ok(WasmHost { host })
+        let source = WasmSource::Own(IdBitmap::new(layout.shared())?);
+        WasmHost::with_source(layout, args::platform(&config.platform)?, source)
+    }
+
+    /// A host over a given source (its own bitmap, or a machine's).
+    pub(crate) fn with_source(
+        layout: PasidLayout,
+        platform: Platform,
+        source: WasmSource,
+    ) -> Out<WasmHost> {
+        Ok(WasmHost {
+            host: Host::with_source(layout, platform, source)?,
+        })
     }
 
     /// The core host, for Rust callers and tests.
-    pub fn core(&self) -> &Host {
+    pub fn core(&self) -> &Host<WasmSource> {
         &self.host
     }
 }
@@ -67,7 +89,9 @@ impl WasmHost {
         WasmHost::from_config(&config)
     }
 
-    /// A deep copy (for undo). Free it with `.free()` when it is no longer needed.
+    /// A deep copy (for undo). Free it with `.free()` when it is no longer needed. A host
+    /// on a `Machine` shares the machine's range with its copy (save the range with
+    /// `machine.save()` to undo both).
     #[wasm_bindgen(js_name = clone)]
     pub fn duplicate(&self) -> WasmHost {
         self.clone()
@@ -124,14 +148,35 @@ impl WasmHost {
         Ok(self.host.attach(guest, rid, kind)?)
     }
 
-    /// Detaches a device (refused while PASIDs are bound or recorded on it).
+    /// Takes all of a guest's uses of a RID away (refused, with nothing changed, while
+    /// PASIDs are bound or recorded on any of them). Other guests' uses stay.
     pub fn detach(&mut self, guest: f64, rid: &str) -> Out<()> {
         Ok(self.host.detach(guest_id(guest)?, args::rid(rid)?)?)
     }
 
-    /// The guest a RID is attached to, or `undefined`.
+    /// Takes one use (`'dedicated'` or `'shared-wq'`) of a RID away from a guest.
+    #[wasm_bindgen(js_name = detachUse)]
+    pub fn detach_use(&mut self, guest: f64, rid: &str, kind: &str) -> Out<()> {
+        let (guest, rid, kind) = (guest_id(guest)?, args::rid(rid)?, args::device_kind(kind)?);
+        Ok(self.host.detach_use(guest, rid, kind)?)
+    }
+
+    /// The guest with the dedicated use of a RID, or `undefined` (shared-WQ users are
+    /// not owners: see `ridUsers`).
     pub fn owner(&self, rid: &str) -> Out<Option<u32>> {
         Ok(self.host.owner(args::rid(rid)?).map(|g| g.0))
+    }
+
+    /// Every guest using a RID: `[{ guest, kind }]`, the dedicated user first, then the
+    /// shared-WQ users by id (`kind` `"Dedicated"` or `"SharedWq"`).
+    #[wasm_bindgen(js_name = ridUsers)]
+    pub fn rid_users(&self, rid: &str) -> Out<JsValue> {
+        let users: Vec<RidUser> = self
+            .host
+            .rid_users(args::rid(rid)?)
+            .map(|(guest, kind)| RidUser { guest, kind })
+            .collect();
+        to_js(&users)
     }
 
     /// p2: allocates a gPASID of kind `'local'` or `'shared'` and returns it.
@@ -154,16 +199,72 @@ impl WasmHost {
         Ok(self.host.translate(guest_id(guest)?, pasid(gpasid)?)?)
     }
 
-    /// p2: binds a gPASID to a device and returns the PASID programmed into the IOMMU.
+    /// p2: binds a gPASID to the guest's only use of a RID and returns the PASID
+    /// programmed into the IOMMU (the gPASID on a dedicated use, the hPASID on a shared
+    /// WQ). A guest with both uses of the RID must say which (`AmbiguousUse`, code 54):
+    /// `bindUse`.
     pub fn bind(&mut self, guest: f64, gpasid: f64, rid: &str) -> Out<u32> {
         let (guest, gpasid, rid) = (guest_id(guest)?, pasid(gpasid)?, args::rid(rid)?);
         Ok(self.host.bind(guest, gpasid, rid)?)
+    }
+
+    /// p2: binds a gPASID to one use (`'dedicated'` or `'shared-wq'`) of a RID; returns
+    /// the PASID to program there.
+    #[wasm_bindgen(js_name = bindUse)]
+    pub fn bind_use(&mut self, guest: f64, gpasid: f64, rid: &str, kind: &str) -> Out<u32> {
+        let (guest, gpasid) = (guest_id(guest)?, pasid(gpasid)?);
+        let (rid, kind) = (args::rid(rid)?, args::device_kind(kind)?);
+        Ok(self.host.bind_use(guest, gpasid, rid, kind)?)
     }
 
     /// p2: undoes `bind`; returns the PASID that was programmed (the entry to clear).
     pub fn unbind(&mut self, guest: f64, gpasid: f64, rid: &str) -> Out<u32> {
         let (guest, gpasid, rid) = (guest_id(guest)?, pasid(gpasid)?, args::rid(rid)?);
         Ok(self.host.unbind(guest, gpasid, rid)?)
+    }
+
+    /// p2: undoes `bindUse`; returns the PASID to clear on that use of the RID.
+    #[wasm_bindgen(js_name = unbindUse)]
+    pub fn unbind_use(&mut self, guest: f64, gpasid: f64, rid: &str, kind: &str) -> Out<u32> {
+        let (guest, gpasid) = (guest_id(guest)?, pasid(gpasid)?);
+        let (rid, kind) = (args::rid(rid)?, args::device_kind(kind)?);
+        Ok(self.host.unbind_use(guest, gpasid, rid, kind)?)
+    }
+
+    /// Every entry the VMM programmed for a guest, `[{rid, kind, gpasid, pasid}]`
+    /// (`rid` as `{segment, bdf}`): what `destroyGuest` would return.
+    #[wasm_bindgen(js_name = programmedEntries)]
+    pub fn programmed_entries(&self, guest: f64) -> Out<JsValue> {
+        let entries: Vec<_> = self.host.programmed_entries(guest_id(guest)?)?.collect();
+        to_js(&entries)
+    }
+
+    /// Shared PASIDs a guest's quota counts: held and draining.
+    #[wasm_bindgen(js_name = sharedHeld)]
+    pub fn shared_held(&self, guest: f64) -> Out<u32> {
+        Ok(self.host.shared_held(guest_id(guest)?)?)
+    }
+
+    /// Every draining PASID, `[{guest, gpasid, hpasid}]` (hpasid `null` for a local
+    /// one): live guests' first, then destroyed guests' (orphans).
+    pub fn draining(&self) -> Out<JsValue> {
+        let all: Vec<Draining> = self.host.draining().collect();
+        to_js(&all)
+    }
+
+    /// The VMM says the hardware let go of `items` (records as `draining()` or
+    /// `freePasid` return them): their gPASIDs and hPASIDs are free again. All or
+    /// nothing: an item that is not draining exactly as given, or given twice, is
+    /// refused (`NotDraining`, code 53) and nothing changes. Items that are not
+    /// `{guest, gpasid, hpasid}` records throw a `TypeError`.
+    #[wasm_bindgen(js_name = completeTeardown)]
+    pub fn complete_teardown(&mut self, items: JsValue) -> Out<()> {
+        let items: Vec<Draining> = serde_wasm_bindgen::from_value(items).map_err(|e| {
+            ArgError(format!(
+                "completeTeardown takes [{{guest, gpasid, hpasid}}] records: {e}"
+            ))
+        })?;
+        Ok(self.host.complete_teardown(&items)?)
     }
 
     /// p1: records the PASID the guest chose on a device; returns what is programmed.
@@ -260,6 +361,39 @@ mod tests {
             }),
             Err(Fail::Core(pasid_core::Error::RangesOverlap))
         ));
+    }
+
+    #[test]
+    fn a_mixed_rid_names_its_use() {
+        let mut h = p2_host();
+        let g = f64::from(h.create_guest("p2", 4.0).unwrap());
+        h.attach(g, "6a:01.0", "dedicated").unwrap();
+        h.attach(g, "6a:01.0", "shared-wq").unwrap();
+        let gp = h.alloc_pasid(g, "shared").unwrap();
+        let hp = h.translate(g, f64::from(gp)).unwrap();
+        assert!(matches!(
+            h.bind(g, f64::from(gp), "6a:01.0"),
+            Err(Fail::Core(pasid_core::Error::AmbiguousUse { .. }))
+        ));
+        assert_eq!(
+            h.bind_use(g, f64::from(gp), "6a:01.0", "shared-wq")
+                .unwrap(),
+            hp
+        );
+        assert!(matches!(
+            h.bind_use(g, 1.0, "6a:01.0", "vf"),
+            Err(Fail::Arg(_))
+        ));
+        assert_eq!(
+            h.unbind_use(g, f64::from(gp), "6a:01.0", "shared-wq")
+                .unwrap(),
+            hp
+        );
+        h.detach_use(g, "6a:01.0", "shared-wq").unwrap();
+        assert_eq!(h.core().rid_users(args::rid("6a:01.0").unwrap()).count(), 1);
+        assert_eq!(h.shared_held(g).unwrap(), 1);
+        let entries = h.core().programmed_entries(guest_id(g).unwrap()).unwrap();
+        assert_eq!(entries.count(), 0, "nothing bound any more");
     }
 
     #[test]

@@ -22,14 +22,30 @@
 //! host.destroyGuest(g);
 //! ```
 //!
-//! The whole JS surface: `new Host(config)`, `clone`, `platform`, `sharedInUse`,
-//! `sharedFree`, `createGuest`, `destroyGuest`, `guests`, `attach`, `detach`, `owner`,
-//! `allocPasid`, `freePasid`, `translate`, `bind`, `unbind`, `record`, `release`,
-//! `snapshot`, `summary`, `guestSnapshot`, `pasidPairs`, `exportGuest`, `importGuest`,
-//! `checkImport`, `vcap`, `vcmd`, `translationTables`, `exportTranslation`, and the free
-//! functions `inspectBlob`, `vcmdLayout`, `vcmdCommand`, `vcmdDecode`, `walk` (the CPU's
-//! PASID-translation walk over exported pages: see the `hwtable` module). VT-d register values are `BigInt`s. Every `Host` holds
-//! wasm memory: call `.free()` on hosts (and clones) you drop.
+//! The whole JS surface: `new Host(config)`, `Host.onMachine(machine, config)`, `clone`,
+//! `platform`, `sharedInUse`, `sharedFree`, `createGuest`, `destroyGuest`, `guests`,
+//! `attach`, `detach`, `detachUse`, `owner`, `ridUsers`, `allocPasid`, `freePasid`,
+//! `translate`, `bind`, `bindUse`, `unbind`, `unbindUse`, `programmedEntries`,
+//! `sharedHeld`, `draining`, `completeTeardown`, `record`, `release`, `snapshot`,
+//! `summary`, `guestSnapshot`, `pasidPairs`, `exportGuest`, `importGuest`, `checkImport`,
+//! `vcap`, `vcmd`, `translationTables`, `exportTranslation`; the `Machine` class (one
+//! machine-wide shared range several hosts draw from: see the `machine` module); and
+//! the free functions `inspectBlob`, `vcmdLayout`, `vcmdCommand`, `vcmdDecode`, `walk`
+//! (the CPU's PASID-translation walk over exported pages: see the `hwtable` module).
+//! VT-d register values are `BigInt`s. Every `Host` and `Machine` holds wasm memory:
+//! call `.free()` on the ones (and clones) you drop.
+//!
+//! # Devices and the lifecycle
+//!
+//! A RID has a dedicated use (one guest at most) and a shared-WQ use (any number of p2
+//! guests), or both (`ridUsers` lists them). `bind`, `unbind` and `detach` take the
+//! guest's only use of the RID; with both, `bindUse`/`unbindUse`/`detachUse` name it
+//! (`'dedicated'` or `'shared-wq'`), else `AmbiguousUse` (code 54). A freed gPASID
+//! stops translating at once (`Draining`, code 52) but it and its hPASID stay out of
+//! every allocation, and in the quota, until `completeTeardown(records)` with the
+//! `{guest, gpasid, hpasid}` records `freePasid` and `draining()` return (all or
+//! nothing; `NotDraining`, code 53). `destroyGuest` returns the `[{rid, kind, gpasid,
+//! pasid}]` entries the VMM must clear; the guest's hPASIDs drain as orphans.
 //!
 //! # Errors
 //!
@@ -49,12 +65,17 @@
 //!   guests: [ { id, config: { platform, shared_quota },
 //!               pasids:  [ { gpasid, kind: "Local" | "Shared", hpasid: number | null } ],
 //!               devices: [ { rid: { segment, bdf }, kind: "Dedicated" | "SharedWq",
-//!                            programmed: [ { gpasid, programmed } ] } ] } ] }
+//!                            programmed: [ { gpasid, programmed } ] } ],
+//!               draining: [ { guest, gpasid, hpasid: number | null } ] } ],
+//!   orphans: [ { guest, gpasid, hpasid } ] }
 //! ```
 //!
 //! `importGuest` returns `{ guest, report }` with the core's
 //! [`ImportReport`](pasid_core::migrate::ImportReport): `{ guest_platform, p1_guest_on_p2_host, shared: [ { gpasid,
-//! source_hpasid, destination_hpasid } ], devices: [ { source, destination, kind } ] }`.
+//! source_hpasid, destination_hpasid } ], devices: [ { source, destination, kind } ], identity:
+//! { source_host, source_guest, epoch }, version: { major, minor }, contract: { width,
+//! local_start, local_end, capabilities }, quota }` (format 2.0: a second import of one
+//! identity is refused as `Replayed`).
 //!
 //! Ranges are half-open. For maps of hundreds of thousands of PASIDs,
 //! [`WasmHost::pasid_pairs`] gives one guest's PASIDs as a flat `Uint32Array`, and
@@ -63,7 +84,7 @@
 //! # Modules
 //!
 //! As in `ffi/src`: `errors` (what a refusal becomes in JS), `host` (the `Host` class),
-//! `migration`, `vcmd` (vIOMMU registers), `hwtable` (the CPU's translation pages and
+//! `machine` (the `Machine` class and [`WasmSource`]), `migration`, `vcmd` (vIOMMU registers), `hwtable` (the CPU's translation pages and
 //! walk, [`WalkTrace`]), and `args` (reading JS arguments).
 
 #![deny(missing_docs)]
@@ -73,13 +94,15 @@ mod args;
 mod errors;
 mod host;
 mod hwtable;
+mod machine;
 mod migration;
 mod vcmd;
 
 pub use args::ArgError;
 pub use errors::{code_number, Fail, Out};
-pub use host::{HostConfig, WasmHost};
+pub use host::{HostConfig, RidUser, WasmHost};
 pub use hwtable::*;
+pub use machine::{WasmMachine, WasmSource};
 pub use migration::*;
 pub use vcmd::*;
 

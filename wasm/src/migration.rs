@@ -115,6 +115,10 @@ mod tests {
     use super::*;
     use crate::test_support::p2_host;
 
+    fn rid(text: &str) -> pasid_core::Rid {
+        crate::args::rid(text).unwrap()
+    }
+
     #[test]
     fn a_guest_migrates_with_its_gpasids() {
         let mut a = p2_host();
@@ -150,18 +154,33 @@ mod tests {
         let moved = f64::from(imported.guest);
         assert_eq!(imported.report.shared[0].gpasid, gp);
         assert_eq!(b.translate(moved, f64::from(gp)).unwrap(), 4097);
-        // A shared WQ has no owner; the guest is one of its users.
+        // A shared WQ has users, not an owner.
         assert_eq!(b.owner("00:0b.0").unwrap(), None);
-        assert!(b
-            .core()
-            .rid_users(pasid_core::Rid::new(0, 0x0b << 3))
-            .any(|(g, _)| g.0 == imported.guest));
+        assert_eq!(b.core().rid_users(rid("00:0b.0")).count(), 1);
         // The same blob again is a replay of one migration: refused, nothing changes
         // (the shared WQ itself would take a second guest).
         let before = b.core().snapshot();
         assert!(matches!(
             b.import_with_map(&blob, &map),
             Err(Fail::Core(pasid_core::Error::Replayed { .. }))
+        ));
+        assert_eq!(b.core().snapshot(), before);
+        // A dedicated use is one guest's: a second guest's blob onto it is refused, and
+        // nothing changes.
+        let blobs: Vec<Vec<u8>> = ["03:00.1", "03:00.2"]
+            .into_iter()
+            .map(|vf| {
+                let d = f64::from(a.create_guest("p2", 1.0).unwrap());
+                a.attach(d, vf, "dedicated").unwrap();
+                a.export_guest(d).unwrap()
+            })
+            .collect();
+        let onto = |vf: &str| [entry(&[vf, "04:00.1"])];
+        b.import_with_map(&blobs[0], &onto("03:00.1")).unwrap();
+        let before = b.core().snapshot();
+        assert!(matches!(
+            b.import_with_map(&blobs[1], &onto("03:00.2")),
+            Err(Fail::Core(pasid_core::Error::RidInUse { .. }))
         ));
         assert_eq!(b.core().snapshot(), before);
         let bad = [entry(&["zz", "00:0b.0"])];

@@ -68,7 +68,7 @@ const TAMPER = {
   bitflip: ['blob corrupted in transit: one payload bit flipped', withFlippedBit],
 };
 
-// The RID map's kind names (what Host.importGuest reads), by snapshot kind.
+// The device-kind names the wasm calls read (importGuest's RID map, bindUse, detachUse), by snapshot kind.
 export const MAP_KIND = { Dedicated: 'dedicated', SharedWq: 'shared-wq' };
 
 /**
@@ -122,9 +122,10 @@ function migrateStep(src, dst, guestId, name, sent, tamper, setup) {
     }
     const after = dst.host.guestSnapshot(imported.guest);
     dst.names[imported.guest] = name;
-    src.host.destroyGuest(guestId);
-    delete src.names[guestId];
-    log(`${name} is guest 0x${imported.guest.toString(16)} on host ${dst.key}; source guest destroyed`);
+    const entries = src.host.destroyGuest(guestId);
+    state.destroyed[src.key] = { name, entries }; // its name stays: its draining PASIDs show it
+    const left = src.host.draining().filter((d) => d.guest === guestId).length;
+    log(`${name} is guest 0x${imported.guest.toString(16)} on host ${dst.key}; source guest destroyed (${entries.length} entries to clear on host ${src.key}, ${left} hPASIDs draining there until the teardown is confirmed)`);
     state.migration.result = { ok: true, name, from: src.key, to: dst.key, before, after, report: imported.report, shared: [dst.config.shared[0], dst.config.shared[1]] };
     state.migration.selected = `${dst.key}:${imported.guest}`;
     if (state.walk.guest === `${key}:${guestId}`) state.walk.guest = `${dst.key}:${imported.guest}`;
@@ -186,6 +187,68 @@ export function exportStatus() {
   return x ? `saved ${x.name} (${num(x.bytes)} bytes, built in ${x.ms.toFixed(0)} ms)` : '';
 }
 
+const MACHINE_WQ = '0000:6a:01.0'; // the machine's DSA shared WQ, which every VMM's guests use
+
+/** A VMM starts a VM on the machine's shared WQ, with two shared PASIDs bound there. */
+export function machineGuest(v) {
+  const g = v.host.createGuest('p2', 8);
+  v.names[g] = `${v.name.replace('qemu-', 'vm')}${String.fromCharCode(97 + Object.keys(v.names).length)}`;
+  v.host.attach(g, MACHINE_WQ, 'shared-wq');
+  const programmed = [0, 1].map(() => v.host.bind(g, v.host.allocPasid(g, 'shared'), MACHINE_WQ));
+  return `${v.names[g]} (in ${v.name}): gPASIDs 1, 2 → hPASIDs ${programmed.join(', ')}`;
+}
+
+/** Two VMM processes on a new machine, their VMs started in turn. */
+export function machineScene(log) {
+  ops.machine(2);
+  const [q1, q2] = state.machine.vmms;
+  for (const v of [q1, q2, q1, q2]) log(machineGuest(v));
+  log('each VMM numbers its guests\' gPASIDs itself (all start at 1); the host PASIDs come from one range and never collide');
+}
+
+/** A VMM process dies with its VMs: the core destroys its guests, their host PASIDs drain. */
+export function crashVmm(v, log) {
+  for (const g of [...v.host.guests()]) v.host.destroyGuest(g);
+  v.crashed = true;
+  const left = v.host.draining().map((d) => d.hpasid);
+  log(`${v.name}'s VMs are gone; hPASIDs ${left.join(', ') || 'none'} drain until the teardown is confirmed (the real broker also quarantines them for a configured time)`);
+}
+
+// One confirmation takes at most this many PASIDs: the core's check of a batch grows
+// with its size times the draining count, and 1,000 of 200,000 stays under half a second.
+export const TEARDOWN_BATCH = 1000;
+
+/** At most `n` items of a list as text, the rest counted. */
+function listText(items, n = 12) {
+  return items.length > n ? `${items.slice(0, n).join(', ')}, … (${num(items.length)} in all)` : items.join(', ');
+}
+
+/** A draining record as a log line. */
+export function drainingText(d) {
+  return `gPASID ${d.gpasid}${d.hpasid !== null ? ` and hPASID ${d.hpasid}` : ''} drain: no longer translating, not handed out again until the teardown is confirmed`;
+}
+
+/** Destroys a guest as one step; the entries the VMM must clear are shown below the maps. */
+export function destroy(h, g) {
+  const name = h.names[g];
+  return step(`host ${h.key}: remove ${name}`, (log) => {
+    const entries = h.host.destroyGuest(g);
+    const left = h.host.draining().filter((d) => d.guest === g);
+    log(`the VMM clears ${num(entries.length)} PASID-table entr${entries.length === 1 ? 'y' : 'ies'}${entries.length ? `: ${listText(entries.map((e) => `${ridText(e.rid)} PASID ${e.pasid}`))}` : ''}`);
+    if (left.length) log(`hPASIDs ${listText(left.map((d) => d.hpasid))} drain until the teardown is confirmed`);
+    state.destroyed[h.key] = { name, entries };
+  }, `${h.key}:${g}:guest`);
+}
+
+/** The VMM says the hardware let go of `items`: one step, all or nothing (the core checks). */
+export function confirmTeardown(h, items) {
+  return step(`host ${h.key}: teardown confirmed for ${items.length === 1 ? `gPASID ${items[0].gpasid}` : `${items.length} PASIDs`}`, (log) => {
+    h.host.completeTeardown(items);
+    const shared = items.filter((d) => d.hpasid !== null).map((d) => d.hpasid);
+    log(shared.length ? `hPASIDs ${listText(shared)} are free again` : 'the gPASIDs are free again');
+  }, `${h.key}:teardown`);
+}
+
 export const actions = {
   preset(el) {
     runPreset(PRESETS.find((p) => p.id === el.dataset.preset));
@@ -213,7 +276,7 @@ export const actions = {
   },
   removeGuest(el) {
     const [h, g] = guestOf(el);
-    step(`host ${h.key}: remove ${h.names[g]}`, () => h.host.destroyGuest(g), `${h.key}:${g}:guest`);
+    destroy(h, g);
   },
   attach(el) {
     const [h, g] = guestOf(el);
@@ -227,8 +290,8 @@ export const actions = {
   },
   detach(el) {
     const [h, g] = guestOf(el);
-    const rid = el.dataset.rid;
-    step(`host ${h.key}: detach ${rid} from ${h.names[g]}`, () => h.host.detach(g, rid), `${h.key}:${g}:attach`);
+    const { rid, kind } = el.dataset;
+    step(`host ${h.key}: detach ${rid} (${kind}) from ${h.names[g]}`, () => h.host.detachUse(g, rid, kind), `${h.key}:${g}:attach`);
   },
   alloc(el) {
     const [h, g] = guestOf(el);
@@ -240,19 +303,34 @@ export const actions = {
   },
   freePasid(el) {
     const [h, g] = guestOf(el);
-    step(`host ${h.key}: ${h.names[g]} frees gPASID ${field(el, 'gpasid')}`, () => h.host.freePasid(g, pasidField(el, 'gpasid')), `${h.key}:${g}:free`);
+    step(`host ${h.key}: ${h.names[g]} frees gPASID ${field(el, 'gpasid')}`, (log) => {
+      log(drainingText(h.host.freePasid(g, pasidField(el, 'gpasid'))));
+    }, `${h.key}:${g}:free`);
   },
   bind(el) {
     const [h, g] = guestOf(el);
-    const rid = field(el, 'device');
-    step(`host ${h.key}: ${h.names[g]} binds gPASID ${field(el, 'gpasid')} to ${rid}`, (log) => {
-      log(`programmed PASID ${h.host.bind(g, pasidField(el, 'gpasid'), rid)}`);
+    const [rid, use] = field(el, 'device').split('|');
+    step(`host ${h.key}: ${h.names[g]} binds gPASID ${field(el, 'gpasid')} to ${rid}${use ? ` (${use})` : ''}`, (log) => {
+      const gp = pasidField(el, 'gpasid');
+      log(`programmed PASID ${use ? h.host.bindUse(g, gp, rid, use) : h.host.bind(g, gp, rid)}`);
     }, `${h.key}:${g}:bind`);
   },
   unbind(el) {
     const [h, g] = guestOf(el);
-    const rid = field(el, 'device');
-    step(`host ${h.key}: ${h.names[g]} unbinds gPASID ${field(el, 'gpasid')} from ${rid}`, () => h.host.unbind(g, pasidField(el, 'gpasid'), rid), `${h.key}:${g}:bind`);
+    const [rid, use] = field(el, 'device').split('|');
+    step(`host ${h.key}: ${h.names[g]} unbinds gPASID ${field(el, 'gpasid')} from ${rid}${use ? ` (${use})` : ''}`, (log) => {
+      const gp = pasidField(el, 'gpasid');
+      log(`the VMM clears PASID ${use ? h.host.unbindUse(g, gp, rid, use) : h.host.unbind(g, gp, rid)} on ${rid}`);
+    }, `${h.key}:${g}:bind`);
+  },
+  teardown(el) {
+    // The record as the core listed it when the button was drawn; a stale one is the
+    // core's to refuse (NotDraining), with nothing changed.
+    confirmTeardown(hostByKey(el.dataset.host), [JSON.parse(el.dataset.record)]);
+  },
+  teardownAll(el) {
+    const h = hostByKey(el.dataset.host);
+    confirmTeardown(h, h.host.draining().slice(0, TEARDOWN_BATCH));
   },
   record(el) {
     const [h, g] = guestOf(el);
@@ -284,7 +362,33 @@ export const actions = {
           : r.status === regs.sc_no_pasid ? (code === regs.cmd_alloc ? 'no PASID available' : 'invalid PASID') : 'unknown status';
       vc.out = `VCMD@${hex(regs.vcmd)} ← ${hex(command)}; VCRSP@${hex(regs.vcrsp)} → ${hex(vcrsp)} (IP ${r.in_progress ? 1 : 0}, SC ${r.status}: ${meaning})`;
       log(vc.out);
+      if (code === regs.cmd_free && r.status === 0) {
+        const d = h.host.draining().find((x) => x.guest === g && BigInt(x.gpasid) === operand);
+        if (d) log(`the guest sees success at once; ${drainingText(d)}`);
+      }
     }, `${h.key}:${g}:vcmd`);
+  },
+  machineSetup() {
+    step('machine: two VMM processes on one shared range', (log) => machineScene(log));
+  },
+  machineVmm() {
+    step('machine: another VMM process starts', (log) => log(`${ops.vmm().name} draws from the same machine-wide range`));
+  },
+  machineGuest(el) {
+    const v = state.machine.vmms[Number(el.dataset.vmm)];
+    step(`machine: ${v.name} starts a VM`, (log) => log(machineGuest(v)));
+  },
+  machineCrash(el) {
+    const v = state.machine.vmms[Number(el.dataset.vmm)];
+    step(`machine: ${v.name} crashes`, (log) => crashVmm(v, log));
+  },
+  machineTeardown(el) {
+    const v = state.machine.vmms[Number(el.dataset.vmm)];
+    step(`machine: teardown done for ${v.name}'s draining PASIDs`, (log) => {
+      const items = v.host.draining();
+      v.host.completeTeardown(items);
+      log(`hPASIDs ${items.map((d) => d.hpasid).filter((p) => p !== null).join(', ')} are free on the machine again`);
+    });
   },
   migrate() {
     const [key, id] = state.migration.selected.split(':');

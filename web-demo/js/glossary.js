@@ -18,10 +18,14 @@ export const TERMS = {
   p2: 'Platform p2: shared WQs present. The vIOMMU allocates each PASID on request, local (for VFs) or shared (with an hPASID behind it).',
   'local range': 'The host PASIDs that are also every guest\'s PASID range: RID-local PASIDs of dedicated devices and all gPASIDs. Several guests use the same numbers, each on its own RIDs.',
   'shared range': 'Host-global PASIDs for shared WQs. Each one belongs to exactly one guest at a time; it never overlaps the local range.',
+  draining: 'A freed PASID (or one of a destroyed guest) that no longer translates, but that the hardware may still hold in a PASID-table entry, the IOTLB or device TLB, or a work queue. It is not handed out again, and still counts against the guest\'s quota, until the VMM confirms the teardown.',
+  teardown: 'What the VMM does before a PASID may be reused, in Linux\'s order: clear the PASID-table entry, invalidate the IOTLB and device TLB, drain the work queue, then say so (completeTeardown). Only then does the number go back to the pool.',
+  VMM: 'Virtual machine monitor: the user-space process (QEMU, say) that runs one VM. A host runs many, one per VM, and host PASIDs must be unique across all of them.',
+  broker: 'The one owner of a machine\'s shared range (a daemon, docs/broker.md): every VMM process asks it for host PASIDs, so two VMMs never get the same one. It holds a dead VMM\'s PASIDs in quarantine for a while before reuse.',
 };
 
 /** Lower-case spellings that point at the same entry. */
-const ALIASES = { pasids: 'PASID', gpasids: 'gPASID', hpasids: 'hPASID', vfs: 'VF', rids: 'RID', 'shared wqs': 'shared WQ', enqcmds: 'ENQCMD' };
+const ALIASES = { vmms: 'VMM', pasids: 'PASID', gpasids: 'gPASID', hpasids: 'hPASID', vfs: 'VF', rids: 'RID', 'shared wqs': 'shared WQ', enqcmds: 'ENQCMD' };
 
 function entry(word) {
   if (word in TERMS) return word;

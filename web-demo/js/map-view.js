@@ -3,7 +3,7 @@
 // labels, legend, and keyboard, pointer and tap access. Drawing itself is map.js.
 
 import { esc, num } from './format.js';
-import { buildMapData, cellAt, describeAt, drawMap, extent, SEVERAL, TINT, usage } from './map.js';
+import { buildMapData, cellAt, describeAt, drawMap, DRAINING, extent, SEVERAL, TINT, usage } from './map.js';
 import { colourOf, guestName, render, state } from './state.js';
 
 const COLUMNS = 128;
@@ -42,6 +42,7 @@ export function renderMaps(h) {
     <span><i style="background:${rgbText(TINT.shared)}"></i>shared range, free</span>
     <span><i style="background:${rgbText(TINT.none)}"></i>outside both (PASID 0 reserved)</span>
     <span title="Each guest has its own PASID space on its own devices: the same number in two guests is two different things."><i style="background:${rgbText(SEVERAL)}"></i>local: one number in several guests, each its own</span>
+    <span data-testid="legend-draining" title="Freed, or of a destroyed guest: no longer translating, not handed out again until the VMM confirms the teardown."><i style="background:${rgbText(DRAINING)}"></i>draining (waiting for teardown)</span>
     ${s.guests.map((g) => { const n = guestName(h, g.id); return `<span><i style="background:${colourOf(n)}"></i>${esc(n)}</span>`; }).join('')}
     <span class="muted">A cell of many shared PASIDs takes the colour of the guest holding most of them: a host PASID is never shared.</span>
   </div>`;
@@ -74,7 +75,7 @@ export function drawMaps(h) {
     const name = guestName(h, g.id);
     return { name, colour: colourOf(name), platform: g.config.platform, pairs: g.pairs, devices: g.devices };
   });
-  const data = buildMapData(h.snap, guests);
+  const data = buildMapData(h.snap, guests, h.draining ?? []);
   for (const view of ['space', ...RANGES]) {
     const canvas = document.querySelector(`[data-testid="map-${h.key}-${view}"]`);
     const [lo, hi, how, cols] = view === 'space' ? [0, 2 ** h.snap.width, 'whole', 512] : windowOf(h, view, data);

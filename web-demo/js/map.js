@@ -3,15 +3,19 @@
 // several guests may use the same number (each on its own devices): grey. In the
 // shared range a host PASID has exactly one owner, so a cell that holds host PASIDs of
 // several guests takes the colour of the one holding most of them, never grey.
+// Draining PASIDs (freed, or of a destroyed guest, until the VMM confirms the hardware
+// let go) have a colour of their own: they are nobody's and not free.
 // Built from typed arrays, so hundreds of thousands of PASIDs draw in milliseconds.
 
 import { num } from './format.js';
 
 const TINT = { local: [219, 234, 254], shared: [254, 243, 199], none: [241, 245, 249] };
 export const SEVERAL = [71, 85, 105];
+export const DRAINING = [120, 53, 15];
 export { TINT };
 
-function rgb(hexColour) {
+/** `#rrggbb` as [r, g, b]. */
+export function rgb(hexColour) {
   const v = parseInt(hexColour.slice(1), 16);
   return [(v >> 16) & 255, (v >> 8) & 255, v & 255];
 }
@@ -42,10 +46,15 @@ function countIn(a, lo, hi) {
 
 /**
  * Prepares per-guest data from a host snapshot and pasid pairs.
- * `guests`: [{ name, colour, platform, pairs: Uint32Array [g,h,...], devices }]
+ * `guests`: [{ name, colour, platform, pairs: Uint32Array [g,h,...], devices }];
+ * `draining`: what `host.draining()` lists ([{ guest, gpasid, hpasid }]).
  */
-export function buildMapData(snap, guests) {
+export function buildMapData(snap, guests, draining = []) {
+  const live = new Set(snap.guests.map((g) => g.id));
   return {
+    // A live guest's draining gPASID still blocks its number; a destroyed guest's does not.
+    drainingLocal: sorted(draining.filter((d) => live.has(d.guest)).map((d) => d.gpasid)),
+    drainingShared: sorted(draining.filter((d) => d.hpasid !== null).map((d) => d.hpasid)),
     width: snap.width,
     local: [snap.local.start, snap.local.end],
     shared: [snap.shared.start, snap.shared.end],
@@ -109,6 +118,17 @@ export function drawMap(canvas, data, lo, hi, columns, maxRows) {
       sharedBy[c * nGuests + gi]++;
     }
   });
+  // Draining PASIDs: counted, and a cell holding more of those than of held ones takes
+  // their colour (a held number next to a draining one in a one-PASID cell shows its guest).
+  const drainingIn = new Uint32Array(cells);
+  for (const list of [data.drainingLocal, data.drainingShared]) {
+    const end = lowerBound(list, hi);
+    for (let i = lowerBound(list, lo); i < end; i++) {
+      const c = ((list[i] - lo) / bucket) | 0;
+      counts[c]++;
+      drainingIn[c]++;
+    }
+  }
   const owner = new Int32Array(cells);
   for (let c = 0; c < cells; c++) {
     let best = localOwner[c];
@@ -131,7 +151,7 @@ export function drawMap(canvas, data, lo, hi, columns, maxRows) {
     const start = lo + c * bucket;
     let colour;
     if (c < cells && counts[c] > 0) {
-      const base = owner[c] === -2 ? SEVERAL : data.guests[owner[c]].rgb;
+      const base = 2 * drainingIn[c] > counts[c] ? DRAINING : owner[c] === -2 ? SEVERAL : data.guests[owner[c]].rgb;
       const a = 0.5 + 0.5 * Math.min(1, counts[c] / bucket);
       colour = base.map((v, i) => Math.round(v * a + 255 * (1 - a)));
     } else if (c >= cells) {
@@ -184,22 +204,23 @@ export function describeAt(canvas, layout, clientX, clientY) {
       lines.push(`${g.name}: ${num(ns)} hPASID${ns > 1 ? 's' : ''}${extra}`);
     }
   }
+  const nd = countIn(data.drainingLocal, lo, hi) + countIn(data.drainingShared, lo, hi);
+  if (nd) lines.push(`${num(nd)} draining: waiting for the VMM to confirm teardown`);
   if (lines.length === 1) lines.push('free');
   return lines;
 }
 
-/** The lowest and highest used PASID in [lo, hi) over all guests, or null if none. */
+/** The lowest and highest used or draining PASID in [lo, hi), or null if none. */
 export function extent(data, lo, hi) {
   let min = Infinity;
   let max = -Infinity;
-  for (const g of data.guests) {
-    for (const list of [g.local, g.shared]) {
-      const a = lowerBound(list, lo);
-      const b = lowerBound(list, hi);
-      if (a < b) {
-        min = Math.min(min, list[a]);
-        max = Math.max(max, list[b - 1]);
-      }
+  const lists = [data.drainingLocal, data.drainingShared, ...data.guests.flatMap((g) => [g.local, g.shared])];
+  for (const list of lists) {
+    const a = lowerBound(list, lo);
+    const b = lowerBound(list, hi);
+    if (a < b) {
+      min = Math.min(min, list[a]);
+      max = Math.max(max, list[b - 1]);
     }
   }
   return min <= max ? [min, max] : null;

@@ -9,6 +9,7 @@ const VF1 = '0000:03:00.1';
 const VF2 = '0000:03:00.2';
 const WQ1 = '0000:00:0a.0';
 const WQ2 = '0000:00:0b.0';
+const DSA = '0000:6a:01.0'; // a DSA function with a dedicated WQ and a shared WQ
 
 /** vm1 on host A: a VF and a DSA shared WQ, local and shared PASIDs, bound to both. */
 function migratingGuest({ ops, h, log }, shared = 4) {
@@ -91,6 +92,36 @@ export const PRESETS = [
       for (let i = 0; i < 100; i++) B.allocPasid(resident, 'shared');
       log(`host B: resident guest holds 100 shared PASIDs (${B.sharedInUse} in use)`);
       ctx.selected = `A:${migratingGuest(ctx)}`;
+    },
+  },
+  {
+    id: 'p2-shared-wq',
+    title: 'p2: one shared WQ, three guests; draining',
+    blurb: 'A DSA shared WQ used by vm1, vm2 and vm3: each binds its gPASID 1 there, and each binding programs that guest\'s own hPASID. vm1 also has a mixed RID: a dedicated and a shared WQ on one function. vm2 frees a shared PASID: it stops translating at once but drains, still counted against its quota, until the VMM confirms the teardown.',
+    run({ ops, h, log, expectError }) {
+      ops.reset([P2, P2]);
+      const A = h('A').host;
+      const [vm1, vm2, vm3] = ['vm1', 'vm2', 'vm3'].map((name) => {
+        const g = ops.guest('A', 'p2', 4, name);
+        A.attach(g, WQ1, 'shared-wq');
+        const gp = A.allocPasid(g, 'shared');
+        log(`${name}: gPASID ${gp} on the shared WQ ${WQ1}: programmed hPASID ${A.bind(g, gp, WQ1)}`);
+        return g;
+      });
+      // A DSA function with a dedicated WQ and a shared WQ, both vm1's.
+      A.attach(vm1, DSA, 'dedicated');
+      A.attach(vm1, DSA, 'shared-wq');
+      const local = A.allocPasid(vm1, 'local');
+      const shared = A.allocPasid(vm1, 'shared');
+      log(`vm1 on the mixed RID ${DSA}: local ${local} on the dedicated WQ (programmed ${A.bindUse(vm1, local, DSA, 'dedicated')}), shared ${shared} on the shared WQ (programmed ${A.bindUse(vm1, shared, DSA, 'shared-wq')})`);
+      expectError(log, `vm1 binds gPASID ${shared} to ${DSA} without saying which use`, () => A.bind(vm1, shared, DSA), `A:${vm1}:bind`);
+      const gone = A.allocPasid(vm2, 'shared');
+      A.bind(vm2, gone, WQ1);
+      log(`vm2: gPASID ${gone} → hPASID ${A.translate(vm2, gone)}; unbound (the VMM clears PASID ${A.unbind(vm2, gone, WQ1)} on the WQ), then freed`);
+      const d = A.freePasid(vm2, gone);
+      log(`gPASID ${d.gpasid} and hPASID ${d.hpasid} drain until the teardown is confirmed`);
+      expectError(log, `vm2's freed gPASID ${gone} is used again before the teardown`, () => A.translate(vm2, gone), `A:${vm2}:free`);
+      log(`vm3 is untouched: gPASID 1 → hPASID ${A.translate(vm3, 1)}`);
     },
   },
   {

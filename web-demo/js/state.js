@@ -24,6 +24,7 @@ export const state = {
   // ridMap / ridKinds: `${host}:${guest}` -> { [source RID]: destination RID / its kind }
   migration: { selected: '', ridMap: {}, ridKinds: {}, result: null },
   vcmd: {}, // `${host}:${guest}` -> { rev, out }: each guest's vIOMMU has its own revision
+  destroyed: {}, // host key -> { name, entries }: the last destroyed guest and what the VMM must clear
   kept: {}, // control key -> what the user typed or picked (see `kept`)
   focus: null, // { key, start, end } of the focused control, put back after a render
   maps: { view: {}, cursor: {} }, // `${host}:${range}` -> { mode, start } / cursor PASID
@@ -33,11 +34,14 @@ export const state = {
   presetNote: null, // { title, blurb } of the preset that set up the hosts
   version: 0, // bumped by every change of a host, so views can cache what they derive
   timings: [], // { what, ms }: each interaction until the next frame, for the tests
-  // Later (issue 13, part 4): several VMM processes sharing a broker's shared range,
-  // shared WQs used by several guests, draining and quarantined host PASIDs. They need
-  // the core's machine model; a `machine` entry beside `hosts` and its own view module
-  // will hold them, the way `walk` has one.
+  // One machine, several VMM processes (issue 13, part 4): `range` is the wasm Machine
+  // (the machine-wide shared range, the broker's part), `vmms` one core host per VMM
+  // process drawing from it: { name, host, names: { [guestId]: name }, crashed }.
+  machine: { range: null, vmms: [] },
 };
+
+export const MACHINE_RANGE = [4096, 4096 + 512];
+export const MACHINE_CONFIG = { platform: 'p2', width: 20, local: [1, 4096], shared: MACHINE_RANGE };
 
 let renderer = () => {};
 
@@ -105,10 +109,14 @@ export function guestName(h, id) {
 // ---------- steps and undo ----------
 
 function saveState() {
+  const m = state.machine;
   return {
     hosts: state.hosts.map((h) => ({ key: h.key, config: structuredClone(h.config), host: h.host.clone(), names: { ...h.names } })),
     nextVm: state.nextVm,
     colours: { ...state.colours },
+    // The VMMs' hosts share the machine's range: their clones and a copy of the range
+    // are taken together and put back together.
+    machine: m.range && { range: m.range, saved: m.range.save(), vmms: m.vmms.map((v) => ({ ...v, host: v.host.clone(), names: { ...v.names } })) },
   };
 }
 
@@ -117,10 +125,22 @@ function restoreState(saved) {
   state.hosts = saved.hosts;
   state.nextVm = saved.nextVm;
   state.colours = saved.colours;
+  for (const v of state.machine.vmms) v.host.free();
+  if (saved.machine) {
+    saved.machine.range.restore(saved.machine.saved);
+    saved.machine.saved.free();
+    state.machine = { range: saved.machine.range, vmms: saved.machine.vmms };
+  } else {
+    state.machine = { range: null, vmms: [] };
+  }
 }
 
 function freeSaved(saved) {
   for (const h of saved.hosts) h.host.free();
+  if (saved.machine) {
+    saved.machine.saved.free();
+    for (const v of saved.machine.vmms) v.host.free();
+  }
 }
 
 /**
@@ -158,6 +178,7 @@ export function undo() {
   state.errors = {};
   for (const v of Object.values(state.vcmd)) v.out = '';
   state.migration.result = null;
+  state.destroyed = {};
   state.log.push({ text: `undo: ${last.entry.text}`, details: [], ok: true, meta: true });
   render();
 }
@@ -185,6 +206,7 @@ export const ops = {
     state.errors = {};
     state.migration = { selected: '', ridMap: {}, ridKinds: {}, result: null };
     state.vcmd = {};
+    state.destroyed = {};
     state.kept = {};
     state.maps = { view: {}, cursor: {} }; // maps fit the new data again
     state.walk = { guest: '' };
@@ -197,11 +219,26 @@ export const ops = {
     h.host = fresh;
     h.config = structuredClone(config);
     h.names = {};
+    delete state.destroyed[key];
     // Guest ids restart on a new host: forget what was shown for the old ones.
     for (const m of [state.vcmd, state.migration.ridMap, state.migration.ridKinds, state.maps.view, state.maps.cursor]) {
       for (const k of Object.keys(m)) if (k.startsWith(`${key}:`)) delete m[k];
     }
     for (const k of Object.keys(state.kept)) if (/^[AB]:\d+:/.test(k) && k.startsWith(`${key}:`)) delete state.kept[k];
+  },
+  /** A new machine with `n` VMM processes on it (the old one stays for undo). */
+  machine(n) {
+    for (const v of state.machine.vmms) v.host.free();
+    const range = new wasm.Machine(MACHINE_RANGE);
+    state.machine = { range, vmms: [] };
+    for (let i = 0; i < n; i++) ops.vmm();
+  },
+  /** Starts one more VMM process on the machine: its own core host on the shared range. */
+  vmm() {
+    const m = state.machine;
+    const name = `qemu-${m.vmms.length + 1}`;
+    m.vmms.push({ name, host: wasm.Host.onMachine(m.range, MACHINE_CONFIG), names: {}, crashed: false });
+    return m.vmms[m.vmms.length - 1];
   },
   guest(key, platform, quota, name) {
     const h = hostByKey(key);

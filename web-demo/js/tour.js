@@ -4,7 +4,7 @@
 // its own: each builds its scene from empty hosts.
 
 import { batch, ops, hostByKey, expectError, forget, keep, render, state, step } from './state.js';
-import { migrate, runPresetById } from './actions.js';
+import { crashVmm, machineScene, migrate, runPresetById } from './actions.js';
 import { withTerms } from './glossary.js';
 
 const P2 = { platform: 'p2', width: 20, local: [1, 4096], shared: [4096, 1 << 19] };
@@ -116,6 +116,27 @@ export const TOUR = [
       migrate(key, Number(id), { setup: { title: 'p2 guest → p1 host', blurb: 'Host B is p1; vm1 on host A is a p2 guest with a VF and a shared WQ.', lines: [] } });
     },
     highlight: ['[data-testid="migrate-result"]'],
+  },
+  {
+    title: 'PASIDs are reused only after the hardware has let go',
+    text: 'One {{shared WQ}} (00:0a.0) now serves three guests. Each bound its own gPASID 1 there, and each binding programs that guest\'s own hPASID (4,096, 4,097, 4,098): the RID table lists every user and what it programmed. vm1 also has a mixed RID, a dedicated and a shared WQ on one function. Then vm2 freed gPASID 2. The guest got its answer at once, and the number stopped translating, but hPASID 4,100 may still sit in a PASID-table entry, the IOTLB or the WQ: it is {{draining}} (the dark cell on the shared map) and still counts against vm2\'s quota. vm2\'s next ALLOC got gPASID 3 and hPASID 4,101, never the old ones. Press "confirm teardown" once the VMM has cleared the entry, flushed and drained ({{teardown}}): only then are both numbers free again.',
+    run(ctx) {
+      runPresetById('p2-shared-wq', ctx);
+      const A = hostByKey('A').host;
+      const vm2 = A.guests()[1];
+      const again = A.allocPasid(vm2, 'shared');
+      ctx.log(`vm2 allocates again: gPASID ${again} → hPASID ${A.translate(vm2, again)}, not the draining ones`);
+    },
+    highlight: ['[data-testid="teardown-A"]', '[data-testid="rids-A"]', '[data-testid="map-A-shared"]', inHost('A', 'guest-vm2', '[data-testid="quota"]')],
+  },
+  {
+    title: 'One machine, many VMM processes, and a VMM that crashes',
+    text: 'So far each host was one program. On a real machine each VM has its own {{VMM}} process (QEMU), each with its own copy of the library, and host PASIDs must still be unique across all of them: the {{broker}} daemon owns the machine\'s shared range and hands them out. Below the walk, qemu-1 and qemu-2 each started two VMs: each VMM numbers its guests\' gPASIDs from 1, yet their host PASIDs interleave on one range and never collide. Then qemu-1 crashed. Its VMs are gone, but the hardware may still hold their host PASIDs, so they drain (dark cells): a VM that qemu-2 starts now gets new ones, and only "teardown done" releases them. The real broker also keeps a dead VMM\'s PASIDs in quarantine for a configured time (docs/broker.md).',
+    run(ctx) {
+      machineScene(ctx.log);
+      crashVmm(state.machine.vmms[0], ctx.log);
+    },
+    highlight: ['[data-testid="machine"]'],
   },
   {
     title: 'Your turn',

@@ -8,9 +8,10 @@ import { esc, kindText, num, ridText } from './format.js';
 import { term, withTerms } from './glossary.js';
 import { PRESETS } from './presets.js';
 import { colourOf, guestName, hostByKey, kept, otherHost, state } from './state.js';
-import { exportStatus, MAP_KIND, ridMapFor, vcmdOf } from './actions.js';
+import { exportStatus, MAP_KIND, ridMapFor, TEARDOWN_BATCH, vcmdOf } from './actions.js';
 import { drawMaps, renderMaps } from './map-view.js';
 import { renderWalk } from './walk-view.js';
+import { drawMachine, renderMachine } from './machine-view.js';
 import { renderTour } from './tour.js';
 
 const TABLE_ROWS = 200; // rows drawn per table (they scroll); the rest are counted
@@ -75,8 +76,23 @@ function renderLayout(h) {
   </form>`;
 }
 
+/**
+ * The bind targets of a guest: a RID it uses one way is named by the RID alone (the
+ * core's `bind` takes the only use); a mixed RID offers each use (`rid|kind`, `bindUse`).
+ */
 function deviceOptions(g) {
-  return g.devices.map((d) => [ridText(d.rid), `${ridText(d.rid)} · ${kindText[d.kind]}`]);
+  const uses = new Map();
+  for (const d of g.devices) uses.set(ridText(d.rid), (uses.get(ridText(d.rid)) ?? 0) + 1);
+  return g.devices.map((d) => {
+    const rid = ridText(d.rid);
+    return [uses.get(rid) > 1 ? `${rid}|${MAP_KIND[d.kind]}` : rid, `${rid} · ${kindText[d.kind]}`];
+  });
+}
+
+/** The other users of a RID than guest `id`, as text ("vm2 (shared WQ), vm3 (shared WQ)"). */
+function otherUsers(h, rid, id) {
+  const others = (h.ridUsers[rid] ?? []).filter((u) => u.guest !== id);
+  return others.map((u) => `${guestName(h, u.guest)} (${kindText[u.kind]})`).join(', ');
 }
 
 function suggestRid(h) {
@@ -99,17 +115,26 @@ function renderGuest(h, g) {
   const p2 = g.config.platform === 'P2';
   const pairs = g.pairs; // [gPASID, hPASID or 0, ...], ascending
   const count = pairs.length / 2;
-  let sharedHeld = 0;
-  for (let i = 1; i < pairs.length; i += 2) if (pairs[i]) sharedHeld++;
+  // What the quota counts: shared PASIDs held and draining (the core's figure).
+  const sharedHeld = p2 ? h.host.sharedHeld(id) : 0;
+  const draining = g.draining;
+  const drainingShared = draining.filter((d) => d.hpasid !== null).length;
   const last = count ? String(pairs[pairs.length - 2]) : '';
   const attrs = `data-host="${k}" data-guest="${id}"`;
   const firstDevice = g.devices.length ? ridText(g.devices[0].rid) : '';
-  const devices = g.devices.map((d) => `
-      <tr data-testid="device" data-rid="${ridText(d.rid)}">
-        <td class="mono">${ridText(d.rid)}</td><td>${kindText[d.kind]}</td>
+  const devices = g.devices.map((d) => {
+    const rid = ridText(d.rid);
+    const others = otherUsers(h, rid, id);
+    return `
+      <tr data-testid="device" data-rid="${rid}" data-kind="${d.kind}">
+        <td class="mono">${rid}</td><td>${kindText[d.kind]}${others ? `<div class="muted small-text" data-testid="device-others">also: ${esc(others)}</div>` : ''}</td>
         <td class="mono" data-testid="programmed">${d.programmed.length ? d.programmed.map((p) => (p.gpasid === p.programmed ? `${p.gpasid}` : `${p.gpasid}→<b>${p.programmed}</b>`)).join(', ') : '<span class="muted">none</span>'}</td>
-        <td><button class="small" data-action="detach" ${attrs} data-rid="${ridText(d.rid)}" data-testid="detach" aria-label="detach ${ridText(d.rid)}">detach</button></td>
-      </tr>`).join('');
+        <td><button class="small" data-action="detach" ${attrs} data-rid="${rid}" data-kind="${MAP_KIND[d.kind]}" data-testid="detach" aria-label="detach ${rid} (${kindText[d.kind]})">detach</button></td>
+      </tr>`;
+  }).join('');
+  const drainingRows = draining.slice(0, TABLE_ROWS).map((d) => `
+      <li data-testid="guest-draining-item" data-gpasid="${d.gpasid}" data-hpasid="${d.hpasid ?? ''}">gPASID ${d.gpasid}${d.hpasid !== null ? ` → hPASID ${d.hpasid}` : ' (local)'}</li>`).join('')
+    + (draining.length > TABLE_ROWS ? `<li class="muted">… and ${num(draining.length - TABLE_ROWS)} more</li>` : '');
   const rows = Array.from({ length: Math.min(count, TABLE_ROWS) }, (_, i) => ({
     gpasid: pairs[2 * i], kind: pairs[2 * i + 1] ? 'Shared' : 'Local', hpasid: pairs[2 * i + 1] || null,
   })).map((p) => `
@@ -123,7 +148,7 @@ function renderGuest(h, g) {
       <span class="swatch"></span><b>${esc(name)}</b>
       <span class="muted mono">id 0x${id.toString(16)}</span>
       <span class="tag">${term(p2 ? 'p2' : 'p1')}</span>
-      ${p2 ? `<span data-testid="quota">shared ${sharedHeld}/${g.config.shared_quota}</span>` : ''}
+      ${p2 ? `<span data-testid="quota" data-held="${sharedHeld}" data-draining="${drainingShared}" title="the quota counts shared PASIDs held and draining">shared ${sharedHeld}/${g.config.shared_quota}${drainingShared ? ` (${drainingShared} draining)` : ''}</span>` : ''}
       <button class="small right" data-action="removeGuest" ${attrs} data-testid="remove-guest">remove guest</button>
       ${errorSlot(`${key}:guest`, 'guest-error')}
     </header>
@@ -153,7 +178,8 @@ function renderGuest(h, g) {
       ${errorSlot(`${key}:bind`, 'bind-error')}
     </div>
     <div class="scroll"><table class="xlate" data-testid="xlate-table"><caption class="sr-only">${esc(name)}'s translation table</caption><thead><tr><th>${term('gPASID')}</th><th>kind</th><th>${term('hPASID')} (translation table)</th></tr></thead>
-      <tbody>${rows || '<tr><td colspan="3" class="muted">no PASIDs</td></tr>'}${more}</tbody></table></div>` : `
+      <tbody>${rows || '<tr><td colspan="3" class="muted">no PASIDs</td></tr>'}${more}</tbody></table></div>
+    ${draining.length ? `<div class="draining" data-testid="guest-draining"><span class="swatch-draining"></span>${term('draining')}, no longer translating and not handed out again until the teardown is confirmed (below the maps):<ul>${drainingRows}</ul></div>` : ''}` : `
     <div class="row" data-scope>
       <label>on ${select(`${key}:record-device`, 'record-device', deviceOptions(g), firstDevice, 'data-field="device"')}</label>
       <label>the guest picks PASID ${input(`${key}:record-pasid`, 'record-pasid', '1', 'data-field="pasid" size="6"')}</label>
@@ -172,7 +198,7 @@ function renderHost(h) {
   const sharedSize = s.shared.end - s.shared.start;
   return `
   <h2>Host ${k} <span class="tag">${term(s.platform.toLowerCase())}</span>
-    <span class="stat" data-testid="shared-stat-${k}">shared PASIDs in use ${num(s.shared_in_use)} / ${num(sharedSize)}</span></h2>
+    <span class="stat" data-testid="shared-stat-${k}">shared PASIDs in use ${num(s.shared_in_use)} / ${num(sharedSize)}${h.draining.length ? `, of which ${num(h.draining.filter((d) => d.hpasid !== null).length)} draining` : ''}</span></h2>
   ${renderLayout(h)}
   ${renderMaps(h)}
   <div class="row add-guest" data-scope>
@@ -181,7 +207,57 @@ function renderHost(h) {
     <button data-action="addGuest" data-host="${k}" data-testid="add-guest-${k}" data-primary>add guest</button>
     ${errorSlot(`${k}:addGuest`, `add-guest-error-${k}`)}
   </div>
+  ${renderRids(h)}
+  ${renderTeardown(h)}
   ${guests || '<p class="muted">No guests yet: add one, or pick a preset above.</p>'}`;
+}
+
+/** Every RID in use on the host with all its users (the core's `ridUsers`) and what each programmed there. */
+function renderRids(h) {
+  const rids = Object.keys(h.ridUsers);
+  if (!rids.length) return '';
+  const programmedOn = (guest, rid, kind) => {
+    const g = h.snap.guests.find((x) => x.id === guest);
+    const d = g?.devices.find((x) => ridText(x.rid) === rid && x.kind === kind);
+    return d ? d.programmed.map((p) => p.programmed) : [];
+  };
+  const rows = rids.map((rid) => {
+    const users = h.ridUsers[rid].map((u) => {
+      const pasids = programmedOn(u.guest, rid, u.kind);
+      const name = guestName(h, u.guest);
+      return `<span class="rid-user" data-testid="rid-user" data-guest="${esc(name)}" data-kind="${u.kind}" data-programmed="${pasids.join(' ')}" style="--guest:${colourOf(name)}"><span class="swatch"></span>${esc(name)} <span class="muted">${kindText[u.kind]}</span>${pasids.length ? ` <span class="mono">PASID ${pasids.join(', ')}</span>` : ''}</span>`;
+    }).join('');
+    const kinds = new Set(h.ridUsers[rid].map((u) => u.kind));
+    const note = kinds.size > 1 ? 'mixed: a dedicated and a shared WQ on one function' : h.ridUsers[rid].length > 1 ? `one shared WQ, ${h.ridUsers[rid].length} guests: each programs its own hPASIDs` : '';
+    return `<tr data-testid="rid-row" data-rid="${rid}"><td class="mono">${rid}</td><td data-testid="rid-users">${users}</td><td class="muted">${note}</td></tr>`;
+  }).join('');
+  return `<details class="rids" data-testid="rids-${h.key}" open><summary>${term('RIDs', 'RID')} and their users</summary>
+    <table><thead><tr><th>RID</th><th>users: the PASIDs programmed on it</th><th></th></tr></thead><tbody>${rows}</tbody></table></details>`;
+}
+
+/** Draining PASIDs with their confirm buttons, and the entries the last destroy left to clear. */
+function renderTeardown(h) {
+  const k = h.key;
+  const list = h.draining;
+  const gone = state.destroyed[k];
+  if (!list.length && !gone) return '';
+  const live = new Set(h.snap.guests.map((g) => g.id));
+  const items = list.slice(0, TABLE_ROWS).map((d) => {
+    const who = live.has(d.guest) ? guestName(h, d.guest) : `${guestName(h, d.guest)} (destroyed)`;
+    return `<li data-testid="draining-item" data-gpasid="${d.gpasid}" data-hpasid="${d.hpasid ?? ''}" data-guest="${esc(guestName(h, d.guest))}">
+      <span class="swatch-draining"></span>${esc(who)}: gPASID ${d.gpasid}${d.hpasid !== null ? ` → hPASID <b>${d.hpasid}</b>` : ' (local)'}
+      <button class="small" data-action="teardown" data-host="${k}" data-record="${esc(JSON.stringify(d))}" data-testid="teardown-one" aria-label="confirm teardown of ${esc(who)}'s gPASID ${d.gpasid}">confirm teardown</button></li>`;
+  }).join('') + (list.length > TABLE_ROWS ? `<li class="muted">… and ${num(list.length - TABLE_ROWS)} more</li>` : '');
+  const entries = gone ? `<div data-testid="destroy-entries"><b>${esc(gone.name)} destroyed.</b> ${gone.entries.length
+    ? `The VMM must clear these PASID-table entries, then flush the IOTLB and device TLB and drain the WQs: <ul>${gone.entries.slice(0, TABLE_ROWS).map((e) => `<li data-testid="destroy-entry" class="mono">${ridText(e.rid)} · ${kindText[e.kind]} · PASID ${e.pasid}${e.pasid !== e.gpasid ? ` (gPASID ${e.gpasid})` : ''}</li>`).join('')}${gone.entries.length > TABLE_ROWS ? `<li class="muted">… and ${num(gone.entries.length - TABLE_ROWS)} more</li>` : ''}</ul>`
+    : 'It had no PASIDs programmed on any device.'}</div>` : '';
+  return `<div class="teardown" data-scope data-testid="teardown-${k}">
+    <b>${term('teardown')}</b> <span data-testid="draining-count-${k}" data-count="${list.length}">${num(list.length)} draining</span>
+    ${list.length ? `<button class="small" data-action="teardownAll" data-host="${k}" data-testid="teardown-all-${k}" data-primary>${list.length > TEARDOWN_BATCH ? `confirm teardown of the first ${num(TEARDOWN_BATCH)}` : 'confirm teardown of all'}</button>` : ''}
+    ${errorSlot(`${k}:teardown`, `teardown-error-${k}`)}
+    ${entries}
+    ${list.length ? `<ul class="draining-list">${items}</ul>` : ''}
+  </div>`;
 }
 
 function renderMigration() {
@@ -327,12 +403,21 @@ export function render() {
   for (const h of state.hosts) {
     h.snap = h.host.summary(); // no PASID lists: those come as typed arrays
     for (const g of h.snap.guests) g.pairs = h.host.pasidPairs(g.id);
+    h.draining = h.host.draining();
+    h.ridUsers = {};
+    for (const g of h.snap.guests) {
+      for (const d of g.devices) {
+        const rid = ridText(d.rid);
+        h.ridUsers[rid] ??= h.host.ridUsers(rid);
+      }
+    }
   }
   document.querySelector('[data-testid="tour-panel"]').innerHTML = renderTour();
   for (const h of state.hosts) {
     document.querySelector(`[data-testid="host-${h.key}"]`).innerHTML = renderHost(h);
   }
   document.querySelector('[data-testid="walk"]').innerHTML = renderWalk();
+  document.querySelector('[data-testid="machine"]').innerHTML = renderMachine();
   document.querySelector('[data-testid="migration"]').innerHTML = renderMigration();
   document.querySelector('[data-testid="log-panel"]').innerHTML = renderLog();
   document.querySelector('[data-testid="undo"]').disabled = state.undo.length === 0;
@@ -341,6 +426,7 @@ export function render() {
   const note = state.presetNote;
   document.querySelector('[data-testid="preset-note"]').innerHTML = note ? `<b>${esc(note.title)}</b>: ${withTerms(note.blurb)}` : '';
   for (const h of state.hosts) drawMaps(h);
+  drawMachine();
   const list = document.querySelector('[data-testid="log"]');
   list.parentElement.scrollTop = list.parentElement.scrollHeight;
   restoreFocus(focus);

@@ -39,7 +39,24 @@ test('guest controls keep their fields through two presses each', async () => {
   assert.match(errs[1], /already bound/);
   errs = await twice(vm('vm1'), [['free-gpasid', '2']], 'free');
   assert.match(errs[0], /still bound/);
-  errs = await twice(vm('vm1'), [['attach-rid', '0000:03:00.1'], ['attach-kind', 'shared-wq']], 'attach');
+  // vm1 has 03:00.1 as a VF: the same use again is refused both times...
+  errs = await twice(vm('vm1'), [['attach-rid', '0000:03:00.1'], ['attach-kind', 'dedicated']], 'attach');
+  assert.match(errs[0], /already attached/);
+  assert.match(errs[1], /already attached/);
+  // ...a shared WQ on the same function is a second use (a mixed RID), once.
+  // (A success offers a free RID next, so this one is typed in twice.)
+  for (const round of [0, 1]) {
+    await vm('vm1').getByTestId('attach-rid').fill('0000:03:00.1');
+    await vm('vm1').getByTestId('attach-kind').selectOption('shared-wq');
+    await vm('vm1').getByTestId('attach').click();
+    const err = await vm('vm1').getByTestId('attach-error').textContent();
+    if (round === 0) assert.equal(err, '');
+    else assert.match(err, /already attached/);
+  }
+  const uses = await vm('vm1').getByTestId('device').filter({ hasText: '0000:03:00.1' }).evaluateAll((rows) => rows.map((r) => r.dataset.kind));
+  assert.deepEqual(uses, ['Dedicated', 'SharedWq']);
+  // vm2 has 03:00.2 as its VF: vm1 cannot have it dedicated too.
+  errs = await twice(vm('vm1'), [['attach-rid', '0000:03:00.2'], ['attach-kind', 'dedicated']], 'attach');
   assert.match(errs[0], /already attached/);
   assert.match(errs[1], /already attached/);
   // The revision select is per guest and survives other guests' renders.

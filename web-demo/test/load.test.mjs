@@ -82,11 +82,17 @@ test('the server compresses text and wasm', async () => {
 test('at 800 px wide nothing scrolls sideways and the tour still reads', async () => {
   const { page } = ctx;
   await open(page, ctx.url);
-  for (const id of ['p2-mixed', 'p2-migration']) {
+  for (const id of ['p2-mixed', 'p2-migration', 'p2-shared-wq']) {
     await preset(page, id);
     const wide = await page.evaluate(() => document.documentElement.scrollWidth);
     assert.ok(wide <= 800, `${id}: page is ${wide} px wide`);
   }
+  // The machine with three VMMs, one crashed: still no sideways scrolling.
+  await page.getByTestId('machine-setup').click();
+  await page.getByTestId('machine-add-vmm').click();
+  await page.getByTestId('vmm-qemu-1').getByTestId('vmm-crash').click();
+  const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+  assert.ok(wide <= 800, `machine: page is ${wide} px wide`);
   await page.getByTestId('tour-start').click();
   await page.getByTestId('tour-next').click();
   await page.getByTestId('tour-next').click();

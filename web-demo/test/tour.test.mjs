@@ -45,6 +45,19 @@ const CHECKS = [
     assert.match(await byId('migrate-refusal').textContent(), /a p2 guest needs a p2 destination/);
     assert.equal(await byId('migrate-target-unchanged').textContent(), '✓ host B is unchanged');
   },
+  async () => {
+    // One shared WQ, three users, three hPASIDs; vm2's freed PASID drains, its next is new.
+    const users = await byId('host-A').getByTestId('rid-row').filter({ hasText: '0000:00:0a.0' }).getByTestId('rid-user').evaluateAll((els) => els.map((e) => `${e.dataset.guest}:${e.dataset.programmed}`));
+    assert.deepEqual(users, ['vm1:4096', 'vm2:4097', 'vm3:4098']);
+    assert.deepEqual(await byId('host-A').getByTestId('draining-item').evaluateAll((els) => els.map((e) => [e.dataset.guest, e.dataset.gpasid, e.dataset.hpasid])), [['vm2', '2', '4100']]);
+    assert.deepEqual(await xlateRows(inHost('A', 'vm2')), [{ g: 1, h: 4097 }, { g: 3, h: 4101 }]);
+    assert.equal(await inHost('A', 'vm2').getByTestId('quota').getAttribute('data-held'), '3');
+  },
+  async () => {
+    assert.equal(await byId('vmm-qemu-1').getByTestId('vmm-status').textContent(), 'crashed');
+    assert.equal(await byId('vmm-qemu-1').getByTestId('vmm-draining').getAttribute('data-hpasids'), '4096 4097 4100 4101');
+    assert.equal(await byId('machine-stat').getAttribute('data-used'), '8');
+  },
   async () => {},
 ];
 
@@ -70,8 +83,8 @@ test('the tour walks from the first step to the last, acting on the live hosts',
   }
   // Back works, and re-enters a step from scratch.
   await byId('tour-prev').click();
-  assert.match(await byId('tour-step').textContent(), /step 7 of 8/);
-  await CHECKS[6]();
+  assert.match(await byId('tour-step').textContent(), /step 9 of 10/);
+  await CHECKS[8]();
   await byId('tour-end').click();
   assert.equal(await byId('tour').count(), 0);
   assert.equal(await page.locator('.tour-focus').count(), 0);

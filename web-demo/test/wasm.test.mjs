@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { initSync, Host, inspectBlob, vcmdCommand, vcmdDecode, vcmdLayout, walk } from '../pkg/pasid_wasm.js';
+import { initSync, Host, Machine, inspectBlob, vcmdCommand, vcmdDecode, vcmdLayout, walk } from '../pkg/pasid_wasm.js';
 
 initSync({ module: readFileSync(new URL('../pkg/pasid_wasm_bg.wasm', import.meta.url)) });
 
@@ -57,10 +57,18 @@ test('core errors arrive as JS Errors with the core message and numeric code', (
   assert.equal(noGuest.code, 7);
   assert.equal(noGuest.message, 'no such guest: guest 0x3039');
 
+  // A RID has one dedicated user at most; the same use twice is refused too. A shared
+  // WQ on the same function is a second use (a mixed RID), not a conflict.
   host.attach(g, '03:00.1', 'dedicated');
-  const inUse = coreError(() => host.attach(g, '0000:03:00.1', 'shared-wq'));
+  const inUse = coreError(() => host.attach(g, '0000:03:00.1', 'dedicated'));
   assert.equal(inUse.code, 9);
   assert.equal(inUse.message, 'RID 0000:03:00.1 is already attached');
+  const other = host.createGuest('p2', 1);
+  const taken = coreError(() => host.attach(other, '03:00.1', 'dedicated'));
+  assert.equal(taken.code, 9);
+  host.attach(g, '0000:03:00.1', 'shared-wq');
+  assert.equal(coreError(() => host.attach(g, '03:00.1', 'shared-wq')).code, 9);
+  assert.deepEqual(host.ridUsers('03:00.1'), [{ guest: g, kind: 'Dedicated' }, { guest: g, kind: 'SharedWq' }]);
   host.free();
 });
 
@@ -137,8 +145,10 @@ test('a snapshot has the documented shape and survives JSON', () => {
           { rid: { segment: 0, bdf: 0x0050 }, kind: 'SharedWq', programmed: [{ gpasid: shared, programmed: hp }] },
           { rid: { segment: 0, bdf: 0x0301 }, kind: 'Dedicated', programmed: [{ gpasid: local, programmed: local }] },
         ],
+        draining: [],
       },
     ],
+    orphans: [],
   });
   assert.deepEqual(JSON.parse(JSON.stringify(snap)), snap);
   assert.deepEqual(host.guestSnapshot(g), snap.guests[0]);
@@ -216,15 +226,38 @@ test('migration: gPASIDs kept, hPASIDs new from the target, report shape', () =>
       { source: { segment: 0, bdf: 0x50 }, destination: { segment: 0, bdf: 0x50 }, kind: 'SharedWq' },
       { source: { segment: 0, bdf: 0x301 }, destination: { segment: 0, bdf: 0x301 }, kind: 'Dedicated' },
     ],
+    // Format 2.0: which migration this is (a second import of it is a replay), and what
+    // the guest was told (12 bits for a 4096-PASID local range, which the target honours).
+    identity: { source_host: 0, source_guest: g, epoch: 0 },
+    version: { major: 2, minor: 0 },
+    contract: { width: 12, local_start: 1, local_end: 4096, capabilities: 3 },
+    quota: 8,
   });
+  assert.equal(coreError(() => b.importGuest(blob, IDENTITY)).codeName, 'Replayed');
   const moved = b.guestSnapshot(guest);
   assert.deepEqual(moved.pasids.map((p) => p.gpasid), [local, s1, s2]);
   assert.equal(b.translate(guest, s1), 4106);
   assert.equal(b.owner('03:00.1'), guest);
   const wq = moved.devices.find((d) => d.kind === 'SharedWq');
   assert.deepEqual(wq.programmed, [{ gpasid: s1, programmed: 4106 }, { gpasid: s2, programmed: 4107 }]);
-  a.destroyGuest(g);
+  // The source's guest goes: the VMM gets the entries to clear, and the two host
+  // PASIDs drain (still counted) until it confirms the teardown.
+  const [h1, h2] = [a.translate(g, s1), a.translate(g, s2)];
+  assert.deepEqual(a.programmedEntries(g), [
+    { rid: { segment: 0, bdf: 0x50 }, kind: 'SharedWq', gpasid: s1, pasid: h1 },
+    { rid: { segment: 0, bdf: 0x50 }, kind: 'SharedWq', gpasid: s2, pasid: h2 },
+    { rid: { segment: 0, bdf: 0x301 }, kind: 'Dedicated', gpasid: local, pasid: local },
+    { rid: { segment: 0, bdf: 0x301 }, kind: 'Dedicated', gpasid: s1, pasid: s1 },
+  ]);
+  const entries = a.programmedEntries(g);
+  assert.deepEqual(a.destroyGuest(g), entries);
+  assert.equal(a.sharedInUse, 2);
+  const orphans = a.draining();
+  assert.deepEqual(orphans.map((d) => d.gpasid), [s1, s2]);
+  assert.deepEqual(a.snapshot().orphans, orphans);
+  a.completeTeardown(orphans);
   assert.equal(a.sharedInUse, 0);
+  assert.deepEqual(a.draining(), []);
   a.free();
   b.free();
 });
@@ -235,9 +268,9 @@ test('refused imports throw the core error and leave the target unchanged', () =
   const cases = [
     [new Host({ ...P2, platform: 'p1' }), IDENTITY, 6, /^not supported: a p2 guest needs a p2 destination/],
     [new Host({ ...P2, shared: [4096, 4097] }), IDENTITY, 33, /^incompatible layout: /],
-    [new Host({ ...P2, local: [1, 2], shared: [4096, 8192] }), IDENTITY, 13, /^PASID 2 is outside the guest range$/],
+    // The guest was told a 4096-PASID range; this host cannot honour it.
+    [new Host({ ...P2, local: [1, 2], shared: [4096, 8192] }), IDENTITY, 58, /^the guest was told width 12 \(PSS 11\), PASIDs 1\.\.4096, capabilities 0x3, but this host offers width 20 \(PSS 19\), PASIDs 1\.\.2/],
     [new Host(P2), [['00:0a.0', '00:0a.0']], 34, /^RID 0000:03:00.1 has no destination in the RID map$/],
-    [new Host(P2), [['03:00.1', '04:00.0'], ['00:0a.0', '04:00.0']], 9, /^RID 0000:04:00.0 is already attached$/],
     // The destination's VMM says 00:0a.0 is a VF there; the guest's device is a shared WQ.
     [new Host(P2), [['03:00.1', '03:00.1', 'dedicated'], ['00:0a.0', '00:0a.0', 'dedicated']], 51,
       /^RID kind mismatch: destination RID 0000:00:0a.0 is a dedicated device, but the guest's device mapped to it is a shared WQ device$/],
@@ -250,10 +283,18 @@ test('refused imports throw the core error and leave the target unchanged', () =
   const taken = new Host(P2);
   taken.attach(taken.createGuest('p2', 1), '03:00.1', 'dedicated');
   cases.push([taken, IDENTITY, 9, /^RID 0000:03:00.1 is already attached$/]);
-  for (const [target, map, code, message] of cases) {
+  // Two dedicated devices of one guest onto one destination RID: one use twice.
+  const two = new Host(P2);
+  const g2 = two.createGuest('p2', 1);
+  two.attach(g2, '03:00.1', 'dedicated');
+  two.attach(g2, '03:00.2', 'dedicated');
+  const twoBlob = two.exportGuest(g2);
+  two.free();
+  cases.push([new Host(P2), [['03:00.1', '04:00.0'], ['03:00.2', '04:00.0']], 9, /^RID 0000:04:00.0 is already attached$/, twoBlob]);
+  for (const [target, map, code, message, what = blob] of cases) {
     const before = target.snapshot();
-    const checked = coreError(() => target.checkImport(blob, map));
-    const e = coreError(() => target.importGuest(blob, map));
+    const checked = coreError(() => target.checkImport(what, map));
+    const e = coreError(() => target.importGuest(what, map));
     assert.ok(e instanceof Error);
     assert.equal(e.code, code, e.message);
     assert.match(e.message, message);
@@ -262,6 +303,11 @@ test('refused imports throw the core error and leave the target unchanged', () =
     assert.deepEqual(target.snapshot(), before, 'the target is unchanged');
     target.free();
   }
+  // A VF and a shared WQ mapped onto one destination RID: a mixed RID, both uses the guest's.
+  const mixedTarget = new Host(P2);
+  const { guest: mixed } = mixedTarget.importGuest(blob, [['03:00.1', '04:00.0'], ['00:0a.0', '04:00.0']]);
+  assert.deepEqual(mixedTarget.ridUsers('04:00.0'), [{ guest: mixed, kind: 'Dedicated' }, { guest: mixed, kind: 'SharedWq' }]);
+  mixedTarget.free();
   const bad = coreError(() => new Host(P2).importGuest(blob.slice(0, 10), IDENTITY));
   assert.equal(bad.code, 30);
   const flipped = Uint8Array.from(blob);
@@ -304,7 +350,12 @@ test('VT-d virtual commands: BigInt registers, both revisions', () => {
   assert.equal(host.vcmd(g, '3.3', 1n), 0x10000n); // ALLOC shared: gPASID 1
   assert.deepEqual(vcmdDecode('3.3', 0x10000n), { in_progress: false, status: 0, pasid: 1 });
   assert.equal(host.vcmd(g, '3.0', 1n), 2n << 1n); // quota reached: no PASID available, SC 2 on 3.0
-  assert.equal(host.vcmd(g, '3.3', 0x1_0002n), 0n); // FREE 1
+  assert.equal(host.vcmd(g, '3.3', 0x1_0002n), 0n); // FREE 1: success at once...
+  assert.equal(coreError(() => host.translate(g, 1)).code, 52); // ...no longer translates...
+  const [drained] = host.draining(); // ...but its host PASID is held until teardown
+  assert.equal(host.sharedInUse, 1);
+  assert.deepEqual(vcmdDecode('3.3', host.vcmd(g, '3.3', 1n)).status, 16); // the quota still counts it: no PASID
+  host.completeTeardown([drained]);
   assert.equal(host.sharedInUse, 0);
   assert.equal(coreError(() => host.vcmd(0, '3.3', 1n)).code, 7);
   assert.ok(coreError(() => host.vcap(g, '2.0')) instanceof TypeError);
@@ -422,8 +473,224 @@ test("the README's JavaScript example runs as written, saved in web-demo/", asyn
   writeFileSync(file, code);
   try {
     const out = execFileSync(process.execPath, [file.pathname], { encoding: 'utf8' });
-    assert.equal(out, '15 NotAllocated PASID 4000 is not allocated to this guest\n0x80001000 true\n');
+    assert.equal(out, '15 NotAllocated PASID 4000 is not allocated to this guest\n0x80001000 true\n4097 2\n2 1\n1\n');
   } finally {
     rmSync(file, { force: true });
   }
+});
+
+/** Runs fn, which must be refused with `code`, and checks the host did not change. */
+function refusedUnchanged(host, code, fn) {
+  const before = host.snapshot();
+  const e = coreError(fn);
+  assert.equal(e.code, code, `${e.name}: ${e.message}`);
+  assert.deepEqual(host.snapshot(), before, 'the host is unchanged');
+  return e;
+}
+
+/** Runs fn, which must throw a TypeError without a code, and checks the host did not change. */
+function typeErrorUnchanged(host, fn) {
+  const before = host.snapshot();
+  const e = coreError(fn);
+  assert.ok(e instanceof TypeError, String(e));
+  assert.equal(e.code, undefined);
+  assert.deepEqual(host.snapshot(), before, 'the host is unchanged');
+}
+
+test('a shared WQ used by several guests: each binding programs its own hPASID; ridUsers lists them', () => {
+  const host = new Host(P2);
+  const [g1, g2, g3] = [host.createGuest('p2', 4), host.createGuest('p2', 4), host.createGuest('p2', 4)];
+  for (const g of [g1, g2, g3]) host.attach(g, '00:0a.0', 'shared-wq');
+  const programmed = [g1, g2, g3].map((g) => host.bind(g, host.allocPasid(g, 'shared'), '00:0a.0'));
+  assert.deepEqual([g1, g2, g3].map((g) => host.translate(g, 1)), programmed, 'the same gPASID 1 in each guest');
+  assert.equal(new Set(programmed).size, 3, `hPASIDs ${programmed}`);
+  assert.deepEqual(host.ridUsers('0000:00:0a.0'), [g1, g2, g3].map((guest) => ({ guest, kind: 'SharedWq' })));
+  assert.equal(host.owner('00:0a.0'), undefined, 'a shared WQ has users, no owner');
+  assert.deepEqual(host.ridUsers('00:0b.0'), []);
+  // Detaching one guest's use leaves the others'.
+  refusedUnchanged(host, 12, () => host.detach(g2, '00:0a.0')); // DeviceBusy: bound
+  assert.equal(host.unbind(g2, 1, '00:0a.0'), programmed[1]);
+  host.detach(g2, '00:0a.0');
+  assert.deepEqual(host.ridUsers('00:0a.0').map((u) => u.guest), [g1, g3]);
+  assert.equal(host.translate(g1, 1), programmed[0]);
+  typeErrorUnchanged(host, () => host.ridUsers('00:0a'));
+  host.free();
+});
+
+test('a mixed RID: bindUse/unbindUse/detachUse name the use; bind without one is AmbiguousUse', () => {
+  const host = new Host(P2);
+  const g = host.createGuest('p2', 4);
+  const other = host.createGuest('p2', 4);
+  host.attach(g, '03:00.1', 'dedicated');
+  host.attach(g, '03:00.1', 'shared-wq');
+  host.attach(other, '03:00.1', 'shared-wq');
+  assert.equal(host.owner('03:00.1'), g);
+  assert.deepEqual(host.ridUsers('03:00.1'), [
+    { guest: g, kind: 'Dedicated' }, { guest: g, kind: 'SharedWq' }, { guest: other, kind: 'SharedWq' },
+  ]);
+  const gp = host.allocPasid(g, 'shared');
+  const hp = host.translate(g, gp);
+  const ambiguous = refusedUnchanged(host, 54, () => host.bind(g, gp, '03:00.1'));
+  assert.equal(ambiguous.codeName, 'AmbiguousUse');
+  assert.equal(host.bindUse(g, gp, '03:00.1', 'dedicated'), gp);
+  assert.equal(host.bindUse(g, gp, '03:00.1', 'shared-wq'), hp);
+  refusedUnchanged(host, 18, () => host.bindUse(g, gp, '03:00.1', 'shared-wq')); // AlreadyBound
+  const local = host.allocPasid(g, 'local');
+  refusedUnchanged(host, 16, () => host.bindUse(g, local, '03:00.1', 'shared-wq')); // NotShared
+  refusedUnchanged(host, 10, () => host.bindUse(other, gp, '03:00.1', 'dedicated')); // NoSuchDevice: not its use
+  refusedUnchanged(host, 15, () => host.bindUse(g, 4000, '03:00.1', 'dedicated')); // not allocated
+  refusedUnchanged(host, 7, () => host.bindUse(0x7fff0001, gp, '03:00.1', 'dedicated')); // forged guest id
+  refusedUnchanged(host, 12, () => host.detachUse(g, '03:00.1', 'shared-wq')); // busy
+  assert.deepEqual(host.programmedEntries(g), [
+    { rid: { segment: 0, bdf: 0x301 }, kind: 'Dedicated', gpasid: gp, pasid: gp },
+    { rid: { segment: 0, bdf: 0x301 }, kind: 'SharedWq', gpasid: gp, pasid: hp },
+  ]);
+  assert.equal(host.unbindUse(g, gp, '03:00.1', 'shared-wq'), hp);
+  refusedUnchanged(host, 19, () => host.unbindUse(g, gp, '03:00.1', 'shared-wq')); // NotBound
+  host.detachUse(g, '03:00.1', 'shared-wq');
+  refusedUnchanged(host, 10, () => host.detachUse(g, '03:00.1', 'shared-wq')); // NoSuchDevice
+  // One use left: bind and unbind need no name again.
+  assert.equal(host.unbind(g, gp, '03:00.1'), gp);
+  assert.deepEqual(host.programmedEntries(g), []);
+  assert.equal(host.owner('03:00.1'), g);
+  for (const fn of [
+    () => host.bindUse(g, gp, '03:00.1', 'vf'),
+    () => host.bindUse(g, gp, 'x', 'dedicated'),
+    () => host.bindUse(g, 1.5, '03:00.1', 'dedicated'),
+    () => host.unbindUse(g, gp, '03:00.1', ''),
+    () => host.detachUse(-1, '03:00.1', 'dedicated'),
+    () => host.programmedEntries(2 ** 33),
+  ]) typeErrorUnchanged(host, fn);
+  refusedUnchanged(host, 7, () => host.programmedEntries(0));
+  host.free();
+});
+
+test('draining: a freed gPASID stops translating, both numbers stay out of reach and count against the quota until completeTeardown', () => {
+  const host = new Host({ ...P2, shared: [4096, 4098] });
+  const g = host.createGuest('p2', 2);
+  host.attach(g, '00:0a.0', 'shared-wq');
+  const gp = host.allocPasid(g, 'shared');
+  const hp = host.translate(g, gp);
+  host.bind(g, gp, '00:0a.0');
+  refusedUnchanged(host, 17, () => host.freePasid(g, gp)); // StillBound
+  host.unbind(g, gp, '00:0a.0');
+  const record = host.freePasid(g, gp);
+  assert.deepEqual(record, { guest: g, gpasid: gp, hpasid: hp });
+  const drainingErr = refusedUnchanged(host, 52, () => host.translate(g, gp));
+  assert.equal(drainingErr.codeName, 'Draining');
+  refusedUnchanged(host, 52, () => host.freePasid(g, gp));
+  assert.deepEqual(host.draining(), [record]);
+  assert.deepEqual(host.guestSnapshot(g).draining, [record]);
+  assert.equal(host.sharedHeld(g), 1);
+  assert.equal(host.sharedInUse, 1);
+  // The next ALLOC gets a new gPASID and a new hPASID; then the quota (2) is reached.
+  const next = host.allocPasid(g, 'shared');
+  assert.notEqual(next, gp);
+  assert.notEqual(host.translate(g, next), hp);
+  refusedUnchanged(host, 22, () => host.allocPasid(g, 'shared'));
+  // Forged and stale records are refused whole; nothing changes.
+  for (const forged of [
+    [{ ...record, hpasid: hp + 1 }],
+    [{ ...record, gpasid: next }],
+    [{ ...record, hpasid: null }],
+    [{ guest: g, gpasid: gp }], // a missing hpasid reads as null: the record of a local one
+    [{ ...record, guest: g + 0x10000 }],
+    [record, record],
+    [record, { guest: g, gpasid: next, hpasid: host.translate(g, next) }],
+  ]) {
+    const e = refusedUnchanged(host, 53, () => host.completeTeardown(forged));
+    assert.equal(e.codeName, 'NotDraining');
+  }
+  for (const bad of [undefined, 'x', [{}], [{ guest: g, gpasid: -1, hpasid: hp }], [{ ...record, hpasid: 'x' }], [{ ...record, guest: 1.5 }]]) {
+    typeErrorUnchanged(host, () => host.completeTeardown(bad));
+  }
+  host.completeTeardown([]);
+  host.completeTeardown([record]);
+  assert.deepEqual(host.draining(), []);
+  assert.equal(host.sharedHeld(g), 1);
+  assert.equal(host.sharedInUse, 1);
+  refusedUnchanged(host, 53, () => host.completeTeardown([record])); // stale: done already
+  assert.equal(host.allocPasid(g, 'shared'), gp, 'reused only after the teardown');
+  assert.equal(host.translate(g, gp), hp);
+  // A local gPASID drains too (hpasid null).
+  const l = host.allocPasid(g, 'local');
+  assert.deepEqual(host.freePasid(g, l), { guest: g, gpasid: l, hpasid: null });
+  host.completeTeardown(host.draining());
+  host.free();
+});
+
+test('destroyGuest: the entries to clear, the host PASIDs drain as orphans, a batch teardown frees them', () => {
+  const host = new Host(P2);
+  const g = host.createGuest('p2', 4);
+  const keep = host.createGuest('p2', 4);
+  host.attach(g, '00:0a.0', 'shared-wq');
+  host.attach(keep, '00:0a.0', 'shared-wq');
+  const [a, b] = [host.allocPasid(g, 'shared'), host.allocPasid(g, 'shared')];
+  const k = host.allocPasid(keep, 'shared');
+  host.bind(g, a, '00:0a.0');
+  host.bind(keep, k, '00:0a.0');
+  const freed = host.freePasid(g, b);
+  const [ha, hb] = [host.translate(g, a), freed.hpasid];
+  const entries = host.destroyGuest(g);
+  assert.deepEqual(entries, [{ rid: { segment: 0, bdf: 0x50 }, kind: 'SharedWq', gpasid: a, pasid: ha }]);
+  assert.deepEqual(host.ridUsers('00:0a.0'), [{ guest: keep, kind: 'SharedWq' }], 'the other guest keeps its use');
+  const orphans = host.snapshot().orphans;
+  assert.deepEqual(orphans.map((o) => [o.guest, o.hpasid].join()).sort(), [[g, ha].join(), [g, hb].join()].sort());
+  assert.deepEqual(host.draining(), orphans);
+  assert.equal(host.sharedInUse, 3);
+  refusedUnchanged(host, 7, () => host.destroyGuest(g)); // stale id
+  refusedUnchanged(host, 7, () => host.programmedEntries(g));
+  refusedUnchanged(host, 53, () => host.completeTeardown([{ ...orphans[0], hpasid: null }]));
+  refusedUnchanged(host, 53, () => host.completeTeardown([...orphans, { guest: keep, gpasid: k, hpasid: host.translate(keep, k) }]));
+  // Their host PASIDs are out of reach of every other guest until then.
+  const fresh = host.createGuest('p2', 4);
+  const hf = host.translate(fresh, host.allocPasid(fresh, 'shared'));
+  assert.ok(![ha, hb].includes(hf), `${hf} was handed out while draining`);
+  host.completeTeardown(orphans);
+  assert.deepEqual(host.snapshot().orphans, []);
+  assert.equal(host.sharedInUse, 2);
+  host.free();
+});
+
+test('a Machine: two hosts (VMM processes) share one range, and their host PASIDs never collide', () => {
+  const machine = new Machine([4096, 4104]);
+  const cfg = { ...P2, shared: [4096, 4104] };
+  const [vmmA, vmmB] = [Host.onMachine(machine, cfg), Host.onMachine(machine, cfg)];
+  const [ga, gb] = [vmmA.createGuest('p2', 4), vmmB.createGuest('p2', 4)];
+  const ha = [1, 2, 3].map(() => vmmA.translate(ga, vmmA.allocPasid(ga, 'shared')));
+  const hb = [1, 2, 3].map(() => vmmB.translate(gb, vmmB.allocPasid(gb, 'shared')));
+  assert.deepEqual(ha, [4096, 4097, 4098]);
+  assert.deepEqual(hb, [4099, 4100, 4101]);
+  assert.equal(machine.used(), 6);
+  assert.equal(machine.available(), 2);
+  assert.equal(vmmA.sharedInUse, 3, 'each host counts its own');
+  assert.equal(vmmA.sharedFree, 2, 'and sees what the machine has left');
+  assert.ok(machine.isUsed(4101));
+  // A VMM that dies: its guests go, their host PASIDs drain until the teardown is done.
+  vmmA.destroyGuest(ga);
+  const orphans = vmmA.draining();
+  assert.equal(orphans.length, 3);
+  assert.equal(machine.used(), 6);
+  vmmB.allocPasid(gb, 'shared');
+  assert.equal(vmmB.translate(gb, 4), 4102, 'never one of the dead VMM\'s draining PASIDs');
+  // Undo: save the range with the hosts, restore both.
+  const saved = { range: machine.save(), a: vmmA.clone() };
+  vmmA.completeTeardown(orphans);
+  assert.equal(machine.used(), 4);
+  machine.restore(saved.range);
+  assert.equal(machine.used(), 7);
+  assert.equal(saved.a.draining().length, 3);
+  // A state saved from another range is refused, and the range is unchanged.
+  const other = new Machine([4096, 4200]);
+  const otherSaved = other.save();
+  assert.ok(coreError(() => machine.restore(otherSaved)) instanceof TypeError);
+  assert.equal(machine.used(), 7);
+  assert.ok(coreError(() => machine.isUsed(-1)) instanceof TypeError);
+  for (const x of [other, otherSaved]) x.free();
+  // Another range, or no range at all, is refused.
+  assert.equal(coreError(() => Host.onMachine(machine, P2)).code, 33);
+  assert.ok(coreError(() => Host.onMachine(machine, { width: 20 })) instanceof TypeError);
+  assert.equal(coreError(() => Host.onMachine(machine, { ...cfg, local: [0, 4096] })).code, 2);
+  assert.ok(coreError(() => new Machine([4096])) instanceof TypeError);
+  for (const h of [vmmA, vmmB, saved.a, saved.range, machine]) h.free();
 });
