@@ -60,7 +60,7 @@ pub struct Host<S = IdBitmap> {
     pub(crate) free_slots: Vec<u16>,
     /// Who uses each RID, and how.
     pub(crate) rids: SortedMap<Rid, RidUsers>,
-    /// Draining host PASIDs of destroyed guests (a live guest keeps its own).
+    /// Draining host PASIDs of destroyed guests (a live guest keeps its own), sorted.
     pub(crate) orphans: Vec<Draining>,
     /// Host PASIDs whose teardown is confirmed but which the source did not take back
     /// (a broker that was unreachable): still ours, retried on the next teardown.
@@ -427,6 +427,8 @@ impl<S: HostPasidSource> Host<S> {
                     hpasid,
                 }),
         );
+        // Sorted, so teardown confirmations find them by binary search (in place).
+        self.orphans.sort_unstable();
         for &(rid, kind) in g.devices.keys() {
             self.remove_user(rid, kind, guest);
         }

@@ -23,7 +23,7 @@ pub struct HostSnapshot {
     pub shared_in_use: u32,
     /// The guests.
     pub guests: Vec<GuestSnapshot>,
-    /// Draining host PASIDs of guests destroyed since, in the order they were destroyed.
+    /// Draining host PASIDs of guests destroyed since, by guest id and gPASID.
     pub orphans: Vec<Draining>,
 }
 

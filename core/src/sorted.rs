@@ -96,6 +96,11 @@ impl<K: Ord + Copy, V> SortedMap<K, V> {
         self.find(key).ok().map(|i| self.entries.remove(i).1)
     }
 
+    /// Keeps only the entries `keep` says yes to (one pass, order kept).
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&K, &mut V) -> bool) {
+        self.entries.retain_mut(|(k, v)| keep(k, v));
+    }
+
     #[inline]
     pub(crate) fn len(&self) -> usize {
         self.entries.len()

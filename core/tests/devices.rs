@@ -324,3 +324,45 @@ fn a_source_that_cannot_take_a_pasid_back_keeps_it_ours() {
     assert_eq!(host.shared_in_use(), 0);
     assert!(!host.source().bitmap.is_used(4096));
 }
+
+#[test]
+fn a_big_batch_of_confirmations_is_all_or_nothing_across_live_and_destroyed_guests() {
+    let mut host = p2_host();
+    let live = host.create_guest(GuestConfig::p2(4096)).unwrap();
+    let gone = host.create_guest(GuestConfig::p2(4096)).unwrap();
+    let mut items = Vec::new();
+    for i in 0..3000u32 {
+        let kind = if i % 3 == 0 {
+            PasidKind::Local
+        } else {
+            PasidKind::Shared
+        };
+        let p = host.alloc(live, kind).unwrap();
+        items.push(host.free(live, p).unwrap());
+        host.alloc(gone, PasidKind::Shared).unwrap();
+    }
+    host.destroy_guest(gone).unwrap();
+    items.extend(host.draining().filter(|d| d.guest == gone));
+    assert_eq!(items.len(), 6000);
+    // In any order; one repeat or one stranger anywhere refuses the whole batch.
+    items.reverse();
+    let before = host.snapshot();
+    let mut repeated = items.clone();
+    repeated.push(items[4321]);
+    assert!(matches!(
+        host.complete_teardown(&repeated),
+        Err(Error::NotDraining { .. })
+    ));
+    let mut stranger = items.clone();
+    stranger[17].hpasid = stranger[17].hpasid.map(|h| h + 1).or(Some(1));
+    assert!(matches!(
+        host.complete_teardown(&stranger),
+        Err(Error::NotDraining { .. })
+    ));
+    assert_eq!(host.snapshot(), before);
+    host.complete_teardown(&items).unwrap();
+    assert_eq!(host.draining_count(), 0);
+    assert_eq!(host.shared_in_use(), 0);
+    assert_eq!(host.shared_held(live), Ok(0));
+    assert_eq!(host.alloc(live, PasidKind::Shared), Ok(1));
+}

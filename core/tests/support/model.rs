@@ -154,7 +154,7 @@ pub struct Model {
     pub shared_used: BTreeSet<u32>,
     /// The guest with the dedicated use of each RID.
     pub dedicated_owner: BTreeMap<Rid, GuestId>,
-    /// Draining host PASIDs of destroyed guests, in destroy order.
+    /// Draining host PASIDs of destroyed guests (listed sorted).
     pub orphans: Vec<Draining>,
 }
 
@@ -217,7 +217,9 @@ impl Model {
                     })
             })
             .collect();
-        out.extend(self.orphans.iter().copied());
+        let mut orphans = self.orphans.clone();
+        orphans.sort();
+        out.extend(orphans);
         out
     }
 
@@ -705,7 +707,11 @@ impl Model {
                     }
                 })
                 .collect(),
-            orphans: self.orphans.clone(),
+            orphans: {
+                let mut o = self.orphans.clone();
+                o.sort();
+                o
+            },
         }
     }
 }
