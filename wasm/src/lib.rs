@@ -91,6 +91,7 @@
 
 // One module per face of the API, as in `ffi/src`.
 mod args;
+mod changes;
 mod errors;
 mod host;
 mod hwtable;

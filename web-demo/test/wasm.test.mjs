@@ -694,3 +694,28 @@ test('a Machine: two hosts (VMM processes) share one range, and their host PASID
   assert.ok(coreError(() => new Machine([4096])) instanceof TypeError);
   for (const h of [vmmA, vmmB, saved.a, saved.range, machine]) h.free();
 });
+
+test('the translation change stream: what KVM is handed, in apply order', () => {
+  const host = new Host(P2);
+  const g = host.createGuest('p2', 4);
+  assert.equal(host.pendingTranslationChanges(g), undefined);
+  const first = host.allocPasid(g, 'shared');
+  host.enableTranslationChanges(g, 4); // starts with the whole table
+  const second = host.allocPasid(g, 'shared');
+  const freed = host.freePasid(g, first);
+  assert.equal(host.pendingTranslationChanges(g), 3);
+  assert.deepEqual(host.drainTranslationChanges(g), [
+    { gpasid: first, hpasid: host.translate(g, second) - 1 },
+    { gpasid: second, hpasid: host.translate(g, second) },
+    { gpasid: first, hpasid: null },
+  ]);
+  assert.equal(host.pendingTranslationChanges(g), 0);
+  host.completeTeardown([freed]);
+  // Refusals are core errors and change nothing.
+  const before = JSON.stringify(host.snapshot());
+  assert.equal(coreError(() => host.enableTranslationChanges(g + 7, 4)).codeName, 'NoSuchGuest');
+  assert.equal(JSON.stringify(host.snapshot()), before);
+  host.disableTranslationChanges(g);
+  assert.equal(host.pendingTranslationChanges(g), undefined);
+  host.free();
+});
