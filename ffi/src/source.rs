@@ -49,7 +49,7 @@ impl HostPasidSource for FfiSource {
         match self {
             FfiSource::InProcess(b) => b.range(),
             FfiSource::Broker(b) => b.range(),
-            FfiSource::Callbacks(c) => c.range.clone(),
+            FfiSource::Callbacks(c) => c.range(),
         }
     }
     #[inline]
@@ -64,6 +64,7 @@ impl HostPasidSource for FfiSource {
         match self {
             FfiSource::InProcess(b) => b.alloc_many(count, out),
             FfiSource::Broker(b) => b.alloc_many(count, out),
+            // The trait's own: one callback per PASID, all given back on a refusal.
             FfiSource::Callbacks(c) => c.alloc_many(count, out),
         }
     }
@@ -174,7 +175,11 @@ fn status(code: u32, pasid: u32) -> Result<(), SourceError> {
     }
 }
 
-impl CallbackSource {
+impl HostPasidSource for CallbackSource {
+    fn range(&self) -> Range<u32> {
+        self.range.clone()
+    }
+
     fn alloc(&mut self) -> Result<u32, SourceError> {
         let f = self.ops.alloc.ok_or(SourceError::Denied)?;
         let mut pasid = 0u32;
@@ -188,24 +193,6 @@ impl CallbackSource {
             return Err(SourceError::Protocol);
         }
         Ok(pasid)
-    }
-
-    fn alloc_many(&mut self, count: u32, out: &mut Vec<u32>) -> Result<(), SourceError> {
-        out.try_reserve(count as usize)
-            .map_err(|_| SourceError::OutOfMemory)?;
-        let start = out.len();
-        for _ in 0..count {
-            match self.alloc() {
-                Ok(p) => out.push(p),
-                Err(e) => {
-                    for p in out.drain(start..) {
-                        let _ = self.release(p);
-                    }
-                    return Err(e);
-                }
-            }
-        }
-        Ok(())
     }
 
     fn claim(&mut self, pasid: u32) -> Result<(), SourceError> {

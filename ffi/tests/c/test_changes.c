@@ -12,30 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int failures_in_test;
-
-#define CHECK(cond)                                                                    \
-    do {                                                                               \
-        if (!(cond)) {                                                                 \
-            failures_in_test++;                                                        \
-            fprintf(stderr, "  %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
-        }                                                                              \
-    } while (0)
-
-#define CHECK_RC(expr, want)                                                           \
-    do {                                                                               \
-        int rc_ = (expr);                                                              \
-        if (rc_ != (int)(want)) {                                                      \
-            char msg_[256];                                                            \
-            size_t n_ = 0;                                                             \
-            pasid_last_error_message(msg_, sizeof msg_, &n_);                          \
-            failures_in_test++;                                                        \
-            fprintf(stderr, "  %s:%d: %s = %d (%s: %s), want %s = %d\n", __FILE__,     \
-                    __LINE__, #expr, rc_, pasid_strerror(rc_), msg_, #want, (int)(want)); \
-        }                                                                              \
-    } while (0)
-
-#define OK(expr) CHECK_RC(expr, PASID_RESULT_OK)
+#include "check.h" /* CHECK, CHECK_RC, OK: the harness all C test files share */
 
 static pasid_layout layout(uint32_t local_end) {
     pasid_layout l;

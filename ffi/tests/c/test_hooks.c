@@ -11,27 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int failures;
-
-#define CHECK(cond)                                                                \
-    do {                                                                           \
-        if (!(cond)) {                                                             \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                            \
-        }                                                                          \
-    } while (0)
-
-#define CHECK_RC(expr, want)                                                       \
-    do {                                                                           \
-        int rc_ = (expr);                                                          \
-        if (rc_ != (want)) {                                                       \
-            fprintf(stderr, "%s:%d: %s = %d (%s), want %d\n", __FILE__, __LINE__, \
-                    #expr, rc_, pasid_strerror(rc_), (int)(want));                 \
-            failures++;                                                            \
-        }                                                                          \
-    } while (0)
-
-#define OK(expr) CHECK_RC(expr, PASID_RESULT_OK)
+#include "check.h" /* CHECK, CHECK_RC, OK, RUN, FINISH: the shared harness */
 
 static pasid_layout standard_layout(void) {
     pasid_layout l = {
@@ -289,30 +269,10 @@ static void test_struct_sizes_out_and_arrays(void) {
 }
 
 int main(void) {
-    struct {
-        const char *name;
-        void (*fn)(void);
-    } tests[] = {
-        {"test_log_off_by_default_and_levels", test_log_off_by_default_and_levels},
-        {"test_log_refusals_and_events", test_log_refusals_and_events},
-        {"test_log_threads", test_log_threads},
-        {"test_struct_sizes_in", test_struct_sizes_in},
-        {"test_struct_sizes_out_and_arrays", test_struct_sizes_out_and_arrays},
-    };
-    size_t i;
-    int passed = 0, failed = 0;
-
-    for (i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        int before = failures;
-        tests[i].fn();
-        if (failures == before) {
-            passed++;
-            printf("ok   %s\n", tests[i].name);
-        } else {
-            failed++;
-            printf("FAIL %s\n", tests[i].name);
-        }
-    }
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed != 0;
+    RUN(test_log_off_by_default_and_levels);
+    RUN(test_log_refusals_and_events);
+    RUN(test_log_threads);
+    RUN(test_struct_sizes_in);
+    RUN(test_struct_sizes_out_and_arrays);
+    return FINISH();
 }
