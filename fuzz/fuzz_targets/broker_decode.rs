@@ -19,7 +19,10 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(resp) = framing::decode::<Response>(data) {
         let again = framing::encode(&resp).expect("a decoded response encodes");
-        assert_eq!(framing::decode::<Response>(&again).expect("round trip"), resp);
+        assert_eq!(
+            framing::decode::<Response>(&again).expect("round trip"),
+            resp
+        );
     }
     // A stream, as the broker's connection reader sees it.
     let mut reader = BufReader::new(data);

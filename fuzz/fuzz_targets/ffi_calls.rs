@@ -138,6 +138,13 @@ enum Call {
     /// Confirms the teardown of draining items picked from the host's list (by index;
     /// out of range means made up from the fields), or of a NULL array.
     CompleteTeardown(Handle, Vec<(u8, Guest, Pasid, u32)>, bool),
+    EnableChanges(Handle, Guest, u16),
+    DisableChanges(Handle, Guest),
+    DrainChanges(Handle, Guest, Buf),
+    /// Export with a format version and epoch (None: NULL options).
+    ExportGuestWith(Handle, Guest, Option<(u16, u16, u64)>, Buf),
+    /// Import with a quota rule (None: NULL options).
+    ImportGuestWith(Handle, Blob, Vec<(Rid, Rid, u32)>, Option<(u32, u32, u8)>),
 }
 
 #[derive(Default)]
@@ -545,6 +552,86 @@ fn run(s: &mut State, call: &Call) {
                     "pasid_complete_teardown",
                     pasid_complete_teardown(host, ptr, items.len()),
                 )
+            }
+            Call::EnableChanges(h, g, cap) => (
+                "pasid_enable_translation_changes",
+                pasid_enable_translation_changes(s.host(*h), s.guest(*g), u32::from(*cap)),
+            ),
+            Call::DisableChanges(h, g) => (
+                "pasid_disable_translation_changes",
+                pasid_disable_translation_changes(s.host(*h), s.guest(*g)),
+            ),
+            Call::DrainChanges(h, g, b) => {
+                let mut buf = OutBuf::new::<pasid_translation_change>(*b);
+                let rc = pasid_drain_translation_changes(
+                    s.host(*h),
+                    s.guest(*g),
+                    buf.ptr(),
+                    buf.len,
+                    &mut n,
+                );
+                check_buf("pasid_drain_translation_changes", rc, &buf, n);
+                ("pasid_drain_translation_changes", rc)
+            }
+            Call::ExportGuestWith(h, g, opts, b) => {
+                let o = opts.map(|(major, minor, epoch)| pasid_export_options {
+                    size: core::mem::size_of::<pasid_export_options>() as u32,
+                    format_major: major % 4,
+                    format_minor: minor % 3,
+                    epoch,
+                });
+                let optr = o.as_ref().map_or(core::ptr::null(), |o| o as *const _);
+                let mut buf = OutBuf::new::<u8>(*b);
+                let rc = pasid_export_guest_with(
+                    s.host(*h),
+                    s.guest(*g),
+                    optr,
+                    buf.ptr(),
+                    buf.len,
+                    &mut n,
+                );
+                check_buf("pasid_export_guest_with", rc, &buf, n);
+                if rc == OK && !buf.null {
+                    s.blobs
+                        .push(core::slice::from_raw_parts(buf.ptr::<u8>(), n).to_vec());
+                }
+                ("pasid_export_guest_with", rc)
+            }
+            Call::ImportGuestWith(h, blob, map, opts) => {
+                let (v, null, len) = s.blob(blob);
+                let bptr = if null { core::ptr::null() } else { v.as_ptr() };
+                let map: Vec<pasid_rid_mapping> = map
+                    .iter()
+                    .take(8)
+                    .map(|&(a, b, kind)| pasid_rid_mapping {
+                        size: core::mem::size_of::<pasid_rid_mapping>() as u32,
+                        source: rid(a),
+                        destination: rid(b),
+                        kind: kind % 5,
+                    })
+                    .collect();
+                let o = opts.map(|(rule, quota, log)| pasid_import_options {
+                    size: core::mem::size_of::<pasid_import_options>() as u32,
+                    quota_rule: rule % 4,
+                    quota,
+                    change_log_capacity: u32::from(log),
+                });
+                let optr = o.as_ref().map_or(core::ptr::null(), |o| o as *const _);
+                let mut out_guest = 0u32;
+                let rc = pasid_import_guest_with(
+                    s.host(*h),
+                    bptr,
+                    len,
+                    map.as_ptr(),
+                    map.len(),
+                    optr,
+                    &mut out_guest,
+                    core::ptr::null_mut(),
+                );
+                if rc == OK {
+                    s.guests.push(out_guest);
+                }
+                ("pasid_import_guest_with", rc)
             }
             Call::Record(h, g, r, p) => (
                 "pasid_record",
