@@ -325,7 +325,7 @@ fn attach_bind_record_free_and_destroy() {
 }
 
 #[test]
-fn import_guest_with_devices() {
+fn import_with_devices_fails_cleanly_at_every_allocation() {
     for blob in [p2_blob(true), p1_blob()] {
         for free_slot in [false, true] {
             let host = busy_host(free_slot);
