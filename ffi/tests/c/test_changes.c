@@ -293,32 +293,10 @@ static void test_contract(void) {
     pasid_host_free(h);
 }
 
-typedef struct {
-    const char *name;
-    void (*fn)(void);
-} test_case;
-
-#define TEST(f) {#f, f}
-
 int main(void) {
-    static const test_case tests[] = {
-        TEST(test_change_stream),
-        TEST(test_single_entry_updates),
-        TEST(test_migration_options),
-        TEST(test_contract),
-    };
-    size_t i, passed = 0, failed = 0;
-    for (i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        failures_in_test = 0;
-        tests[i].fn();
-        if (failures_in_test == 0) {
-            passed++;
-            printf("ok   %s\n", tests[i].name);
-        } else {
-            failed++;
-            printf("FAIL %s (%d checks)\n", tests[i].name, failures_in_test);
-        }
-    }
-    printf("%zu passed, %zu failed\n", passed, failed);
-    return failed == 0 ? 0 : 1;
+    RUN(test_change_stream);
+    RUN(test_single_entry_updates);
+    RUN(test_migration_options);
+    RUN(test_contract);
+    return FINISH();
 }
