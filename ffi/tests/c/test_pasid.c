@@ -1384,43 +1384,21 @@ static void test_threads(void) {
 
 /* ---- main ---- */
 
-typedef struct {
-    const char *name;
-    void (*fn)(void);
-} test_case;
-
-#define TEST(f) {#f, f}
-
 int main(void) {
-    static const test_case tests[] = {
-        TEST(test_version_and_strerror),
-        TEST(test_last_error),
-        TEST(test_layout_check),
-        TEST(test_host_lifecycle),
-        TEST(test_guests),
-        TEST(test_devices),
-        TEST(test_p2_alloc_translate_bind),
-        TEST(test_exhaustion),
-        TEST(test_p1_record_release),
-        TEST(test_hwtable),
-        TEST(test_vcmd),
-        TEST(test_migration_p2),
-        TEST(test_migration_p1),
-        TEST(test_bad_handles),
-        TEST(test_threads),
-    };
-    size_t i, passed = 0, failed = 0;
-    for (i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        failures_in_test = 0;
-        tests[i].fn();
-        if (failures_in_test == 0) {
-            passed++;
-            printf("ok   %s\n", tests[i].name);
-        } else {
-            failed++;
-            printf("FAIL %s (%d checks)\n", tests[i].name, failures_in_test);
-        }
-    }
-    printf("%zu passed, %zu failed\n", passed, failed);
-    return failed == 0 ? 0 : 1;
+    RUN(test_version_and_strerror);
+    RUN(test_last_error);
+    RUN(test_layout_check);
+    RUN(test_host_lifecycle);
+    RUN(test_guests);
+    RUN(test_devices);
+    RUN(test_p2_alloc_translate_bind);
+    RUN(test_exhaustion);
+    RUN(test_p1_record_release);
+    RUN(test_hwtable);
+    RUN(test_vcmd);
+    RUN(test_migration_p2);
+    RUN(test_migration_p1);
+    RUN(test_bad_handles);
+    RUN(test_threads);
+    return FINISH();
 }
