@@ -223,20 +223,36 @@ fn bind_socket(path: &Path, config: &Config) -> Result<UnixListener, StartError>
         std::fs::remove_file(path)
             .map_err(io_err(format!("cannot remove stale {}", path.display())))?;
     }
-    // Bind with no permission for anyone but us, then open up to the configured mode:
-    // no moment when the socket is wider open than configured.
+    // Bind a sibling name, set owner and mode, and only then rename it into place: the
+    // socket path appears when the broker already listens on it with its final mode
+    // (a script that waits for the file never meets a stale one or a refused connect),
+    // and with the umask there is no moment when it is wider open than configured.
+    let mut staging = path.as_os_str().to_owned();
+    staging.push(format!(".{}.new", std::process::id()));
+    let staging = PathBuf::from(staging);
+    let _ = std::fs::remove_file(&staging);
     let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o177));
-    let bound = UnixListener::bind(path);
+    let bound = UnixListener::bind(&staging);
     rustix::process::umask(old);
     let listener = bound.map_err(io_err(format!("cannot bind {}", path.display())))?;
-    if let Some(gid) = config.socket.gid {
-        std::os::unix::fs::chown(path, None, Some(gid)).map_err(io_err(format!(
-            "cannot chown {} to gid {gid}",
-            path.display()
-        )))?;
-    }
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(config.socket_mode()?))
+    let placed = (|| {
+        if let Some(gid) = config.socket.gid {
+            std::os::unix::fs::chown(&staging, None, Some(gid)).map_err(io_err(format!(
+                "cannot chown {} to gid {gid}",
+                path.display()
+            )))?;
+        }
+        std::fs::set_permissions(
+            &staging,
+            std::fs::Permissions::from_mode(config.socket_mode()?),
+        )
         .map_err(io_err(format!("cannot chmod {}", path.display())))?;
+        std::fs::rename(&staging, path).map_err(io_err(format!("cannot bind {}", path.display())))
+    })();
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&staging);
+        return Err(e);
+    }
     Ok(listener)
 }
 
