@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::io::BufReader;
+use std::io::{BufReader, Write};
 use std::ops::Range;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -68,7 +68,16 @@ impl Default for ClientOptions {
 struct Connection {
     reader: BufReader<UnixStream>,
     writer: UnixStream,
+    /// Posted requests (releases) not sent yet: they go out in the same write as the
+    /// next request, so a release costs no system call of its own.
+    outbox: Vec<u8>,
+    /// Posted requests whose answers are not read yet (sent or in the outbox).
+    posted: u32,
 }
+
+/// The most posted requests in flight: a client that releases a lot without asking
+/// for anything still sends them and drains their answers now and then.
+const MAX_POSTED: u32 = 64;
 
 impl Connection {
     fn open(path: &Path, timeout: Duration) -> Result<Self, ConnectError> {
@@ -88,12 +97,55 @@ impl Connection {
             path: path.to_owned(),
             source,
         })?);
-        Ok(Connection { reader, writer })
+        Ok(Connection {
+            reader,
+            writer,
+            outbox: Vec::new(),
+            posted: 0,
+        })
     }
 
+    /// Sends the posted requests and `req` in one write and returns `req`'s answer,
+    /// reading the posted ones' answers on the way.
     fn exchange(&mut self, req: &Request, buf: &mut Vec<u8>) -> Result<Response, FrameError> {
-        framing::write_message(&mut self.writer, req)?;
+        self.outbox.extend_from_slice(&framing::encode(req)?);
+        self.send_outbox()?;
+        self.read_posted(buf)?;
         framing::read_message(&mut self.reader, buf)
+    }
+
+    /// Queues `req` to go out with the next request; its answer is read then.
+    fn post(&mut self, req: &Request, buf: &mut Vec<u8>) -> Result<(), FrameError> {
+        if self.posted >= MAX_POSTED {
+            self.flush(buf)?;
+        }
+        self.outbox.extend_from_slice(&framing::encode(req)?);
+        self.posted += 1;
+        Ok(())
+    }
+
+    /// Sends the posted requests now and reads their answers.
+    fn flush(&mut self, buf: &mut Vec<u8>) -> Result<(), FrameError> {
+        self.send_outbox()?;
+        self.read_posted(buf)
+    }
+
+    fn send_outbox(&mut self) -> Result<(), FrameError> {
+        let sent = self.writer.write_all(&self.outbox);
+        self.outbox.clear();
+        Ok(sent?)
+    }
+
+    fn read_posted(&mut self, buf: &mut Vec<u8>) -> Result<(), FrameError> {
+        while self.posted > 0 {
+            // Only releases are posted, and a refused release changed nothing on
+            // either side (the PASID had left our list first), so its answer,
+            // whatever it is, needs no action; a broken stream is handled by the
+            // caller like any lost connection.
+            let _: Response = framing::read_message(&mut self.reader, buf)?;
+            self.posted -= 1;
+        }
+        Ok(())
     }
 }
 
@@ -214,6 +266,21 @@ impl BrokerSource {
         self.held.iter().copied()
     }
 
+    /// Sends the posted releases now and waits until the broker has them (a release
+    /// otherwise goes out with the next request). For a VMM that releases and then
+    /// stays quiet for long, and for tests that look at the broker from elsewhere.
+    pub fn flush(&mut self) -> Result<(), SourceError> {
+        let Some(conn) = self.conn.as_mut() else {
+            // The reclaim's list says it all.
+            return self.reconnect(Instant::now() + self.options.reconnect_for);
+        };
+        if conn.flush(&mut self.buf).is_err() {
+            self.conn = None;
+            return self.reconnect(Instant::now() + self.options.reconnect_for);
+        }
+        Ok(())
+    }
+
     /// The broker's state as this client may see it (only its own lease).
     pub fn status(&mut self) -> Result<StatusReport, SourceError> {
         match self.call(&Request::Status)? {
@@ -264,11 +331,6 @@ impl BrokerSource {
                     // it: a grant whose answer was lost is not in our list, so it goes
                     // to quarantine, never to another lease.
                     self.conn = None;
-                    if let Request::Release { .. } = req {
-                        // Already out of our list: the reclaim gives it up.
-                        self.reconnect(deadline)?;
-                        return Ok(Response::Done { free: self.free });
-                    }
                     // A broker that reclaims fine but drops this request every time
                     // must not keep the call looping.
                     if Instant::now() >= deadline {
@@ -407,17 +469,28 @@ impl HostPasidSource for BrokerSource {
 }
 
 impl BrokerSource {
-    /// Releases a held PASID at the broker.
+    /// Releases a held PASID at the broker. The release is posted: it goes out with
+    /// the next request (or [`BrokerSource::flush`], or the goodbye), and nothing
+    /// waits for its answer. Nothing needs to: the PASID left this lease's list
+    /// first, and whether the broker gets the release, or learns it from the list a
+    /// reclaim sends, it is never this lease's again. Until the broker has it, the
+    /// PASID stays out of everyone's reach (this lease's at the broker, no longer
+    /// the host's); if the VMM dies first, it goes through quarantine. So a release
+    /// costs neither a round trip nor a system call.
     fn give_back(&mut self, pasid: u32) -> Result<(), SourceError> {
         self.held.remove(&pasid);
-        match self.call(&Request::Release { pasid })? {
-            Response::Done { free } => {
-                self.free = free;
-                Ok(())
+        if let Some(conn) = self.conn.as_mut() {
+            if conn
+                .post(&Request::Release { pasid }, &mut self.buf)
+                .is_ok()
+            {
+                // `free` stays as the last answer said until the next one.
+                return Ok(());
             }
-            Response::Error(e) => Err(source_error(&e)),
-            _ => Err(SourceError::Protocol),
+            self.conn = None;
         }
+        // No connection: the reclaim's list leaves it out.
+        self.reconnect(Instant::now() + self.options.reconnect_for)
     }
 }
 

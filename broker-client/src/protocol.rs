@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 /// The protocol version this crate speaks. A broker refuses a [`Request::Hello`] with
 /// another version (with [`ErrorKind::Version`]); bump it on any change of the messages.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Length of a lease's secret token in bytes.
 pub const TOKEN_LEN: usize = 32;
@@ -235,6 +235,9 @@ pub struct StatusReport {
     pub free: u32,
     /// Host PASIDs held by a lease (connected or waiting to be reclaimed).
     pub held: u32,
+    /// Host PASIDs recorded to a connected lease ahead of its requests (its spares:
+    /// granted to it without a store commit, freed when it ends).
+    pub spare: u32,
     /// Host PASIDs in quarantine (whose lease died), not yet free.
     pub quarantined: u32,
     /// Whether `leases` lists every lease (an admin asked) or only the caller's.
@@ -257,6 +260,8 @@ pub struct LeaseReport {
     pub state: String,
     /// Host PASIDs the lease holds (connected or unconfirmed lease).
     pub held: u32,
+    /// The lease's spares (see [`StatusReport::spare`]).
+    pub spare: u32,
     /// Host PASIDs of the lease in quarantine (an orphaned lease: they free when its
     /// quarantine ends, unless the client reclaims them first).
     pub quarantined: u32,

@@ -1,6 +1,8 @@
 //! Brokered alloc + release round trips against a real broker process over its Unix
 //! socket (release build of `pasid-broker`, its store on a temp dir): one client, and 8
-//! clients at once (threads, one connection and lease each).
+//! clients at once (threads, one connection and lease each); with the broker's default
+//! 32 spares per lease (most grants need no store commit) and, as the peer in the same
+//! run, with none (every grant waits for its commit).
 //!
 //! Criterion gives the median time per round trip; for 8 clients its throughput is
 //! the aggregate rate (each iteration is one round trip per client, so "elements/s"
@@ -34,14 +36,19 @@ impl Drop for BrokerProcess {
     }
 }
 
-fn start_broker() -> BrokerProcess {
+/// A broker whose leases keep `spare` spares.
+fn start_broker(spare: u32) -> BrokerProcess {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("broker.sock");
+    let config = dir.path().join("broker.toml");
+    std::fs::write(&config, format!("[caps]\nspare = {spare}\n")).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_pasid-broker"))
         .arg("--socket")
         .arg(&socket)
         .arg("--state")
         .arg(dir.path().join("state.db"))
+        .arg("--config")
+        .arg(&config)
         .stdin(Stdio::null())
         .spawn()
         .expect("spawn broker");
@@ -92,21 +99,25 @@ fn concurrent(socket: &Path, clients: usize, iters: u64) -> Duration {
 }
 
 fn bench(c: &mut Criterion) {
-    let broker = start_broker();
-    let mut g = c.benchmark_group("broker alloc+release");
-    {
-        let mut src = BrokerSource::connect(&broker.socket, &layout()).unwrap();
-        g.throughput(Throughput::Elements(1));
-        g.bench_function(BenchmarkId::new("clients", 1), |b| {
-            b.iter(|| round_trip(&mut src))
+    for spare in [32, 0] {
+        let broker = start_broker(spare);
+        let mut g = c.benchmark_group(format!("broker alloc+release, {spare} spares"));
+        {
+            let mut src = BrokerSource::connect(&broker.socket, &layout()).unwrap();
+            g.throughput(Throughput::Elements(1));
+            g.bench_function(BenchmarkId::new("clients", 1), |b| {
+                b.iter(|| round_trip(&mut src))
+            });
+        }
+        g.throughput(Throughput::Elements(8));
+        g.bench_function(BenchmarkId::new("clients", 8), |b| {
+            b.iter_custom(|iters| concurrent(&broker.socket, 8, iters))
         });
+        g.finish();
+        // The client-side reserve only beside the default.
+        let reserves: &[u32] = if spare == 0 { &[0] } else { &[0, 16] };
+        latency_report(&broker.socket, broker.child.id(), spare, reserves);
     }
-    g.throughput(Throughput::Elements(8));
-    g.bench_function(BenchmarkId::new("clients", 8), |b| {
-        b.iter_custom(|iters| concurrent(&broker.socket, 8, iters))
-    });
-    g.finish();
-    latency_report(&broker.socket, broker.child.id());
 }
 
 /// CPU time (user + system) a process has used so far, from `/proc/PID/stat`.
@@ -129,7 +140,7 @@ fn percentile(sorted: &[Duration], q: f64) -> Duration {
 
 /// Per-operation latencies sampled by us: median and p99 of one alloc+release round
 /// trip, and aggregate grants per second.
-fn latency_report(socket: &Path, broker_pid: u32) {
+fn latency_report(socket: &Path, broker_pid: u32, spare: u32, reserves: &[u32]) {
     let ops: usize = std::env::var("PASID_BROKER_LATENCY_OPS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -137,7 +148,16 @@ fn latency_report(socket: &Path, broker_pid: u32) {
     // With a client-side reserve (ClientOptions::reserve), pairs that stay within the
     // reserve never reach the broker once warm: reported beside the raw round trip, not
     // instead of it.
-    for (clients, reserve) in [(1usize, 0u32), (8, 0), (1, 16), (8, 16)] {
+    for &reserve in reserves {
+        for clients in [1usize, 8] {
+            sample(socket, broker_pid, spare, clients, reserve, ops);
+        }
+    }
+}
+
+/// One row of the latency report.
+fn sample(socket: &Path, broker_pid: u32, spare: u32, clients: usize, reserve: u32, ops: usize) {
+    {
         let barrier = Arc::new(Barrier::new(clients + 1));
         let handles: Vec<_> = (0..clients)
             .map(|_| {
@@ -172,7 +192,7 @@ fn latency_report(socket: &Path, broker_pid: u32) {
         let own_cpu = cpu_time(std::process::id()) - own_cpu;
         all.sort_unstable();
         println!(
-            "broker alloc+release, {clients} client(s), reserve {reserve}, {} pairs: median {:.1} µs, p99 {:.1} µs, {:.0} grants/s aggregate; CPU per round trip: broker {:.1} µs, clients {:.1} µs",
+            "broker alloc+release, {spare} spares, {clients} client(s), reserve {reserve}, {} pairs: median {:.1} µs, p99 {:.1} µs, {:.0} grants/s aggregate; CPU per round trip: broker {:.1} µs, clients {:.1} µs",
             all.len(),
             percentile(&all, 0.5).as_secs_f64() * 1e6,
             percentile(&all, 0.99).as_secs_f64() * 1e6,

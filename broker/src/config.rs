@@ -21,6 +21,7 @@
 //! [caps]
 //! max_leases = 64
 //! max_pasids = 4096
+//! spare = 32      # host PASIDs recorded to a lease ahead of its requests
 //! [[caps.uid]]
 //! uid = 107
 //! max_leases = 256
@@ -143,6 +144,10 @@ pub struct CapsConfig {
     pub max_leases: u32,
     /// Host PASIDs per uid, held plus quarantined (default 4096).
     pub max_pasids: u32,
+    /// Host PASIDs the broker records to a lease ahead of its requests, so that most
+    /// grants need no store commit (default 32; 0: every grant is a commit). They
+    /// count against `max_pasids`. See docs/broker.md.
+    pub spare: u32,
     /// `[[caps.uid]]` entries.
     pub uid: Vec<UidCap>,
 }
@@ -152,6 +157,7 @@ impl Default for CapsConfig {
         CapsConfig {
             max_leases: 64,
             max_pasids: 4096,
+            spare: 32,
             uid: Vec::new(),
         }
     }
@@ -168,6 +174,10 @@ pub struct UidCap {
     /// Its host-PASID cap.
     pub max_pasids: u32,
 }
+
+/// The most spares a lease may keep, whatever the file says: a spare is a PASID
+/// nobody else can have until the lease ends or the pool runs short.
+const MAX_SPARE: u32 = 1024;
 
 fn millis(secs: f64, what: &str) -> Result<u64, ConfigError> {
     if !(0.0..=1e9).contains(&secs) {
@@ -222,6 +232,12 @@ impl Config {
         if let Some(r) = reserved.iter().find(|r| r.start >= r.end) {
             return Err(ConfigError::Invalid(format!("empty reserved range {r:?}")));
         }
+        if self.caps.spare > MAX_SPARE {
+            return Err(ConfigError::Invalid(format!(
+                "caps.spare = {}, at most {MAX_SPARE}",
+                self.caps.spare
+            )));
+        }
         let uid_caps: HashMap<u32, Cap> = self
             .caps
             .uid
@@ -241,6 +257,7 @@ impl Config {
             reserved,
             quarantine_ms: millis(self.timers.quarantine_secs, "quarantine_secs")?,
             grace_ms: millis(self.timers.grace_secs, "grace_secs")?,
+            spare: self.caps.spare,
             default_cap: Cap {
                 max_leases: self.caps.max_leases,
                 max_pasids: self.caps.max_pasids,
@@ -272,6 +289,8 @@ mod tests {
         assert!(Config::from_toml("[layout]\nshared = [100, 5000]\n").is_err());
         assert!(Config::from_toml("[socket]\nmode = \"999\"\n").is_err());
         assert!(Config::from_toml("bogus = 1\n").is_err());
+        assert_eq!(p.spare, 32);
+        assert!(Config::from_toml("[caps]\nspare = 1025\n").is_err());
         assert!(Config::from_toml("").is_ok());
     }
 }

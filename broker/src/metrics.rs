@@ -21,6 +21,7 @@ pub struct Metrics {
     registry: Registry,
     free: Gauge<i64, AtomicI64>,
     held: Gauge<i64, AtomicI64>,
+    spare: Gauge<i64, AtomicI64>,
     quarantined: Gauge<i64, AtomicI64>,
     leases: Gauge<i64, AtomicI64>,
     grants: Counter<u64, AtomicU64>,
@@ -41,6 +42,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("pasid_broker");
         let free = Gauge::default();
         let held = Gauge::default();
+        let spare = Gauge::default();
         let quarantined = Gauge::default();
         let leases = Gauge::default();
         let grants = Counter::default();
@@ -48,6 +50,11 @@ impl Metrics {
         let grant_latency = Histogram::new(exponential_buckets(5e-6, 2.0, 15));
         registry.register("free_pasids", "Free host PASIDs", free.clone());
         registry.register("held_pasids", "Host PASIDs held by a lease", held.clone());
+        registry.register(
+            "spare_pasids",
+            "Host PASIDs recorded to a lease ahead of its requests",
+            spare.clone(),
+        );
         registry.register(
             "quarantined_pasids",
             "Host PASIDs quarantined after their lease died",
@@ -68,6 +75,7 @@ impl Metrics {
             registry,
             free,
             held,
+            spare,
             quarantined,
             leases,
             grants,
@@ -85,6 +93,7 @@ impl Metrics {
     pub fn render(&self, totals: Totals) -> String {
         self.free.set(totals.free as i64);
         self.held.set(totals.held as i64);
+        self.spare.set(totals.spare as i64);
         self.quarantined.set(totals.quarantined as i64);
         self.leases.set(totals.leases as i64);
         let mut out = String::new();

@@ -22,7 +22,31 @@
 //! An orphaned lease's PASIDs are quarantined in all but name: nobody else can get
 //! them, and they free when its quarantine ends; only the lease itself (its secret
 //! token) can take them back first. Nothing else goes from held or quarantined to a
-//! grant: a grant takes only free PASIDs.
+//! grant: a grant takes only free PASIDs and the lease's own spares.
+//!
+//! **Spares.** A commit to the store is the dearest step of a grant (tens of µs, where
+//! the rest of a round trip is a few), so the broker records host PASIDs to a lease
+//! ahead of its requests: when a lease's spares run out, one commit records the grant
+//! and up to [`Policy::spare`] more to the lease, and later grants take a spare
+//! without a commit; a release puts the PASID back among the lease's spares (again
+//! without a commit) while it has fewer than `spare` of them. In memory the broker
+//! knows which PASIDs are spares; the store does not (both are "held by the lease"),
+//! which is what makes a spare's grant safe without a commit:
+//!
+//! ```text
+//! free --refill (recorded)--> spare(lease) --grant (no commit)--> held(lease)
+//! held(lease) --release, fewer than `spare` spares--> spare(lease)
+//! spare(lease) --goodbye, disconnect, another lease short of free ones--> free
+//! spare(lease) --broker restarts--> held(lease, unconfirmed): quarantined unless listed
+//! ```
+//!
+//! Spares were never handed out (or were given back by a release, which says their
+//! teardown is done), so ending a lease frees them at once; only after a broker restart,
+//! when the store cannot tell them from grants, do they go through quarantine. They
+//! count against the uid's cap, and the pool takes them back from every lease before it
+//! answers `Exhausted`, so spares never make a grant fail. What is given up is the
+//! order across leases: a grant is the lowest of the lease's spares, not the lowest
+//! free PASID of the machine.
 
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Range;
@@ -90,8 +114,10 @@ pub struct Lease {
     pub peer: Peer,
     /// Its state.
     pub state: LeaseState,
-    /// Its host PASIDs.
+    /// Its host PASIDs, granted to the client.
     pub held: BTreeSet<u32>,
+    /// PASIDs recorded to it in the store but not granted (see the module doc).
+    pub spare: BTreeSet<u32>,
 }
 
 /// A change to record in the store, in order.
@@ -141,8 +167,9 @@ pub enum StoreOp {
 pub struct Cap {
     /// Leases at once (all states).
     pub max_leases: u32,
-    /// Host PASIDs at once: held by its leases plus quarantined from them, so a client
-    /// that dies again and again cannot fill the machine with quarantine.
+    /// Host PASIDs at once: held by its leases (spares included) plus quarantined
+    /// from them, so a client that dies again and again cannot fill the machine with
+    /// quarantine.
     pub max_pasids: u32,
 }
 
@@ -157,6 +184,8 @@ pub struct Policy {
     pub quarantine_ms: u64,
     /// How long a lease loaded after a restart waits for its client.
     pub grace_ms: u64,
+    /// The most spares a lease keeps (0: none, every grant is a commit).
+    pub spare: u32,
     /// The cap of any uid without its own.
     pub default_cap: Cap,
     /// Caps of particular uids.
@@ -216,6 +245,8 @@ pub struct Totals {
     pub free: u32,
     /// Held by a lease (connected or unconfirmed).
     pub held: u32,
+    /// Spares of connected leases.
+    pub spare: u32,
     /// Quarantined (orphaned leases' included).
     pub quarantined: u32,
     /// Reserved by configuration.
@@ -321,6 +352,7 @@ impl Registry {
                     peer: l.peer,
                     state,
                     held: l.held.into_iter().collect(),
+                    spare: BTreeSet::new(),
                 },
             );
         }
@@ -394,6 +426,7 @@ impl Registry {
                 peer,
                 state,
                 held: BTreeSet::new(),
+                spare: BTreeSet::new(),
             },
         );
         self.usage.entry(peer.uid).or_default().leases += 1;
@@ -485,7 +518,10 @@ impl Registry {
         Ok(())
     }
 
-    /// Grants `count` free host PASIDs, lowest first, all or none.
+    /// Grants `count` host PASIDs, all or none: the lease's spares first, lowest
+    /// first; when they do not cover `count`, the lowest free PASIDs, and as many more
+    /// as the lease may keep go to its spares. A grant served from spares changes
+    /// nothing on record and appends no op (the server answers it without a commit).
     pub fn alloc(
         &mut self,
         id: LeaseId,
@@ -493,30 +529,102 @@ impl Registry {
         count: u32,
         ops: &mut Vec<StoreOp>,
     ) -> Result<Vec<u32>, WireError> {
-        let uid = self.connected(id, conn)?.peer.uid;
-        self.check_cap(uid, count)?;
-        if count > self.free() {
+        let lease = self.connected(id, conn)?;
+        let uid = lease.peer.uid;
+        let need = count.saturating_sub(lease.spare.len() as u32);
+        // Others' spares are not in use: they give way before a cap or the pool says
+        // no. Both checks come before any change, so a refusal changes nothing.
+        let others_spare = |same_uid: bool| -> u32 {
+            self.leases
+                .iter()
+                .filter(|(other, l)| **other != id && (!same_uid || l.peer.uid == uid))
+                .map(|(_, l)| l.spare.len() as u32)
+                .sum()
+        };
+        let over_cap = self.usage_of(uid) + need > self.cap(uid).max_pasids;
+        if over_cap && self.usage_of(uid) - others_spare(true) + need > self.cap(uid).max_pasids {
+            self.check_cap(uid, need)?;
+        }
+        let pool = self.free() + others_spare(false);
+        if need > pool {
             return Err(refuse(
                 ErrorKind::Exhausted,
-                format!("{count} host PASIDs asked, {} free", self.free()),
+                format!("{count} host PASIDs asked, {pool} free"),
             ));
         }
-        let mut out = Vec::with_capacity(count as usize);
+        if over_cap {
+            self.return_spares(id, Some(uid), ops);
+        }
+        let short = over_cap || need > self.free();
+        if need > self.free() {
+            self.return_spares(id, None, ops);
+        }
+        // Spares only from a pool and a cap that have them to spare: not when others'
+        // spares had to come back for this grant.
+        let extra = if need == 0 || short {
+            0
+        } else {
+            let room = self
+                .cap(uid)
+                .max_pasids
+                .saturating_sub(self.usage_of(uid) + need);
+            self.policy.spare.min(room).min(self.free() - need)
+        };
         let lease = self.leases.get_mut(&id).expect("checked");
-        for _ in 0..count {
+        for _ in 0..need + extra {
             let p = self.taken.alloc().expect("counted above");
-            lease.held.insert(p);
+            lease.spare.insert(p);
             ops.push(StoreOp::Hold {
                 pasid: p,
                 lease: id,
             });
+        }
+        self.usage.entry(uid).or_default().pasids += need + extra;
+        let mut out = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            let p = lease.spare.pop_first().expect("counted above");
+            lease.held.insert(p);
             out.push(p);
         }
-        self.usage.entry(uid).or_default().pasids += count;
         Ok(out)
     }
 
-    /// Grants exactly `pasid`, which must be free.
+    fn usage_of(&self, uid: u32) -> u32 {
+        self.usage.get(&uid).map_or(0, |u| u.pasids)
+    }
+
+    /// Frees the spares of every lease but `keep` (of `uid`'s leases only, if given):
+    /// the pool or the uid's cap ran short.
+    fn return_spares(&mut self, keep: LeaseId, uid: Option<u32>, ops: &mut Vec<StoreOp>) {
+        let mut ids: Vec<LeaseId> = self
+            .leases
+            .iter()
+            .filter(|(id, l)| {
+                **id != keep && !l.spare.is_empty() && uid.is_none_or(|u| u == l.peer.uid)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        for id in ids {
+            self.free_spares(id, ops);
+        }
+    }
+
+    /// Frees one lease's spares (never handed out, or given back torn down).
+    fn free_spares(&mut self, id: LeaseId, ops: &mut Vec<StoreOp>) {
+        let Some(lease) = self.leases.get_mut(&id) else {
+            return;
+        };
+        let spare = std::mem::take(&mut lease.spare);
+        self.usage.entry(lease.peer.uid).or_default().pasids -= spare.len() as u32;
+        for p in spare {
+            self.taken.free(p);
+            ops.push(StoreOp::Free { pasid: p });
+        }
+    }
+
+    /// Grants exactly `pasid`, which must be free or a spare (of any lease: a spare
+    /// was never handed out).
     pub fn claim(
         &mut self,
         id: LeaseId,
@@ -525,14 +633,42 @@ impl Registry {
         ops: &mut Vec<StoreOp>,
     ) -> Result<(), WireError> {
         let uid = self.connected(id, conn)?.peer.uid;
-        if !self.policy.layout.shared().contains(&pasid) || self.taken.is_used(pasid) {
-            return Err(refuse(
+        let unavailable = || {
+            refuse(
                 ErrorKind::Unavailable { pasid },
                 format!("host PASID {pasid} is not free"),
-            ));
+            )
+        };
+        if !self.policy.layout.shared().contains(&pasid) {
+            return Err(unavailable());
+        }
+        let lease = self.leases.get_mut(&id).expect("checked");
+        if lease.spare.remove(&pasid) {
+            lease.held.insert(pasid);
+            return Ok(());
+        }
+        let spare_of = self
+            .leases
+            .iter()
+            .find(|(_, l)| l.spare.contains(&pasid))
+            .map(|(other, l)| (*other, l.peer.uid));
+        if self.taken.is_used(pasid) && spare_of.is_none() {
+            return Err(unavailable());
         }
         self.check_cap(uid, 1)?;
-        self.taken.claim(pasid);
+        match spare_of {
+            Some((other, other_uid)) => {
+                self.leases
+                    .get_mut(&other)
+                    .expect("found")
+                    .spare
+                    .remove(&pasid);
+                self.usage.entry(other_uid).or_default().pasids -= 1;
+            }
+            None => {
+                self.taken.claim(pasid);
+            }
+        }
         self.leases
             .get_mut(&id)
             .expect("checked")
@@ -543,7 +679,9 @@ impl Registry {
         Ok(())
     }
 
-    /// Frees a PASID of the lease at once (its teardown is confirmed by the client).
+    /// Gives back a PASID of the lease (the client confirms its teardown is done): it
+    /// becomes a spare of the lease (no op) while the lease has fewer than
+    /// [`Policy::spare`], else it is free at once.
     pub fn release(
         &mut self,
         id: LeaseId,
@@ -561,6 +699,10 @@ impl Registry {
                 format!("host PASID {pasid} is not held by this lease"),
             ));
         }
+        if (lease.spare.len() as u32) < self.policy.spare {
+            lease.spare.insert(pasid);
+            return Ok(());
+        }
         self.taken.free(pasid);
         self.usage.entry(uid).or_default().pasids -= 1;
         ops.push(StoreOp::Free { pasid });
@@ -568,6 +710,7 @@ impl Registry {
     }
 
     fn end_lease(&mut self, id: LeaseId, quarantine_until: u64, ops: &mut Vec<StoreOp>) {
+        self.free_spares(id, ops);
         let Some(lease) = self.leases.remove(&id) else {
             return;
         };
@@ -591,13 +734,16 @@ impl Registry {
         }
     }
 
-    /// Connection `conn` closed without a goodbye. A lease holding nothing ends; one
-    /// holding PASIDs is orphaned until its quarantine ends. Nothing happens if the
+    /// Connection `conn` closed without a goodbye. Its spares are free at once; a lease
+    /// holding nothing else ends; one holding PASIDs is orphaned until its quarantine
+    /// ends. Nothing happens if the
     /// connection no longer serves the lease (a reclaim took it over).
     pub fn disconnect(&mut self, id: LeaseId, conn: u64, now: u64, ops: &mut Vec<StoreOp>) {
-        let Ok(lease) = self.connected(id, conn) else {
+        if self.connected(id, conn).is_err() {
             return;
-        };
+        }
+        self.free_spares(id, ops);
+        let lease = &self.leases[&id];
         if lease.held.is_empty() {
             self.end_lease(id, now, ops);
             return;
@@ -672,8 +818,9 @@ impl Registry {
 
     /// Totals over the shared range.
     pub fn totals(&self) -> Totals {
-        let (mut held, mut orphaned) = (0, 0);
+        let (mut held, mut orphaned, mut spare) = (0, 0, 0);
         for l in self.leases.values() {
+            spare += l.spare.len() as u32;
             match l.state {
                 LeaseState::Orphaned { .. } => orphaned += l.held.len() as u32,
                 _ => held += l.held.len() as u32,
@@ -682,6 +829,7 @@ impl Registry {
         Totals {
             free: self.free(),
             held,
+            spare,
             quarantined: self.quarantine.len() as u32 + orphaned,
             reserved: self.reserved,
             leases: self.leases.len() as u32,
@@ -704,6 +852,7 @@ impl Registry {
             .map(|id| {
                 let l = &self.leases[&id];
                 let n = l.held.len() as u32;
+                let spare = l.spare.len() as u32;
                 let orphaned = matches!(l.state, LeaseState::Orphaned { .. });
                 LeaseReport {
                     lease: id,
@@ -711,6 +860,7 @@ impl Registry {
                     pid: l.peer.pid,
                     state: l.state.name().to_owned(),
                     held: if orphaned { 0 } else { n },
+                    spare,
                     quarantined: if orphaned { n } else { 0 },
                 }
             })
@@ -720,6 +870,7 @@ impl Registry {
             reserved: t.reserved,
             free: t.free,
             held: t.held,
+            spare: t.spare,
             quarantined: t.quarantined,
             all_leases: admin,
             leases,

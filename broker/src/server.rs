@@ -119,6 +119,13 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Queues `ops` for the store; returns the number to commit through, or `None`
+    /// when there is nothing to record (a grant from the lease's spares, which are on
+    /// record already): its answer waits for no commit, not even others'.
+    fn queue_grant(&self, state: &mut State, ops: Vec<StoreOp>) -> Option<u64> {
+        (!ops.is_empty()).then(|| self.queue(state, ops))
+    }
+
     /// Queues `ops` for the store; returns the number to commit through.
     fn queue(&self, state: &mut State, ops: Vec<StoreOp>) -> u64 {
         if !ops.is_empty() {
@@ -423,11 +430,16 @@ fn serve_connection(shared: &Shared, stream: UnixStream) {
                 break;
             }
         };
+        let had_lease = lease.is_some();
         let (resp, close) = handle(shared, peer, conn, &mut lease, req);
-        if lease.is_some() {
+        if !had_lease && lease.is_some() {
             let _ = stream.set_read_timeout(None);
         }
-        if framing::write_message(&mut writer, &resp).is_err() || close {
+        // A client may send its next request before it reads this answer (a release
+        // is posted that way): while a whole request already waits in the buffer, the
+        // answer waits with it, so one write carries both answers.
+        let more_waiting = reader.buffer().contains(&0);
+        if write_answer(&mut writer, &resp, !more_waiting || close).is_err() || close {
             break;
         }
     }
@@ -437,6 +449,19 @@ fn serve_connection(shared: &Shared, stream: UnixStream) {
         st.registry.disconnect(id, conn, now_ms(), &mut ops);
         shared.queue(&mut st, ops);
     }
+}
+
+fn write_answer(
+    writer: &mut BufWriter<&UnixStream>,
+    resp: &Response,
+    flush: bool,
+) -> Result<(), FrameError> {
+    use std::io::Write;
+    writer.write_all(&framing::encode(resp)?)?;
+    if flush {
+        writer.flush()?;
+    }
+    Ok(())
 }
 
 /// Answers one request; the flag says to close the connection after the answer.
@@ -545,13 +570,15 @@ fn handle(
             let (result, seq, free) = {
                 let mut st = shared.lock();
                 let r = st.registry.alloc(id, conn, count, &mut ops);
-                let seq = shared.queue(&mut st, ops);
+                let seq = shared.queue_grant(&mut st, ops);
                 (r, seq, st.registry.free())
             };
             match result {
                 Ok(pasids) => {
                     // Answer a grant only once it is on record.
-                    shared.commit_through(seq);
+                    if let Some(seq) = seq {
+                        shared.commit_through(seq);
+                    }
                     shared.metrics.granted(count, started.elapsed());
                     (Response::Granted { pasids, free }, false)
                 }
@@ -563,12 +590,14 @@ fn handle(
             let (result, seq, free) = {
                 let mut st = shared.lock();
                 let r = st.registry.claim(id, conn, pasid, &mut ops);
-                let seq = shared.queue(&mut st, ops);
+                let seq = shared.queue_grant(&mut st, ops);
                 (r, seq, st.registry.free())
             };
             match result {
                 Ok(()) => {
-                    shared.commit_through(seq);
+                    if let Some(seq) = seq {
+                        shared.commit_through(seq);
+                    }
                     shared.metrics.granted(1, started.elapsed());
                     (Response::Done { free }, false)
                 }

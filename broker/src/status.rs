@@ -10,7 +10,7 @@ pub fn to_json(r: &StatusReport) -> String {
         .map(|l| {
             serde_json::json!({
                 "lease": l.lease, "uid": l.uid, "pid": l.pid, "state": l.state,
-                "held": l.held, "quarantined": l.quarantined,
+                "held": l.held, "spare": l.spare, "quarantined": l.quarantined,
             })
         })
         .collect();
@@ -23,6 +23,7 @@ pub fn to_json(r: &StatusReport) -> String {
         "reserved": r.reserved,
         "free": r.free,
         "held": r.held,
+        "spare": r.spare,
         "quarantined": r.quarantined,
         "all_leases": r.all_leases,
         "leases": leases,
@@ -33,8 +34,8 @@ pub fn to_json(r: &StatusReport) -> String {
 /// The report as a table.
 pub fn to_table(r: &StatusReport) -> String {
     let mut out = format!(
-        "layout: {}\nhost PASIDs: {} free, {} held, {} quarantined, {} reserved\n",
-        r.layout, r.free, r.held, r.quarantined, r.reserved
+        "layout: {}\nhost PASIDs: {} free, {} held, {} spare, {} quarantined, {} reserved\n",
+        r.layout, r.free, r.held, r.spare, r.quarantined, r.reserved
     );
     if !r.all_leases {
         out.push_str(
@@ -42,13 +43,13 @@ pub fn to_table(r: &StatusReport) -> String {
         );
     }
     out.push_str(&format!(
-        "{:>8} {:>8} {:>8} {:<12} {:>8} {:>12}\n",
-        "LEASE", "UID", "PID", "STATE", "HELD", "QUARANTINED"
+        "{:>8} {:>8} {:>8} {:<12} {:>8} {:>8} {:>12}\n",
+        "LEASE", "UID", "PID", "STATE", "HELD", "SPARE", "QUARANTINED"
     ));
     for l in &r.leases {
         out.push_str(&format!(
-            "{:>8} {:>8} {:>8} {:<12} {:>8} {:>12}\n",
-            l.lease, l.uid, l.pid, l.state, l.held, l.quarantined
+            "{:>8} {:>8} {:>8} {:<12} {:>8} {:>8} {:>12}\n",
+            l.lease, l.uid, l.pid, l.state, l.held, l.spare, l.quarantined
         ));
     }
     out

@@ -40,9 +40,12 @@ fn hello(s: &mut UnixStream) -> Response {
     .unwrap()
 }
 
+/// No spares: every grant is on record, in lowest-free order across leases.
+const NO_SPARES: &str = "[caps]\nspare = 0\n";
+
 #[test]
 fn grants_lowest_first_and_a_release_frees_at_once() {
-    let b = BrokerProc::start(&config_text(30.0, 30.0, ""));
+    let b = BrokerProc::start(&config_text(30.0, 30.0, NO_SPARES));
     let mut a = BrokerSource::connect(&b.socket, &layout()).unwrap();
     assert_eq!(a.range(), 4096..SHARED_END);
     assert_eq!(a.alloc(), Ok(4096));
@@ -50,13 +53,19 @@ fn grants_lowest_first_and_a_release_frees_at_once() {
     a.alloc_many(3, &mut more).unwrap();
     assert_eq!(more, [4097, 4098, 4099]);
     assert_eq!(a.free_count(), CAPACITY - 4);
+    // A release is posted: its answer (and the broker's new free count) comes with
+    // the next exchange.
     a.release(4097).unwrap();
-    assert_eq!(a.free_count(), CAPACITY - 3);
+    assert_eq!(a.free_count(), CAPACITY - 4);
     assert_eq!(a.alloc(), Ok(4097));
+    assert_eq!(a.free_count(), CAPACITY - 4);
     assert_eq!(a.claim(4100), Ok(()));
     assert_eq!(a.held().collect::<Vec<_>>(), [4096, 4097, 4098, 4099, 4100]);
     let s = b.status();
-    assert_eq!((s.free, s.held, s.quarantined), (CAPACITY - 5, 5, 0));
+    assert_eq!(
+        (s.free, s.held, s.spare, s.quarantined),
+        (CAPACITY - 5, 5, 0, 0)
+    );
     for p in [4096, 4097, 4098, 4099, 4100] {
         a.release(p).unwrap();
     }
@@ -67,6 +76,62 @@ fn grants_lowest_first_and_a_release_frees_at_once() {
         (s.free, s.held, s.quarantined, s.leases.len()),
         (CAPACITY, 0, 0, 0)
     );
+}
+
+#[test]
+fn spares_serve_grants_and_releases_and_never_reach_another_lease() {
+    let mut b = BrokerProc::start(&config_text(30.0, 30.0, "[caps]\nspare = 4\n"));
+    let mut a = BrokerSource::connect(&b.socket, &layout()).unwrap();
+    // The first grant records 4 more to the lease: 4097..=4100 are its spares.
+    assert_eq!(a.alloc(), Ok(4096));
+    let s = b.status();
+    assert_eq!((s.free, s.held, s.spare), (CAPACITY - 5, 1, 4));
+    // Grants and releases within the spares leave the pool alone.
+    assert_eq!((a.alloc(), a.alloc()), (Ok(4097), Ok(4098)));
+    a.release(4097).unwrap();
+    assert_eq!(a.alloc(), Ok(4097));
+    assert_eq!(a.claim(4099), Ok(()), "its own spare");
+    assert_eq!(b.status().free, CAPACITY - 5);
+    // Another lease gets neither a spare of a's nor the same numbers.
+    let mut other = BrokerSource::connect(&b.socket, &layout()).unwrap();
+    assert_eq!(other.alloc(), Ok(4101));
+    // A claim may take another lease's spare: it was never handed out.
+    assert_eq!(other.claim(4100), Ok(()));
+    let s = b.status();
+    assert_eq!(
+        (s.held, s.spare),
+        (6, 4),
+        "a: 4096..=4099; other: 4101, 4100"
+    );
+    // A release beyond `spare` spares frees at once.
+    for p in [4096, 4097, 4098, 4099] {
+        a.release(p).unwrap();
+    }
+    a.flush().unwrap(); // the posted releases reach the broker
+    assert_eq!(b.status().spare, 8);
+    assert_eq!(a.alloc(), Ok(4096));
+    a.release(4096).unwrap();
+    // A broker restart cannot tell spares from grants: the reclaim keeps what the
+    // client lists, the spares go through quarantine like anything unlisted.
+    assert_eq!(a.alloc(), Ok(4096));
+    b.kill9();
+    b.restart();
+    a.status().unwrap(); // reconnects and reclaims
+    other.status().unwrap();
+    let s = b.status();
+    let lease = s.leases.iter().find(|l| l.lease == a.lease()).unwrap();
+    assert_eq!(
+        (lease.state.as_str(), lease.held, lease.spare),
+        ("connected", 1, 0)
+    );
+    // a's 3 spares and other's 4 (4102..=4105) were unlisted.
+    assert_eq!((s.held, s.spare, s.quarantined), (3, 0, 3 + 4));
+    // A goodbye frees spares at once and quarantines only what is still held.
+    assert_eq!(a.alloc(), Ok(4106), "a new spare block after the restart");
+    a.close().unwrap();
+    other.close().unwrap();
+    let s = b.status();
+    assert_eq!((s.held, s.spare, s.quarantined), (0, 0, 7 + 2 + 2));
 }
 
 #[test]
@@ -134,7 +199,7 @@ fn a_killed_clients_pasids_are_quarantined_then_free() {
 
 #[test]
 fn a_reserve_saves_round_trips_survives_a_restart_and_goes_back_on_goodbye() {
-    let mut b = BrokerProc::start(&config_text(30.0, 30.0, ""));
+    let mut b = BrokerProc::start(&config_text(30.0, 30.0, NO_SPARES));
     let options = ClientOptions {
         reserve: 4,
         ..ClientOptions::default()
@@ -180,7 +245,7 @@ fn a_reserve_saves_round_trips_survives_a_restart_and_goes_back_on_goodbye() {
 
 #[test]
 fn after_a_broker_kill_the_live_client_keeps_exactly_its_pasids() {
-    let mut b = BrokerProc::start(&config_text(30.0, 30.0, ""));
+    let mut b = BrokerProc::start(&config_text(30.0, 30.0, NO_SPARES));
     let mut a = BrokerSource::connect(&b.socket, &layout()).unwrap();
     let mut mine = Vec::new();
     a.alloc_many(4, &mut mine).unwrap();
@@ -219,7 +284,7 @@ fn after_a_broker_kill_the_live_client_keeps_exactly_its_pasids() {
 
 #[test]
 fn an_unreclaimed_lease_is_quarantined_after_the_grace_then_free() {
-    let mut b = BrokerProc::start(&config_text(1.0, 2.0, ""));
+    let mut b = BrokerProc::start(&config_text(1.0, 2.0, NO_SPARES));
     let (mut holder, pasids) = b.holder(2);
     assert_eq!(pasids.len(), 2);
     b.kill9();
@@ -383,7 +448,11 @@ fn bad_input_gets_an_error_or_a_close_and_changes_no_other_lease() {
 
 #[test]
 fn status_prints_a_table_and_json() {
-    let b = BrokerProc::start(&config_text(1.0, 30.0, "reserved = [[4096, 4098]]"));
+    let b = BrokerProc::start(&config_text(
+        1.0,
+        30.0,
+        "reserved = [[4096, 4098]]\n[caps]\nspare = 5\n",
+    ));
     let mut a = BrokerSource::connect(&b.socket, &layout()).unwrap();
     a.alloc().unwrap();
     let run = |json: bool| {
@@ -401,13 +470,15 @@ fn status_prints_a_table_and_json() {
         "layout: width 20, local 1..4096, shared 4096..{SHARED_END}"
     )));
     assert!(table.contains(&format!(
-        "{} free, 1 held, 0 quarantined, 2 reserved",
-        CAPACITY - 3
+        "{} free, 1 held, 5 spare, 0 quarantined, 2 reserved",
+        CAPACITY - 8
     )));
     assert!(table.contains(&format!("{}", std::process::id())));
     let v: serde_json::Value = serde_json::from_str(&run(true)).unwrap();
-    assert_eq!(v["free"], CAPACITY - 3);
+    assert_eq!(v["free"], CAPACITY - 8);
     assert_eq!(v["held"], 1);
+    assert_eq!(v["spare"], 5);
+    assert_eq!(v["leases"][0]["spare"], 5);
     assert_eq!(v["leases"][0]["pid"], std::process::id());
     assert_eq!(v["leases"][0]["state"], "connected");
     assert_eq!(v["layout"]["shared"][1], SHARED_END);
@@ -480,10 +551,12 @@ fn the_metrics_endpoint_serves_the_counts_and_grants() {
     http.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
     let mut body = String::new();
     http.read_to_string(&mut body).unwrap();
+    // The default 32 spares: recorded with the first grant, the second took one.
     assert!(body.contains("pasid_broker_held_pasids 2"), "{body}");
+    assert!(body.contains("pasid_broker_spare_pasids 31"), "{body}");
     assert!(body.contains(&format!(
         "pasid_broker_free_pasids {}",
-        (1 << 19) - 4096 - 2
+        (1 << 19) - 4096 - 33
     )));
     assert!(body.contains("pasid_broker_grants_total 2"));
     assert!(body.contains("pasid_broker_leases 1"));

@@ -1,7 +1,9 @@
 //! The lease state machine against a reference model: random sequences of opens,
 //! reclaims, grants, claims, releases, goodbyes, disconnects, time passing, process
 //! deaths and broker restarts (through a store that replays the registry's own
-//! [`StoreOp`]s). The model is a plain per-PASID state table with linear scans.
+//! [`StoreOp`]s). The model is a plain per-PASID state table with linear scans; a
+//! lease's spares are slots of their own kind, and grants served from them must append
+//! no store op.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -16,6 +18,8 @@ const END: u32 = 4096 + 24;
 const RESERVED: std::ops::Range<u32> = 4100..4103;
 const Q: u64 = 1000;
 const G: u64 = 3000;
+/// Small enough that the 21 grantable PASIDs run short with spares out.
+const SPARE: u32 = 3;
 
 fn policy() -> Policy {
     Policy {
@@ -29,6 +33,7 @@ fn policy() -> Policy {
         reserved: vec![RESERVED],
         quarantine_ms: Q,
         grace_ms: G,
+        spare: SPARE,
         default_cap: Cap {
             max_leases: 4,
             max_pasids: 10,
@@ -48,6 +53,7 @@ enum Slot {
     Free,
     Reserved,
     Held(LeaseId),
+    Spare(LeaseId),
     Quarantined { until: u64, uid: u32 },
 }
 
@@ -93,15 +99,34 @@ impl Model {
         }
     }
     fn held(&self, id: LeaseId) -> Vec<u32> {
+        self.with(Slot::Held(id))
+    }
+    fn spare(&self, id: LeaseId) -> Vec<u32> {
+        self.with(Slot::Spare(id))
+    }
+    fn with(&self, slot: Slot) -> Vec<u32> {
         (START..END)
-            .filter(|p| self.slots[(p - START) as usize] == Slot::Held(id))
+            .filter(|p| self.slots[(p - START) as usize] == slot)
             .collect()
+    }
+    fn set(&mut self, p: u32, slot: Slot) {
+        self.slots[(p - START) as usize] = slot;
+    }
+    /// Frees the spares of `id`, or of every lease but `keep`.
+    fn free_spares(&mut self, only: Option<LeaseId>, keep: Option<LeaseId>) {
+        for s in &mut self.slots {
+            if let Slot::Spare(l) = *s {
+                if only.is_none_or(|o| o == l) && keep != Some(l) {
+                    *s = Slot::Free;
+                }
+            }
+        }
     }
     fn uid_pasids(&self, uid: u32) -> u32 {
         self.slots
             .iter()
             .filter(|s| match s {
-                Slot::Held(l) => self.leases[l].uid == uid,
+                Slot::Held(l) | Slot::Spare(l) => self.leases[l].uid == uid,
                 Slot::Quarantined { uid: u, .. } => *u == uid,
                 _ => false,
             })
@@ -113,6 +138,7 @@ impl Model {
             .is_some_and(|l| l.state == LeaseState::Connected { conn })
     }
     fn quarantine_all(&mut self, id: LeaseId, until: u64) {
+        self.free_spares(Some(id), None);
         let uid = self.leases[&id].uid;
         for s in &mut self.slots {
             if *s == Slot::Held(id) {
@@ -406,18 +432,58 @@ fn run(ops: Vec<Op>) {
                     continue;
                 }
                 let uid = m.leases[&id].uid;
-                let free: Vec<u32> = (START..END)
-                    .filter(|p| m.slots[(p - START) as usize] == Slot::Free)
-                    .collect();
-                if m.uid_pasids(uid) + count > cap(uid).max_pasids {
+                let spare = m.spare(id);
+                let need = count.saturating_sub(spare.len() as u32);
+                let free = m.with(Slot::Free).len() as u32;
+                let spare_of = |same_uid: bool| {
+                    (START..END)
+                        .filter(|p| {
+                            matches!(m.slots[(p - START) as usize],
+                            Slot::Spare(l) if l != id && (!same_uid || m.leases[&l].uid == uid))
+                        })
+                        .count() as u32
+                };
+                let used = m.uid_pasids(uid);
+                let over_cap = used + need > cap(uid).max_pasids;
+                if over_cap && used - spare_of(true) + need > cap(uid).max_pasids {
                     assert_eq!(kind(&r), Some(ErrorKind::CapReached));
-                } else if (free.len() as u32) < count {
+                } else if free + spare_of(false) < need {
                     assert_eq!(kind(&r), Some(ErrorKind::Exhausted));
                 } else {
+                    if over_cap {
+                        for p in START..END {
+                            if matches!(m.slots[(p - START) as usize], Slot::Spare(l) if l != id && m.leases[&l].uid == uid)
+                            {
+                                m.set(p, Slot::Free);
+                            }
+                        }
+                    }
+                    let free = m.with(Slot::Free).len() as u32;
+                    let short = over_cap || need > free;
+                    if need > free {
+                        m.free_spares(None, Some(id));
+                    }
+                    let free = m.with(Slot::Free).len() as u32;
+                    let extra = if need == 0 || short {
+                        0
+                    } else {
+                        let room = cap(uid).max_pasids - m.uid_pasids(uid) - need;
+                        SPARE.min(room).min(free - need)
+                    };
+                    let taken: Vec<u32> = m.with(Slot::Free)[..(need + extra) as usize].to_vec();
+                    for &p in &taken {
+                        m.set(p, Slot::Spare(id));
+                    }
                     let got = r.unwrap();
-                    assert_eq!(got, free[..count as usize], "lowest free first");
+                    let pool = m.spare(id);
+                    assert_eq!(got, pool[..count as usize], "lowest of the lease's spares");
+                    assert_eq!(
+                        ops.is_empty(),
+                        taken.is_empty() && !short,
+                        "a commit only when the pool is touched"
+                    );
                     for p in got {
-                        m.slots[(p - START) as usize] = Slot::Held(id);
+                        m.set(p, Slot::Held(id));
                         clients[lease].2.insert(p);
                     }
                 }
@@ -432,9 +498,16 @@ fn run(ops: Vec<Op>) {
                     continue;
                 }
                 let uid = m.leases[&id].uid;
-                let free = (START..END).contains(&pasid)
-                    && m.slots[(pasid - START) as usize] == Slot::Free;
-                if !free {
+                let slot = (START..END)
+                    .contains(&pasid)
+                    .then(|| m.slots[(pasid - START) as usize]);
+                let free = matches!(slot, Some(Slot::Free | Slot::Spare(_)));
+                if slot == Some(Slot::Spare(id)) {
+                    r.unwrap();
+                    assert!(ops.is_empty(), "its own spare is on record");
+                    m.set(pasid, Slot::Held(id));
+                    clients[lease].2.insert(pasid);
+                } else if !free {
                     assert_eq!(kind(&r), Some(ErrorKind::Unavailable { pasid }));
                 } else if m.uid_pasids(uid) + 1 > cap(uid).max_pasids {
                     assert_eq!(kind(&r), Some(ErrorKind::CapReached));
@@ -459,7 +532,9 @@ fn run(ops: Vec<Op>) {
                     assert_eq!(kind(&r), Some(ErrorKind::ReclaimRefused));
                 } else if m.slots[(pasid - START) as usize] == Slot::Held(id) {
                     r.unwrap();
-                    m.slots[(pasid - START) as usize] = Slot::Free;
+                    let keep = (m.spare(id).len() as u32) < SPARE;
+                    assert_eq!(ops.is_empty(), keep);
+                    m.set(pasid, if keep { Slot::Spare(id) } else { Slot::Free });
                     clients[lease].2.remove(&pasid);
                 } else {
                     assert_eq!(kind(&r), Some(ErrorKind::Unavailable { pasid }));
@@ -481,6 +556,7 @@ fn run(ops: Vec<Op>) {
                 };
                 reg.disconnect(id, conn, now, &mut ops);
                 if m.connected(id, conn) {
+                    m.free_spares(Some(id), None);
                     if m.held(id).is_empty() {
                         m.leases.remove(&id);
                     } else {
@@ -504,6 +580,7 @@ fn run(ops: Vec<Op>) {
                 // The kernel closes its socket.
                 reg.disconnect(id, conn, now, &mut ops);
                 if m.connected(id, conn) {
+                    m.free_spares(Some(id), None);
                     if m.held(id).is_empty() {
                         m.leases.remove(&id);
                     } else {
@@ -517,6 +594,12 @@ fn run(ops: Vec<Op>) {
                 let mut ops = Vec::new();
                 reg = Registry::load(policy(), store.stored(), now, &mut ops).unwrap();
                 store.apply(&ops);
+                // The store cannot tell a spare from a grant.
+                for s in &mut m.slots {
+                    if let Slot::Spare(l) = *s {
+                        *s = Slot::Held(l);
+                    }
+                }
                 for l in m.leases.values_mut() {
                     if let LeaseState::Connected { .. } = l.state {
                         l.state = LeaseState::Unconfirmed { until: now + G };
@@ -539,15 +622,27 @@ fn compare(reg: &Registry, m: &Model) {
         .filter(|s| matches!(s, Slot::Quarantined { .. }))
         .count() as u32;
     let free = m.slots.iter().filter(|s| **s == Slot::Free).count() as u32;
+    let spare = m
+        .slots
+        .iter()
+        .filter(|s| matches!(s, Slot::Spare(_)))
+        .count() as u32;
     let t = reg.totals();
     assert_eq!(
-        (t.free, t.held, t.quarantined, t.leases),
-        (free, held, quarantined + orphaned, m.leases.len() as u32)
+        (t.free, t.held, t.spare, t.quarantined, t.leases),
+        (
+            free,
+            held,
+            spare,
+            quarantined + orphaned,
+            m.leases.len() as u32
+        )
     );
     for (id, l) in &m.leases {
         let r = reg.lease(*id).expect("lease in both");
         assert_eq!(r.state, l.state);
         assert_eq!(r.held.iter().copied().collect::<Vec<_>>(), m.held(*id));
+        assert_eq!(r.spare.iter().copied().collect::<Vec<_>>(), m.spare(*id));
     }
     // A non-admin sees its own lease only.
     if let Some(id) = m.leases.keys().next() {
