@@ -69,7 +69,7 @@ static int start_broker(void) {
     if (!f)
         return -1;
     fprintf(f, "[layout]\nwidth = 20\nlocal = [1, 4096]\nshared = [4096, 4160]\n"
-               "[timers]\nquarantine_secs = 1\ngrace_secs = 1\n");
+               "[timers]\nquarantine_secs = 1\ngrace_secs = 1\n[caps]\nspare = 32\n");
     fclose(f);
     argv[0] = (char *)bin;
     argv[1] = "--socket";
@@ -134,13 +134,20 @@ static void test_two_vmms_never_share_a_host_pasid(void) {
     for (i = 0; i < 4; i++)
         for (j = 0; j < 4; j++)
             CHECK(hp[0][i] != hp[1][j]);
-    /* A freed one goes back to the broker only once its teardown is confirmed. */
+    /* A freed one goes back to the broker only once its teardown is confirmed; the
+     * broker keeps it among VMM 0's spares, so VMM 0 gets it again, VMM 1 never. */
     OK(pasid_free(vmm[0], g[0], 1, NULL));
+    OK(pasid_alloc(vmm[0], g[0], PASID_KIND_SHARED, &gp, NULL));
+    OK(pasid_translate(vmm[0], g[0], gp, &hp[0][1]));
+    CHECK(hp[0][1] != hp[0][0]); /* still draining */
     OK(pasid_draining_list(vmm[0], &d, 1, &n));
     OK(pasid_complete_teardown(vmm[0], &d, 1));
     OK(pasid_alloc(vmm[1], g[1], PASID_KIND_SHARED, &gp, NULL));
     OK(pasid_translate(vmm[1], g[1], gp, &hp[1][0]));
-    CHECK(hp[1][0] == hp[0][0]); /* the lowest free one: the PASID the teardown let go */
+    CHECK(hp[1][0] != hp[0][0]);
+    OK(pasid_alloc(vmm[0], g[0], PASID_KIND_SHARED, &gp, NULL));
+    OK(pasid_translate(vmm[0], g[0], gp, &hp[0][2]));
+    CHECK(hp[0][2] == hp[0][0]); /* the lowest of its spares: the one the teardown let go */
     for (v = 0; v < 2; v++)
         pasid_host_free(vmm[v]);
 }
