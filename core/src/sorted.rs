@@ -91,6 +91,14 @@ impl<K: Ord + Copy, V> SortedMap<K, V> {
         Ok(&mut self.entries[at].1)
     }
 
+    /// Removes `key` if it is there and `take` says yes to its value; `None` (nothing
+    /// changed) otherwise. One search for a check and a removal.
+    #[inline]
+    pub(crate) fn remove_if(&mut self, key: &K, take: impl FnOnce(&V) -> bool) -> Option<V> {
+        let at = self.find(key).ok()?;
+        take(&self.entries[at].1).then(|| self.entries.remove(at).1)
+    }
+
     /// Removes `key`; its value if it was there.
     pub(crate) fn remove(&mut self, key: &K) -> Option<V> {
         self.find(key).ok().map(|i| self.entries.remove(i).1)

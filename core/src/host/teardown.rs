@@ -8,7 +8,7 @@
 
 use alloc::vec::Vec;
 
-use super::Host;
+use super::{live_guest_mut, Host};
 
 /// Up to this many items, `complete_teardown` works item by item with no allocation
 /// (the VM-exit path confirms one or a few); a bigger batch is sorted first.
@@ -57,6 +57,9 @@ impl<S: HostPasidSource> Host<S> {
     /// until [`Host::retry_releases`] (or the next teardown) hands it back, so it is
     /// never granted twice.
     pub fn complete_teardown(&mut self, items: &[Draining]) -> Result<()> {
+        if let [item] = items {
+            return self.complete_one(item);
+        }
         match self.check_draining(items)? {
             None => {
                 for item in items {
@@ -72,6 +75,56 @@ impl<S: HostPasidSource> Host<S> {
         }
         if self.orphans.is_empty() && self.orphans.capacity() > 0 {
             self.orphans = Vec::new();
+        }
+        if !self.release_backlog.is_empty() {
+            self.retry_releases();
+        }
+        Ok(())
+    }
+
+    /// [`Host::complete_teardown`] of one item, the VM-exit path's usual case: one
+    /// guest lookup and one search, where the batch path checks first and removes
+    /// after. The same rules, in the same order.
+    #[inline]
+    fn complete_one(&mut self, item: &Draining) -> Result<()> {
+        let not = Error::NotDraining { pasid: item.gpasid };
+        match live_guest_mut(&mut self.slots, item.guest) {
+            Ok(g) => {
+                let changes = &g.changes;
+                let mut pending = false;
+                let removed = g.draining.remove_if(&item.gpasid, |hpasid| {
+                    // Fail closed, as in check_draining: no reuse while the log may
+                    // still owe the CPU's table this entry's invalidation.
+                    let as_given = *hpasid == item.hpasid;
+                    pending = as_given
+                        && changes
+                            .as_ref()
+                            .is_some_and(|log| log.unmap_pending(item.gpasid));
+                    as_given && !pending
+                });
+                if removed.is_none() {
+                    return Err(if pending {
+                        Error::ChangePending { pasid: item.gpasid }
+                    } else {
+                        not
+                    });
+                }
+                g.pasids.free(item.gpasid);
+                g.draining_shared -= item.hpasid.is_some() as u32;
+            }
+            Err(_) => {
+                let at = match (item.hpasid, self.orphans.binary_search(item)) {
+                    (Some(_), Ok(at)) => at,
+                    _ => return Err(not),
+                };
+                self.orphans.remove(at);
+                if self.orphans.is_empty() {
+                    self.orphans = Vec::new();
+                }
+            }
+        }
+        if let Some(hpasid) = item.hpasid {
+            self.give_back(hpasid);
         }
         if !self.release_backlog.is_empty() {
             self.retry_releases();
