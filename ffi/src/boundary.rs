@@ -16,7 +16,7 @@
 //!   running call keeps the object alive until it returns, later calls fail;
 //! * looking a handle up costs a read lock of the registry and an `Arc` clone.
 //!
-//! [`PASID_RESULT_INVALID_HANDLE`]: crate::pasid_result::InvalidHandle
+//! [`PASID_RESULT_INVALID_HANDLE`]: crate::FfiCode::InvalidHandle
 
 use core::any::Any;
 use core::ffi::c_int;
@@ -629,16 +629,16 @@ pub(crate) fn fill<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pasid_result;
+    use crate::FfiCode;
     use core::mem::size_of;
 
     #[test]
     fn a_panic_becomes_a_code_and_a_message() {
         let code = call(|| panic!("boom"));
-        assert_eq!(code, pasid_result::Panic as c_int);
+        assert_eq!(code, FfiCode::Panic as c_int);
         crate::error::with_last_error(|last| {
             let (c, msg) = last.unwrap();
-            assert_eq!(*c, pasid_result::Panic as c_int);
+            assert_eq!(*c, FfiCode::Panic as c_int);
             assert!(msg.contains("boom"), "{msg}");
         });
         assert_eq!(call_or(7, || panic!("again")), 7);
@@ -728,12 +728,12 @@ mod tests {
                 panic!("inside the lock")
             })
         });
-        assert_eq!(code, pasid_result::Panic as c_int);
+        assert_eq!(code, FfiCode::Panic as c_int);
         let code = call(|| with_host(handle, |_| Ok(())));
-        assert_eq!(code, pasid_result::HostPoisoned as c_int);
+        assert_eq!(code, FfiCode::HostPoisoned as c_int);
         assert!(free_host(handle));
         assert!(!free_host(handle));
         let code = call(|| with_host(handle, |_| Ok(())));
-        assert_eq!(code, pasid_result::InvalidHandle as c_int);
+        assert_eq!(code, FfiCode::InvalidHandle as c_int);
     }
 }
