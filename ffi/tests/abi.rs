@@ -1,5 +1,5 @@
 //! The C ABI driven from Rust, so `cargo test` (and Miri) cover the boundary too. The
-//! full C suite is ffi/tests/c/test_pasid.c, run by scripts/test-c.sh.
+//! full C suite is ffi/tests/c/test_*.c (one file per area), run by scripts/test-c.sh.
 
 use core::ffi::{c_int, CStr};
 use core::mem::size_of;
