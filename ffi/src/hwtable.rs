@@ -10,8 +10,7 @@ use std::string::String;
 use std::vec::Vec;
 
 use pasid_core::hwtable::{self, Directory, Fault, PageBuf, TablePage};
-use pasid_core::remap::PagesTouched;
-use pasid_core::GuestId;
+use pasid_core::{GuestId, PagesTouched};
 
 use crate::boundary::{
     call, input, input_slice, list, output_slice, reply, with_host, Out, OutOpt,

@@ -7,7 +7,7 @@ use core::ffi::{c_int, c_void};
 use core::ops::Range;
 
 use pasid_broker_client::BrokerSource;
-use pasid_core::bitmap::IdBitmap;
+use pasid_core::IdBitmap;
 use pasid_core::{Error, Host, HostPasidSource, PasidLayout, Platform, SourceError};
 
 use crate::boundary::{call, input_struct, register_host, reply, HostCell, Out};

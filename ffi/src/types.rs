@@ -302,7 +302,7 @@ pub(crate) fn config_to_c(c: &GuestConfig) -> pasid_guest_config {
     }
 }
 
-pub(crate) fn pages_to_c(p: Option<pasid_core::remap::PagesTouched>) -> pasid_pages_touched {
+pub(crate) fn pages_to_c(p: Option<pasid_core::PagesTouched>) -> pasid_pages_touched {
     match p {
         Some(p) => pasid_pages_touched {
             changed: true,

@@ -1,6 +1,6 @@
 //! The `Host` class: guests, devices, PASIDs and snapshots, one core call each.
 
-use pasid_core::bitmap::IdBitmap;
+use pasid_core::IdBitmap;
 use pasid_core::{DeviceKind, Draining, GuestConfig, GuestId, Host, PasidLayout, Platform};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
