@@ -5,6 +5,11 @@
  * two usual devices, teardown confirmation and an export with its size query. Each is
  * `static inline` (or marked unused), so a file that does not use one is not warned
  * about it.
+ *
+ * Every ffi/tests/c/test_*.c is a program of its own, one area each, built against the
+ * installed header and static library and run by scripts/test-c.sh (plain, under
+ * ASan+UBSan, and against the shared library) and scripts/harden.sh (valgrind); its
+ * last line is "N passed, M failed".
  */
 #ifndef PASID_TEST_FIXTURES_H
 #define PASID_TEST_FIXTURES_H

@@ -2,10 +2,7 @@
  * PASIDs: p2 allocation, free, translation and binding (with the pages an update
  * touches), exhaustion of the guest range, the shared range and the quota, and p1
  * record and release.
- *
- * Built against the installed header and static library and run by scripts/test-c.sh
- * (plain, under ASan+UBSan, and against the shared library) and scripts/harden.sh
- * (valgrind). The last line is "N passed, M failed".
+ * A program of its own, as every test_*.c (see fixtures.h).
  */
 #include <stdint.h>
 

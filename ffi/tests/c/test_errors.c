@@ -2,10 +2,7 @@
  * The library's version, `pasid_strerror` for every code, and the per-thread last
  * error (`pasid_last_error_code`, `pasid_last_error_message`: size query, truncation,
  * NULLs, what a success leaves).
- *
- * Built against the installed header and static library and run by scripts/test-c.sh
- * (plain, under ASan+UBSan, and against the shared library) and scripts/harden.sh
- * (valgrind). The last line is "N passed, M failed".
+ * A program of its own, as every test_*.c (see fixtures.h).
  */
 #include <pthread.h>
 #include <stdint.h>

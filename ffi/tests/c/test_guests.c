@@ -1,10 +1,7 @@
 /*
  * Guests and devices: guest creation and its refusals, info, listing with the buffer
  * rule, destroy; attach, detach, owner and the device queries.
- *
- * Built against the installed header and static library and run by scripts/test-c.sh
- * (plain, under ASan+UBSan, and against the shared library) and scripts/harden.sh
- * (valgrind). The last line is "N passed, M failed".
+ * A program of its own, as every test_*.c (see fixtures.h).
  */
 #include <stdint.h>
 

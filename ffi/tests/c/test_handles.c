@@ -2,10 +2,7 @@
  * Handles and threads: every handle-taking function refuses NULL, freed, made-up and
  * wrong-type handles; calls from several threads on one host, and a host freed while
  * other threads use it.
- *
- * Built against the installed header and static library and run by scripts/test-c.sh
- * (plain, under ASan+UBSan, and against the shared library) and scripts/harden.sh
- * (valgrind). The last line is "N passed, M failed".
+ * A program of its own, as every test_*.c (see fixtures.h).
  */
 #include <pthread.h>
 #include <stdio.h>

@@ -1,10 +1,7 @@
 /*
  * Layouts (`pasid_layout_check` and each of its refusals) and a host's life: made,
  * described, freed, NULL and stale handles.
- *
- * Built against the installed header and static library and run by scripts/test-c.sh
- * (plain, under ASan+UBSan, and against the shared library) and scripts/harden.sh
- * (valgrind). The last line is "N passed, M failed".
+ * A program of its own, as every test_*.c (see fixtures.h).
  */
 #include <stdint.h>
 

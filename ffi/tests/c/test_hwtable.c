@@ -2,10 +2,7 @@
  * The CPU's PASID-translation pages: export into caller pages, single-table and
  * touched-page updates, directory entries, the software walk and every refusal
  * (sizes, alignment, overlapping or missing pages).
- *
- * Built against the installed header and static library and run by scripts/test-c.sh
- * (plain, under ASan+UBSan, and against the shared library) and scripts/harden.sh
- * (valgrind). The last line is "N passed, M failed".
+ * A program of its own, as every test_*.c (see fixtures.h).
  */
 #include <stdint.h>
 

@@ -2,10 +2,7 @@
  * Migration: export with its size query, blob inspection, check and import with RID
  * maps, the import report, refusals that leave the destination unchanged, and p1
  * guests.
- *
- * Built against the installed header and static library and run by scripts/test-c.sh
- * (plain, under ASan+UBSan, and against the shared library) and scripts/harden.sh
- * (valgrind). The last line is "N passed, M failed".
+ * A program of its own, as every test_*.c (see fixtures.h).
  */
 #include <stdio.h>
 #include <stdint.h>

@@ -2,10 +2,7 @@
  * VT-d virtual commands in both revisions: register offsets, VCCAP, ALLOC and FREE
  * through VCMD/VCRSP values laid out from the spec's bit positions, and what a p1 or
  * misbehaving guest gets.
- *
- * Built against the installed header and static library and run by scripts/test-c.sh
- * (plain, under ASan+UBSan, and against the shared library) and scripts/harden.sh
- * (valgrind). The last line is "N passed, M failed".
+ * A program of its own, as every test_*.c (see fixtures.h).
  */
 #include <stdint.h>
 
