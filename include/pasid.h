@@ -88,6 +88,245 @@
 #endif
 
 /**
+ * What every fallible function returns: 0 (`PASID_RESULT_OK`) on success, otherwise
+ * a code below. Codes 1..999 are the core's stable error codes (the same numbers the
+ * wasm layer reports); codes from 1000 on come from the C layer itself.
+ *
+ * Functions return these as `int`. A code this header does not list (from a newer
+ * library) is still an error: `pasid_strerror` names it "unknown error code".
+ */
+enum pasid_result
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Success.
+   */
+  PASID_RESULT_OK = 0,
+  /**
+   * The PASID width is outside 1..=20 bits.
+   */
+  PASID_RESULT_INVALID_WIDTH = 1,
+  /**
+   * A range includes PASID 0, which stays reserved (RID_PASID on VT-d).
+   */
+  PASID_RESULT_INCLUDES_PASID_ZERO = 2,
+  /**
+   * A range has no PASIDs in it.
+   */
+  PASID_RESULT_EMPTY_RANGE = 3,
+  /**
+   * A range ends beyond what the PASID width can express.
+   */
+  PASID_RESULT_RANGE_BEYOND_WIDTH = 4,
+  /**
+   * The local and shared ranges overlap.
+   */
+  PASID_RESULT_RANGES_OVERLAP = 5,
+  /**
+   * The operation does not exist on the guest's or host's platform.
+   */
+  PASID_RESULT_NOT_SUPPORTED = 6,
+  /**
+   * No guest with this id lives on this host.
+   */
+  PASID_RESULT_NO_SUCH_GUEST = 7,
+  /**
+   * The host already has as many guests as it can name.
+   */
+  PASID_RESULT_TOO_MANY_GUESTS = 8,
+  /**
+   * The RID's dedicated use belongs to a guest already, or the guest already has
+   * the use asked for.
+   */
+  PASID_RESULT_RID_IN_USE = 9,
+  /**
+   * The RID is not attached to this guest.
+   */
+  PASID_RESULT_NO_SUCH_DEVICE = 10,
+  /**
+   * The device (the guest's use of the RID) still has PASIDs bound or recorded.
+   */
+  PASID_RESULT_DEVICE_BUSY = 12,
+  /**
+   * The PASID lies outside the guest (local) range.
+   */
+  PASID_RESULT_PASID_OUT_OF_RANGE = 13,
+  /**
+   * The PASID is already in use where it must be free.
+   */
+  PASID_RESULT_PASID_IN_USE = 14,
+  /**
+   * The guest holds no such PASID.
+   */
+  PASID_RESULT_NOT_ALLOCATED = 15,
+  /**
+   * The guest PASID is local, so it has no host PASID and cannot go to a shared WQ.
+   */
+  PASID_RESULT_NOT_SHARED = 16,
+  /**
+   * The guest PASID is still bound to a device, so it cannot be freed.
+   */
+  PASID_RESULT_STILL_BOUND = 17,
+  /**
+   * The guest PASID is already bound to that device.
+   */
+  PASID_RESULT_ALREADY_BOUND = 18,
+  /**
+   * The guest PASID is not bound to that device.
+   */
+  PASID_RESULT_NOT_BOUND = 19,
+  /**
+   * Every PASID of the guest range is taken in this guest.
+   */
+  PASID_RESULT_GUEST_RANGE_EXHAUSTED = 20,
+  /**
+   * Every PASID of the host's shared range is taken.
+   */
+  PASID_RESULT_SHARED_RANGE_EXHAUSTED = 21,
+  /**
+   * The guest holds as many shared PASIDs as its quota allows.
+   */
+  PASID_RESULT_QUOTA_EXCEEDED = 22,
+  /**
+   * Memory could not be allocated.
+   */
+  PASID_RESULT_OUT_OF_MEMORY = 23,
+  /**
+   * A caller-provided buffer or page set is too small or malformed.
+   * Functions that fill a buffer also store the size they need in `*out_n` (see
+   * "Buffers" in the header's introduction).
+   */
+  PASID_RESULT_BUFFER_TOO_SMALL = 24,
+  /**
+   * A migration blob is not well formed.
+   */
+  PASID_RESULT_MALFORMED_BLOB = 30,
+  /**
+   * A migration blob's checksum does not match its contents.
+   */
+  PASID_RESULT_CHECKSUM_MISMATCH = 31,
+  /**
+   * A migration blob has a format version this build does not read.
+   */
+  PASID_RESULT_UNSUPPORTED_VERSION = 32,
+  /**
+   * The destination's layout cannot hold the guest.
+   */
+  PASID_RESULT_INCOMPATIBLE_LAYOUT = 33,
+  /**
+   * A source RID of the guest has no destination RID in the map.
+   */
+  PASID_RESULT_RID_NOT_MAPPED = 34,
+  /**
+   * A caller-provided page buffer is not exactly 4096 bytes.
+   */
+  PASID_RESULT_PAGE_SIZE = 40,
+  /**
+   * A physical address given for a page is not 4 KiB aligned.
+   */
+  PASID_RESULT_UNALIGNED_PAGE = 41,
+  /**
+   * A PASID-translation table the guest uses has no page among those supplied.
+   */
+  PASID_RESULT_MISSING_TABLE_PAGE = 42,
+  /**
+   * A supplied table page names a table twice or one beyond the 1024 tables.
+   */
+  PASID_RESULT_BAD_TABLE_PAGE = 43,
+  /**
+   * Two caller-provided pages have the same physical address.
+   */
+  PASID_RESULT_DUPLICATE_PAGE = 44,
+  /**
+   * A source RID of the guest appears more than once in the RID map.
+   */
+  PASID_RESULT_RID_MAPPED_TWICE = 50,
+  /**
+   * The RID map says a destination RID is a device of another kind than the
+   * guest's device mapped to it.
+   */
+  PASID_RESULT_DEVICE_KIND_MISMATCH = 51,
+  /**
+   * The guest PASID was freed and waits for the VMM to confirm its teardown.
+   * Confirm the teardown with `pasid_complete_teardown`.
+   */
+  PASID_RESULT_DRAINING = 52,
+  /**
+   * A teardown was confirmed for a PASID that is not draining (or not as given).
+   */
+  PASID_RESULT_NOT_DRAINING = 53,
+  /**
+   * The guest uses the RID both ways, so the call must say which use it means.
+   */
+  PASID_RESULT_AMBIGUOUS_USE = 54,
+  /**
+   * The host-PASID source (a broker, a VMM's callbacks) refused or failed.
+   */
+  PASID_RESULT_SOURCE = 55,
+  /**
+   * The guest's translation-change log is full: the VMM has not drained it.
+   * Nothing changed.
+   * Drain it with `pasid_drain_translation_changes`.
+   */
+  PASID_RESULT_CHANGE_LOG_FULL = 56,
+  /**
+   * This host already imported a blob with this identity: a replayed (or retried
+   * without a new epoch) migration.
+   */
+  PASID_RESULT_REPLAYED = 57,
+  /**
+   * What the guest's vIOMMU advertised (its PASID width, the range it may use, its
+   * capabilities) is more than this host can honour.
+   */
+  PASID_RESULT_CONTRACT_NOT_HONOURED = 58,
+  /**
+   * A teardown was confirmed while the gPASID's invalid entry still waits in the
+   * guest's change log: the CPU may still translate it. Drain and apply the log
+   * first.
+   */
+  PASID_RESULT_CHANGE_PENDING = 59,
+  /**
+   * A required pointer argument was NULL.
+   */
+  PASID_RESULT_NULL_PARAMETER = 1000,
+  /**
+   * A handle argument is not a live handle of the expected type (never created,
+   * already freed, or a handle of another type).
+   */
+  PASID_RESULT_INVALID_HANDLE = 1001,
+  /**
+   * An argument has a value outside what the function accepts (an enum value that
+   * is not one of its constants, a misaligned pointer, ...).
+   */
+  PASID_RESULT_INVALID_ARGUMENT = 1002,
+  /**
+   * The library panicked (a bug). Nothing crossed the boundary; the call failed.
+   */
+  PASID_RESULT_PANIC = 1003,
+  /**
+   * An earlier call panicked while it held this host's lock, so the host's state is
+   * not trusted any more. Free the host.
+   */
+  PASID_RESULT_HOST_POISONED = 1004,
+  /**
+   * A struct's `size` field (see "Struct sizes" in the header's introduction) is
+   * smaller than the smallest version of the struct this library knows, larger
+   * than 4096, or larger than this library's version with a non-zero byte in the
+   * part it does not know.
+   */
+  PASID_RESULT_BAD_STRUCT_SIZE = 1005,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum pasid_result pasid_result;
+#else
+typedef uint32_t pasid_result;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * `pasid_import_options.quota_rule`: the blob's quota as it says.
  */
 #define PASID_QUOTA_REQUEST 0
@@ -216,240 +455,6 @@
  * VCRSP status code on VT-d 3.3: no PASID available (ALLOC) / invalid PASID (FREE).
  */
 #define PASID_VCMD_SC_NO_PASID_V3_3 16
-
-/**
- * What every fallible function returns: 0 (`PASID_RESULT_OK`) on success, otherwise
- * a code below. Codes 1..999 are the core's stable error codes (the same numbers the
- * wasm layer reports); codes from 1000 on come from the C layer itself.
- *
- * Functions return these as `int`. A code this header does not list (from a newer
- * library) is still an error: `pasid_strerror` names it "unknown error".
- */
-enum pasid_result
-#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
-  : uint32_t
-#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
- {
-  /**
-   * Success.
-   */
-  PASID_RESULT_OK = 0,
-  /**
-   * The PASID width is outside 1..=20 bits.
-   */
-  PASID_RESULT_INVALID_WIDTH = 1,
-  /**
-   * A range includes PASID 0, which stays reserved (RID_PASID on VT-d).
-   */
-  PASID_RESULT_INCLUDES_PASID_ZERO = 2,
-  /**
-   * A range has no PASIDs in it.
-   */
-  PASID_RESULT_EMPTY_RANGE = 3,
-  /**
-   * A range ends beyond what the PASID width can express.
-   */
-  PASID_RESULT_RANGE_BEYOND_WIDTH = 4,
-  /**
-   * The local and shared ranges overlap.
-   */
-  PASID_RESULT_RANGES_OVERLAP = 5,
-  /**
-   * The operation does not exist on the guest's or host's platform.
-   */
-  PASID_RESULT_NOT_SUPPORTED = 6,
-  /**
-   * No guest with this id lives on this host.
-   */
-  PASID_RESULT_NO_SUCH_GUEST = 7,
-  /**
-   * The host already has as many guests as it can name.
-   */
-  PASID_RESULT_TOO_MANY_GUESTS = 8,
-  /**
-   * The RID is attached to a guest already.
-   */
-  PASID_RESULT_RID_IN_USE = 9,
-  /**
-   * The RID is not attached to this guest.
-   */
-  PASID_RESULT_NO_SUCH_DEVICE = 10,
-  /**
-   * The device still has PASIDs bound or recorded.
-   */
-  PASID_RESULT_DEVICE_BUSY = 12,
-  /**
-   * The PASID lies outside the guest (local) range.
-   */
-  PASID_RESULT_PASID_OUT_OF_RANGE = 13,
-  /**
-   * The PASID is already in use where it must be free.
-   */
-  PASID_RESULT_PASID_IN_USE = 14,
-  /**
-   * The guest holds no such PASID.
-   */
-  PASID_RESULT_NOT_ALLOCATED = 15,
-  /**
-   * The guest PASID is local, so it has no host PASID.
-   */
-  PASID_RESULT_NOT_SHARED = 16,
-  /**
-   * The guest PASID is still bound to a device.
-   */
-  PASID_RESULT_STILL_BOUND = 17,
-  /**
-   * The guest PASID is already bound to that device.
-   */
-  PASID_RESULT_ALREADY_BOUND = 18,
-  /**
-   * The guest PASID is not bound to that device.
-   */
-  PASID_RESULT_NOT_BOUND = 19,
-  /**
-   * Every PASID of the guest range is taken in this guest.
-   */
-  PASID_RESULT_GUEST_RANGE_EXHAUSTED = 20,
-  /**
-   * Every PASID of the host's shared range is taken.
-   */
-  PASID_RESULT_SHARED_RANGE_EXHAUSTED = 21,
-  /**
-   * The guest holds as many shared PASIDs as its quota allows.
-   */
-  PASID_RESULT_QUOTA_EXCEEDED = 22,
-  /**
-   * Memory could not be allocated.
-   */
-  PASID_RESULT_OUT_OF_MEMORY = 23,
-  /**
-   * A caller-provided buffer is too small. Functions that fill a buffer also store
-   * the size they need in `*out_n` (see "Buffers" in the header's introduction).
-   */
-  PASID_RESULT_BUFFER_TOO_SMALL = 24,
-  /**
-   * A migration blob is not well formed.
-   */
-  PASID_RESULT_MALFORMED_BLOB = 30,
-  /**
-   * A migration blob's checksum does not match its contents.
-   */
-  PASID_RESULT_CHECKSUM_MISMATCH = 31,
-  /**
-   * A migration blob has a format version this build does not read.
-   */
-  PASID_RESULT_UNSUPPORTED_VERSION = 32,
-  /**
-   * The destination's layout cannot hold the guest.
-   */
-  PASID_RESULT_INCOMPATIBLE_LAYOUT = 33,
-  /**
-   * A source RID of the guest has no destination RID in the map.
-   */
-  PASID_RESULT_RID_NOT_MAPPED = 34,
-  /**
-   * A page buffer is not exactly 4096 bytes.
-   */
-  PASID_RESULT_PAGE_SIZE = 40,
-  /**
-   * A physical address given for a page is not 4 KiB aligned.
-   */
-  PASID_RESULT_UNALIGNED_PAGE = 41,
-  /**
-   * A PASID-translation table the guest uses has no page among those supplied.
-   */
-  PASID_RESULT_MISSING_TABLE_PAGE = 42,
-  /**
-   * A supplied table page names a table twice or one beyond the 1024 tables.
-   */
-  PASID_RESULT_BAD_TABLE_PAGE = 43,
-  /**
-   * Two supplied pages share one physical address.
-   */
-  PASID_RESULT_DUPLICATE_PAGE = 44,
-  /**
-   * The RID map gives a source RID more than one destination.
-   */
-  PASID_RESULT_RID_MAPPED_TWICE = 50,
-  /**
-   * The RID map says a destination RID is a device of another kind than the
-   * guest's device mapped to it.
-   */
-  PASID_RESULT_DEVICE_KIND_MISMATCH = 51,
-  /**
-   * The guest PASID was freed and waits for the VMM to confirm its teardown
-   * (`pasid_complete_teardown`).
-   */
-  PASID_RESULT_DRAINING = 52,
-  /**
-   * A teardown was confirmed for a PASID that is not draining (or not as given).
-   */
-  PASID_RESULT_NOT_DRAINING = 53,
-  /**
-   * The guest uses the RID both ways (dedicated and shared WQ): name the use.
-   */
-  PASID_RESULT_AMBIGUOUS_USE = 54,
-  /**
-   * The host-PASID source (a broker, the VMM's callbacks) refused or failed.
-   */
-  PASID_RESULT_SOURCE = 55,
-  /**
-   * The guest's translation-change log is full: drain it
-   * (`pasid_drain_translation_changes`).
-   */
-  PASID_RESULT_CHANGE_LOG_FULL = 56,
-  /**
-   * This host already imported a blob with this identity (a replayed migration, or
-   * a retry that did not get a new epoch).
-   */
-  PASID_RESULT_REPLAYED = 57,
-  /**
-   * What the guest's vIOMMU advertised is more than this host can honour.
-   */
-  PASID_RESULT_CONTRACT_NOT_HONOURED = 58,
-  /**
-   * A teardown was confirmed while the gPASID's invalidation still waits in the
-   * guest's change log: drain and apply it first.
-   */
-  PASID_RESULT_CHANGE_PENDING = 59,
-  /**
-   * A required pointer argument was NULL.
-   */
-  PASID_RESULT_NULL_PARAMETER = 1000,
-  /**
-   * A handle argument is not a live handle of the expected type (never created,
-   * already freed, or a handle of another type).
-   */
-  PASID_RESULT_INVALID_HANDLE = 1001,
-  /**
-   * An argument has a value outside what the function accepts (an enum value that
-   * is not one of its constants, a misaligned pointer, ...).
-   */
-  PASID_RESULT_INVALID_ARGUMENT = 1002,
-  /**
-   * The library panicked (a bug). Nothing crossed the boundary; the call failed.
-   */
-  PASID_RESULT_PANIC = 1003,
-  /**
-   * An earlier call panicked while it held this host's lock, so the host's state is
-   * not trusted any more. Free the host.
-   */
-  PASID_RESULT_HOST_POISONED = 1004,
-  /**
-   * A struct's `size` field (see "Struct sizes" in the header's introduction) is
-   * smaller than the smallest version of the struct this library knows, larger
-   * than 4096, or larger than this library's version with a non-zero byte in the
-   * part it does not know.
-   */
-  PASID_RESULT_BAD_STRUCT_SIZE = 1005,
-};
-#ifndef __cplusplus
-#if __STDC_VERSION__ >= 202311L
-typedef enum pasid_result pasid_result;
-#else
-typedef uint32_t pasid_result;
-#endif // __STDC_VERSION__ >= 202311L
-#endif // __cplusplus
 
 /**
  * Whether the platform has shared work queues: the `platform` arguments and fields.

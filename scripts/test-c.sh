@@ -9,9 +9,11 @@
 # 2. compiles pasid.h alone as C99, C11, C17, C++11 and C++17 with -Wall -Wextra
 #    -Werror -pedantic, and as gnu11 with QEMU's warning set; checks that every
 #    function returning a result is PASID_MUST_USE and that ignoring one fails -Werror;
-# 3. checks that the C tests call every function the header declares;
-# 4. builds every ffi/tests/c/*.c against the installed static library and runs it,
-#    plain and under AddressSanitizer + UBSan, and once more against the shared one;
+# 3. checks that the C tests (ffi/tests/c/*.c and the helpers they share) call every
+#    function the header declares;
+# 4. builds every ffi/tests/c/*.c (one program per area) against the installed static
+#    library and runs it, plain and under AddressSanitizer + UBSan, and once more
+#    against the shared one;
 # 5. links every way a C project links, and runs the result: plain
 #    `pkg-config --static`, `-static`, meson's dependency('pasid', static: true)
 #    (examples/c/meson.build, against both prefixes), shared, -Wl,-Bstatic, and next
@@ -129,11 +131,13 @@ EOF
 step "ignoring a result fails to compile (-Werror=unused-result)" \
     sh -c "! '$cc' -std=gnu11 -Wall -Werror $cflags -c '$tmp/unused.c' -o '$tmp/unused.o'"
 
+# One program per file, one area each; the headers beside them are their shared
+# harness (check.h) and fixtures (fixtures.h).
 c_tests=$(ls ffi/tests/c/*.c)
 functions=$(grep -oE '\bpasid_[a-z0-9_]+\(' "$header" | tr -d '(' | sort -u)
 missing=""
 for f in $functions; do
-    grep -q "\b$f(" $c_tests || missing="$missing $f"
+    grep -q "\b$f(" $c_tests ffi/tests/c/*.h || missing="$missing $f"
 done
 step "the C tests call all $(echo "$functions" | wc -l) functions of pasid.h" test -z "$missing"
 [ -z "$missing" ] || echo "    not called:$missing"

@@ -54,7 +54,7 @@ use std::ops::Range;
 use pasid_broker_client::protocol::{
     ErrorKind, LeaseReport, Resume, StatusReport, WireError, WireLayout, TOKEN_LEN,
 };
-use pasid_core::bitmap::IdBitmap;
+use pasid_core::IdBitmap;
 
 /// A lease's number.
 pub type LeaseId = u64;

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 
 use cap::Cap;
-use pasid_core::bitmap::IdBitmap;
+use pasid_core::IdBitmap;
 use pasid_core::{GuestConfig, PasidKind};
 
 use common::{IdAlloc, FULL_2_19};
@@ -167,7 +167,7 @@ fn main() {
     println!("|---|---|---|");
     for n in [0u32, 64, 4096] {
         let (_t, now) = held(|| {
-            let mut t = pasid_core::remap::RemapTable::new(1..8192).expect("map");
+            let mut t = pasid_core::bench_internals::RemapTable::new(1..8192).expect("map");
             for g in 1..=n {
                 t.insert(g, g + 8192).expect("insert");
             }

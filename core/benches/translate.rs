@@ -16,7 +16,7 @@ use std::hint::black_box;
 
 use criterion::measurement::Measurement;
 use criterion::{Criterion, Throughput};
-use pasid_core::remap::RemapTable;
+use pasid_core::bench_internals::RemapTable;
 use pasid_core::{GuestConfig, PasidKind};
 use rand::seq::IndexedRandom;
 

@@ -31,7 +31,7 @@
 //!
 //! # Using it
 //!
-//! The guest's map lives in [`crate::remap::RemapTable`], in 64-entry chunks from
+//! The guest's map lives in a sparse table (`core/src/remap.rs`), in chunks from
 //! which each table's [`TableEntry`] values are read out when a page is written. A VMM:
 //!
 //! 1. lists the tables the guest uses ([`Host::translation_tables`]) and gives one

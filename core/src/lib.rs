@@ -44,7 +44,7 @@
 
 extern crate alloc;
 
-pub mod bitmap;
+mod bitmap;
 pub mod changes;
 pub mod contract;
 mod error;
@@ -52,20 +52,30 @@ pub mod host;
 pub mod hwtable;
 mod layout;
 pub mod migrate;
-pub mod remap;
+mod remap;
 mod snapshot;
 mod sorted;
 pub mod source;
 mod types;
 pub mod vcmd;
 
+pub use bitmap::IdBitmap;
 pub use changes::TranslationChange;
 pub use contract::GuestContract;
 pub use error::{Error, ErrorCode, Result};
 pub use host::Host;
 pub use layout::{PasidLayout, RangeName, MAX_PASID_WIDTH};
+pub use remap::PagesTouched;
 pub use snapshot::{DeviceSnapshot, GuestSnapshot, HostSnapshot, PasidSnapshot, ProgrammedPasid};
 pub use source::{HostPasidSource, SourceError};
 pub use types::{
     DeviceKind, Draining, GuestConfig, GuestId, PasidKind, Platform, ProgrammedEntry, Rid,
 };
+
+/// What the crate's own benchmarks (`core/benches`) time beyond the API: the
+/// translation map alone, beside `Host::translate`. Not part of the API (hidden from
+/// the docs, no semver promise).
+#[doc(hidden)]
+pub mod bench_internals {
+    pub use crate::remap::RemapTable;
+}

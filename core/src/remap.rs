@@ -368,7 +368,7 @@ impl TableView<'_> {
     }
 
     /// The table as the CPU reads it (4 KiB, on the stack).
-    pub fn to_block(&self) -> Block {
+    pub fn to_block(self) -> Block {
         let mut block = [TableEntry::INVALID; ENTRIES_PER_TABLE];
         for (slot, entry) in block.iter_mut().zip(self.entries()) {
             *slot = entry;

@@ -1,7 +1,7 @@
 //! Devices as hardware has them, PASIDs that wait for the hardware, ids that never
 //! alias, and host PASIDs from a source other than the in-process bitmap.
 
-use pasid_core::bitmap::IdBitmap;
+use pasid_core::IdBitmap;
 use pasid_core::{
     DeviceKind, Draining, Error, GuestConfig, GuestId, Host, HostPasidSource, PasidKind,
     PasidLayout, Platform, ProgrammedEntry, Rid, SourceError,

@@ -8,7 +8,7 @@ use pasid_core::hwtable::{
     self, walk, Directory, DirectoryEntry, Fault, Instruction, PageBuf, TableEntry, TablePage,
     PAGE_SIZE,
 };
-use pasid_core::remap::PagesTouched;
+use pasid_core::PagesTouched;
 use pasid_core::{Error, GuestConfig, GuestId, Host, PasidKind, PasidLayout, Platform};
 use proptest::prelude::*;
 

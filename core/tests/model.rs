@@ -7,7 +7,7 @@
 
 mod support;
 
-use pasid_core::bitmap::IdBitmap;
+use pasid_core::IdBitmap;
 use pasid_core::{PasidLayout, Platform};
 use proptest::prelude::*;
 use support::model::{Checker, MinimalSource};

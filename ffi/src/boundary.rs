@@ -16,7 +16,7 @@
 //!   running call keeps the object alive until it returns, later calls fail;
 //! * looking a handle up costs a read lock of the registry and an `Arc` clone.
 //!
-//! [`PASID_RESULT_INVALID_HANDLE`]: crate::pasid_result::InvalidHandle
+//! [`PASID_RESULT_INVALID_HANDLE`]: crate::FfiCode::InvalidHandle
 
 use core::any::Any;
 use core::ffi::c_int;
@@ -536,42 +536,182 @@ impl<T: SizedStruct> OutStruct<'_, T> {
     }
 }
 
-// ---- the two shapes of a host query ----
+// ---- the shapes of an exported function ----
 //
-// Most exported functions are one of two shapes: lock the host, compute one value,
-// write it to an out-parameter; or lock the host, list items into a caller's array with
-// the size-query rule. These helpers are those bodies, so each exported function says
-// only what it computes. They run inside `call`, whose closure is the exported
-// function's own (the log names the function from it).
+// An exported function checks its out-parameters, does its work and writes its answer
+// ([`reply`]), or lists items into a caller's array by the size-query rule
+// ([`list_into`]); [`answer`] and [`list`] are the same on a locked host. These helpers
+// are those bodies, and the one place where the pointer rules meet them, so each
+// exported function says only what it computes. They run inside `call`, whose closure
+// is the exported function's own (the log names the function from it).
 
-/// Locks the host behind `host`, runs `f` and writes its value to `*out`.
-///
-/// # Safety
-/// `out` is NULL or valid for a write of one `T` (the header's pointer rule).
-pub(crate) unsafe fn answer<T>(
-    host: *const crate::pasid_host,
-    out: *mut T,
-    out_name: &'static str,
-    f: impl FnOnce(&mut Host) -> Result<T, FfiError>,
-) -> Result<(), FfiError> {
-    // SAFETY: forwarded to the caller's promise.
-    let out = unsafe { output(out, out_name) }?;
-    with_host(host, |h| {
-        out.write(f(h)?);
-        Ok(())
-    })
+/// The out-parameters an exported function answers through: [`Out`], [`OutOpt`],
+/// [`OutSized`], [`NewReport`], or a pair or triple of them. [`reply`] checks them in
+/// order before the function does anything, so a bad out-pointer never leaves a change
+/// behind that the caller cannot see, and writes them only when the function succeeds.
+pub(crate) trait Dest<'a> {
+    /// What the function computes for them.
+    type Value;
+    /// The out-parameters, checked.
+    type Checked;
+    /// Checks the pointers (NULL where it is not allowed, alignment, struct sizes).
+    ///
+    /// # Safety
+    /// Each pointer is NULL or valid for a write of its type (the header's pointer rule).
+    unsafe fn check(self) -> Result<Self::Checked, FfiError>;
+    /// Writes `value` through the checked out-parameters.
+    fn put(checked: Self::Checked, value: Self::Value) -> Result<(), FfiError>;
 }
 
-/// Where a list query puts its items: the caller's array and count (see [`fill`]).
+/// A required out-parameter, with its name for the error a NULL gives.
+pub(crate) struct Out<T>(pub(crate) *mut T, pub(crate) &'static str);
+
+/// An out-parameter that may be NULL: then the value is dropped.
+pub(crate) struct OutOpt<T>(pub(crate) *mut T, pub(crate) &'static str);
+
+/// A versioned output struct (see [`SizedStruct`] and [`OutStruct::write`]).
+pub(crate) struct OutSized<T>(pub(crate) *mut T, pub(crate) &'static str);
+
+/// An out-parameter, which may be NULL, for the handle of a new import report: the
+/// report is registered only when the caller asks for it, so no handle is made that
+/// nobody can free.
+pub(crate) struct NewReport(pub(crate) *mut *mut crate::pasid_import_report);
+
+impl<'a, T: 'a> Dest<'a> for Out<T> {
+    type Value = T;
+    type Checked = &'a mut MaybeUninit<T>;
+    unsafe fn check(self) -> Result<Self::Checked, FfiError> {
+        // SAFETY: forwarded to the caller's promise.
+        unsafe { output(self.0, self.1) }
+    }
+    fn put(checked: Self::Checked, value: T) -> Result<(), FfiError> {
+        checked.write(value);
+        Ok(())
+    }
+}
+
+impl<'a, T: 'a> Dest<'a> for OutOpt<T> {
+    type Value = T;
+    type Checked = Option<&'a mut MaybeUninit<T>>;
+    unsafe fn check(self) -> Result<Self::Checked, FfiError> {
+        // SAFETY: forwarded to the caller's promise.
+        unsafe { output_opt(self.0, self.1) }
+    }
+    fn put(checked: Self::Checked, value: T) -> Result<(), FfiError> {
+        if let Some(out) = checked {
+            out.write(value);
+        }
+        Ok(())
+    }
+}
+
+impl<'a, T: SizedStruct + 'a> Dest<'a> for OutSized<T> {
+    type Value = T;
+    type Checked = OutStruct<'a, T>;
+    unsafe fn check(self) -> Result<Self::Checked, FfiError> {
+        // SAFETY: forwarded to the caller's promise.
+        unsafe { output_struct(self.0, self.1) }
+    }
+    fn put(checked: Self::Checked, value: T) -> Result<(), FfiError> {
+        checked.write(value);
+        Ok(())
+    }
+}
+
+impl<'a> Dest<'a> for NewReport {
+    type Value = pasid_core::migrate::ImportReport;
+    type Checked = Option<&'a mut MaybeUninit<*mut crate::pasid_import_report>>;
+    unsafe fn check(self) -> Result<Self::Checked, FfiError> {
+        // SAFETY: forwarded to the caller's promise.
+        unsafe { output_opt(self.0, "out_report") }
+    }
+    fn put(checked: Self::Checked, report: Self::Value) -> Result<(), FfiError> {
+        if let Some(out) = checked {
+            out.write(register_report(ReportData { report })?);
+        }
+        Ok(())
+    }
+}
+
+impl<'a, A: Dest<'a>, B: Dest<'a>> Dest<'a> for (A, B) {
+    type Value = (A::Value, B::Value);
+    type Checked = (A::Checked, B::Checked);
+    unsafe fn check(self) -> Result<Self::Checked, FfiError> {
+        // SAFETY: forwarded to the caller's promise.
+        unsafe { Ok((self.0.check()?, self.1.check()?)) }
+    }
+    fn put((a, b): Self::Checked, (va, vb): Self::Value) -> Result<(), FfiError> {
+        A::put(a, va)?;
+        B::put(b, vb)
+    }
+}
+
+impl<'a, A: Dest<'a>, B: Dest<'a>, C: Dest<'a>> Dest<'a> for (A, B, C) {
+    type Value = (A::Value, B::Value, C::Value);
+    type Checked = (A::Checked, B::Checked, C::Checked);
+    unsafe fn check(self) -> Result<Self::Checked, FfiError> {
+        // SAFETY: forwarded to the caller's promise.
+        unsafe { Ok((self.0.check()?, self.1.check()?, self.2.check()?)) }
+    }
+    fn put((a, b, c): Self::Checked, (va, vb, vc): Self::Value) -> Result<(), FfiError> {
+        A::put(a, va)?;
+        B::put(b, vb)?;
+        C::put(c, vc)
+    }
+}
+
+/// Checks the out-parameters `dest`, runs `f` and writes its value to them.
+///
+/// # Safety
+/// Each pointer of `dest` is NULL or valid for a write of its type (the header's
+/// pointer rule).
+pub(crate) unsafe fn reply<'a, D: Dest<'a>>(
+    dest: D,
+    f: impl FnOnce() -> Result<D::Value, FfiError>,
+) -> Result<(), FfiError> {
+    // SAFETY: forwarded to the caller's promise.
+    let checked = unsafe { dest.check() }?;
+    D::put(checked, f()?)
+}
+
+/// [`reply`] with `f` run on the locked host behind `host`.
+///
+/// # Safety
+/// As [`reply`].
+pub(crate) unsafe fn answer<'a, D: Dest<'a>>(
+    host: *const crate::pasid_host,
+    dest: D,
+    f: impl FnOnce(&mut Host) -> Result<D::Value, FfiError>,
+) -> Result<(), FfiError> {
+    // SAFETY: forwarded to the caller's promise.
+    unsafe { reply(dest, || with_host(host, f)) }
+}
+
+/// Where a list query puts its items: the caller's array and count.
 pub(crate) struct ListOut<'a, T> {
     buf: &'a mut [MaybeUninit<T>],
     out_n: &'a mut MaybeUninit<usize>,
 }
 
 impl<T> ListOut<'_, T> {
-    /// Stores `items` by the size-query rule of [`fill`].
+    /// How many items the caller's array holds.
+    pub(crate) fn capacity(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Stores the number of `items` in `*out_n`, and the items when they fit;
+    /// otherwise writes no item and returns `PASID_RESULT_BUFFER_TOO_SMALL` (the
+    /// size-query rule of the header).
     pub(crate) fn fill(self, items: impl ExactSizeIterator<Item = T>) -> Result<(), FfiError> {
-        fill(self.buf, self.out_n, items)
+        let needed = items.len();
+        self.out_n.write(needed);
+        if needed > self.buf.len() {
+            return Err(pasid_core::Error::BufferTooSmall { needed }.into());
+        }
+        for (slot, item) in self.buf.iter_mut().zip(items) {
+            slot.write(item);
+        }
+        Ok(())
     }
 
     /// [`ListOut::fill`] for items whose count is not known ahead: collected first,
@@ -585,14 +725,43 @@ impl<T> ListOut<'_, T> {
         }
         self.fill(v.into_iter())
     }
+
+    /// Stores as many of `items` as fit, and in `*out_n` how many that was: for a call
+    /// that moves items out (a drain), where what does not fit waits for the next call.
+    pub(crate) fn fill_some(self, items: impl Iterator<Item = T>) -> Result<(), FfiError> {
+        let mut n = 0;
+        for (slot, item) in self.buf.iter_mut().zip(items) {
+            slot.write(item);
+            n += 1;
+        }
+        self.out_n.write(n);
+        Ok(())
+    }
 }
 
-/// Locks the host behind `host` and lets `f` list items into `buf` (`len` elements),
-/// the count into `*out_n`.
+/// Checks `buf` (`len` elements; NULL when `len` is 0) and `out_n`, then lets `f` list
+/// items into them.
 ///
 /// # Safety
 /// `buf` is NULL or valid for writes of `len` `T`s, `out_n` NULL or valid for one
 /// write (the header's pointer rule).
+pub(crate) unsafe fn list_into<'a, T: 'a>(
+    buf: *mut T,
+    len: usize,
+    out_n: *mut usize,
+    f: impl FnOnce(ListOut<'a, T>) -> Result<(), FfiError>,
+) -> Result<(), FfiError> {
+    // SAFETY: forwarded to the caller's promise.
+    let out_n = unsafe { output(out_n, "out_n") }?;
+    // SAFETY: as above.
+    let buf = unsafe { output_slice(buf, len, "buf") }?;
+    f(ListOut { buf, out_n })
+}
+
+/// [`list_into`] with `f` run on the locked host behind `host`.
+///
+/// # Safety
+/// As [`list_into`].
 pub(crate) unsafe fn list<T>(
     host: *const crate::pasid_host,
     buf: *mut T,
@@ -601,44 +770,22 @@ pub(crate) unsafe fn list<T>(
     f: impl FnOnce(&mut Host, ListOut<'_, T>) -> Result<(), FfiError>,
 ) -> Result<(), FfiError> {
     // SAFETY: forwarded to the caller's promise.
-    let out_n = unsafe { output(out_n, "out_n") }?;
-    // SAFETY: as above.
-    let buf = unsafe { output_slice(buf, len, "buf") }?;
-    with_host(host, |h| f(h, ListOut { buf, out_n }))
-}
-
-/// Fills a caller's array from `items` (an exact-size iterator): stores the count in
-/// `*out_n`, and the items when they fit; otherwise writes no item and returns
-/// `PASID_RESULT_BUFFER_TOO_SMALL`.
-pub(crate) fn fill<T>(
-    buf: &mut [MaybeUninit<T>],
-    out_n: &mut MaybeUninit<usize>,
-    items: impl ExactSizeIterator<Item = T>,
-) -> Result<(), FfiError> {
-    let needed = items.len();
-    out_n.write(needed);
-    if needed > buf.len() {
-        return Err(pasid_core::Error::BufferTooSmall { needed }.into());
-    }
-    for (slot, item) in buf.iter_mut().zip(items) {
-        slot.write(item);
-    }
-    Ok(())
+    unsafe { list_into(buf, len, out_n, |out| with_host(host, |h| f(h, out))) }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pasid_result;
+    use crate::FfiCode;
     use core::mem::size_of;
 
     #[test]
     fn a_panic_becomes_a_code_and_a_message() {
         let code = call(|| panic!("boom"));
-        assert_eq!(code, pasid_result::Panic as c_int);
+        assert_eq!(code, FfiCode::Panic as c_int);
         crate::error::with_last_error(|last| {
             let (c, msg) = last.unwrap();
-            assert_eq!(*c, pasid_result::Panic as c_int);
+            assert_eq!(*c, FfiCode::Panic as c_int);
             assert!(msg.contains("boom"), "{msg}");
         });
         assert_eq!(call_or(7, || panic!("again")), 7);
@@ -728,12 +875,12 @@ mod tests {
                 panic!("inside the lock")
             })
         });
-        assert_eq!(code, pasid_result::Panic as c_int);
+        assert_eq!(code, FfiCode::Panic as c_int);
         let code = call(|| with_host(handle, |_| Ok(())));
-        assert_eq!(code, pasid_result::HostPoisoned as c_int);
+        assert_eq!(code, FfiCode::HostPoisoned as c_int);
         assert!(free_host(handle));
         assert!(!free_host(handle));
         let code = call(|| with_host(handle, |_| Ok(())));
-        assert_eq!(code, pasid_result::InvalidHandle as c_int);
+        assert_eq!(code, FfiCode::InvalidHandle as c_int);
     }
 }

@@ -16,11 +16,11 @@ use pasid_core::migrate::{ExportOptions, FormatVersion, ImportOptions, QuotaRule
 use pasid_core::{GuestId, TranslationChange};
 
 use crate::boundary::{
-    call, call_or, fill, input, input_slice, input_struct, input_struct_slice, output, output_opt,
-    output_slice, output_struct, register_report, report, with_host,
+    answer, call, call_or, input, input_slice, input_struct, input_struct_slice, list, list_into,
+    reply, report, with_host, NewReport, Out, OutSized,
 };
 use crate::error::FfiError;
-use crate::migrate::{read_rid_map, ReportData};
+use crate::migrate::read_rid_map;
 use crate::types::*;
 use crate::{pasid_host, pasid_import_report, pasid_rid_mapping};
 
@@ -191,14 +191,13 @@ pub unsafe extern "C" fn pasid_pending_translation_changes(
     out_enabled: *mut bool,
     out_n: *mut usize,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or valid pointers.
-        let out_enabled = unsafe { output(out_enabled, "out_enabled") }?;
-        let out_n = unsafe { output(out_n, "out_n") }?;
-        let pending = with_host(host, |h| Ok(h.pending_translation_changes(GuestId(guest))?))?;
-        out_enabled.write(pending.is_some());
-        out_n.write(pending.unwrap_or(0));
-        Ok(())
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        let outs = (Out(out_enabled, "out_enabled"), Out(out_n, "out_n"));
+        answer(host, outs, |h| {
+            let pending = h.pending_translation_changes(GuestId(guest))?;
+            Ok((pending.is_some(), pending.unwrap_or(0)))
+        })
     })
 }
 
@@ -217,28 +216,27 @@ pub unsafe extern "C" fn pasid_drain_translation_changes(
     len: usize,
     out_n: *mut usize,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or valid pointers for the given lengths.
-        let out_n = unsafe { output(out_n, "out_n") }?;
-        let buf = unsafe { output_slice(buf, len, "buf") }?;
-        let mut tmp = Vec::new();
-        tmp.try_reserve_exact(buf.len())
-            .map_err(|_| pasid_core::Error::OutOfMemory)?;
-        tmp.resize(
-            buf.len(),
-            TranslationChange {
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        list_into(buf, len, out_n, |out| {
+            // Room for what fits, taken before the host's lock.
+            let mut tmp = Vec::new();
+            tmp.try_reserve_exact(out.capacity())
+                .map_err(|_| pasid_core::Error::OutOfMemory)?;
+            let none = TranslationChange {
                 gpasid: 0,
                 hpasid: None,
-            },
-        );
-        let n = with_host(host, |h| {
-            Ok(h.drain_translation_changes_into(GuestId(guest), &mut tmp)?)
-        })?;
-        for (slot, c) in buf.iter_mut().zip(&tmp[..n]) {
-            slot.write(pasid_translation_change::from_core(*c));
-        }
-        out_n.write(n);
-        Ok(())
+            };
+            tmp.resize(out.capacity(), none);
+            let n = with_host(host, |h| {
+                Ok(h.drain_translation_changes_into(GuestId(guest), &mut tmp)?)
+            })?;
+            out.fill_some(
+                tmp[..n]
+                    .iter()
+                    .map(|&c| pasid_translation_change::from_core(c)),
+            )
+        })
     })
 }
 
@@ -256,23 +254,12 @@ pub unsafe extern "C" fn pasid_translation_entries(
     len: usize,
     out_n: *mut usize,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or valid pointers for the given lengths.
-        let out_n = unsafe { output(out_n, "out_n") }?;
-        let buf = unsafe { output_slice(buf, len, "buf") }?;
-        let entries = with_host(host, |h| {
-            let mut v = Vec::new();
-            let it = h.translation_entries(GuestId(guest))?;
-            v.try_reserve_exact(it.size_hint().0)
-                .map_err(|_| pasid_core::Error::OutOfMemory)?;
-            for c in it {
-                v.try_reserve(1)
-                    .map_err(|_| pasid_core::Error::OutOfMemory)?;
-                v.push(pasid_translation_change::from_core(c));
-            }
-            Ok(v)
-        })?;
-        fill(buf, out_n, entries.into_iter())
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        list(host, buf, len, out_n, |h, out| {
+            let entries = h.translation_entries(GuestId(guest))?;
+            out.fill_counted(entries.map(pasid_translation_change::from_core))
+        })
     })
 }
 
@@ -392,12 +379,12 @@ pub unsafe extern "C" fn pasid_export_guest_with(
     len: usize,
     out_n: *mut usize,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or valid pointers for the given lengths.
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
         let opts = if options.is_null() {
             ExportOptions::default()
         } else {
-            let o = unsafe { input_struct(options, "options") }?;
+            let o = input_struct(options, "options")?;
             ExportOptions {
                 version: FormatVersion {
                     major: o.format_major,
@@ -406,10 +393,9 @@ pub unsafe extern "C" fn pasid_export_guest_with(
                 epoch: o.epoch,
             }
         };
-        let out_n = unsafe { output(out_n, "out_n") }?;
-        let buf = unsafe { output_slice(buf, len, "buf") }?;
-        let blob = with_host(host, |h| Ok(h.export_guest_with(GuestId(guest), &opts)?))?;
-        fill(buf, out_n, blob.into_iter())
+        list(host, buf, len, out_n, |h, out| {
+            out.fill(h.export_guest_with(GuestId(guest), &opts)?.into_iter())
+        })
     })
 }
 
@@ -431,14 +417,14 @@ pub unsafe extern "C" fn pasid_import_guest_with(
     out_guest: *mut pasid_guest_id,
     out_report: *mut *mut pasid_import_report,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or valid pointers for the given lengths.
-        let blob = unsafe { input_slice(blob, blob_len, "blob") }?;
-        let entries = unsafe { input_struct_slice(rid_map, rid_map_len, "rid_map") }?;
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        let blob = input_slice(blob, blob_len, "blob")?;
+        let entries = input_struct_slice(rid_map, rid_map_len, "rid_map")?;
         let opts = if options.is_null() {
             ImportOptions::default()
         } else {
-            let o = unsafe { input_struct(options, "options") }?;
+            let o = input_struct(options, "options")?;
             ImportOptions {
                 quota: match o.quota_rule {
                     PASID_QUOTA_REQUEST => QuotaRule::Request,
@@ -453,16 +439,12 @@ pub unsafe extern "C" fn pasid_import_guest_with(
                 change_log: (o.change_log_capacity != 0).then_some(o.change_log_capacity),
             }
         };
-        let out_guest = unsafe { output(out_guest, "out_guest") }?;
-        let out_report = unsafe { output_opt(out_report, "out_report") }?;
-        let map = read_rid_map(&entries)?;
-        with_host(host, |h| {
-            let (id, report) = h.import_guest_with(blob, &map, &opts)?;
-            out_guest.write(id.0);
-            if let Some(out) = out_report {
-                out.write(register_report(ReportData { report })?);
-            }
-            Ok(())
+        reply((Out(out_guest, "out_guest"), NewReport(out_report)), || {
+            let map = read_rid_map(&entries)?;
+            with_host(host, |h| {
+                let (id, report) = h.import_guest_with(blob, &map, &opts)?;
+                Ok((id.0, report))
+            })
         })
     })
 }
@@ -478,25 +460,22 @@ pub unsafe extern "C" fn pasid_import_report_identity(
     out_present: *mut bool,
     out_quota: *mut u32,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or valid pointers.
-        let out_identity = unsafe { output(out_identity, "out_identity") }?;
-        let out_present = unsafe { output(out_present, "out_present") }?;
-        let out_quota = unsafe { output(out_quota, "out_quota") }?;
-        let data = report(report_handle, "report")?;
-        let r = &data.report;
-        out_identity.write(
-            r.identity
-                .map(|i| pasid_migration_identity {
-                    source_host: i.source_host,
-                    source_guest: i.source_guest.0,
-                    epoch: i.epoch,
-                })
-                .unwrap_or_default(),
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        let outs = (
+            Out(out_identity, "out_identity"),
+            Out(out_present, "out_present"),
+            Out(out_quota, "out_quota"),
         );
-        out_present.write(r.identity.is_some());
-        out_quota.write(r.quota);
-        Ok(())
+        reply(outs, || {
+            let r = &report(report_handle, "report")?.report;
+            let identity = r.identity.map(|i| pasid_migration_identity {
+                source_host: i.source_host,
+                source_guest: i.source_guest.0,
+                epoch: i.epoch,
+            });
+            Ok((identity.unwrap_or_default(), identity.is_some(), r.quota))
+        })
     })
 }
 
@@ -519,15 +498,16 @@ pub unsafe extern "C" fn pasid_p1_exact_width(
     layout: *const pasid_layout,
     out_width: *mut u8,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or valid pointers.
-        let layout = layout_from_c(&unsafe { input_struct(layout, "layout") }?)?;
-        let out = unsafe { output(out_width, "out_width") }?;
-        let w = contract::p1_exact_width(&layout).ok_or(pasid_core::Error::IncompatibleLayout {
-            reason: "the local range does not start at 1: no width is exact for a p1 guest",
-        })?;
-        out.write(w);
-        Ok(())
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        let layout = layout_from_c(&input_struct(layout, "layout")?)?;
+        reply(Out(out_width, "out_width"), || {
+            Ok(
+                contract::p1_exact_width(&layout).ok_or(pasid_core::Error::IncompatibleLayout {
+                    reason: "the local range does not start at 1: no width is exact for a p1 guest",
+                })?,
+            )
+        })
     })
 }
 
@@ -542,14 +522,12 @@ pub unsafe extern "C" fn pasid_guest_create_advertising(
     contract: *const pasid_guest_contract,
     out_guest: *mut pasid_guest_id,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or valid pointers.
-        let config = config_from_c(&unsafe { input_struct(config, "config") }?)?;
-        let contract = contract_from_c(&unsafe { input_struct(contract, "contract") }?);
-        let out = unsafe { output(out_guest, "out_guest") }?;
-        with_host(host, |h| {
-            out.write(h.create_guest_advertising(config, contract)?.0);
-            Ok(())
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        let config = config_from_c(&input_struct(config, "config")?)?;
+        let contract = contract_from_c(&input_struct(contract, "contract")?);
+        answer(host, Out(out_guest, "out_guest"), |h| {
+            Ok(h.create_guest_advertising(config, contract)?.0)
         })
     })
 }
@@ -562,11 +540,10 @@ pub unsafe extern "C" fn pasid_guest_contract_get(
     guest: pasid_guest_id,
     out_contract: *mut pasid_guest_contract,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or valid pointers.
-        let out = unsafe { output_struct(out_contract, "out_contract") }?;
-        let c = with_host(host, |h| Ok(h.guest_contract(GuestId(guest))?))?;
-        out.write(contract_to_c(&c));
-        Ok(())
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        answer(host, OutSized(out_contract, "out_contract"), |h| {
+            Ok(contract_to_c(&h.guest_contract(GuestId(guest))?))
+        })
     })
 }

@@ -2,11 +2,11 @@
 
 use core::ffi::c_int;
 
-use pasid_core::{GuestId, Rid};
+use pasid_core::{DeviceKind, GuestId, PasidKind, Platform, Rid};
 
 use crate::boundary::{
-    answer, call, free_host, input_struct, list, output, output_opt, output_struct, register_host,
-    with_host, HostCell,
+    answer, call, free_host, input_struct, list, register_host, reply, with_host, HostCell, Out,
+    OutOpt, OutSized,
 };
 use crate::error::FfiError;
 use crate::pasid_host;
@@ -40,14 +40,14 @@ pub unsafe extern "C" fn pasid_host_new(
     platform: u32,
     out_host: *mut *mut pasid_host,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or valid pointers.
-        let layout = unsafe { input_struct(layout, "layout") }?;
-        let out = unsafe { output(out_host, "out_host") }?;
-        let layout = layout_from_c(&layout)?;
-        let host = crate::source::in_process_host(layout, platform_from_c(platform)?)?;
-        out.write(register_host(HostCell::new(host))?);
-        Ok(())
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        let layout = input_struct(layout, "layout")?;
+        reply(Out(out_host, "out_host"), || {
+            let layout = layout_from_c(&layout)?;
+            let host = crate::source::in_process_host(layout, Platform::from_c(platform)?)?;
+            register_host(HostCell::new(host))
+        })
     })
 }
 
@@ -70,20 +70,18 @@ pub unsafe extern "C" fn pasid_host_get_info(
     host: *const pasid_host,
     out_info: *mut pasid_host_info,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or a valid pointer.
-        let out = unsafe { output_struct(out_info, "out_info") }?;
-        with_host(host, |h| {
-            out.write(pasid_host_info {
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        answer(host, OutSized(out_info, "out_info"), |h| {
+            Ok(pasid_host_info {
                 size: 0,
                 layout: layout_to_c(h.layout()),
-                platform: platform_to_c(h.platform()),
+                platform: h.platform().to_c(),
                 shared_in_use: h.shared_in_use(),
                 shared_free: h.shared_free(),
                 guests: h.guests().count() as u32,
                 heap_bytes: crate::source::heap_bytes(h),
-            });
-            Ok(())
+            })
         })
     })
 }
@@ -97,15 +95,12 @@ pub unsafe extern "C" fn pasid_guest_create(
     config: *const pasid_guest_config,
     out_guest: *mut pasid_guest_id,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the header's pointer rule.
-        let config = config_from_c(&unsafe { input_struct(config, "config") }?)?;
-        // SAFETY: as above.
-        unsafe {
-            answer(host, out_guest, "out_guest", |h| {
-                Ok(h.create_guest(config)?.0)
-            })
-        }
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        let config = config_from_c(&input_struct(config, "config")?)?;
+        answer(host, Out(out_guest, "out_guest"), |h| {
+            Ok(h.create_guest(config)?.0)
+        })
     })
 }
 
@@ -134,19 +129,17 @@ pub unsafe extern "C" fn pasid_guest_get_info(
     guest: pasid_guest_id,
     out_info: *mut pasid_guest_info,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or a valid pointer.
-        let out = unsafe { output_struct(out_info, "out_info") }?;
-        with_host(host, |h| {
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        answer(host, OutSized(out_info, "out_info"), |h| {
             let snap = h.guest_snapshot(GuestId(guest))?;
-            out.write(pasid_guest_info {
+            Ok(pasid_guest_info {
                 size: 0,
                 config: config_to_c(&snap.config),
                 shared_held: h.shared_held(GuestId(guest))?,
                 pasids: snap.pasids.len() as u32,
                 devices: snap.devices.len() as u32,
-            });
-            Ok(())
+            })
         })
     })
 }
@@ -184,7 +177,7 @@ pub extern "C" fn pasid_attach(
     kind: u32,
 ) -> c_int {
     call(|| {
-        let kind = device_kind_from_c(kind)?;
+        let kind = DeviceKind::from_c(kind)?;
         with_host(host, |h| Ok(h.attach(GuestId(guest), rid.into(), kind)?))
     })
 }
@@ -211,15 +204,15 @@ pub unsafe extern "C" fn pasid_owner(
     out_attached: *mut bool,
     out_guest: *mut pasid_guest_id,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or valid pointers.
-        let out_attached = unsafe { output(out_attached, "out_attached") }?;
-        let out_guest = unsafe { output(out_guest, "out_guest") }?;
-        with_host(host, |h| {
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        let outs = (
+            Out(out_attached, "out_attached"),
+            Out(out_guest, "out_guest"),
+        );
+        answer(host, outs, |h| {
             let owner = h.owner(Rid::from(rid));
-            out_attached.write(owner.is_some());
-            out_guest.write(owner.map_or(0, |g| g.0));
-            Ok(())
+            Ok((owner.is_some(), owner.map_or(0, |g| g.0)))
         })
     })
 }
@@ -242,18 +235,18 @@ pub unsafe extern "C" fn pasid_alloc(
     out_gpasid: *mut u32,
     out_pages: *mut pasid_pages_touched,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or valid pointers.
-        let out_gpasid = unsafe { output(out_gpasid, "out_gpasid") }?;
-        let out_pages = unsafe { output_opt(out_pages, "out_pages") }?;
-        let kind = kind_from_c(kind)?;
-        with_host(host, |h| {
-            let (gpasid, pages) = h.alloc_reporting_pages(GuestId(guest), kind)?;
-            out_gpasid.write(gpasid);
-            if let Some(out) = out_pages {
-                out.write(pages_to_c(pages));
-            }
-            Ok(())
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        let outs = (
+            Out(out_gpasid, "out_gpasid"),
+            OutOpt(out_pages, "out_pages"),
+        );
+        reply(outs, || {
+            let kind = PasidKind::from_c(kind)?;
+            with_host(host, |h| {
+                let (gpasid, pages) = h.alloc_reporting_pages(GuestId(guest), kind)?;
+                Ok((gpasid, pages_to_c(pages)))
+            })
         })
     })
 }
@@ -270,15 +263,10 @@ pub unsafe extern "C" fn pasid_free(
     gpasid: u32,
     out_pages: *mut pasid_pages_touched,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or a valid pointer.
-        let out_pages = unsafe { output_opt(out_pages, "out_pages") }?;
-        with_host(host, |h| {
-            let pages = h.free_reporting_pages(GuestId(guest), gpasid)?;
-            if let Some(out) = out_pages {
-                out.write(pages_to_c(pages));
-            }
-            Ok(())
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        answer(host, OutOpt(out_pages, "out_pages"), |h| {
+            Ok(pages_to_c(h.free_reporting_pages(GuestId(guest), gpasid)?))
         })
     })
 }
@@ -295,7 +283,7 @@ pub unsafe extern "C" fn pasid_translate(
 ) -> c_int {
     // SAFETY: the header's pointer rule.
     call(|| unsafe {
-        answer(host, out_hpasid, "out_hpasid", |h| {
+        answer(host, Out(out_hpasid, "out_hpasid"), |h| {
             Ok(h.translate(GuestId(guest), gpasid)?)
         })
     })
@@ -312,8 +300,8 @@ pub unsafe extern "C" fn pasid_kind_of(
 ) -> c_int {
     // SAFETY: the header's pointer rule.
     call(|| unsafe {
-        answer(host, out_kind, "out_kind", |h| {
-            Ok(kind_to_c(h.kind_of(GuestId(guest), gpasid)?))
+        answer(host, Out(out_kind, "out_kind"), |h| {
+            Ok(h.kind_of(GuestId(guest), gpasid)?.to_c())
         })
     })
 }
@@ -333,7 +321,7 @@ pub unsafe extern "C" fn pasid_bind(
 ) -> c_int {
     // SAFETY: the header's pointer rule.
     call(|| unsafe {
-        answer(host, out_programmed, "out_programmed", |h| {
+        answer(host, Out(out_programmed, "out_programmed"), |h| {
             Ok(h.bind(GuestId(guest), gpasid, rid.into())?)
         })
     })
@@ -371,7 +359,7 @@ pub unsafe extern "C" fn pasid_record(
 ) -> c_int {
     // SAFETY: the header's pointer rule.
     call(|| unsafe {
-        answer(host, out_programmed, "out_programmed", |h| {
+        answer(host, Out(out_programmed, "out_programmed"), |h| {
             Ok(h.record(GuestId(guest), rid.into(), pasid)?)
         })
     })
@@ -411,7 +399,7 @@ pub unsafe extern "C" fn pasid_guest_pasids(
             let snap = h.guest_snapshot(GuestId(guest))?;
             out.fill(snap.pasids.iter().map(|p| pasid_guest_pasid {
                 gpasid: p.gpasid,
-                kind: kind_to_c(p.kind),
+                kind: p.kind.to_c(),
                 hpasid: p.hpasid.unwrap_or(0),
             }))
         })
@@ -435,7 +423,7 @@ pub unsafe extern "C" fn pasid_guest_devices(
             let snap = h.guest_snapshot(GuestId(guest))?;
             out.fill(snap.devices.iter().map(|d| pasid_device_info {
                 rid: d.rid.into(),
-                kind: device_kind_to_c(d.kind),
+                kind: d.kind.to_c(),
                 programmed: d.programmed.len() as u32,
             }))
         })

@@ -10,11 +10,10 @@ use std::string::String;
 use std::vec::Vec;
 
 use pasid_core::hwtable::{self, Directory, Fault, PageBuf, TablePage};
-use pasid_core::remap::PagesTouched;
-use pasid_core::GuestId;
+use pasid_core::{GuestId, PagesTouched};
 
 use crate::boundary::{
-    call, fill, input, input_slice, output, output_opt, output_slice, with_host,
+    call, input, input_slice, list, output_slice, reply, with_host, Out, OutOpt,
 };
 use crate::error::FfiError;
 use crate::pasid_host;
@@ -127,12 +126,7 @@ pub struct pasid_walk_result {
     pub phys: u64,
 }
 
-fn directory_to_c(d: Directory) -> u32 {
-    match d {
-        Directory::Low => pasid_directory::Low as u32,
-        Directory::High => pasid_directory::High as u32,
-    }
-}
+c_enum!(Directory, pasid_directory, "directory", "PASID_DIRECTORY_*": Low = Low, High = High);
 
 /// [`pasid_pages_touched`] as C may fill it: flags as plain bytes.
 #[derive(Clone, Copy)]
@@ -197,13 +191,10 @@ pub unsafe extern "C" fn pasid_translation_tables(
     len: usize,
     out_n: *mut usize,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or valid pointers for the given lengths.
-        let out_n = unsafe { output(out_n, "out_n") }?;
-        let buf = unsafe { output_slice(buf, len, "buf") }?;
-        with_host(host, |h| {
-            let tables: Vec<u32> = h.translation_tables(GuestId(guest))?.collect();
-            fill(buf, out_n, tables.into_iter())
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        list(host, buf, len, out_n, |h, out| {
+            out.fill_counted(h.translation_tables(GuestId(guest))?)
         })
     })
 }
@@ -369,16 +360,16 @@ pub unsafe extern "C" fn pasid_directory_of_table(
     out_directory: *mut u32,
     out_offset: *mut usize,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or valid pointers.
-        let out_directory = unsafe { output(out_directory, "out_directory") }?;
-        let out_offset = unsafe { output_opt(out_offset, "out_offset") }?;
-        let (dir, offset) = hwtable::directory_slot(table);
-        out_directory.write(directory_to_c(dir));
-        if let Some(o) = out_offset {
-            o.write(offset);
-        }
-        Ok(())
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        let outs = (
+            Out(out_directory, "out_directory"),
+            OutOpt(out_offset, "out_offset"),
+        );
+        reply(outs, || {
+            let (dir, offset) = hwtable::directory_slot(table);
+            Ok((dir.to_c(), offset))
+        })
     })
 }
 
@@ -395,22 +386,18 @@ pub unsafe extern "C" fn pasid_write_directory_entry(
     table_phys: u64,
     out_directory: *mut u32,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or valid pointers for the given lengths. The
-        // page is read-modify-written, so it must be initialized: it is the caller's
-        // directory page.
-        let out_directory = unsafe { output_opt(out_directory, "out_directory") }?;
-        let p = pasid_page {
-            phys: 0,
-            bytes: directory_page,
-            len,
-        };
-        let bytes = unsafe { page_bytes(&p, "directory_page") }?;
-        let dir = hwtable::write_directory_entry(bytes, table, table_phys)?;
-        if let Some(o) = out_directory {
-            o.write(directory_to_c(dir));
-        }
-        Ok(())
+    // SAFETY: the header's pointer rule. The page is read-modify-written, so it must
+    // be initialized: it is the caller's directory page.
+    call(|| unsafe {
+        reply(OutOpt(out_directory, "out_directory"), || {
+            let p = pasid_page {
+                phys: 0,
+                bytes: directory_page,
+                len,
+            };
+            let bytes = page_bytes(&p, "directory_page")?;
+            Ok(hwtable::write_directory_entry(bytes, table, table_phys)?.to_c())
+        })
     })
 }
 
@@ -429,72 +416,76 @@ pub unsafe extern "C" fn pasid_walk(
     n_pages: usize,
     out_result: *mut pasid_walk_result,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or valid pointers for the given lengths.
-        let pages = unsafe { input_slice(pages, n_pages, "pages") }?;
-        let out = unsafe { output(out_result, "out_result") }?;
-        let mut readable: Vec<(u64, &[u8])> = Vec::with_capacity(pages.len());
-        for p in pages {
-            // SAFETY: each page is NULL or `len` readable bytes, by the caller's promise.
-            let bytes = unsafe { input_slice(p.bytes, p.len, "pages[].bytes") }?;
-            readable.push((p.phys, bytes));
-        }
-        let result = hwtable::walk(low_directory, high_directory, gpasid, |phys| {
-            readable
-                .iter()
-                .find(|(at, _)| *at == phys)
-                .map(|(_, bytes)| *bytes)
-        });
-        let zero = pasid_walk_result {
-            fault: pasid_fault::None as u32,
-            hpasid: 0,
-            directory: 0,
-            index: 0,
-            entry: 0,
-            phys: 0,
-        };
-        out.write(match result {
-            Ok(hpasid) => pasid_walk_result { hpasid, ..zero },
-            Err(Fault::DirectoryNotPresent { directory, index }) => pasid_walk_result {
-                fault: pasid_fault::DirectoryNotPresent as u32,
-                directory: directory_to_c(directory),
-                index: index.into(),
-                ..zero
-            },
-            Err(Fault::DirectoryReserved {
-                directory,
-                index,
-                entry,
-            }) => pasid_walk_result {
-                fault: pasid_fault::DirectoryReserved as u32,
-                directory: directory_to_c(directory),
-                index: index.into(),
-                entry: entry.0,
-                ..zero
-            },
-            Err(Fault::EntryInvalid { table_phys, index }) => pasid_walk_result {
-                fault: pasid_fault::EntryInvalid as u32,
-                index: index.into(),
-                phys: table_phys,
-                ..zero
-            },
-            Err(Fault::EntryReserved {
-                table_phys,
-                index,
-                entry,
-            }) => pasid_walk_result {
-                fault: pasid_fault::EntryReserved as u32,
-                index: index.into(),
-                entry: entry.0.into(),
-                phys: table_phys,
-                ..zero
-            },
-            Err(Fault::Unreadable { phys }) => pasid_walk_result {
-                fault: pasid_fault::Unreadable as u32,
-                phys,
-                ..zero
-            },
-        });
-        Ok(())
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        let pages = input_slice(pages, n_pages, "pages")?;
+        reply(Out(out_result, "out_result"), || {
+            let mut readable: Vec<(u64, &[u8])> = Vec::with_capacity(pages.len());
+            for p in pages {
+                // Each page is NULL or `len` readable bytes (the pointer rule).
+                readable.push((p.phys, input_slice(p.bytes, p.len, "pages[].bytes")?));
+            }
+            let result = hwtable::walk(low_directory, high_directory, gpasid, |phys| {
+                readable
+                    .iter()
+                    .find(|(at, _)| *at == phys)
+                    .map(|(_, bytes)| *bytes)
+            });
+            Ok(walk_result_to_c(result))
+        })
     })
+}
+
+/// The outcome of a walk as C reads it.
+fn walk_result_to_c(result: Result<u32, Fault>) -> pasid_walk_result {
+    let zero = pasid_walk_result {
+        fault: pasid_fault::None as u32,
+        hpasid: 0,
+        directory: 0,
+        index: 0,
+        entry: 0,
+        phys: 0,
+    };
+    match result {
+        Ok(hpasid) => pasid_walk_result { hpasid, ..zero },
+        Err(Fault::DirectoryNotPresent { directory, index }) => pasid_walk_result {
+            fault: pasid_fault::DirectoryNotPresent as u32,
+            directory: directory.to_c(),
+            index: index.into(),
+            ..zero
+        },
+        Err(Fault::DirectoryReserved {
+            directory,
+            index,
+            entry,
+        }) => pasid_walk_result {
+            fault: pasid_fault::DirectoryReserved as u32,
+            directory: directory.to_c(),
+            index: index.into(),
+            entry: entry.0,
+            ..zero
+        },
+        Err(Fault::EntryInvalid { table_phys, index }) => pasid_walk_result {
+            fault: pasid_fault::EntryInvalid as u32,
+            index: index.into(),
+            phys: table_phys,
+            ..zero
+        },
+        Err(Fault::EntryReserved {
+            table_phys,
+            index,
+            entry,
+        }) => pasid_walk_result {
+            fault: pasid_fault::EntryReserved as u32,
+            index: index.into(),
+            entry: entry.0.into(),
+            phys: table_phys,
+            ..zero
+        },
+        Err(Fault::Unreadable { phys }) => pasid_walk_result {
+            fault: pasid_fault::Unreadable as u32,
+            phys,
+            ..zero
+        },
+    }
 }

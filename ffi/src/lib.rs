@@ -34,7 +34,7 @@ mod types;
 mod vcmd;
 
 pub use changes::*;
-pub use error::pasid_result;
+pub use error::FfiCode;
 pub use host::*;
 pub use hwtable::*;
 pub use lifecycle::*;
@@ -76,7 +76,7 @@ pub extern "C" fn pasid_strerror(code: c_int) -> *const c_char {
 // Not PASID_MUST_USE: it reports, it does not act (like errno).
 #[no_mangle]
 pub extern "C" fn pasid_last_error_code() -> c_int {
-    boundary::call_or(pasid_result::Panic as c_int, || {
+    boundary::call_or(FfiCode::Panic as c_int, || {
         error::with_last_error(|last| last.map_or(0, |(code, _)| *code))
     })
 }
@@ -101,7 +101,7 @@ pub unsafe extern "C" fn pasid_last_error_message(
     len: usize,
     out_n: *mut usize,
 ) -> c_int {
-    boundary::call_or(pasid_result::Panic as c_int, || {
+    boundary::call_or(FfiCode::Panic as c_int, || {
         // SAFETY: the caller passes NULL or valid pointers for the given lengths.
         let out_n = match unsafe { boundary::output(out_n, "out_n") } {
             Ok(o) => o,
@@ -118,7 +118,7 @@ pub unsafe extern "C" fn pasid_last_error_message(
                 return if msg.is_empty() {
                     0
                 } else {
-                    pasid_result::BufferTooSmall as c_int
+                    pasid_core::ErrorCode::BufferTooSmall as c_int
                 };
             }
             let n = msg.len().min(buf.len() - 1);
@@ -127,7 +127,7 @@ pub unsafe extern "C" fn pasid_last_error_message(
             }
             buf[n].write(0);
             if n < msg.len() {
-                pasid_result::BufferTooSmall as c_int
+                pasid_core::ErrorCode::BufferTooSmall as c_int
             } else {
                 0
             }

@@ -3,9 +3,9 @@
 
 use core::ffi::c_int;
 
-use pasid_core::{Draining, GuestId, ProgrammedEntry, Rid};
+use pasid_core::{DeviceKind, Draining, GuestId, ProgrammedEntry, Rid};
 
-use crate::boundary::{answer, call, input_slice, list, with_host};
+use crate::boundary::{answer, call, input_slice, list, with_host, Out};
 use crate::pasid_host;
 use crate::types::*;
 
@@ -60,7 +60,7 @@ impl From<ProgrammedEntry> for pasid_programmed_entry {
     fn from(e: ProgrammedEntry) -> Self {
         pasid_programmed_entry {
             rid: e.rid.into(),
-            kind: device_kind_to_c(e.kind),
+            kind: e.kind.to_c(),
             gpasid: e.gpasid,
             pasid: e.pasid,
         }
@@ -92,10 +92,10 @@ pub unsafe extern "C" fn pasid_bind_use(
     out_programmed: *mut u32,
 ) -> c_int {
     call(|| {
-        let kind = device_kind_from_c(kind)?;
+        let kind = DeviceKind::from_c(kind)?;
         // SAFETY: the header's pointer rule.
         unsafe {
-            answer(host, out_programmed, "out_programmed", |h| {
+            answer(host, Out(out_programmed, "out_programmed"), |h| {
                 Ok(h.bind_use(GuestId(guest), gpasid, rid.into(), kind)?)
             })
         }
@@ -115,10 +115,10 @@ pub unsafe extern "C" fn pasid_unbind_use(
     out_programmed: *mut u32,
 ) -> c_int {
     call(|| {
-        let kind = device_kind_from_c(kind)?;
+        let kind = DeviceKind::from_c(kind)?;
         // SAFETY: the header's pointer rule.
         unsafe {
-            answer(host, out_programmed, "out_programmed", |h| {
+            answer(host, Out(out_programmed, "out_programmed"), |h| {
                 Ok(h.unbind_use(GuestId(guest), gpasid, rid.into(), kind)?)
             })
         }
@@ -136,7 +136,7 @@ pub extern "C" fn pasid_detach_use(
     kind: u32,
 ) -> c_int {
     call(|| {
-        let kind = device_kind_from_c(kind)?;
+        let kind = DeviceKind::from_c(kind)?;
         with_host(host, |h| {
             Ok(h.detach_use(GuestId(guest), rid.into(), kind)?)
         })
@@ -159,7 +159,7 @@ pub unsafe extern "C" fn pasid_rid_users(
         list(host, buf, len, out_n, |h, out| {
             out.fill_counted(h.rid_users(Rid::from(rid)).map(|(g, kind)| pasid_rid_user {
                 guest: g.0,
-                kind: device_kind_to_c(kind),
+                kind: kind.to_c(),
             }))
         })
     })

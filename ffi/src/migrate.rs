@@ -8,8 +8,8 @@ use pasid_core::migrate::{inspect, ImportReport, RidMapping};
 use pasid_core::{GuestId, Rid};
 
 use crate::boundary::{
-    call, fill, free_report, input_slice, input_struct_slice, output, output_opt, output_slice,
-    output_struct, register_report, report, with_host,
+    call, free_report, input_slice, input_struct_slice, list, list_into, reply, report, with_host,
+    NewReport, Out, OutSized,
 };
 use crate::error::FfiError;
 use crate::types::*;
@@ -151,12 +151,11 @@ pub unsafe extern "C" fn pasid_export_guest(
     len: usize,
     out_n: *mut usize,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or valid pointers for the given lengths.
-        let out_n = unsafe { output(out_n, "out_n") }?;
-        let buf = unsafe { output_slice(buf, len, "buf") }?;
-        let blob = with_host(host, |h| Ok(h.export_guest(GuestId(guest))?))?;
-        fill(buf, out_n, blob.into_iter())
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        list(host, buf, len, out_n, |h, out| {
+            out.fill(h.export_guest(GuestId(guest))?.into_iter())
+        })
     })
 }
 
@@ -171,22 +170,22 @@ pub unsafe extern "C" fn pasid_inspect_blob(
     blob_len: usize,
     out_info: *mut pasid_blob_info,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or valid pointers for the given lengths.
-        let blob = unsafe { input_slice(blob, blob_len, "blob") }?;
-        let out = unsafe { output_struct(out_info, "out_info") }?;
-        let g = inspect(blob)?;
-        out.write(pasid_blob_info {
-            size: 0,
-            format_major: g.format_major,
-            format_minor: g.format_minor,
-            source_layout: layout_to_c(&g.source_layout),
-            source_platform: platform_to_c(g.source_platform),
-            config: config_to_c(&g.config),
-            pasids: g.pasids.len(),
-            devices: g.devices.len(),
-        });
-        Ok(())
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        let blob = input_slice(blob, blob_len, "blob")?;
+        reply(OutSized(out_info, "out_info"), || {
+            let g = inspect(blob)?;
+            Ok(pasid_blob_info {
+                size: 0,
+                format_major: g.format_major,
+                format_minor: g.format_minor,
+                source_layout: layout_to_c(&g.source_layout),
+                source_platform: g.source_platform.to_c(),
+                config: config_to_c(&g.config),
+                pasids: g.pasids.len(),
+                devices: g.devices.len(),
+            })
+        })
     })
 }
 
@@ -202,21 +201,16 @@ pub unsafe extern "C" fn pasid_inspect_blob_pasids(
     len: usize,
     out_n: *mut usize,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or valid pointers for the given lengths.
-        let blob = unsafe { input_slice(blob, blob_len, "blob") }?;
-        let out_n = unsafe { output(out_n, "out_n") }?;
-        let buf = unsafe { output_slice(buf, len, "buf") }?;
-        let g = inspect(blob)?;
-        fill(
-            buf,
-            out_n,
-            g.pasids.iter().map(|p| pasid_guest_pasid {
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        let blob = input_slice(blob, blob_len, "blob")?;
+        list_into(buf, len, out_n, |out| {
+            out.fill(inspect(blob)?.pasids.iter().map(|p| pasid_guest_pasid {
                 gpasid: p.gpasid,
-                kind: kind_to_c(p.kind),
+                kind: p.kind.to_c(),
                 hpasid: p.source_hpasid.unwrap_or(0),
-            }),
-        )
+            }))
+        })
     })
 }
 
@@ -232,21 +226,16 @@ pub unsafe extern "C" fn pasid_inspect_blob_devices(
     len: usize,
     out_n: *mut usize,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or valid pointers for the given lengths.
-        let blob = unsafe { input_slice(blob, blob_len, "blob") }?;
-        let out_n = unsafe { output(out_n, "out_n") }?;
-        let buf = unsafe { output_slice(buf, len, "buf") }?;
-        let g = inspect(blob)?;
-        fill(
-            buf,
-            out_n,
-            g.devices.iter().map(|d| pasid_device_info {
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        let blob = input_slice(blob, blob_len, "blob")?;
+        list_into(buf, len, out_n, |out| {
+            out.fill(inspect(blob)?.devices.iter().map(|d| pasid_device_info {
                 rid: d.rid.into(),
-                kind: device_kind_to_c(d.kind),
+                kind: d.kind.to_c(),
                 programmed: d.pasids.len() as u32,
-            }),
-        )
+            }))
+        })
     })
 }
 
@@ -263,19 +252,19 @@ pub unsafe extern "C" fn pasid_inspect_blob_device_pasids(
     len: usize,
     out_n: *mut usize,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or valid pointers for the given lengths.
-        let blob = unsafe { input_slice(blob, blob_len, "blob") }?;
-        let out_n = unsafe { output(out_n, "out_n") }?;
-        let buf = unsafe { output_slice(buf, len, "buf") }?;
-        let g = inspect(blob)?;
-        let rid = Rid::from(rid);
-        let device = g
-            .devices
-            .iter()
-            .find(|d| d.rid == rid)
-            .ok_or(pasid_core::Error::NoSuchDevice { rid })?;
-        fill(buf, out_n, device.pasids.iter().copied())
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        let blob = input_slice(blob, blob_len, "blob")?;
+        list_into(buf, len, out_n, |out| {
+            let g = inspect(blob)?;
+            let rid = Rid::from(rid);
+            let device = g
+                .devices
+                .iter()
+                .find(|d| d.rid == rid)
+                .ok_or(pasid_core::Error::NoSuchDevice { rid })?;
+            out.fill(device.pasids.iter().copied())
+        })
     })
 }
 
@@ -327,31 +316,25 @@ pub unsafe extern "C" fn pasid_import_guest(
     out_guest: *mut pasid_guest_id,
     out_report: *mut *mut pasid_import_report,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or valid pointers for the given lengths.
-        let blob = unsafe { input_slice(blob, blob_len, "blob") }?;
-        let entries = unsafe { input_struct_slice(rid_map, rid_map_len, "rid_map") }?;
-        let out_guest = unsafe { output(out_guest, "out_guest") }?;
-        let out_report = unsafe { output_opt(out_report, "out_report") }?;
-        let map = read_rid_map(&entries)?;
-        let (id, shared, devices) = with_host(host, |h| {
-            // Registering the report cannot fail (it only takes memory), so a host
-            // that was changed always reports its new guest.
-            let (id, report) = h.import_guest_mapped(blob, &map)?;
-            let counts = (id.0, report.shared.len(), report.devices.len());
-            out_guest.write(id.0);
-            if let Some(out) = out_report {
-                out.write(register_report(ReportData { report })?);
-            }
-            Ok(counts)
-        })?;
-        // Logged outside the host's lock, so the callback may call in on this host.
-        crate::boundary::event(|| {
-            std::format!(
-                "guest {id} imported: {shared} shared PASIDs on new host PASIDs, {devices} devices"
-            )
-        });
-        Ok(())
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        let blob = input_slice(blob, blob_len, "blob")?;
+        let entries = input_struct_slice(rid_map, rid_map_len, "rid_map")?;
+        // Registering the report cannot fail (it only takes memory), so a host that was
+        // changed always reports its new guest.
+        reply((Out(out_guest, "out_guest"), NewReport(out_report)), || {
+            let map = read_rid_map(&entries)?;
+            let (id, report) = with_host(host, |h| Ok(h.import_guest_mapped(blob, &map)?))?;
+            // Logged outside the host's lock, so the callback may call in on this host.
+            let (shared, devices) = (report.shared.len(), report.devices.len());
+            crate::boundary::event(|| {
+                std::format!(
+                    "guest {} imported: {shared} shared PASIDs on new host PASIDs, {devices} devices",
+                    id.0
+                )
+            });
+            Ok((id.0, report))
+        })
     })
 }
 
@@ -371,18 +354,18 @@ pub unsafe extern "C" fn pasid_import_report_get_info(
     report_handle: *const pasid_import_report,
     out_info: *mut pasid_import_info,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or a valid pointer.
-        let out = unsafe { output_struct(out_info, "out_info") }?;
-        let r = &report(report_handle, "report")?.report;
-        out.write(pasid_import_info {
-            size: 0,
-            guest_platform: platform_to_c(r.guest_platform),
-            p1_guest_on_p2_host: r.p1_guest_on_p2_host,
-            shared: r.shared.len(),
-            devices: r.devices.len(),
-        });
-        Ok(())
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        reply(OutSized(out_info, "out_info"), || {
+            let r = &report(report_handle, "report")?.report;
+            Ok(pasid_import_info {
+                size: 0,
+                guest_platform: r.guest_platform.to_c(),
+                p1_guest_on_p2_host: r.p1_guest_on_p2_host,
+                shared: r.shared.len(),
+                devices: r.devices.len(),
+            })
+        })
     })
 }
 
@@ -396,21 +379,17 @@ pub unsafe extern "C" fn pasid_import_report_shared(
     len: usize,
     out_n: *mut usize,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or valid pointers for the given lengths.
-        let out_n = unsafe { output(out_n, "out_n") }?;
-        let buf = unsafe { output_slice(buf, len, "buf") }?;
-        let data = report(report_handle, "report")?;
-        fill(
-            buf,
-            out_n,
-            data.report.shared.iter().map(|s| pasid_shared_remap {
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        list_into(buf, len, out_n, |out| {
+            let data = report(report_handle, "report")?;
+            out.fill(data.report.shared.iter().map(|s| pasid_shared_remap {
                 gpasid: s.gpasid,
                 has_source_hpasid: s.source_hpasid.is_some(),
                 source_hpasid: s.source_hpasid.unwrap_or(0),
                 destination_hpasid: s.destination_hpasid,
-            }),
-        )
+            }))
+        })
     })
 }
 
@@ -424,19 +403,15 @@ pub unsafe extern "C" fn pasid_import_report_devices(
     len: usize,
     out_n: *mut usize,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or valid pointers for the given lengths.
-        let out_n = unsafe { output(out_n, "out_n") }?;
-        let buf = unsafe { output_slice(buf, len, "buf") }?;
-        let data = report(report_handle, "report")?;
-        fill(
-            buf,
-            out_n,
-            data.report.devices.iter().map(|d| pasid_rid_remap {
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        list_into(buf, len, out_n, |out| {
+            let data = report(report_handle, "report")?;
+            out.fill(data.report.devices.iter().map(|d| pasid_rid_remap {
                 source: d.source.into(),
                 destination: d.destination.into(),
-                kind: device_kind_to_c(d.kind),
-            }),
-        )
+                kind: d.kind.to_c(),
+            }))
+        })
     })
 }

@@ -7,13 +7,13 @@ use core::ffi::{c_int, c_void};
 use core::ops::Range;
 
 use pasid_broker_client::BrokerSource;
-use pasid_core::bitmap::IdBitmap;
+use pasid_core::IdBitmap;
 use pasid_core::{Error, Host, HostPasidSource, PasidLayout, Platform, SourceError};
 
-use crate::boundary::{call, input_struct, output, register_host, HostCell};
+use crate::boundary::{call, input_struct, register_host, reply, HostCell, Out};
 use crate::error::FfiError;
 use crate::pasid_host;
-use crate::types::{layout_from_c, pasid_layout, platform_from_c};
+use crate::types::{layout_from_c, pasid_layout, CEnum};
 
 /// The host type behind every `pasid_host` handle.
 pub(crate) type FfiHost = Host<FfiSource>;
@@ -232,25 +232,23 @@ pub unsafe extern "C" fn pasid_host_new_with_source(
     opaque: *mut c_void,
     out_host: *mut *mut pasid_host,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or valid pointers.
-        let layout = unsafe { input_struct(layout, "layout") }?;
-        let ops = unsafe { input_struct(ops, "ops") }?;
-        let out = unsafe { output(out_host, "out_host") }?;
-        if ops.alloc.is_none() || ops.claim.is_none() || ops.release.is_none() {
-            return Err(crate::error::FfiError::Null(
-                "ops->alloc, ->claim or ->release",
-            ));
-        }
-        let layout = layout_from_c(&layout)?;
-        let source = FfiSource::Callbacks(CallbackSource {
-            ops,
-            opaque,
-            range: layout.shared(),
-        });
-        let host = Host::with_source(layout, platform_from_c(platform)?, source)?;
-        out.write(register_host(HostCell::new(host))?);
-        Ok(())
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        let layout = input_struct(layout, "layout")?;
+        let ops = input_struct(ops, "ops")?;
+        reply(Out(out_host, "out_host"), || {
+            if ops.alloc.is_none() || ops.claim.is_none() || ops.release.is_none() {
+                return Err(FfiError::Null("ops->alloc, ->claim or ->release"));
+            }
+            let layout = layout_from_c(&layout)?;
+            let source = FfiSource::Callbacks(CallbackSource {
+                ops,
+                opaque,
+                range: layout.shared(),
+            });
+            let host = Host::with_source(layout, Platform::from_c(platform)?, source)?;
+            register_host(HostCell::new(host))
+        })
     })
 }
 
@@ -273,24 +271,23 @@ pub unsafe extern "C" fn pasid_host_new_brokered(
     socket_path: *const core::ffi::c_char,
     out_host: *mut *mut pasid_host,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the header's pointer rule.
-        let layout = layout_from_c(&unsafe { input_struct(layout, "layout") }?)?;
-        // SAFETY: as above.
-        let out = unsafe { output(out_host, "out_host") }?;
-        if socket_path.is_null() {
-            return Err(FfiError::Null("socket_path"));
-        }
-        // SAFETY: non-NULL and NUL-terminated by the caller's promise.
-        let path = unsafe { core::ffi::CStr::from_ptr(socket_path) };
-        let path = std::path::Path::new(
-            <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(path.to_bytes()),
-        );
-        let platform = platform_from_c(platform)?;
-        let source = BrokerSource::connect(path, &layout)
-            .map_err(|e| FfiError::SourceRefused(std::format!("{e}")))?;
-        let host = Host::with_source(layout, platform, FfiSource::Broker(source))?;
-        out.write(register_host(HostCell::new(host))?);
-        Ok(())
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        let layout = layout_from_c(&input_struct(layout, "layout")?)?;
+        reply(Out(out_host, "out_host"), || {
+            if socket_path.is_null() {
+                return Err(FfiError::Null("socket_path"));
+            }
+            // Non-NULL, and NUL-terminated by the caller's promise.
+            let path = core::ffi::CStr::from_ptr(socket_path);
+            let path = std::path::Path::new(
+                <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(path.to_bytes()),
+            );
+            let platform = Platform::from_c(platform)?;
+            let source = BrokerSource::connect(path, &layout)
+                .map_err(|e| FfiError::SourceRefused(std::format!("{e}")))?;
+            let host = Host::with_source(layout, platform, FfiSource::Broker(source))?;
+            register_host(HostCell::new(host))
+        })
     })
 }

@@ -185,67 +185,50 @@ pub struct pasid_programmed {
 
 // ---- conversions, checked once ----
 
-pub(crate) fn platform_from_c(v: u32) -> Result<Platform, FfiError> {
-    match v {
-        x if x == pasid_platform::P1 as u32 => Ok(Platform::P1),
-        x if x == pasid_platform::P2 as u32 => Ok(Platform::P2),
-        _ => Err(FfiError::InvalidArgument(std::format!(
-            "platform {v} is not a PASID_PLATFORM_* value"
-        ))),
-    }
+/// A core enum and the constants of its C enum, converted both ways.
+pub(crate) trait CEnum: Sized {
+    /// The core value of a C constant; any other value is refused
+    /// (`PASID_RESULT_INVALID_ARGUMENT`, naming the constants it may be).
+    fn from_c(v: u32) -> Result<Self, FfiError>;
+    /// The C constant of a core value.
+    fn to_c(self) -> u32;
 }
 
-pub(crate) fn platform_to_c(p: Platform) -> u32 {
-    match p {
-        Platform::P1 => pasid_platform::P1 as u32,
-        Platform::P2 => pasid_platform::P2 as u32,
-    }
+/// [`CEnum`] for a core enum from the pairs of its variants and its C enum's variants:
+/// `c_enum!(CoreEnum, c_enum, "what", "PASID_CONSTANTS_*": CoreVariant = CVariant, ...)`.
+macro_rules! c_enum {
+    ($core:ident, $c:ident, $what:literal, $constants:literal: $($core_v:ident = $c_v:ident),+) => {
+        impl crate::types::CEnum for $core {
+            fn from_c(v: u32) -> Result<Self, crate::error::FfiError> {
+                $( if v == $c::$c_v as u32 { return Ok($core::$core_v); } )+
+                Err(crate::error::FfiError::InvalidArgument(std::format!(
+                    concat!($what, " {} is not a ", $constants, " value"),
+                    v
+                )))
+            }
+            fn to_c(self) -> u32 {
+                match self {
+                    $( $core::$core_v => $c::$c_v as u32, )+
+                }
+            }
+        }
+    };
 }
+pub(crate) use c_enum;
 
-pub(crate) fn kind_from_c(v: u32) -> Result<PasidKind, FfiError> {
-    match v {
-        x if x == pasid_kind::Local as u32 => Ok(PasidKind::Local),
-        x if x == pasid_kind::Shared as u32 => Ok(PasidKind::Shared),
-        _ => Err(FfiError::InvalidArgument(std::format!(
-            "kind {v} is not a PASID_KIND_* value"
-        ))),
-    }
-}
-
-pub(crate) fn kind_to_c(k: PasidKind) -> u32 {
-    match k {
-        PasidKind::Local => pasid_kind::Local as u32,
-        PasidKind::Shared => pasid_kind::Shared as u32,
-    }
-}
-
-pub(crate) fn device_kind_from_c(v: u32) -> Result<DeviceKind, FfiError> {
-    match v {
-        x if x == pasid_device_kind::Dedicated as u32 => Ok(DeviceKind::Dedicated),
-        x if x == pasid_device_kind::SharedWq as u32 => Ok(DeviceKind::SharedWq),
-        _ => Err(FfiError::InvalidArgument(std::format!(
-            "device kind {v} is not a PASID_DEVICE_KIND_* value"
-        ))),
-    }
-}
+c_enum!(Platform, pasid_platform, "platform", "PASID_PLATFORM_*": P1 = P1, P2 = P2);
+c_enum!(PasidKind, pasid_kind, "kind", "PASID_KIND_*": Local = Local, Shared = Shared);
+c_enum!(DeviceKind, pasid_device_kind, "device kind", "PASID_DEVICE_KIND_*":
+    Dedicated = Dedicated, SharedWq = SharedWq);
 
 /// The kind of a RID mapping: `PASID_DEVICE_KIND_SAME_AS_SOURCE` (not checked) or a
 /// device kind; 0 (unset) is refused: the map fails closed.
 pub(crate) fn mapping_kind_from_c(v: u32) -> Result<Option<DeviceKind>, FfiError> {
     match v {
         PASID_DEVICE_KIND_SAME_AS_SOURCE => Ok(None),
-        x if x == pasid_device_kind::Dedicated as u32 => Ok(Some(DeviceKind::Dedicated)),
-        x if x == pasid_device_kind::SharedWq as u32 => Ok(Some(DeviceKind::SharedWq)),
-        _ => Err(FfiError::InvalidArgument(std::format!(
+        v => DeviceKind::from_c(v).map(Some).map_err(|_| FfiError::InvalidArgument(std::format!(
             "RID map kind {v} is not a PASID_DEVICE_KIND_* value or PASID_DEVICE_KIND_SAME_AS_SOURCE (0 is refused: say what the destination device is)"
         ))),
-    }
-}
-
-pub(crate) fn device_kind_to_c(k: DeviceKind) -> u32 {
-    match k {
-        DeviceKind::Dedicated => pasid_device_kind::Dedicated as u32,
-        DeviceKind::SharedWq => pasid_device_kind::SharedWq as u32,
     }
 }
 
@@ -306,7 +289,7 @@ pub(crate) fn layout_to_c(l: &PasidLayout) -> pasid_layout {
 
 pub(crate) fn config_from_c(c: &pasid_guest_config) -> Result<GuestConfig, FfiError> {
     Ok(GuestConfig {
-        platform: platform_from_c(c.platform)?,
+        platform: Platform::from_c(c.platform)?,
         shared_quota: c.shared_quota,
     })
 }
@@ -314,12 +297,12 @@ pub(crate) fn config_from_c(c: &pasid_guest_config) -> Result<GuestConfig, FfiEr
 pub(crate) fn config_to_c(c: &GuestConfig) -> pasid_guest_config {
     pasid_guest_config {
         size: size_of::<pasid_guest_config>(),
-        platform: platform_to_c(c.platform),
+        platform: c.platform.to_c(),
         shared_quota: c.shared_quota,
     }
 }
 
-pub(crate) fn pages_to_c(p: Option<pasid_core::remap::PagesTouched>) -> pasid_pages_touched {
+pub(crate) fn pages_to_c(p: Option<pasid_core::PagesTouched>) -> pasid_pages_touched {
     match p {
         Some(p) => pasid_pages_touched {
             changed: true,

@@ -10,8 +10,7 @@ use core::ffi::c_int;
 use pasid_core::vcmd::{self, VcmdRegister, VtdRevision};
 use pasid_core::GuestId;
 
-use crate::boundary::{call, output, output_opt, with_host};
-use crate::error::FfiError;
+use crate::boundary::{call, reply, with_host, Out, OutOpt};
 use crate::pasid_host;
 use crate::types::*;
 
@@ -104,15 +103,7 @@ pub struct pasid_vcmd_response {
     pub pasid: u32,
 }
 
-fn revision_from_c(v: u32) -> Result<VtdRevision, FfiError> {
-    match v {
-        x if x == pasid_vtd_revision::V30 as u32 => Ok(VtdRevision::V3_0),
-        x if x == pasid_vtd_revision::V33 as u32 => Ok(VtdRevision::V3_3),
-        _ => Err(FfiError::InvalidArgument(std::format!(
-            "revision {v} is not a PASID_VTD_REVISION_* value"
-        ))),
-    }
-}
+c_enum!(VtdRevision, pasid_vtd_revision, "revision", "PASID_VTD_REVISION_*": V3_0 = V30, V3_3 = V33);
 
 /// The register offsets and operand position of a revision. Thread-safe.
 #[must_use]
@@ -121,17 +112,17 @@ pub unsafe extern "C" fn pasid_vcmd_get_offsets(
     revision: u32,
     out_offsets: *mut pasid_vcmd_offsets,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or a valid pointer.
-        let out = unsafe { output(out_offsets, "out_offsets") }?;
-        let rev = revision_from_c(revision)?;
-        out.write(pasid_vcmd_offsets {
-            vccap: rev.vccap_offset(),
-            vcmd: rev.vcmd_offset(),
-            vcrsp: rev.vcrsp_offset(),
-            operand_shift: rev.operand_shift(),
-        });
-        Ok(())
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        reply(Out(out_offsets, "out_offsets"), || {
+            let rev = VtdRevision::from_c(revision)?;
+            Ok(pasid_vcmd_offsets {
+                vccap: rev.vccap_offset(),
+                vcmd: rev.vcmd_offset(),
+                vcrsp: rev.vcrsp_offset(),
+                operand_shift: rev.operand_shift(),
+            })
+        })
     })
 }
 
@@ -144,17 +135,16 @@ pub unsafe extern "C" fn pasid_vcmd_register_at(
     offset: u32,
     out_register: *mut u32,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or a valid pointer.
-        let out = unsafe { output(out_register, "out_register") }?;
-        let rev = revision_from_c(revision)?;
-        out.write(match rev.register_at(offset) {
-            None => pasid_vcmd_register::None,
-            Some(VcmdRegister::Vccap) => pasid_vcmd_register::Vccap,
-            Some(VcmdRegister::Vcmd) => pasid_vcmd_register::Vcmd,
-            Some(VcmdRegister::Vcrsp) => pasid_vcmd_register::Vcrsp,
-        } as u32);
-        Ok(())
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        reply(Out(out_register, "out_register"), || {
+            Ok(match VtdRevision::from_c(revision)?.register_at(offset) {
+                None => pasid_vcmd_register::None,
+                Some(VcmdRegister::Vccap) => pasid_vcmd_register::Vccap,
+                Some(VcmdRegister::Vcmd) => pasid_vcmd_register::Vcmd,
+                Some(VcmdRegister::Vcrsp) => pasid_vcmd_register::Vcrsp,
+            } as u32)
+        })
     })
 }
 
@@ -169,11 +159,11 @@ pub unsafe extern "C" fn pasid_vcmd_encode(
     operand: u64,
     out_command: *mut u64,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or a valid pointer.
-        let out = unsafe { output(out_command, "out_command") }?;
-        out.write(revision_from_c(revision)?.command(code, operand));
-        Ok(())
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        reply(Out(out_command, "out_command"), || {
+            Ok(VtdRevision::from_c(revision)?.command(code, operand))
+        })
     })
 }
 
@@ -185,16 +175,16 @@ pub unsafe extern "C" fn pasid_vcmd_decode_response(
     vcrsp: u64,
     out_response: *mut pasid_vcmd_response,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or a valid pointer.
-        let out = unsafe { output(out_response, "out_response") }?;
-        let r = revision_from_c(revision)?.decode_response(vcrsp);
-        out.write(pasid_vcmd_response {
-            in_progress: r.in_progress,
-            status: r.status,
-            pasid: r.pasid,
-        });
-        Ok(())
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        reply(Out(out_response, "out_response"), || {
+            let r = VtdRevision::from_c(revision)?.decode_response(vcrsp);
+            Ok(pasid_vcmd_response {
+                in_progress: r.in_progress,
+                status: r.status,
+                pasid: r.pasid,
+            })
+        })
     })
 }
 
@@ -208,13 +198,11 @@ pub unsafe extern "C" fn pasid_vcap(
     revision: u32,
     out_vccap: *mut u64,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or a valid pointer.
-        let out = unsafe { output(out_vccap, "out_vccap") }?;
-        let rev = revision_from_c(revision)?;
-        with_host(host, |h| {
-            out.write(h.vcap(GuestId(guest), rev)?);
-            Ok(())
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        reply(Out(out_vccap, "out_vccap"), || {
+            let rev = VtdRevision::from_c(revision)?;
+            with_host(host, |h| Ok(h.vcap(GuestId(guest), rev)?))
         })
     })
 }
@@ -239,18 +227,17 @@ pub unsafe extern "C" fn pasid_vcmd(
     out_vcrsp: *mut u64,
     out_pages: *mut pasid_pages_touched,
 ) -> c_int {
-    call(|| {
-        // SAFETY: the caller passes NULL or valid pointers.
-        let out = unsafe { output(out_vcrsp, "out_vcrsp") }?;
-        let out_pages = unsafe { output_opt(out_pages, "out_pages") }?;
-        let rev = revision_from_c(revision)?;
-        with_host(host, |h| {
-            let (vcrsp, pages) = h.vcmd_reporting_pages(GuestId(guest), rev, command)?;
-            out.write(vcrsp);
-            if let Some(p) = out_pages {
-                p.write(pages_to_c(pages));
-            }
-            Ok(())
-        })
+    // SAFETY: the header's pointer rule.
+    call(|| unsafe {
+        reply(
+            (Out(out_vcrsp, "out_vcrsp"), OutOpt(out_pages, "out_pages")),
+            || {
+                let rev = VtdRevision::from_c(revision)?;
+                with_host(host, |h| {
+                    let (vcrsp, pages) = h.vcmd_reporting_pages(GuestId(guest), rev, command)?;
+                    Ok((vcrsp, pages_to_c(pages)))
+                })
+            },
+        )
     })
 }

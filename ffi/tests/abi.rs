@@ -1,17 +1,14 @@
 //! The C ABI driven from Rust, so `cargo test` (and Miri) cover the boundary too. The
-//! full C suite is ffi/tests/c/test_pasid.c, run by scripts/test-c.sh.
+//! full C suite is ffi/tests/c/test_*.c (one file per area), run by scripts/test-c.sh.
 
 use core::ffi::{c_int, CStr};
 use core::mem::size_of;
 use core::ptr;
 
 use pasid::*;
+use pasid_core::ErrorCode;
 
-const OK: c_int = pasid_result::Ok as c_int;
-
-fn code(r: pasid_result) -> c_int {
-    r as c_int
-}
+const OK: c_int = FfiCode::Ok as c_int;
 
 fn layout() -> pasid_layout {
     pasid_layout {
@@ -28,7 +25,7 @@ fn last_message() -> String {
     let mut buf = [0 as core::ffi::c_char; 256];
     let mut n = 0usize;
     let rc = unsafe { pasid_last_error_message(buf.as_mut_ptr(), buf.len(), &mut n) };
-    assert!(rc == OK || rc == pasid_result::BufferTooSmall as c_int);
+    assert!(rc == OK || rc == ErrorCode::BufferTooSmall as c_int);
     unsafe { CStr::from_ptr(buf.as_ptr()) }
         .to_string_lossy()
         .into_owned()
@@ -78,7 +75,7 @@ fn p2_guest_alloc_bind_migrate() {
         let mut n = 0usize;
         assert_eq!(
             pasid_export_guest(src, g, ptr::null_mut(), 0, &mut n),
-            code(pasid_result::BufferTooSmall)
+            ErrorCode::BufferTooSmall as c_int
         );
         let mut blob = vec![0u8; n];
         assert_eq!(pasid_export_guest(src, g, blob.as_mut_ptr(), n, &mut n), OK);
@@ -91,13 +88,13 @@ fn p2_guest_alloc_bind_migrate() {
         }];
         assert_eq!(
             pasid_check_import(dst, blob.as_ptr(), n, map.as_ptr(), 1),
-            code(pasid_result::InvalidArgument)
+            FfiCode::InvalidArgument as c_int
         );
         // The destination said to be a VF: the guest's shared WQ is refused there.
         map[0].kind = pasid_device_kind::Dedicated as u32;
         assert_eq!(
             pasid_check_import(dst, blob.as_ptr(), n, map.as_ptr(), 1),
-            code(pasid_result::DeviceKindMismatch)
+            ErrorCode::DeviceKindMismatch as c_int
         );
         map[0].kind = PASID_DEVICE_KIND_SAME_AS_SOURCE;
         assert_eq!(
@@ -154,18 +151,18 @@ fn errors_are_codes_with_messages() {
         l.local_end = 5000;
         assert_eq!(
             pasid_host_new(&l, pasid_platform::P2 as u32, &mut h),
-            code(pasid_result::RangesOverlap)
+            ErrorCode::RangesOverlap as c_int
         );
         assert_eq!(last_message(), "the local and shared ranges overlap");
-        assert_eq!(pasid_last_error_code(), code(pasid_result::RangesOverlap));
+        assert_eq!(pasid_last_error_code(), ErrorCode::RangesOverlap as c_int);
         assert_eq!(
             pasid_host_new(ptr::null(), 2, &mut h),
-            code(pasid_result::NullParameter)
+            FfiCode::NullParameter as c_int
         );
         assert_eq!(last_message(), "layout is NULL");
         assert_eq!(
             pasid_host_new(&layout(), 0, &mut h),
-            code(pasid_result::InvalidArgument)
+            FfiCode::InvalidArgument as c_int
         );
         assert!(h.is_null());
 
@@ -178,20 +175,20 @@ fn errors_are_codes_with_messages() {
         pasid_host_free(h);
         assert_eq!(
             pasid_host_get_info(h, &mut info),
-            code(pasid_result::InvalidHandle)
+            FfiCode::InvalidHandle as c_int
         );
         // A report handle is not a host handle and the other way round.
         assert_eq!(
             pasid_import_report_get_info(h as *const pasid_import_report, ptr::null_mut()),
-            code(pasid_result::NullParameter)
+            FfiCode::NullParameter as c_int
         );
         let mut ri: pasid_import_info = core::mem::zeroed();
         ri.size = size_of::<pasid_import_info>() as u32;
         assert_eq!(
             pasid_import_report_get_info(h as *const pasid_import_report, &mut ri),
-            code(pasid_result::InvalidHandle)
+            FfiCode::InvalidHandle as c_int
         );
-        let text = CStr::from_ptr(pasid_strerror(code(pasid_result::InvalidHandle)));
+        let text = CStr::from_ptr(pasid_strerror(FfiCode::InvalidHandle as c_int));
         assert_eq!(
             text.to_str().unwrap(),
             "not a live handle of the expected type"

@@ -1,4 +1,4 @@
-//! The hierarchical bitmap allocator (`pasid_core::bitmap::IdBitmap`, under every PASID
+//! The hierarchical bitmap allocator (`pasid_core::IdBitmap`, under every PASID
 //! allocation) against a `BTreeSet` model: arbitrary ranges (up to 2^20 ids, anywhere
 //! in u32, empty and reversed ones too) and arbitrary claim/free/alloc sequences,
 //! including dense runs that fill and empty whole words and summary words.
@@ -9,7 +9,7 @@ use std::ops::Range;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use pasid_core::bitmap::IdBitmap;
+use pasid_core::IdBitmap;
 
 #[derive(Arbitrary, Debug, Clone, Copy)]
 enum Id {

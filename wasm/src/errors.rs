@@ -1,10 +1,10 @@
 //! Errors at the JS boundary: a core refusal becomes a JS `Error` carrying the core's
-//! `code` and `codeName`; an argument the layer cannot read becomes a `TypeError`.
+//! `code` and `codeName` (both read from the core's one table of codes,
+//! `pasid_core::ErrorCode`); an argument the layer cannot read becomes a `TypeError`.
 
 use wasm_bindgen::prelude::*;
 
 use crate::args::ArgError;
-use pasid_core::ErrorCode;
 
 #[wasm_bindgen]
 extern "C" {
@@ -62,19 +62,14 @@ impl From<Fail> for JsValue {
             Fail::Core(e) => {
                 let err = JsErrorObject::new(&e.to_string());
                 err.set_name("PasidError");
-                err.set_code(code_number(e.code()));
-                err.set_code_name(&format!("{:?}", e.code()));
+                err.set_code(e.code().number());
+                err.set_code_name(e.code().name());
                 err.into()
             }
             Fail::Arg(ArgError(message)) => JsTypeError::new(&message).into(),
             Fail::Js(value) => value,
         }
     }
-}
-
-/// The stable number of an error code (the same one the C API returns).
-pub fn code_number(code: ErrorCode) -> u32 {
-    code as u32
 }
 
 /// What every exported function returns.

@@ -1,6 +1,6 @@
 //! The `Host` class: guests, devices, PASIDs and snapshots, one core call each.
 
-use pasid_core::bitmap::IdBitmap;
+use pasid_core::IdBitmap;
 use pasid_core::{DeviceKind, Draining, GuestConfig, GuestId, Host, PasidLayout, Platform};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
@@ -318,7 +318,7 @@ impl WasmHost {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::errors::{code_number, Fail};
+    use crate::errors::Fail;
     use crate::test_support::p2_host;
 
     #[test]
@@ -345,7 +345,7 @@ mod tests {
         h.alloc_pasid(g, "shared").unwrap();
         match h.alloc_pasid(g, "shared") {
             Err(Fail::Core(e)) => {
-                assert_eq!(code_number(e.code()), 22);
+                assert_eq!((e.code().number(), e.code().name()), (22, "QuotaExceeded"));
                 assert_eq!(e.to_string(), "shared PASID quota of 1 reached");
             }
             other => panic!("{other:?}"),

@@ -100,7 +100,7 @@ mod migration;
 mod vcmd;
 
 pub use args::ArgError;
-pub use errors::{code_number, Fail, Out};
+pub use errors::{Fail, Out};
 pub use host::{HostConfig, RidUser, WasmHost};
 pub use hwtable::*;
 pub use machine::{WasmMachine, WasmSource};

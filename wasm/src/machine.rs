@@ -22,7 +22,7 @@ use std::cell::RefCell;
 use std::ops::Range;
 use std::rc::Rc;
 
-use pasid_core::bitmap::IdBitmap;
+use pasid_core::IdBitmap;
 use pasid_core::{HostPasidSource, PasidLayout, SourceError};
 use wasm_bindgen::prelude::*;
 

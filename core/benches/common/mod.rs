@@ -12,7 +12,7 @@ use std::ops::Range;
 
 use bitmap_allocator::BitAlloc;
 use hibitset::BitSetLike;
-use pasid_core::bitmap::IdBitmap;
+use pasid_core::IdBitmap;
 use pasid_core::{GuestConfig, GuestId, Host, PasidKind, PasidLayout, Platform};
 use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
@@ -376,7 +376,7 @@ impl IdAlloc for Roaring {
 #[macro_export]
 macro_rules! for_each_alloc {
     ($f:ident ( $($arg:expr),* )) => {{
-        $f::<pasid_core::bitmap::IdBitmap, _>($($arg),*);
+        $f::<pasid_core::IdBitmap, _>($($arg),*);
         $f::<common::OldIdBitmap, _>($($arg),*);
         $f::<common::VmIdAllocator, _>($($arg),*);
         $f::<common::BitAlloc1M, _>($($arg),*);

@@ -11,8 +11,8 @@ use std::format;
 use std::string::String;
 use std::vec::Vec;
 
-use pasid_core::bitmap::IdBitmap;
 use pasid_core::vcmd::VtdRevision;
+use pasid_core::IdBitmap;
 use pasid_core::{
     DeviceKind, DeviceSnapshot, Draining, Error, ErrorCode, GuestConfig, GuestId, GuestSnapshot,
     Host, HostPasidSource, HostSnapshot, PasidKind, PasidLayout, PasidSnapshot, Platform,

@@ -1,9 +1,9 @@
 /*
  * C tests of what KVM and the migration stream need (ffi/src/changes.rs): the
  * translation change stream, single-entry page updates, export/import options, the
- * blob's identity and the guest-visible contract. A standalone program in the style of
- * test_pasid.c (scripts/test-c.sh builds and runs both): CHECK() records a failure
- * and goes on; the last line is "N passed, M failed".
+ * blob's identity and the guest-visible contract. A standalone program like every
+ * ffi/tests/c/test_*.c (scripts/test-c.sh builds and runs each): CHECK() records a
+ * failure and goes on; the last line is "N passed, M failed".
  */
 #include <pasid.h>
 

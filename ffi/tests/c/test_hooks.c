@@ -11,19 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "check.h" /* CHECK, CHECK_RC, OK, RUN, FINISH: the shared harness */
-
-static pasid_layout standard_layout(void) {
-    pasid_layout l = {
-        .size = sizeof(l),
-        .width = 20,
-        .local_start = 1,
-        .local_end = 4096,
-        .shared_start = 4096,
-        .shared_end = 1u << 19,
-    };
-    return l;
-}
+#include "fixtures.h" /* standard_layout, and check.h's CHECK, OK, RUN, FINISH */
 
 /* ---- the log callback ---- */
 
