@@ -108,6 +108,16 @@ fn result_enum() -> String {
          #endif // __STDC_VERSION__ >= 202311L\n\
          #endif // __cplusplus",
     );
+    // C cannot walk an enum: an X-macro lists every code, so a program (a test, a
+    // table of trace-event names) can cover each one without a list of its own.
+    out.push_str(
+        "\n\n/**\n * Every `pasid_result` code, for an X-macro: `PASID_RESULT_CODES(X)` expands \
+         to\n * `X(PASID_RESULT_OK) X(PASID_RESULT_INVALID_WIDTH) ...`, in ascending order.\n \
+         */\n#define PASID_RESULT_CODES(X)",
+    );
+    for (_, name, _) in &codes {
+        out.push_str(&format!(" \\\n  X({})", c_name(name)));
+    }
     out
 }
 
