@@ -28,7 +28,7 @@
 //! max_pasids = 32768
 //! ```
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use pasid_broker_client::protocol::WireLayout;
@@ -212,17 +212,21 @@ impl Config {
             .ok_or_else(|| ConfigError::Invalid(format!("socket mode {:?}", self.socket.mode)))
     }
 
-    /// The layout, checked by the core's rules.
+    /// The layout, checked by the core's rules, as it travels.
     pub fn layout(&self) -> Result<WireLayout, ConfigError> {
+        Ok(WireLayout::from(&self.pasid_layout()?))
+    }
+
+    /// The layout, checked by the core's rules.
+    pub fn pasid_layout(&self) -> Result<PasidLayout, ConfigError> {
         let l = &self.layout;
-        let layout = PasidLayout::new(l.width, l.local[0]..l.local[1], l.shared[0]..l.shared[1])
-            .map_err(|e| ConfigError::Invalid(format!("layout: {e}")))?;
-        Ok(WireLayout::from(&layout))
+        PasidLayout::new(l.width, l.local[0]..l.local[1], l.shared[0]..l.shared[1])
+            .map_err(|e| ConfigError::Invalid(format!("layout: {e}")))
     }
 
     /// The registry's policy.
     pub fn policy(&self) -> Result<Policy, ConfigError> {
-        let layout = self.layout()?;
+        let layout = self.pasid_layout()?;
         let reserved = self
             .layout
             .reserved
@@ -238,7 +242,7 @@ impl Config {
                 self.caps.spare
             )));
         }
-        let uid_caps: HashMap<u32, Cap> = self
+        let uid_caps: BTreeMap<u32, Cap> = self
             .caps
             .uid
             .iter()

@@ -16,13 +16,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pasid_broker_client::framing::{self, FrameError};
 use pasid_broker_client::protocol::{
-    ErrorKind, Request, Response, WireError, PROTOCOL_VERSION, TOKEN_LEN,
+    ErrorKind, Request, Response, WireError, WireLayout, PROTOCOL_VERSION, TOKEN_LEN,
 };
 
 use crate::config::{Config, ConfigError};
 use crate::liveness;
 use crate::metrics::{self, Metrics};
-use crate::registry::{LeaseId, LoadError, Peer, Registry, StoreOp, Totals};
+use crate::registry::{self, wire_error, LeaseId, LoadError, Peer, Registry, StoreOp, Totals};
 use crate::store::{Store, StoreError};
 
 /// The most PASIDs one request may ask for (keeps every answer far below a frame).
@@ -270,7 +270,7 @@ impl Broker {
     pub fn bind(options: BrokerOptions) -> Result<Broker, StartError> {
         let policy = options.config.policy()?;
         let lock = lock_state_file(&options.state)?;
-        let mut store = Store::open(&options.state, &policy.layout)?;
+        let mut store = Store::open(&options.state, &WireLayout::from(&policy.layout))?;
         let stored = store.load()?;
         let mut ops = Vec::new();
         let registry = Registry::load(policy, stored, now_ms(), &mut ops)?;
@@ -476,7 +476,7 @@ fn handle(
     match (req, *lease) {
         (Request::Status, own) => {
             let admin = peer.uid == 0 || peer.uid == shared.broker_uid;
-            let report = shared.lock().registry.status(admin, own);
+            let report = registry::status(&shared.lock().registry, admin, own);
             (Response::Status(report), false)
         }
         (
@@ -520,13 +520,16 @@ fn handle(
             let mut ops = Vec::new();
             let (result, seq, free) = {
                 let mut st = shared.lock();
-                let result = st
-                    .registry
-                    .check_layout(&layout)
-                    .and_then(|()| match &resume {
+                let result = registry::check_layout(&st.registry, &layout).and_then(|()| {
+                    match &resume {
                         None => st.registry.open(peer, conn, token, &mut ops),
-                        Some(r) => st.registry.reclaim(peer, conn, r, now_ms(), &mut ops),
-                    });
+                        Some(r) => {
+                            st.registry
+                                .reclaim(peer, conn, registry::resume(r), now_ms(), &mut ops)
+                        }
+                    }
+                    .map_err(wire_error)
+                });
                 let seq = shared.queue(&mut st, ops);
                 let token = result
                     .as_ref()
@@ -582,7 +585,7 @@ fn handle(
                     shared.metrics.granted(count, started.elapsed());
                     (Response::Granted { pasids, free }, false)
                 }
-                Err(e) => (Response::Error(e), false),
+                Err(e) => (Response::Error(wire_error(e)), false),
             }
         }
         (Request::Claim { pasid }, Some(id)) => {
@@ -601,7 +604,7 @@ fn handle(
                     shared.metrics.granted(1, started.elapsed());
                     (Response::Done { free }, false)
                 }
-                Err(e) => (Response::Error(e), false),
+                Err(e) => (Response::Error(wire_error(e)), false),
             }
         }
         (Request::Release { pasid }, Some(id)) => {
@@ -616,7 +619,7 @@ fn handle(
             // quarantine. Later grants of it are queued after this release.
             match r {
                 Ok(()) => (Response::Done { free }, false),
-                Err(e) => (Response::Error(e), false),
+                Err(e) => (Response::Error(wire_error(e)), false),
             }
         }
         (Request::Goodbye, Some(id)) => {

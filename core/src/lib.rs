@@ -51,6 +51,7 @@ mod error;
 pub mod host;
 pub mod hwtable;
 mod layout;
+pub mod lease;
 pub mod migrate;
 mod remap;
 mod snapshot;

@@ -5,6 +5,7 @@
 use wasm_bindgen::prelude::*;
 
 use crate::args::ArgError;
+use pasid_core::lease::{LeaseError, LoadError};
 
 #[wasm_bindgen]
 extern "C" {
@@ -36,6 +37,32 @@ pub enum Fail {
     Arg(ArgError),
     /// A value could not be converted (serde-wasm-bindgen); thrown as is.
     Js(JsValue),
+    /// The (simulated) broker's lease state machine refused: thrown as `Error` with
+    /// `name` `"LeaseError"` and `codeName` the refusal's name (it has no number: the
+    /// C API never meets it).
+    Lease(LeaseError),
+    /// The broker's store did not load (a bug of the simulation if ever seen).
+    Load(LoadError),
+}
+
+impl From<LeaseError> for Fail {
+    fn from(e: LeaseError) -> Self {
+        Fail::Lease(e)
+    }
+}
+
+impl From<LoadError> for Fail {
+    fn from(e: LoadError) -> Self {
+        Fail::Load(e)
+    }
+}
+
+/// The variant's name of a `Debug` text (`Exhausted { asked: 3, .. }` -> `Exhausted`).
+fn variant_name(debug: &str) -> &str {
+    debug
+        .split(|c: char| !c.is_alphanumeric())
+        .next()
+        .unwrap_or(debug)
 }
 
 impl From<pasid_core::Error> for Fail {
@@ -64,6 +91,18 @@ impl From<Fail> for JsValue {
                 err.set_name("PasidError");
                 err.set_code(e.code().number());
                 err.set_code_name(e.code().name());
+                err.into()
+            }
+            Fail::Lease(e) => {
+                let err = JsErrorObject::new(&e.to_string());
+                err.set_name("LeaseError");
+                err.set_code_name(variant_name(&format!("{e:?}")));
+                err.into()
+            }
+            Fail::Load(e) => {
+                let err = JsErrorObject::new(&format!("broker store: {e}"));
+                err.set_name("LeaseError");
+                err.set_code_name(variant_name(&format!("{e:?}")));
                 err.into()
             }
             Fail::Arg(ArgError(message)) => JsTypeError::new(&message).into(),

@@ -29,7 +29,11 @@
 //! `sharedHeld`, `draining`, `completeTeardown`, `record`, `release`, `snapshot`,
 //! `summary`, `guestSnapshot`, `pasidPairs`, `exportGuest`, `importGuest`, `checkImport`,
 //! `vcap`, `vcmd`, `translationTables`, `exportTranslation`; the `Machine` class (one
-//! machine-wide shared range several hosts draw from: see the `machine` module); and
+//! machine-wide shared range several hosts draw from: see the `machine` module); the
+//! `Broker` class and `Host.onBroker(broker, vmm, config)` (the machine's broker
+//! simulated with the core's lease state machine and a clock the page moves: `connect`,
+//! `alloc`, `claim`, `release`, `crash`, `goodbye`, `reclaim`, `tick`, `restart`,
+//! `status`, `stateOf`, `save`, `restore`; see the `broker` module); and
 //! the free functions `inspectBlob`, `vcmdLayout`, `vcmdCommand`, `vcmdDecode`, `walk`
 //! (the CPU's PASID-translation walk over exported pages: see the `hwtable` module).
 //! VT-d register values are `BigInt`s. Every `Host` and `Machine` holds wasm memory:
@@ -84,13 +88,15 @@
 //! # Modules
 //!
 //! As in `ffi/src`: `errors` (what a refusal becomes in JS), `host` (the `Host` class),
-//! `machine` (the `Machine` class and [`WasmSource`]), `migration`, `vcmd` (vIOMMU registers), `hwtable` (the CPU's translation pages and
+//! `machine` (the `Machine` class and [`WasmSource`]), `broker` (the `Broker` class),
+//! `migration`, `vcmd` (vIOMMU registers), `hwtable` (the CPU's translation pages and
 //! walk, [`WalkTrace`]), and `args` (reading JS arguments).
 
 #![deny(missing_docs)]
 
 // One module per face of the API, as in `ffi/src`.
 mod args;
+mod broker;
 mod changes;
 mod errors;
 mod host;
@@ -100,6 +106,7 @@ mod migration;
 mod vcmd;
 
 pub use args::ArgError;
+pub use broker::{BrokerConfig, BrokerLink, SimBroker, Status, WasmBroker};
 pub use errors::{Fail, Out};
 pub use host::{HostConfig, RidUser, WasmHost};
 pub use hwtable::*;

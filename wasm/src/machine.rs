@@ -9,7 +9,9 @@
 //! `Host.onMachine(machine, config)` takes its host PASIDs from. The source only
 //! delegates to that bitmap; every decision (who gets which PASID, when one may be
 //! reused) stays the core's. What the real broker adds (leases tied to a client's
-//! connection, a quarantine for a dead client's PASIDs) is not modelled here.
+//! connection, spares, a quarantine for a dead client's PASIDs, reclaim after a restart)
+//! is the `Broker` class (the `broker` module), which runs the daemon's own state
+//! machine.
 //!
 //! ```js
 //! const machine = new Machine([4096, 8192]);           // the machine-wide shared range
@@ -27,59 +29,71 @@ use pasid_core::{HostPasidSource, PasidLayout, SourceError};
 use wasm_bindgen::prelude::*;
 
 use crate::args::{self, ArgError};
+use crate::broker::BrokerLink;
 use crate::errors::Out;
 use crate::host::{HostConfig, WasmHost};
 
-/// Where a `Host`'s host PASIDs come from: its own bitmap (`new Host(config)`), or the
-/// bitmap of a [`WasmMachine`] it shares with the machine's other VMM processes. Every
-/// method delegates to the bitmap.
+/// Where a `Host`'s host PASIDs come from: its own bitmap (`new Host(config)`), the
+/// bitmap of a [`WasmMachine`] it shares with the machine's other VMM processes, or a
+/// VMM's lease at the simulated broker (`Host.onBroker`, see the `broker` module).
+/// Every method delegates.
 #[derive(Debug, Clone)]
 pub enum WasmSource {
     /// The host owns its shared range (one VMM on the machine).
     Own(IdBitmap),
     /// The machine's shared range, shared with other hosts. Cloning the host shares it.
     Machine(Rc<RefCell<IdBitmap>>),
+    /// A VMM's lease at the simulated broker. Cloning the host shares the broker.
+    Broker(BrokerLink),
 }
 
-impl WasmSource {
-    fn with<T>(&self, f: impl FnOnce(&IdBitmap) -> T) -> T {
-        match self {
-            WasmSource::Own(b) => f(b),
-            WasmSource::Machine(m) => f(&m.borrow()),
+/// Calls the same [`HostPasidSource`] method on whichever source it is.
+macro_rules! delegate {
+    ($self:ident, $s:ident => $call:expr) => {
+        match $self {
+            WasmSource::Own($s) => $call,
+            WasmSource::Machine(m) => {
+                #[allow(unused_mut)]
+                let mut $s = m.borrow_mut();
+                let $s = &mut *$s;
+                $call
+            }
+            WasmSource::Broker($s) => $call,
         }
-    }
-
-    fn with_mut<T>(&mut self, f: impl FnOnce(&mut IdBitmap) -> T) -> T {
-        match self {
-            WasmSource::Own(b) => f(b),
-            WasmSource::Machine(m) => f(&mut m.borrow_mut()),
-        }
-    }
+    };
 }
 
 impl HostPasidSource for WasmSource {
     fn range(&self) -> Range<u32> {
-        self.with(HostPasidSource::range)
+        match self {
+            WasmSource::Own(b) => HostPasidSource::range(b),
+            WasmSource::Machine(m) => HostPasidSource::range(&*m.borrow()),
+            WasmSource::Broker(l) => l.range(),
+        }
     }
 
     fn alloc(&mut self) -> Result<u32, SourceError> {
-        self.with_mut(HostPasidSource::alloc)
+        delegate!(self, s => HostPasidSource::alloc(s))
     }
 
     fn alloc_many(&mut self, count: u32, out: &mut Vec<u32>) -> Result<(), SourceError> {
-        self.with_mut(|b| HostPasidSource::alloc_many(b, count, out))
+        delegate!(self, s => HostPasidSource::alloc_many(s, count, out))
     }
 
     fn claim(&mut self, pasid: u32) -> Result<(), SourceError> {
-        self.with_mut(|b| HostPasidSource::claim(b, pasid))
+        delegate!(self, s => HostPasidSource::claim(s, pasid))
     }
 
     fn release(&mut self, pasid: u32) -> Result<(), SourceError> {
-        self.with_mut(|b| HostPasidSource::release(b, pasid))
+        delegate!(self, s => HostPasidSource::release(s, pasid))
     }
 
     fn free_count(&self) -> u32 {
-        self.with(HostPasidSource::free_count)
+        match self {
+            WasmSource::Own(b) => HostPasidSource::free_count(b),
+            WasmSource::Machine(m) => HostPasidSource::free_count(&*m.borrow()),
+            WasmSource::Broker(l) => l.free_count(),
+        }
     }
 }
 

@@ -6,7 +6,7 @@ import { wasm } from './wasm.js';
 import { errText, num, ridText } from './format.js';
 import { PRESETS } from './presets.js';
 import { withFlippedBit, withQuota } from './blob.js';
-import { batch, expectError, forget, hostByKey, ops, otherHost, render, state, step, undo } from './state.js';
+import { TICK_MS, batch, expectError, forget, hostByKey, ops, otherHost, render, state, step, undo } from './state.js';
 import { TOUR, enterTourStep, endTour } from './tour.js';
 
 const hex = (v) => `0x${v.toString(16)}`;
@@ -206,12 +206,57 @@ export function machineScene(log) {
   log('each VMM numbers its guests\' gPASIDs itself (all start at 1); the host PASIDs come from one range and never collide');
 }
 
-/** A VMM process dies with its VMs: the core destroys its guests, their host PASIDs drain. */
+/** The broker's lease of a VMM, from its status. */
+export function leaseOf(status, v) {
+  return status.leases.find((l) => l.vmm === v.id) ?? null;
+}
+
+/** Milliseconds of the broker's clock as text: `t = 1 min 30 s`. */
+export function clockText(ms) {
+  const s = Math.round(ms / 1000);
+  return s >= 60 ? `${Math.floor(s / 60)} min${s % 60 ? ` ${s % 60} s` : ''}` : `${s} s`;
+}
+
+/**
+ * A VMM process dies with its VMs: the kernel closes its connection to the broker
+ * without a goodbye. The broker frees its spares at once and keeps its host PASIDs
+ * (the hardware may still hold them) out of everyone's reach until the quarantine ends.
+ */
 export function crashVmm(v, log) {
-  for (const g of [...v.host.guests()]) v.host.destroyGuest(g);
+  const m = state.machine;
+  m.broker.crash(v.id);
   v.crashed = true;
-  const left = v.host.draining().map((d) => d.hpasid);
-  log(`${v.name}'s VMs are gone; hPASIDs ${left.join(', ') || 'none'} drain until the teardown is confirmed (the real broker also quarantines them for a configured time)`);
+  const lease = leaseOf(m.broker.status(), v);
+  log(lease
+    ? `${v.name}'s VMs are gone; its lease ${lease.lease} is orphaned: hPASIDs ${lease.held.join(', ')} are quarantined until t = ${clockText(lease.until)}, its spares are free`
+    : `${v.name}'s VMs are gone; it held no host PASIDs, so its lease simply ended`);
+}
+
+/** Time passes on the broker's clock; it ends the quarantines and grace periods that are due. */
+export function tickBroker(log) {
+  const b = state.machine.broker;
+  const before = b.status();
+  b.tick(TICK_MS);
+  const after = b.status();
+  log(`t = ${clockText(after.now)}: ${num(after.totals.free - before.totals.free)} host PASIDs came back to the pool; ${num(after.totals.quarantined)} still quarantined`);
+}
+
+/** The broker restarts from its store: every lease waits, unconfirmed, for its VMM to reclaim it. */
+export function restartBroker(log) {
+  const b = state.machine.broker;
+  b.restart();
+  const s = b.status();
+  const waiting = s.leases.filter((l) => l.state === 'unconfirmed');
+  log(`the broker restarted from its store: ${waiting.length} leases unconfirmed until t = ${clockText(s.now + s.graceMs)} (their spares are now recorded as held: the store cannot tell them apart); each VMM reclaims on its next call`);
+}
+
+/** A VM of a running VMM shuts down: its guest goes, its host PASIDs drain until the teardown. */
+export function stopGuest(v, log) {
+  const guests = v.host.guests();
+  const g = guests[guests.length - 1];
+  const name = v.names[g];
+  v.host.destroyGuest(g);
+  log(`${name} (in ${v.name}) shuts down: hPASIDs ${v.host.draining().map((d) => d.hpasid).filter((p) => p !== null).join(', ')} drain until ${v.name} confirms the teardown`);
 }
 
 // One confirmation takes at most this many PASIDs: the core's check of a batch grows
@@ -382,13 +427,24 @@ export const actions = {
     const v = state.machine.vmms[Number(el.dataset.vmm)];
     step(`machine: ${v.name} crashes`, (log) => crashVmm(v, log));
   },
+  machineStop(el) {
+    const v = state.machine.vmms[Number(el.dataset.vmm)];
+    step(`machine: a VM of ${v.name} shuts down`, (log) => stopGuest(v, log));
+  },
   machineTeardown(el) {
     const v = state.machine.vmms[Number(el.dataset.vmm)];
     step(`machine: teardown done for ${v.name}'s draining PASIDs`, (log) => {
       const items = v.host.draining();
       v.host.completeTeardown(items);
-      log(`hPASIDs ${items.map((d) => d.hpasid).filter((p) => p !== null).join(', ')} are free on the machine again`);
+      const lease = leaseOf(state.machine.broker.status(), v);
+      log(`${v.name} released hPASIDs ${items.map((d) => d.hpasid).filter((p) => p !== null).join(', ')} to the broker; its lease now keeps spares ${lease?.spare.join(', ') || 'none'} (no store write for those), the rest are free`);
     });
+  },
+  machineTick() {
+    step(`machine: ${clockText(TICK_MS)} pass`, (log) => tickBroker(log));
+  },
+  machineRestart() {
+    step('machine: the broker restarts', (log) => restartBroker(log));
   },
   migrate() {
     const [key, id] = state.migration.selected.split(':');

@@ -22,10 +22,14 @@ export const TERMS = {
   teardown: 'What the VMM does before a PASID may be reused, in Linux\'s order: clear the PASID-table entry, invalidate the IOTLB and device TLB, drain the work queue, then say so (completeTeardown). Only then does the number go back to the pool.',
   VMM: 'Virtual machine monitor: the user-space process (QEMU, say) that runs one VM. A host runs many, one per VM, and host PASIDs must be unique across all of them.',
   broker: 'The one owner of a machine\'s shared range (a daemon, docs/broker.md): every VMM process asks it for host PASIDs, so two VMMs never get the same one. It holds a dead VMM\'s PASIDs in quarantine for a while before reuse.',
+  lease: 'A VMM\'s account at the broker, tied to its connection and a secret token. Its host PASIDs are its alone; if the connection drops (a crash) or the broker restarts, only the same VMM, showing the token, can take them back (a reclaim).',
+  spare: 'A host PASID the broker recorded to a lease ahead of its requests, so the next grant needs no write to the broker\'s store. Spares free at once when the lease ends, and give way when others run short.',
+  quarantine: 'Where a dead VMM\'s host PASIDs wait before anyone may get them again: the hardware may still hold them until the kernel has torn the VMM\'s devices down. It ends at a deadline the broker keeps across restarts.',
+  reclaim: 'A VMM reconnecting to the broker with its lease\'s token and the exact list of host PASIDs it holds: it gets the lease back; the lease\'s PASIDs it did not list go to quarantine.',
 };
 
 /** Lower-case spellings that point at the same entry. */
-const ALIASES = { vmms: 'VMM', pasids: 'PASID', gpasids: 'gPASID', hpasids: 'hPASID', vfs: 'VF', rids: 'RID', 'shared wqs': 'shared WQ', enqcmds: 'ENQCMD' };
+const ALIASES = { leases: 'lease', spares: 'spare', quarantined: 'quarantine', reclaims: 'reclaim', vmms: 'VMM', pasids: 'PASID', gpasids: 'gPASID', hpasids: 'hPASID', vfs: 'VF', rids: 'RID', 'shared wqs': 'shared WQ', enqcmds: 'ENQCMD' };
 
 function entry(word) {
   if (word in TERMS) return word;

@@ -34,14 +34,21 @@ export const state = {
   presetNote: null, // { title, blurb } of the preset that set up the hosts
   version: 0, // bumped by every change of a host, so views can cache what they derive
   timings: [], // { what, ms }: each interaction until the next frame, for the tests
-  // One machine, several VMM processes (issue 13, part 4): `range` is the wasm Machine
-  // (the machine-wide shared range, the broker's part), `vmms` one core host per VMM
-  // process drawing from it: { name, host, names: { [guestId]: name }, crashed }.
-  machine: { range: null, vmms: [] },
+  // One machine, several VMM processes (issue 13, part 4): `broker` is the wasm Broker
+  // (the daemon's own lease state machine, simulated with a clock the page moves),
+  // `vmms` one core host per VMM process taking host PASIDs from its lease:
+  // { name, id (its number at the broker), host, names: { [guestId]: name }, crashed }.
+  machine: { broker: null, vmms: [] },
 };
 
 export const MACHINE_RANGE = [4096, 4096 + 512];
 export const MACHINE_CONFIG = { platform: 'p2', width: 20, local: [1, 4096], shared: MACHINE_RANGE };
+// The simulated broker's policy: a minute of quarantine, half a minute of grace after a
+// restart, two spares per lease (the daemon's defaults are longer and larger; short ones
+// let a few clicks walk the whole lifecycle).
+export const BROKER_CONFIG = { width: 20, local: [1, 4096], shared: MACHINE_RANGE, quarantineMs: 60000, graceMs: 30000, spare: 2 };
+/** How far "time passes" moves the broker's clock. */
+export const TICK_MS = 30000;
 
 let renderer = () => {};
 
@@ -114,9 +121,9 @@ function saveState() {
     hosts: state.hosts.map((h) => ({ key: h.key, config: structuredClone(h.config), host: h.host.clone(), names: { ...h.names } })),
     nextVm: state.nextVm,
     colours: { ...state.colours },
-    // The VMMs' hosts share the machine's range: their clones and a copy of the range
+    // The VMMs' hosts share the machine's broker: their clones and a copy of the broker
     // are taken together and put back together.
-    machine: m.range && { range: m.range, saved: m.range.save(), vmms: m.vmms.map((v) => ({ ...v, host: v.host.clone(), names: { ...v.names } })) },
+    machine: m.broker && { broker: m.broker, saved: m.broker.save(), vmms: m.vmms.map((v) => ({ ...v, host: v.host.clone(), names: { ...v.names } })) },
   };
 }
 
@@ -127,11 +134,11 @@ function restoreState(saved) {
   state.colours = saved.colours;
   for (const v of state.machine.vmms) v.host.free();
   if (saved.machine) {
-    saved.machine.range.restore(saved.machine.saved);
+    saved.machine.broker.restore(saved.machine.saved);
     saved.machine.saved.free();
-    state.machine = { range: saved.machine.range, vmms: saved.machine.vmms };
+    state.machine = { broker: saved.machine.broker, vmms: saved.machine.vmms };
   } else {
-    state.machine = { range: null, vmms: [] };
+    state.machine = { broker: null, vmms: [] };
   }
 }
 
@@ -226,18 +233,19 @@ export const ops = {
     }
     for (const k of Object.keys(state.kept)) if (/^[AB]:\d+:/.test(k) && k.startsWith(`${key}:`)) delete state.kept[k];
   },
-  /** A new machine with `n` VMM processes on it (the old one stays for undo). */
+  /** A new machine with its broker and `n` VMM processes on it (the old one stays for undo). */
   machine(n) {
     for (const v of state.machine.vmms) v.host.free();
-    const range = new wasm.Machine(MACHINE_RANGE);
-    state.machine = { range, vmms: [] };
+    const broker = new wasm.Broker(BROKER_CONFIG);
+    state.machine = { broker, vmms: [] };
     for (let i = 0; i < n; i++) ops.vmm();
   },
-  /** Starts one more VMM process on the machine: its own core host on the shared range. */
+  /** Starts one more VMM process: it opens a lease, and its core host takes host PASIDs from it. */
   vmm() {
     const m = state.machine;
     const name = `qemu-${m.vmms.length + 1}`;
-    m.vmms.push({ name, host: wasm.Host.onMachine(m.range, MACHINE_CONFIG), names: {}, crashed: false });
+    const id = m.broker.connect();
+    m.vmms.push({ name, id, host: wasm.Host.onBroker(m.broker, id, MACHINE_CONFIG), names: {}, crashed: false });
     return m.vmms[m.vmms.length - 1];
   },
   guest(key, platform, quota, name) {

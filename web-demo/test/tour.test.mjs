@@ -55,8 +55,10 @@ const CHECKS = [
   },
   async () => {
     assert.equal(await byId('vmm-qemu-1').getByTestId('vmm-status').textContent(), 'crashed');
-    assert.equal(await byId('vmm-qemu-1').getByTestId('vmm-draining').getAttribute('data-hpasids'), '4096 4097 4100 4101');
-    assert.equal(await byId('machine-stat').getAttribute('data-used'), '8');
+    assert.equal(await byId('vmm-qemu-1').getByTestId('vmm-quarantined').getAttribute('data-hpasids'), '4096 4097 4098 4102');
+    assert.equal(await byId('vmm-qemu-1').getByTestId('vmm-quarantined').getAttribute('data-until'), '60000');
+    // qemu-2: four held, two spares; qemu-1: four quarantined, its spares freed.
+    assert.equal(await byId('machine-stat').getAttribute('data-used'), '10');
   },
   async () => {},
 ];

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { initSync, Host, Machine, inspectBlob, vcmdCommand, vcmdDecode, vcmdLayout, walk } from '../pkg/pasid_wasm.js';
+import { initSync, Broker, Host, Machine, inspectBlob, vcmdCommand, vcmdDecode, vcmdLayout, walk } from '../pkg/pasid_wasm.js';
 
 initSync({ module: readFileSync(new URL('../pkg/pasid_wasm_bg.wasm', import.meta.url)) });
 
@@ -693,6 +693,65 @@ test('a Machine: two hosts (VMM processes) share one range, and their host PASID
   assert.equal(coreError(() => Host.onMachine(machine, { ...cfg, local: [0, 4096] })).code, 2);
   assert.ok(coreError(() => new Machine([4096])) instanceof TypeError);
   for (const h of [vmmA, vmmB, saved.a, saved.range, machine]) h.free();
+});
+
+test('a Broker: leases per VMM, spares without a commit, a crash quarantined then freed, a restart reclaimed', () => {
+  const broker = new Broker({ shared: [4096, 4112], quarantineMs: 60000, graceMs: 30000, spare: 2 });
+  const cfg = { ...P2, shared: [4096, 4112] };
+  const [q1, q2] = [broker.connect(), broker.connect()];
+  const [h1, h2] = [Host.onBroker(broker, q1, cfg), Host.onBroker(broker, q2, cfg)];
+  const [g1, g2] = [h1.createGuest('p2', 8), h2.createGuest('p2', 8)];
+  const hp = (h, g) => h.translate(g, h.allocPasid(g, 'shared'));
+  assert.equal(hp(h1, g1), 4096);
+  let s = broker.status();
+  assert.deepEqual(s.leases[0].spare, [4097, 4098], 'recorded to the lease ahead of its requests');
+  assert.ok(s.lastOps > 0);
+  assert.equal(hp(h1, g1), 4097, 'the lowest of its own spares');
+  assert.equal(broker.status().lastOps, 0, 'a spare\'s grant needs no commit');
+  assert.equal(hp(h2, g2), 4099, 'not the other lease\'s spare');
+  assert.deepEqual(broker.stateOf(4098), { pasid: 4098, state: 'spare', lease: 1, vmm: 0, until: null });
+  // qemu-1 crashes: its spares free at once, its grants are quarantined (orphaned lease).
+  broker.crash(q1);
+  s = broker.status();
+  assert.equal(s.leases[0].state, 'orphaned');
+  assert.equal(s.leases[0].until, 60000);
+  assert.deepEqual(s.pasids.filter((p) => p.state === 'orphaned').map((p) => p.pasid), [4096, 4097]);
+  assert.equal(broker.stateOf(4098).state, 'free');
+  assert.deepEqual([hp(h2, g2), hp(h2, g2)], [4100, 4101], 'qemu-2 never gets qemu-1\'s');
+  const dead = coreError(() => broker.alloc(q1, 1));
+  assert.equal(dead.name, 'LeaseError');
+  assert.equal(dead.codeName, 'NotServing');
+  broker.tick(60000);
+  assert.equal(broker.now, 60000);
+  assert.equal(broker.stateOf(4096).state, 'free');
+  assert.equal(broker.status().leases.length, 1);
+  // Its spares ran out: one commit records the lowest free one and two more spares.
+  assert.equal(hp(h2, g2), 4096);
+  assert.deepEqual(broker.status().leases[0].spare, [4097, 4098]);
+  // The broker restarts: qemu-2's lease is unconfirmed; its next grant reclaims it.
+  broker.restart();
+  s = broker.status();
+  assert.equal(s.leases[0].state, 'unconfirmed');
+  assert.equal(s.leases[0].until, 90000);
+  assert.equal(s.vmms[1].connected, false);
+  hp(h2, g2);
+  s = broker.status();
+  assert.equal(s.leases[0].state, 'connected');
+  assert.deepEqual(s.pasids.filter((p) => p.state === 'quarantined').map((p) => [p.pasid, p.until]), [[4097, 120000], [4098, 120000]],
+    'its former spares, not listed in the reclaim, are quarantined');
+  // Refusals: a typed lease error with the core's message, or a TypeError for arguments.
+  const tooMany = coreError(() => broker.alloc(q2, 100));
+  assert.equal(tooMany.codeName, 'Exhausted');
+  assert.match(tooMany.message, /^100 host PASIDs asked, \d+ free$/);
+  assert.ok(coreError(() => broker.alloc(7, 1)) instanceof TypeError);
+  assert.equal(coreError(() => Host.onBroker(broker, q2, P2)).code, 33);
+  // Undo: a saved broker and host clones go back together.
+  const saved = { broker: broker.save(), h2: h2.clone() };
+  hp(h2, g2);
+  broker.restore(saved.broker);
+  assert.equal(saved.h2.sharedInUse, h2.sharedInUse - 1);
+  assert.ok(coreError(() => broker.restore(new Broker({ shared: [4096, 4200] }))) instanceof TypeError);
+  for (const x of [h1, h2, saved.h2, saved.broker, broker]) x.free();
 });
 
 test('the translation change stream: what KVM is handed, in apply order', () => {

@@ -1,16 +1,18 @@
-//! The lease state machine against a reference model: random sequences of opens,
+//! The lease state machine (`pasid_core::lease`, which the broker daemon and the
+//! playground's simulated broker both run) against a reference model: random sequences of opens,
 //! reclaims, grants, claims, releases, goodbyes, disconnects, time passing, process
 //! deaths and broker restarts (through a store that replays the registry's own
 //! [`StoreOp`]s). The model is a plain per-PASID state table with linear scans; a
 //! lease's spares are slots of their own kind, and grants served from them must append
 //! no store op.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
-use pasid_broker::registry::{
-    Cap, LeaseId, LeaseState, Peer, Policy, Registry, StoreOp, StoredLease, StoredState,
+use pasid_core::lease::{
+    Cap, LeaseError, LeaseId, LeaseState, PasidState, Peer, Policy, ReclaimRefusal, Registry,
+    Resume, StoreOp, StoredLease, StoredState,
 };
-use pasid_broker_client::protocol::{ErrorKind, Resume, WireLayout};
+use pasid_core::PasidLayout;
 use proptest::prelude::*;
 
 const START: u32 = 4096;
@@ -23,13 +25,7 @@ const SPARE: u32 = 3;
 
 fn policy() -> Policy {
     Policy {
-        layout: WireLayout {
-            width: 20,
-            local_start: 1,
-            local_end: 4096,
-            shared_start: START,
-            shared_end: END,
-        },
+        layout: PasidLayout::new(20, 1..4096, START..END).unwrap(),
         reserved: vec![RESERVED],
         quarantine_ms: Q,
         grace_ms: G,
@@ -38,7 +34,7 @@ fn policy() -> Policy {
             max_leases: 4,
             max_pasids: 10,
         },
-        uid_caps: HashMap::from([(
+        uid_caps: BTreeMap::from([(
             7,
             Cap {
                 max_leases: 2,
@@ -298,8 +294,8 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn kind<T>(r: &Result<T, pasid_broker_client::protocol::WireError>) -> Option<ErrorKind> {
-    r.as_ref().err().map(|e| e.kind)
+fn err<T>(r: &Result<T, LeaseError>) -> Option<LeaseError> {
+    r.as_ref().err().copied()
 }
 
 fn run(ops: Vec<Op>) {
@@ -331,7 +327,14 @@ fn run(ops: Vec<Op>) {
                 let r = reg.open(peer, conn, token, &mut ops);
                 let leases = m.leases.values().filter(|l| l.uid == uid).count() as u32;
                 if leases >= cap(uid).max_leases {
-                    assert_eq!(kind(&r), Some(ErrorKind::CapReached));
+                    assert_eq!(
+                        err(&r),
+                        Some(LeaseError::TooManyLeases {
+                            uid,
+                            leases,
+                            cap: cap(uid).max_leases
+                        })
+                    );
                 } else {
                     let id = r.unwrap();
                     m.last += 1;
@@ -378,15 +381,21 @@ fn run(ops: Vec<Op>) {
                             start: 1,
                         },
                         conn,
-                        &Resume {
+                        Resume {
                             lease: id,
-                            token: [0; 32],
-                            held: vec![],
+                            token: &[0; 32],
+                            held: &[],
                         },
                         now,
                         &mut ops,
                     );
-                    assert_eq!(kind(&r), Some(ErrorKind::ReclaimRefused));
+                    assert_eq!(
+                        err(&r),
+                        Some(LeaseError::ReclaimRefused {
+                            lease: id,
+                            why: ReclaimRefusal::NoSuchLease
+                        })
+                    );
                     continue;
                 };
                 let token = if bad_token { [0xEE; 32] } else { ml.token };
@@ -396,15 +405,22 @@ fn run(ops: Vec<Op>) {
                     pid: ml.pid,
                     start: 1,
                 };
+                let listed: Vec<u32> = list.iter().copied().collect();
                 let resume = Resume {
                     lease: id,
-                    token,
-                    held: list.iter().copied().collect(),
+                    token: &token,
+                    held: &listed,
                 };
-                let r = reg.reclaim(peer, conn, &resume, now, &mut ops);
+                let r = reg.reclaim(peer, conn, resume, now, &mut ops);
                 let mine = m.held(id);
-                if bad_token || list.iter().any(|p| !mine.contains(p)) {
-                    assert_eq!(kind(&r), Some(ErrorKind::ReclaimRefused));
+                let foreign = list.iter().find(|p| !mine.contains(p)).copied();
+                if bad_token || foreign.is_some() {
+                    let why = match foreign {
+                        _ if bad_token => ReclaimRefusal::NotThisClients,
+                        Some(pasid) => ReclaimRefusal::DoesNotHold { pasid },
+                        None => unreachable!(),
+                    };
+                    assert_eq!(err(&r), Some(LeaseError::ReclaimRefused { lease: id, why }));
                     if drop_one {
                         // The client gave it up locally; it stays in the lease.
                         clients[lease].2 = held;
@@ -428,7 +444,7 @@ fn run(ops: Vec<Op>) {
                 };
                 let r = reg.alloc(id, conn, count, &mut ops);
                 if !m.connected(id, conn) {
-                    assert_eq!(kind(&r), Some(ErrorKind::ReclaimRefused));
+                    assert_eq!(err(&r), Some(LeaseError::NotServing { lease: id }));
                     continue;
                 }
                 let uid = m.leases[&id].uid;
@@ -446,9 +462,22 @@ fn run(ops: Vec<Op>) {
                 let used = m.uid_pasids(uid);
                 let over_cap = used + need > cap(uid).max_pasids;
                 if over_cap && used - spare_of(true) + need > cap(uid).max_pasids {
-                    assert_eq!(kind(&r), Some(ErrorKind::CapReached));
+                    assert_eq!(
+                        err(&r),
+                        Some(LeaseError::CapReached {
+                            uid,
+                            used,
+                            cap: cap(uid).max_pasids
+                        })
+                    );
                 } else if free + spare_of(false) < need {
-                    assert_eq!(kind(&r), Some(ErrorKind::Exhausted));
+                    assert_eq!(
+                        err(&r),
+                        Some(LeaseError::Exhausted {
+                            asked: count,
+                            free: free + spare_of(false)
+                        })
+                    );
                 } else {
                     if over_cap {
                         for p in START..END {
@@ -494,7 +523,7 @@ fn run(ops: Vec<Op>) {
                 };
                 let r = reg.claim(id, conn, pasid, &mut ops);
                 if !m.connected(id, conn) {
-                    assert_eq!(kind(&r), Some(ErrorKind::ReclaimRefused));
+                    assert_eq!(err(&r), Some(LeaseError::NotServing { lease: id }));
                     continue;
                 }
                 let uid = m.leases[&id].uid;
@@ -508,9 +537,16 @@ fn run(ops: Vec<Op>) {
                     m.set(pasid, Slot::Held(id));
                     clients[lease].2.insert(pasid);
                 } else if !free {
-                    assert_eq!(kind(&r), Some(ErrorKind::Unavailable { pasid }));
+                    assert_eq!(err(&r), Some(LeaseError::Unavailable { pasid }));
                 } else if m.uid_pasids(uid) + 1 > cap(uid).max_pasids {
-                    assert_eq!(kind(&r), Some(ErrorKind::CapReached));
+                    assert_eq!(
+                        err(&r),
+                        Some(LeaseError::CapReached {
+                            uid,
+                            used: m.uid_pasids(uid),
+                            cap: cap(uid).max_pasids
+                        })
+                    );
                 } else {
                     r.unwrap();
                     m.slots[(pasid - START) as usize] = Slot::Held(id);
@@ -529,7 +565,7 @@ fn run(ops: Vec<Op>) {
                 };
                 let r = reg.release(id, conn, pasid, &mut ops);
                 if !m.connected(id, conn) {
-                    assert_eq!(kind(&r), Some(ErrorKind::ReclaimRefused));
+                    assert_eq!(err(&r), Some(LeaseError::NotServing { lease: id }));
                 } else if m.slots[(pasid - START) as usize] == Slot::Held(id) {
                     r.unwrap();
                     let keep = (m.spare(id).len() as u32) < SPARE;
@@ -537,7 +573,7 @@ fn run(ops: Vec<Op>) {
                     m.set(pasid, if keep { Slot::Spare(id) } else { Slot::Free });
                     clients[lease].2.remove(&pasid);
                 } else {
-                    assert_eq!(kind(&r), Some(ErrorKind::Unavailable { pasid }));
+                    assert_eq!(err(&r), Some(LeaseError::NotHeld { pasid }));
                 }
             }
             Op::Goodbye { lease } => {
@@ -644,15 +680,35 @@ fn compare(reg: &Registry, m: &Model) {
         assert_eq!(r.held.iter().copied().collect::<Vec<_>>(), m.held(*id));
         assert_eq!(r.spare.iter().copied().collect::<Vec<_>>(), m.spare(*id));
     }
-    // A non-admin sees its own lease only.
-    if let Some(id) = m.leases.keys().next() {
-        let s = reg.status(false, Some(*id));
-        assert!(!s.all_leases);
-        assert_eq!(s.leases.len(), 1);
-        assert_eq!(s.leases[0].lease, *id);
-        assert_eq!(reg.status(false, None).leases.len(), 0);
-        assert_eq!(reg.status(true, None).leases.len(), m.leases.len());
+    assert_eq!(
+        reg.leases().map(|(id, _)| id).collect::<Vec<_>>(),
+        m.leases.keys().copied().collect::<Vec<_>>()
+    );
+    // PASID by PASID, as a status view shows them.
+    for p in START - 1..=END {
+        let want = if !(START..END).contains(&p) {
+            PasidState::Outside
+        } else {
+            match m.slots[(p - START) as usize] {
+                Slot::Free => PasidState::Free,
+                Slot::Reserved => PasidState::Reserved,
+                Slot::Spare(lease) => PasidState::Spare { lease },
+                Slot::Held(lease) => match m.leases[&lease].state {
+                    LeaseState::Orphaned { until } => PasidState::Orphaned { lease, until },
+                    _ => PasidState::Held { lease },
+                },
+                Slot::Quarantined { until, uid } => PasidState::Quarantined { until, uid },
+            }
+        };
+        assert_eq!(reg.state_of(p), want, "host PASID {p}");
     }
+    let listed: Vec<(u32, u64, u32)> = (START..END)
+        .filter_map(|p| match m.slots[(p - START) as usize] {
+            Slot::Quarantined { until, uid } => Some((p, until, uid)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reg.quarantined().collect::<Vec<_>>(), listed);
 }
 
 proptest! {
