@@ -397,6 +397,19 @@ function reveal(first) {
   }
 }
 
+/**
+ * Sets a container's HTML only when it changed: parsing and laying out a panel whose
+ * text is the same as before is most of a render's time, and an unchanged panel keeps
+ * its elements (and the user's place in them).
+ */
+function setHtml(selector, html) {
+  const el = document.querySelector(selector);
+  if (el.renderedHtml !== html) {
+    el.innerHTML = html;
+    el.renderedHtml = html;
+  }
+}
+
 export function render() {
   const t0 = performance.now();
   const focus = rememberFocus();
@@ -412,14 +425,14 @@ export function render() {
       }
     }
   }
-  document.querySelector('[data-testid="tour-panel"]').innerHTML = renderTour();
+  setHtml('[data-testid="tour-panel"]', renderTour());
   for (const h of state.hosts) {
-    document.querySelector(`[data-testid="host-${h.key}"]`).innerHTML = renderHost(h);
+    setHtml(`[data-testid="host-${h.key}"]`, renderHost(h));
   }
-  document.querySelector('[data-testid="walk"]').innerHTML = renderWalk();
-  document.querySelector('[data-testid="machine"]').innerHTML = renderMachine();
-  document.querySelector('[data-testid="migration"]').innerHTML = renderMigration();
-  document.querySelector('[data-testid="log-panel"]').innerHTML = renderLog();
+  setHtml('[data-testid="walk"]', renderWalk());
+  setHtml('[data-testid="machine"]', renderMachine());
+  setHtml('[data-testid="migration"]', renderMigration());
+  setHtml('[data-testid="log-panel"]', renderLog());
   document.querySelector('[data-testid="undo"]').disabled = state.undo.length === 0;
   document.querySelector('[data-testid="preset-error"]').textContent = state.errors.preset?.message ?? '';
   document.querySelector('[data-testid="export-status"]').textContent = exportStatus();
