@@ -88,9 +88,11 @@ use core::ops::Range;
 use crate::layout::PasidLayout;
 
 mod error;
+mod memory_store;
 mod registry;
 
 pub use error::{LeaseError, LoadError, ReclaimRefusal};
+pub use memory_store::MemoryStore;
 pub use registry::Registry;
 
 /// A lease's number.
@@ -283,6 +285,7 @@ pub struct StoredState {
 
 /// Totals over the shared range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Totals {
     /// Free.
     pub free: u32,

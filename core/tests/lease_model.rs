@@ -9,8 +9,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use pasid_core::lease::{
-    Cap, LeaseError, LeaseId, LeaseState, PasidState, Peer, Policy, ReclaimRefusal, Registry,
-    Resume, StoreOp, StoredLease, StoredState,
+    Cap, LeaseError, LeaseId, LeaseState, MemoryStore, PasidState, Peer, Policy, ReclaimRefusal,
+    Registry, Resume, StoredState,
 };
 use pasid_core::PasidLayout;
 use proptest::prelude::*;
@@ -174,72 +174,6 @@ impl Model {
     }
 }
 
-/// The store as a map, fed with the registry's ops.
-#[derive(Default, Clone)]
-struct FakeStore {
-    leases: BTreeMap<LeaseId, ([u8; 32], Peer, LeaseState)>,
-    pasids: BTreeMap<u32, (Option<LeaseId>, u64, u32)>,
-    last: LeaseId,
-}
-
-impl FakeStore {
-    fn apply(&mut self, ops: &[StoreOp]) {
-        for op in ops {
-            match op {
-                StoreOp::PutLease {
-                    id,
-                    token,
-                    peer,
-                    state,
-                } => {
-                    self.leases.insert(*id, (*token, *peer, *state));
-                    self.last = self.last.max(*id);
-                }
-                StoreOp::DeleteLease { id } => {
-                    self.leases.remove(id);
-                }
-                StoreOp::Hold { pasid, lease } => {
-                    self.pasids.insert(*pasid, (Some(*lease), 0, 0));
-                }
-                StoreOp::Quarantine { pasid, until, uid } => {
-                    self.pasids.insert(*pasid, (None, *until, *uid));
-                }
-                StoreOp::Free { pasid } => {
-                    self.pasids.remove(pasid);
-                }
-            }
-        }
-    }
-    fn stored(&self) -> StoredState {
-        let mut s = StoredState {
-            last_lease: self.last,
-            ..Default::default()
-        };
-        for (id, (token, peer, state)) in &self.leases {
-            let held = self
-                .pasids
-                .iter()
-                .filter(|(_, v)| v.0 == Some(*id))
-                .map(|(p, _)| *p)
-                .collect();
-            s.leases.push(StoredLease {
-                id: *id,
-                token: *token,
-                peer: *peer,
-                state: *state,
-                held,
-            });
-        }
-        for (p, (lease, until, uid)) in &self.pasids {
-            match lease {
-                None => s.quarantine.push((*p, *until, *uid)),
-                Some(l) => assert!(self.leases.contains_key(l), "PASID {p} of a deleted lease"),
-            }
-        }
-        s
-    }
-}
-
 #[derive(Debug, Clone)]
 enum Op {
     Open {
@@ -300,7 +234,7 @@ fn err<T>(r: &Result<T, LeaseError>) -> Option<LeaseError> {
 
 fn run(ops: Vec<Op>) {
     let mut m = Model::new();
-    let mut store = FakeStore::default();
+    let mut store = MemoryStore::new();
     let mut buf = Vec::new();
     let mut reg = Registry::load(policy(), StoredState::default(), m.now, &mut buf).unwrap();
     store.apply(&buf);
@@ -628,6 +562,7 @@ fn run(ops: Vec<Op>) {
             }
             Op::Restart => {
                 let mut ops = Vec::new();
+                assert_eq!(store.holds_of_deleted_leases(), [] as [u32; 0]);
                 reg = Registry::load(policy(), store.stored(), now, &mut ops).unwrap();
                 store.apply(&ops);
                 // The store cannot tell a spare from a grant.

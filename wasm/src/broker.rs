@@ -27,8 +27,8 @@ use std::ops::Range;
 use std::rc::Rc;
 
 use pasid_core::lease::{
-    Cap, LeaseError, LeaseId, LeaseState, PasidState, Peer, Policy, Registry, Resume, StoreOp,
-    StoredLease, StoredState, Token,
+    Cap, LeaseError, LeaseId, LeaseState, MemoryStore, PasidState, Peer, Policy, Registry, Resume,
+    StoreOp, StoredState, Token, Totals,
 };
 use pasid_core::{HostPasidSource, PasidLayout, SourceError};
 use serde::{Deserialize, Serialize};
@@ -82,76 +82,6 @@ impl Default for BrokerConfig {
 /// The uid every simulated VMM runs as.
 const QEMU_UID: u32 = 107;
 
-/// The store as the daemon's SQLite file would hold it, fed with the registry's ops, so
-/// a restart loads exactly what was recorded (spares included, as held: the store
-/// cannot tell them apart).
-#[derive(Debug, Clone, Default)]
-struct Store {
-    leases: BTreeMap<LeaseId, (Token, Peer, LeaseState)>,
-    /// pasid -> its lease, or (quarantined) its deadline and uid.
-    pasids: BTreeMap<u32, Result<LeaseId, (u64, u32)>>,
-    last: LeaseId,
-}
-
-impl Store {
-    fn apply(&mut self, ops: &[StoreOp]) {
-        for op in ops {
-            match *op {
-                StoreOp::PutLease {
-                    id,
-                    token,
-                    peer,
-                    state,
-                } => {
-                    self.leases.insert(id, (token, peer, state));
-                    self.last = self.last.max(id);
-                }
-                StoreOp::DeleteLease { id } => {
-                    self.leases.remove(&id);
-                }
-                StoreOp::Hold { pasid, lease } => {
-                    self.pasids.insert(pasid, Ok(lease));
-                }
-                StoreOp::Quarantine { pasid, until, uid } => {
-                    self.pasids.insert(pasid, Err((until, uid)));
-                }
-                StoreOp::Free { pasid } => {
-                    self.pasids.remove(&pasid);
-                }
-            }
-        }
-    }
-
-    fn stored(&self) -> StoredState {
-        let leases = self
-            .leases
-            .iter()
-            .map(|(&id, &(token, peer, state))| StoredLease {
-                id,
-                token,
-                peer,
-                state,
-                held: self
-                    .pasids
-                    .iter()
-                    .filter(|(_, v)| **v == Ok(id))
-                    .map(|(p, _)| *p)
-                    .collect(),
-            })
-            .collect();
-        let quarantine = self
-            .pasids
-            .iter()
-            .filter_map(|(&p, v)| v.err().map(|(until, uid)| (p, until, uid)))
-            .collect();
-        StoredState {
-            leases,
-            quarantine,
-            last_lease: self.last,
-        }
-    }
-}
-
 /// One simulated VMM process and its client end of the lease.
 #[derive(Debug, Clone)]
 struct Vmm {
@@ -172,7 +102,7 @@ struct Vmm {
 pub struct SimBroker {
     policy: Policy,
     reg: Registry,
-    store: Store,
+    store: MemoryStore,
     now: u64,
     next_conn: u64,
     vmms: Vec<Vmm>,
@@ -206,7 +136,7 @@ impl SimBroker {
         let mut b = SimBroker {
             policy,
             reg,
-            store: Store::default(),
+            store: MemoryStore::new(),
             now: 0,
             next_conn: 1,
             vmms: Vec::new(),
@@ -439,14 +369,7 @@ impl SimBroker {
             grace_ms: self.policy.grace_ms,
             spare_max: self.policy.spare,
             shared: [self.range().start, self.range().end],
-            totals: TotalsView {
-                free: t.free,
-                held: t.held,
-                spare: t.spare,
-                quarantined: t.quarantined,
-                reserved: t.reserved,
-                leases: t.leases,
-            },
+            totals: t,
             leases,
             pasids,
             vmms: self
@@ -504,7 +427,7 @@ pub struct Status {
     /// The shared range, `[start, end)`.
     pub shared: [u32; 2],
     /// Totals over the range.
-    pub totals: TotalsView,
+    pub totals: Totals,
     /// Every lease.
     pub leases: Vec<LeaseView>,
     /// Every host PASID that is not free or reserved, by PASID.
@@ -515,23 +438,6 @@ pub struct Status {
     pub ops_total: u64,
     /// Store ops the last call recorded (0: it needed no commit).
     pub last_ops: usize,
-}
-
-/// The registry's totals.
-#[derive(Debug, Clone, Serialize)]
-pub struct TotalsView {
-    /// Free.
-    pub free: u32,
-    /// Held by a connected or unconfirmed lease.
-    pub held: u32,
-    /// Spares.
-    pub spare: u32,
-    /// Quarantined, orphaned leases' included.
-    pub quarantined: u32,
-    /// Reserved.
-    pub reserved: u32,
-    /// Leases.
-    pub leases: u32,
 }
 
 /// One lease.
