@@ -133,6 +133,21 @@ impl Model {
             .get(&id)
             .is_some_and(|l| l.state == LeaseState::Connected { conn })
     }
+    /// Connection `conn` of lease `id` closed without a goodbye: its spares free; a
+    /// lease holding nothing else ends, one holding PASIDs is orphaned.
+    fn disconnect(&mut self, id: LeaseId, conn: u64) {
+        if !self.connected(id, conn) {
+            return;
+        }
+        self.free_spares(Some(id), None);
+        if self.held(id).is_empty() {
+            self.leases.remove(&id);
+        } else {
+            self.leases.get_mut(&id).unwrap().state = LeaseState::Orphaned {
+                until: self.now + Q,
+            };
+        }
+    }
     fn quarantine_all(&mut self, id: LeaseId, until: u64) {
         self.free_spares(Some(id), None);
         let uid = self.leases[&id].uid;
@@ -525,15 +540,7 @@ fn run(ops: Vec<Op>) {
                     continue;
                 };
                 reg.disconnect(id, conn, now, &mut ops);
-                if m.connected(id, conn) {
-                    m.free_spares(Some(id), None);
-                    if m.held(id).is_empty() {
-                        m.leases.remove(&id);
-                    } else {
-                        m.leases.get_mut(&id).unwrap().state =
-                            LeaseState::Orphaned { until: now + Q };
-                    }
-                }
+                m.disconnect(id, conn);
             }
             Op::Advance { ms } => {
                 m.now += ms;
@@ -549,15 +556,7 @@ fn run(ops: Vec<Op>) {
                 }
                 // The kernel closes its socket.
                 reg.disconnect(id, conn, now, &mut ops);
-                if m.connected(id, conn) {
-                    m.free_spares(Some(id), None);
-                    if m.held(id).is_empty() {
-                        m.leases.remove(&id);
-                    } else {
-                        m.leases.get_mut(&id).unwrap().state =
-                            LeaseState::Orphaned { until: now + Q };
-                    }
-                }
+                m.disconnect(id, conn);
                 clients.remove(lease);
             }
             Op::Restart => {
