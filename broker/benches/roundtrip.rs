@@ -73,29 +73,46 @@ fn round_trip(src: &mut BrokerSource) {
     src.release(p).expect("release");
 }
 
-/// `clients` threads, each doing `iters` round trips on its own lease, all started at
-/// once; returns the wall time.
-fn concurrent(socket: &Path, clients: usize, iters: u64) -> Duration {
+/// Runs `work` on `clients` threads at once, each with its own connection and lease
+/// (made with `options` before the start); `at_start` runs as they are released.
+/// Returns each thread's result, what `at_start` gave and the wall time from the start.
+fn at_once<T: Send + 'static, S>(
+    socket: &Path,
+    clients: usize,
+    options: ClientOptions,
+    work: impl Fn(&mut BrokerSource) -> T + Clone + Send + 'static,
+    at_start: impl FnOnce() -> S,
+) -> (Vec<T>, S, Duration) {
     let barrier = Arc::new(Barrier::new(clients + 1));
     let handles: Vec<_> = (0..clients)
         .map(|_| {
             let barrier = barrier.clone();
             let socket = socket.to_owned();
+            let work = work.clone();
+            let options = options.clone();
             thread::spawn(move || {
-                let mut src = BrokerSource::connect(&socket, &layout()).unwrap();
+                let mut src = BrokerSource::connect_with(&socket, &layout(), options).unwrap();
                 barrier.wait();
-                for _ in 0..iters {
-                    round_trip(&mut src);
-                }
+                work(&mut src)
             })
         })
         .collect();
     barrier.wait();
     let start = Instant::now();
-    for h in handles {
-        h.join().unwrap();
-    }
-    start.elapsed()
+    let started = at_start();
+    let results = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    (results, started, start.elapsed())
+}
+
+/// `clients` threads, each doing `iters` round trips on its own lease, all started at
+/// once; returns the wall time.
+fn concurrent(socket: &Path, clients: usize, iters: u64) -> Duration {
+    let work = move |src: &mut BrokerSource| {
+        for _ in 0..iters {
+            round_trip(src);
+        }
+    };
+    at_once(socket, clients, ClientOptions::default(), work, || ()).2
 }
 
 fn bench(c: &mut Criterion) {
@@ -157,41 +174,26 @@ fn latency_report(socket: &Path, broker_pid: u32, spare: u32, reserves: &[u32]) 
 
 /// One row of the latency report.
 fn sample(socket: &Path, broker_pid: u32, spare: u32, clients: usize, reserve: u32, ops: usize) {
-    {
-        let barrier = Arc::new(Barrier::new(clients + 1));
-        let handles: Vec<_> = (0..clients)
-            .map(|_| {
-                let barrier = barrier.clone();
-                let socket = socket.to_owned();
-                thread::spawn(move || {
-                    let options = ClientOptions {
-                        reserve,
-                        ..ClientOptions::default()
-                    };
-                    let mut src = BrokerSource::connect_with(&socket, &layout(), options).unwrap();
-                    let mut lat = Vec::with_capacity(ops);
-                    barrier.wait();
-                    for _ in 0..ops {
-                        let t = Instant::now();
-                        round_trip(&mut src);
-                        lat.push(t.elapsed());
-                    }
-                    lat
-                })
-            })
-            .collect();
-        barrier.wait();
-        let start = Instant::now();
-        let (broker_cpu, own_cpu) = (cpu_time(broker_pid), cpu_time(std::process::id()));
-        let mut all: Vec<Duration> = handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect();
-        let wall = start.elapsed();
-        let broker_cpu = cpu_time(broker_pid) - broker_cpu;
-        let own_cpu = cpu_time(std::process::id()) - own_cpu;
-        all.sort_unstable();
-        println!(
+    let options = ClientOptions {
+        reserve,
+        ..ClientOptions::default()
+    };
+    let work = move |src: &mut BrokerSource| {
+        let mut lat = Vec::with_capacity(ops);
+        for _ in 0..ops {
+            let t = Instant::now();
+            round_trip(src);
+            lat.push(t.elapsed());
+        }
+        lat
+    };
+    let cpu_now = || (cpu_time(broker_pid), cpu_time(std::process::id()));
+    let (lats, (broker_cpu, own_cpu), wall) = at_once(socket, clients, options, work, cpu_now);
+    let broker_cpu = cpu_time(broker_pid) - broker_cpu;
+    let own_cpu = cpu_time(std::process::id()) - own_cpu;
+    let mut all: Vec<Duration> = lats.into_iter().flatten().collect();
+    all.sort_unstable();
+    println!(
             "broker alloc+release, {spare} spares, {clients} client(s), reserve {reserve}, {} pairs: median {:.1} µs, p99 {:.1} µs, {:.0} grants/s aggregate; CPU per round trip: broker {:.1} µs, clients {:.1} µs",
             all.len(),
             percentile(&all, 0.5).as_secs_f64() * 1e6,
@@ -200,7 +202,6 @@ fn sample(socket: &Path, broker_pid: u32, spare: u32, clients: usize, reserve: u
             broker_cpu.as_secs_f64() * 1e6 / all.len() as f64,
             own_cpu.as_secs_f64() * 1e6 / all.len() as f64,
         );
-    }
 }
 
 criterion_group!(benches, bench);
