@@ -270,15 +270,22 @@ impl BrokerSource {
     /// otherwise goes out with the next request). For a VMM that releases and then
     /// stays quiet for long, and for tests that look at the broker from elsewhere.
     pub fn flush(&mut self) -> Result<(), SourceError> {
-        let Some(conn) = self.conn.as_mut() else {
-            // The reclaim's list says it all.
-            return self.reconnect(Instant::now() + self.options.reconnect_for);
-        };
-        if conn.flush(&mut self.buf).is_err() {
+        self.on_connection(|conn, buf| conn.flush(buf))
+    }
+
+    /// Runs `op` on the connection; with none, or when it breaks, reconnects and
+    /// reclaims instead: the reclaim's list then says what the posted releases said.
+    fn on_connection(
+        &mut self,
+        op: impl FnOnce(&mut Connection, &mut Vec<u8>) -> Result<(), FrameError>,
+    ) -> Result<(), SourceError> {
+        if let Some(conn) = self.conn.as_mut() {
+            if op(conn, &mut self.buf).is_ok() {
+                return Ok(());
+            }
             self.conn = None;
-            return self.reconnect(Instant::now() + self.options.reconnect_for);
         }
-        Ok(())
+        self.reconnect(Instant::now() + self.options.reconnect_for)
     }
 
     /// The broker's state as this client may see it (only its own lease).
@@ -479,18 +486,8 @@ impl BrokerSource {
     /// costs neither a round trip nor a system call.
     fn give_back(&mut self, pasid: u32) -> Result<(), SourceError> {
         self.held.remove(&pasid);
-        if let Some(conn) = self.conn.as_mut() {
-            if conn
-                .post(&Request::Release { pasid }, &mut self.buf)
-                .is_ok()
-            {
-                // `free` stays as the last answer said until the next one.
-                return Ok(());
-            }
-            self.conn = None;
-        }
-        // No connection: the reclaim's list leaves it out.
-        self.reconnect(Instant::now() + self.options.reconnect_for)
+        // `free` stays as the last answer said until the next one.
+        self.on_connection(|conn, buf| conn.post(&Request::Release { pasid }, buf))
     }
 }
 
