@@ -107,10 +107,10 @@ pub(crate) struct Guest {
     pub(crate) devices: SortedMap<(Rid, DeviceKind), Device>,
     /// How many devices each bound gPASID is bound to.
     pub(crate) bind_counts: SortedMap<u32, u32>,
-    /// Freed gPASIDs whose teardown is not confirmed, with their host PASIDs.
-    pub(crate) draining: SortedMap<u32, Option<u32>>,
-    /// How many of `draining` have a host PASID (the quota counts them).
-    pub(crate) draining_shared: u32,
+    /// Freed local gPASIDs whose teardown is not confirmed. Freed shared ones drain
+    /// in `remap`, their entry marked ([`RemapTable::retire`]): one store each way on
+    /// the VM-exit path, and no list that could need memory.
+    pub(crate) draining_local: SortedSet<u32>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -169,8 +169,7 @@ impl Guest {
             remap: RemapTable::new(layout.local())?,
             devices: SortedMap::new(),
             bind_counts: SortedMap::new(),
-            draining: SortedMap::new(),
-            draining_shared: 0,
+            draining_local: SortedSet::new(),
         })
     }
 
@@ -183,22 +182,58 @@ impl Guest {
     }
 
     /// `gpasid` is one the guest holds (not free, not draining).
+    #[inline(always)]
     pub(crate) fn check_held(&self, gpasid: u32, layout: &PasidLayout) -> Result<()> {
+        self.held_host_pasid(gpasid, layout).map(|_| ())
+    }
+
+    /// [`Guest::check_held`], also giving the host PASID of a shared gPASID (one
+    /// lookup of the entry for both).
+    #[inline(always)]
+    pub(crate) fn held_host_pasid(&self, gpasid: u32, layout: &PasidLayout) -> Result<Option<u32>> {
         if !layout.local().contains(&gpasid) {
-            Err(Error::PasidOutOfRange { pasid: gpasid })
-        } else if !self.pasids.is_used(gpasid) {
-            Err(Error::NotAllocated { pasid: gpasid })
-        } else if !self.draining.is_empty() && self.draining.contains_key(&gpasid) {
-            Err(Error::Draining { pasid: gpasid })
-        } else {
-            Ok(())
+            return Err(Error::PasidOutOfRange { pasid: gpasid });
         }
+        if !self.pasids.is_used(gpasid) {
+            return Err(Error::NotAllocated { pasid: gpasid });
+        }
+        let hpasid = self.remap.get(gpasid);
+        // A mapped entry is held; otherwise it may drain, of either kind.
+        if hpasid.is_none() && self.is_draining(gpasid) {
+            return Err(Error::Draining { pasid: gpasid });
+        }
+        Ok(hpasid)
+    }
+
+    /// Whether `gpasid` drains (freed, its teardown not confirmed).
+    #[inline(always)]
+    pub(crate) fn is_draining(&self, gpasid: u32) -> bool {
+        self.remap.draining(gpasid).is_some()
+            || (!self.draining_local.is_empty() && self.draining_local.contains(&gpasid))
+    }
+
+    /// How many gPASIDs drain, of both kinds.
+    pub(crate) fn draining_len(&self) -> usize {
+        self.remap.draining_len() as usize + self.draining_local.len()
+    }
+
+    /// The draining gPASIDs with their host PASIDs (`None`: local), by gPASID.
+    pub(crate) fn draining(&self) -> impl Iterator<Item = (u32, Option<u32>)> + '_ {
+        let mut local = self.draining_local.keys().copied().peekable();
+        let mut shared = self.remap.iter_draining().peekable();
+        // Two sorted lists of distinct gPASIDs, merged.
+        core::iter::from_fn(move || match (local.peek(), shared.peek()) {
+            (Some(&l), Some(&(s, _))) if l < s => local.next().map(|l| (l, None)),
+            (_, Some(_)) => shared.next().map(|(s, h)| (s, Some(h))),
+            (Some(_), None) => local.next().map(|l| (l, None)),
+            (None, None) => None,
+        })
     }
 
     /// Shared PASIDs the quota counts: held and draining.
     #[inline(always)]
     pub(crate) fn shared_charged(&self) -> u32 {
-        self.remap.len() + self.draining_shared
+        self.remap.len() + self.remap.draining_len()
     }
 
     /// The PASID to program into the host IOMMU for `gpasid` on a use of `kind`.
@@ -415,7 +450,7 @@ impl<S: HostPasidSource> Host<S> {
             .remap
             .iter()
             .map(|(gpasid, hpasid)| (gpasid, Some(hpasid)));
-        let draining = g.draining.iter().map(|(&gpasid, &hpasid)| (gpasid, hpasid));
+        let draining = g.draining();
         // Reserved above, so this cannot allocate. Local gPASIDs need no draining once
         // their guest is gone: nobody else can be handed those numbers.
         self.orphans.extend(
@@ -502,7 +537,7 @@ impl<S: HostPasidSource> Host<S> {
                         .map(|d| d.pasids.heap_bytes())
                         .sum::<usize>()
                     + g.bind_counts.heap_bytes()
-                    + g.draining.heap_bytes()
+                    + g.draining_local.heap_bytes()
                     + g.changes.as_ref().map_or(0, |l| l.heap_bytes())
             })
             .sum();

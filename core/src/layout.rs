@@ -80,11 +80,13 @@ impl PasidLayout {
     }
 
     /// The local (guest) range.
+    #[inline]
     pub fn local(&self) -> Range<u32> {
         self.local.clone()
     }
 
     /// The shared (host-global) range.
+    #[inline]
     pub fn shared(&self) -> Range<u32> {
         self.shared.clone()
     }

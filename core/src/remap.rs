@@ -22,7 +22,11 @@
 //!   highest chunk made; when the front reaches a chunk it moves it in.
 //!
 //! Entries hold the host PASID itself ([`EMPTY`] when unmapped), so the value a lookup
-//! returns needs no masking on the way out. The hardware tables are produced when the
+//! returns needs no masking on the way out. A freed shared gPASID keeps its host PASID
+//! in its entry with [`DRAINING`] set until the VMM confirms the teardown: it no longer
+//! translates (a lookup and the hardware view see it unmapped), and freeing and
+//! confirming are each one store to an entry the map already has, with no list to
+//! grow on a VM-exit path. The hardware tables are produced when the
 //! export asks for them: [`RemapTable::tables`] yields a [`TableView`] per 1024-entry
 //! table that exists, which reads out the table's 1024 [`TableEntry`] values.
 //!
@@ -64,6 +68,10 @@ const CHUNKS_PER_TABLE: usize = ENTRIES_PER_TABLE / CHUNK;
 /// The entry of an unmapped gPASID. Host PASIDs have 20 bits, so it is never one.
 pub const EMPTY: u32 = u32::MAX;
 
+/// Set, above the host PASID, in the entry of a gPASID that drains: freed, no longer
+/// translating, its host PASID not yet given back. Never [`EMPTY`] (bits 30:20 are 0).
+pub const DRAINING: u32 = 1 << 31;
+
 /// One 128-gPASID stretch: host PASIDs, or [`EMPTY`].
 type Chunk = [u32; CHUNK];
 
@@ -92,6 +100,8 @@ pub struct RemapTable {
     /// The gPASID of `front[0]`: the guest range's start, rounded down to a chunk.
     base: u32,
     mapped: u32,
+    /// How many entries drain ([`DRAINING`]).
+    draining: u32,
     /// Which hardware tables exist (bit t: table `(base >> 10) + t`), for t < 64.
     tables_made: u64,
     /// Chunks past the front, one slot per chunk (counted from `base`), up to the
@@ -109,6 +119,7 @@ impl PartialEq for RemapTable {
             && self.chunks == other.chunks
             && self.mapped == other.mapped
             && self.iter().eq(other.iter())
+            && self.iter_draining().eq(other.iter_draining())
             && self
                 .tables()
                 .map(|(t, _)| t)
@@ -135,19 +146,44 @@ impl RemapTable {
             tables_made: 0,
             more_tables_made: Vec::new(),
             mapped: 0,
+            draining: 0,
         })
     }
 
     /// The host PASID `gpasid` maps to, if it is mapped.
     #[inline(always)]
     pub fn get(&self, gpasid: u32) -> Option<u32> {
+        let hpasid = self.entry(gpasid)?;
+        // Unmapped and draining entries both lie above every host PASID.
+        (hpasid <= HOST_PASID_MASK).then_some(hpasid)
+    }
+
+    /// The host PASID of `gpasid` if it drains (freed, teardown not yet confirmed).
+    #[inline(always)]
+    pub fn draining(&self, gpasid: u32) -> Option<u32> {
+        let entry = self.entry(gpasid)?;
+        is_draining(entry).then_some(entry & HOST_PASID_MASK)
+    }
+
+    /// The raw entry of `gpasid`, if its chunk exists.
+    #[inline(always)]
+    fn entry(&self, gpasid: u32) -> Option<u32> {
         // Below the base the offset wraps to a huge value and misses both parts.
         let at = gpasid.wrapping_sub(self.base) as usize;
-        let hpasid = match self.front.get(at) {
-            Some(&h) => h,
-            None => self.chunk_entry(at)?,
-        };
-        (hpasid != EMPTY).then_some(hpasid)
+        match self.front.get(at) {
+            Some(&h) => Some(h),
+            None => self.chunk_entry(at),
+        }
+    }
+
+    /// The raw entry of `gpasid` to write, if its chunk exists.
+    #[inline(always)]
+    fn entry_mut(&mut self, gpasid: u32) -> Option<&mut u32> {
+        let at = gpasid.wrapping_sub(self.base) as usize;
+        match self.front.get_mut(at) {
+            Some(entry) => Some(entry),
+            None => chunk_entry_mut(&mut self.dir, at),
+        }
     }
 
     /// Maps `gpasid` to `hpasid` (its low 20 bits, as the hardware entry keeps). The
@@ -166,7 +202,10 @@ impl RemapTable {
             Some(entry) => entry,
             None => chunk_entry_mut(&mut self.dir, at).expect("made above"),
         };
-        if *entry == EMPTY {
+        if *entry > HOST_PASID_MASK {
+            // Not mapped before (the host never maps a draining gPASID again; should a
+            // caller, the counts stay right).
+            self.draining -= (*entry != EMPTY) as u32;
             self.mapped += 1;
         }
         *entry = hpasid & HOST_PASID_MASK;
@@ -177,17 +216,50 @@ impl RemapTable {
     }
 
     /// Removes the mapping of `gpasid`; returns the host PASID it had, and the page.
+    /// A draining entry is not a mapping: it stays.
     #[inline(always)]
     pub fn remove(&mut self, gpasid: u32) -> Option<(u32, PagesTouched)> {
-        let at = gpasid.wrapping_sub(self.base) as usize;
-        let entry = match self.front.get_mut(at) {
-            Some(entry) => entry,
-            None => chunk_entry_mut(&mut self.dir, at)?,
+        self.unmap(gpasid, false)
+    }
+
+    /// Ends the translation of `gpasid` but keeps its host PASID, draining, until
+    /// [`RemapTable::forget_draining`]: the hardware view shows it unmapped at once.
+    /// Returns the host PASID and the page, or `None` if `gpasid` is not mapped.
+    #[inline(always)]
+    pub fn retire(&mut self, gpasid: u32) -> Option<(u32, PagesTouched)> {
+        let retired = self.unmap(gpasid, true)?;
+        self.draining += 1;
+        Some(retired)
+    }
+
+    /// Forgets a draining `gpasid` whose host PASID is `hpasid`: the entry is unmapped.
+    /// False (and nothing changes) unless it drains with exactly that host PASID.
+    #[inline(always)]
+    pub fn forget_draining(&mut self, gpasid: u32, hpasid: u32) -> bool {
+        let Some(entry) = self.entry_mut(gpasid) else {
+            return false;
         };
-        let hpasid = core::mem::replace(entry, EMPTY);
-        if hpasid == EMPTY {
+        if hpasid > HOST_PASID_MASK || *entry != DRAINING | hpasid {
+            return false;
+        }
+        *entry = EMPTY;
+        self.draining -= 1;
+        true
+    }
+
+    /// Unmaps a mapped entry: [`EMPTY`], or its host PASID kept as draining.
+    #[inline(always)]
+    fn unmap(&mut self, gpasid: u32, keep_draining: bool) -> Option<(u32, PagesTouched)> {
+        let entry = self.entry_mut(gpasid)?;
+        let hpasid = *entry;
+        if hpasid > HOST_PASID_MASK {
             return None;
         }
+        *entry = if keep_draining {
+            DRAINING | hpasid
+        } else {
+            EMPTY
+        };
         self.mapped -= 1;
         Some((
             hpasid,
@@ -208,8 +280,29 @@ impl RemapTable {
         self.mapped == 0
     }
 
+    /// How many gPASIDs drain (see [`RemapTable::retire`]).
+    pub fn draining_len(&self) -> u32 {
+        self.draining
+    }
+
     /// Every mapping as (gPASID, hPASID), in gPASID order.
     pub fn iter(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+        self.raw_entries().filter(|&(_, h)| h <= HOST_PASID_MASK)
+    }
+
+    /// Every draining gPASID as (gPASID, hPASID), in gPASID order.
+    pub fn iter_draining(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+        // With nothing draining (the usual case) there is nothing to walk.
+        let entries = (self.draining > 0).then(|| self.raw_entries());
+        entries
+            .into_iter()
+            .flatten()
+            .filter(|&(_, h)| is_draining(h))
+            .map(|(g, h)| (g, h & HOST_PASID_MASK))
+    }
+
+    /// Every entry that exists, as (gPASID, raw entry), in gPASID order.
+    fn raw_entries(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
         // The front covers the lowest chunks and `dir` only the ones after it.
         let front = self.front.iter().enumerate().map(|(i, &h)| (i as u32, h));
         let chunks = self.dir.iter().enumerate().flat_map(|(slot, chunk)| {
@@ -219,10 +312,7 @@ impl RemapTable {
                     .map(move |(i, &h)| (((slot << CHUNK_SHIFT) | i) as u32, h))
             })
         });
-        front
-            .chain(chunks)
-            .filter(|&(_, h)| h != EMPTY)
-            .map(|(at, h)| (self.base + at, h))
+        front.chain(chunks).map(|(at, h)| (self.base + at, h))
     }
 
     /// The hardware tables that exist (a table exists from the first mapping made in
@@ -335,6 +425,13 @@ impl RemapTable {
         self.dir[slot] = Some(chunk);
         Ok(())
     }
+}
+
+/// Whether a raw entry is [`DRAINING`] with a host PASID (bits 30:20 clear, which
+/// [`EMPTY`]'s are not).
+#[inline(always)]
+fn is_draining(entry: u32) -> bool {
+    entry & !HOST_PASID_MASK == DRAINING
 }
 
 /// The entry at `at` behind the directory `dir`, if its chunk exists.
@@ -482,17 +579,19 @@ mod tests {
         /// The map against a `BTreeMap` and a set of tables ever touched, for ranges
         /// that start anywhere and gPASIDs dense from the bottom (as lowest-free gives
         /// them), scattered, or in runs: front growth, chunks behind the directory and
-        /// the moves between them all happen.
+        /// the moves between them all happen; entries are retired to draining and
+        /// forgotten (with the right and a wrong host PASID) on the way.
         #[test]
         fn behaves_like_a_btreemap(
             start in 0..3000u32,
             len in 1..6000u32,
-            ops in proptest::collection::vec((0..4u8, 0..6000u32, 0..1u32 << 20), 1..300),
+            ops in proptest::collection::vec((0..6u8, 0..6000u32, 0..1u32 << 20), 1..300),
         ) {
             use alloc::collections::{BTreeMap, BTreeSet};
             let range = start..start + len;
             let mut t = RemapTable::new(range.clone()).unwrap();
-            let mut model = BTreeMap::new();
+            // gPASID -> (host PASID, draining).
+            let mut model: BTreeMap<u32, (u32, bool)> = BTreeMap::new();
             let mut tables = BTreeSet::new();
             let mut dense = start;
             for (kind, offset, h) in ops {
@@ -502,34 +601,77 @@ mod tests {
                         dense = if dense + 1 < range.end { dense + 1 } else { start };
                         dense
                     }
+                    // Retire and forget mostly what is there, so they meet their cases.
+                    4 | 5 if !model.is_empty() && offset % 4 != 0 => {
+                        *model.keys().nth(offset as usize % model.len()).unwrap()
+                    }
                     _ => start + offset % len,
                 };
-                if kind == 3 {
-                    let want = model.remove(&g);
-                    let got = t.remove(g);
-                    proptest::prop_assert_eq!(got.map(|(h, _)| h), want);
-                    if let Some((_, pages)) = got {
-                        proptest::prop_assert_eq!(pages.table, g >> 10);
-                        proptest::prop_assert!(!pages.directory_changed);
+                let mapped = model.get(&g).filter(|(_, d)| !d).map(|&(h, _)| h);
+                match kind {
+                    3 => {
+                        let got = t.remove(g);
+                        proptest::prop_assert_eq!(got.map(|(h, _)| h), mapped);
+                        if mapped.is_some() {
+                            model.remove(&g);
+                        }
+                        if let Some((_, pages)) = got {
+                            proptest::prop_assert_eq!(pages.table, g >> 10);
+                            proptest::prop_assert!(!pages.directory_changed);
+                        }
                     }
-                } else {
-                    let pages = t.insert(g, h).unwrap();
-                    model.insert(g, h & HOST_PASID_MASK);
-                    proptest::prop_assert_eq!(pages.table, g >> 10);
-                    proptest::prop_assert_eq!(pages.directory_changed, tables.insert(g >> 10));
+                    4 => {
+                        let got = t.retire(g);
+                        proptest::prop_assert_eq!(got.map(|(h, _)| h), mapped);
+                        if let Some(h) = mapped {
+                            model.insert(g, (h, true));
+                        }
+                    }
+                    5 => {
+                        // The right host PASID half the time, a wrong one otherwise.
+                        let draining = model.get(&g).filter(|(_, d)| *d).map(|&(h, _)| h);
+                        let asked = match draining {
+                            Some(d) if h % 2 == 0 => d,
+                            _ => h,
+                        };
+                        let want = draining == Some(asked);
+                        proptest::prop_assert_eq!(t.forget_draining(g, asked), want);
+                        if want {
+                            model.remove(&g);
+                        }
+                    }
+                    _ => {
+                        let pages = t.insert(g, h).unwrap();
+                        model.insert(g, (h & HOST_PASID_MASK, false));
+                        proptest::prop_assert_eq!(pages.table, g >> 10);
+                        proptest::prop_assert_eq!(pages.directory_changed, tables.insert(g >> 10));
+                    }
                 }
-                proptest::prop_assert_eq!(t.get(g), model.get(&g).copied());
-                proptest::prop_assert_eq!(t.len() as usize, model.len());
+                let mapped = |g: &u32| model.get(g).filter(|(_, d)| !d).map(|&(h, _)| h);
+                let draining = |g: &u32| model.get(g).filter(|(_, d)| *d).map(|&(h, _)| h);
+                proptest::prop_assert_eq!(t.get(g), mapped(&g));
+                proptest::prop_assert_eq!(t.draining(g), draining(&g));
+                proptest::prop_assert_eq!(t.len() as usize, model.values().filter(|(_, d)| !d).count());
+                proptest::prop_assert_eq!(t.draining_len() as usize, model.values().filter(|(_, d)| *d).count());
             }
-            proptest::prop_assert!(t.iter().eq(model.iter().map(|(&g, &h)| (g, h))));
+            let of = |want: bool| {
+                model
+                    .iter()
+                    .filter(move |(_, &(_, d))| d == want)
+                    .map(|(&g, &(h, _))| (g, h))
+            };
+            proptest::prop_assert!(t.iter().eq(of(false)));
+            proptest::prop_assert!(t.iter_draining().eq(of(true)));
             proptest::prop_assert!(t.tables().map(|(n, _)| n).eq(tables.iter().copied()));
             for g in range.start.saturating_sub(5)..range.end + 5 {
-                proptest::prop_assert_eq!(t.get(g), model.get(&g).copied());
+                proptest::prop_assert_eq!(t.get(g), model.get(&g).filter(|(_, d)| !d).map(|&(h, _)| h));
             }
+            // Draining entries are invalid in the hardware view.
             for (n, view) in t.tables() {
                 for (i, e) in view.entries().enumerate() {
                     let g = (n << 10) | i as u32;
-                    proptest::prop_assert_eq!(e.host_pasid(), model.get(&g).copied());
+                    let mapped = model.get(&g).filter(|(_, d)| !d).map(|&(h, _)| h);
+                    proptest::prop_assert_eq!(e.host_pasid(), mapped);
                 }
             }
         }

@@ -100,7 +100,7 @@ impl<S: crate::source::HostPasidSource> Host<S> {
         let pasids = g
             .pasids
             .iter_used()
-            .filter(|gpasid| !g.draining.contains_key(gpasid))
+            .filter(|&gpasid| !g.is_draining(gpasid))
             .map(|gpasid| {
                 let hpasid = g.remap.get(gpasid);
                 PasidSnapshot {

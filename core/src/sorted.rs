@@ -91,14 +91,6 @@ impl<K: Ord + Copy, V> SortedMap<K, V> {
         Ok(&mut self.entries[at].1)
     }
 
-    /// Removes `key` if it is there and `take` says yes to its value; `None` (nothing
-    /// changed) otherwise. One search for a check and a removal.
-    #[inline]
-    pub(crate) fn remove_if(&mut self, key: &K, take: impl FnOnce(&V) -> bool) -> Option<V> {
-        let at = self.find(key).ok()?;
-        take(&self.entries[at].1).then(|| self.remove_at(at))
-    }
-
     /// The last entry (the newest of an ascending list, as a drain list mostly is)
     /// comes off without a call to `Vec::remove` and its `memmove`.
     #[inline]

@@ -4,8 +4,9 @@
 //!
 //! Covered: every call a guest or a migration blob can drive that allocates:
 //! `Host::new`, `Host::create_guest`, `Host::export_guest`, a shared `Host::alloc` /
-//! VCMD ALLOC that needs a new translation table, `Host::free` / VCMD FREE (the
-//! draining list), `Host::attach` (a first, a shared and a mixed use), `Host::bind`,
+//! VCMD ALLOC that needs a new translation table, `Host::free` / VCMD FREE of a local
+//! PASID (the local draining list; a shared one drains in its table entry and needs no
+//! memory), `Host::attach` (a first, a shared and a mixed use), `Host::bind`,
 //! `Host::record`, `Host::destroy_guest`, `Host::check_import`, and `Host::import_guest`
 //! with and without devices (the device maps, PASID sets, bind counts and the host's
 //! RID registry after the guest is installed), `Host::enable_translation_changes`,
@@ -305,7 +306,7 @@ fn attach_bind_record_free_and_destroy() {
     all_or_nothing("record", &host, None, |h| {
         h.record(b, Rid::new(0, 0x0300), 10)
     });
-    // Free: the draining list grows; VCMD FREE the same way.
+    // Free of a local PASID: the draining list grows; VCMD FREE the same way.
     let local = bound.alloc(a, PasidKind::Local).unwrap();
     all_or_nothing("free", &bound, None, |h| h.free(a, local));
     for rev in [VtdRevision::V3_0, VtdRevision::V3_3] {

@@ -80,7 +80,9 @@ impl<S: HostPasidSource> Host<S> {
     /// every entry it has to clear.
     ///
     /// Returns the draining record to hand to [`Host::complete_teardown`] once the
-    /// hardware has let go.
+    /// hardware has let go. A shared gPASID drains in its own table entry, so freeing
+    /// it needs no memory; a local one goes on a list that may have to grow
+    /// ([`Error::OutOfMemory`], nothing changed).
     #[inline]
     pub fn free(&mut self, guest: GuestId, gpasid: u32) -> Result<Draining> {
         self.free_inner(guest, gpasid).map(|(hpasid, _)| Draining {
@@ -109,23 +111,28 @@ impl<S: HostPasidSource> Host<S> {
     ) -> Result<(Option<u32>, Option<PagesTouched>)> {
         let g = live_guest_mut(&mut self.slots, guest)?;
         g.require(Platform::P2, P1_NO_ALLOC)?;
-        g.check_held(gpasid, &self.layout)?;
+        let hpasid = g.held_host_pasid(gpasid, &self.layout)?;
         // The emptiness test is inline; the map lookup is a call.
         if !g.bind_counts.is_empty() && g.bind_counts.contains_key(&gpasid) {
             return Err(Error::StillBound { pasid: gpasid });
         }
-        let hpasid = g.remap.get(gpasid);
-        if let (Some(log), Some(_)) = (&g.changes, hpasid) {
-            log.check_room()?;
+        match hpasid {
+            Some(_) => {
+                if let Some(log) = &g.changes {
+                    log.check_room()?;
+                }
+                // The entry keeps the host PASID, marked draining: nothing to grow.
+                let pages = g.remap.retire(gpasid).map(|(_, pages)| pages);
+                if let Some(log) = &mut g.changes {
+                    log.push(gpasid, None);
+                }
+                Ok((hpasid, pages))
+            }
+            None => {
+                g.draining_local.try_insert_key(gpasid)?;
+                Ok((None, None))
+            }
         }
-        // The only step that can fail (memory) goes first.
-        g.draining.try_insert(gpasid, hpasid)?;
-        let pages = g.remap.remove(gpasid).map(|(_, pages)| pages);
-        if let (Some(log), Some(_)) = (&mut g.changes, hpasid) {
-            log.push(gpasid, None);
-        }
-        g.draining_shared += hpasid.is_some() as u32;
-        Ok((hpasid, pages))
     }
 
     /// The host PASID behind a guest's shared gPASID: what ENQCMD's PASID becomes.

@@ -27,7 +27,7 @@ impl<S: HostPasidSource> Host<S> {
         self.guests()
             .flat_map(move |guest| {
                 let g = self.guest(guest).expect("live guest");
-                g.draining.iter().map(move |(&gpasid, &hpasid)| Draining {
+                g.draining().map(move |(gpasid, hpasid)| Draining {
                     guest,
                     gpasid,
                     hpasid,
@@ -42,7 +42,7 @@ impl<S: HostPasidSource> Host<S> {
             .slots
             .iter()
             .filter_map(|s| s.guest.as_ref())
-            .map(|g| g.draining.len())
+            .map(|g| g.draining_len())
             .sum();
         live + self.orphans.len()
     }
@@ -59,10 +59,17 @@ impl<S: HostPasidSource> Host<S> {
     /// once (an unreachable broker) does not fail the call: the PASID stays this host's
     /// until [`Host::retry_releases`] (or the next teardown) hands it back, so it is
     /// never granted twice.
+    #[inline]
     pub fn complete_teardown(&mut self, items: &[Draining]) -> Result<()> {
-        if let [item] = items {
-            return self.complete_one(item);
+        match items {
+            [item] => self.complete_one(item),
+            _ => self.complete_batch(items),
         }
+    }
+
+    /// [`Host::complete_teardown`] of any number but one: checked whole, then applied.
+    #[inline(never)]
+    fn complete_batch(&mut self, items: &[Draining]) -> Result<()> {
         if items.len() <= SMALL_BATCH {
             self.check_small_batch(items)?;
             for item in items {
@@ -104,32 +111,30 @@ impl<S: HostPasidSource> Host<S> {
     /// [`Host::complete_teardown`] of one item, the VM-exit path's usual case: one
     /// guest lookup and one search, where the batch path checks first and removes
     /// after. The same rules, in the same order.
-    #[inline]
+    #[inline(always)]
     fn complete_one(&mut self, item: &Draining) -> Result<()> {
         let not = Error::NotDraining { pasid: item.gpasid };
         match live_guest_mut(&mut self.slots, item.guest) {
             Ok(g) => {
-                let changes = &g.changes;
-                let mut pending = false;
-                let removed = g.draining.remove_if(&item.gpasid, |hpasid| {
-                    // Fail closed, as in check_draining: no reuse while the log may
-                    // still owe the CPU's table this entry's invalidation.
-                    let as_given = *hpasid == item.hpasid;
-                    pending = as_given
-                        && changes
+                let forgotten = match item.hpasid {
+                    Some(hpasid) => {
+                        // Fail closed, as in check_item: no reuse while the log may still
+                        // owe the CPU's table this entry's invalidation.
+                        if g.changes
                             .as_ref()
-                            .is_some_and(|log| log.unmap_pending(item.gpasid));
-                    as_given && !pending
-                });
-                if removed.is_none() {
-                    return Err(if pending {
-                        Error::ChangePending { pasid: item.gpasid }
-                    } else {
-                        not
-                    });
+                            .is_some_and(|log| log.unmap_pending(item.gpasid))
+                            && g.remap.draining(item.gpasid) == Some(hpasid)
+                        {
+                            return Err(Error::ChangePending { pasid: item.gpasid });
+                        }
+                        g.remap.forget_draining(item.gpasid, hpasid)
+                    }
+                    None => g.draining_local.remove(&item.gpasid).is_some(),
+                };
+                if !forgotten {
+                    return Err(not);
                 }
                 g.pasids.free(item.gpasid);
-                g.draining_shared -= item.hpasid.is_some() as u32;
             }
             Err(_) => {
                 let at = match (item.hpasid, self.orphans.binary_search(item)) {
@@ -155,12 +160,18 @@ impl<S: HostPasidSource> Host<S> {
     fn forget_draining(&mut self, item: &Draining) {
         match self.guest_mut(item.guest) {
             Ok(g) => {
-                g.draining.remove(&item.gpasid);
+                match item.hpasid {
+                    Some(hpasid) => {
+                        g.remap.forget_draining(item.gpasid, hpasid);
+                    }
+                    // The list keeps its capacity: a guest that frees and reallocates
+                    // local PASIDs must not pay an allocation for each cycle. It is
+                    // bounded by the guest range, like the rest of the guest.
+                    None => {
+                        g.draining_local.remove(&item.gpasid);
+                    }
+                }
                 g.pasids.free(item.gpasid);
-                // The list keeps its capacity: a guest that frees and reallocates on a
-                // VM-exit path must not pay an allocation for each cycle. It is
-                // bounded by the guest range, like the rest of the guest.
-                g.draining_shared -= item.hpasid.is_some() as u32;
             }
             Err(_) => {
                 if let Ok(at) = self.orphans.binary_search(item) {
@@ -177,15 +188,19 @@ impl<S: HostPasidSource> Host<S> {
             let guest = run[0].guest;
             match self.guest_mut(guest) {
                 Ok(g) => {
-                    // Both are sorted by gPASID: one merging walk.
-                    let mut next = run.iter().peekable();
-                    g.draining.retain(|gpasid, _| {
-                        while next.next_if(|d| d.gpasid < *gpasid).is_some() {}
-                        next.next_if(|d| d.gpasid == *gpasid).is_none()
-                    });
+                    // Local ones: both lists are sorted by gPASID, so one merging walk.
+                    let mut local = run.iter().filter(|d| d.hpasid.is_none()).peekable();
+                    if local.peek().is_some() {
+                        g.draining_local.retain(|gpasid, _| {
+                            while local.next_if(|d| d.gpasid < *gpasid).is_some() {}
+                            local.next_if(|d| d.gpasid == *gpasid).is_none()
+                        });
+                    }
                     for d in run {
+                        if let Some(hpasid) = d.hpasid {
+                            g.remap.forget_draining(d.gpasid, hpasid);
+                        }
                         g.pasids.free(d.gpasid);
-                        g.draining_shared -= d.hpasid.is_some() as u32;
                     }
                 }
                 Err(_) => self
@@ -199,10 +214,20 @@ impl<S: HostPasidSource> Host<S> {
     /// in the backlog if the source cannot take it now. Should even the backlog have no
     /// room (no memory), the PASID stays counted as this host's: never granted twice,
     /// at worst lost to this host until it goes.
+    #[inline(always)]
     fn give_back(&mut self, hpasid: u32) {
         if self.source.release(hpasid).is_ok() {
             self.host_pasids -= 1;
-        } else if self.release_backlog.try_reserve(1).is_ok() {
+        } else {
+            self.keep_for_retry(hpasid);
+        }
+    }
+
+    /// The cold half of [`Host::give_back`]: the source refused, so keep the PASID.
+    #[cold]
+    #[inline(never)]
+    fn keep_for_retry(&mut self, hpasid: u32) {
+        if self.release_backlog.try_reserve(1).is_ok() {
             self.release_backlog.push(hpasid);
         }
     }
@@ -231,7 +256,11 @@ impl<S: HostPasidSource> Host<S> {
     fn check_item(&self, item: &Draining) -> Result<()> {
         let draining = match self.guest(item.guest) {
             Ok(g) => {
-                if g.draining.get(&item.gpasid) != Some(&item.hpasid) {
+                let as_given = match item.hpasid {
+                    Some(hpasid) => g.remap.draining(item.gpasid) == Some(hpasid),
+                    None => g.draining_local.contains(&item.gpasid),
+                };
+                if !as_given {
                     false
                 } else if g
                     .changes
@@ -277,8 +306,8 @@ impl<S: HostPasidSource> Host<S> {
     pub fn draining_of(&self, guest: GuestId) -> Result<Vec<Draining>> {
         let g = self.guest(guest)?;
         let mut out = Vec::new();
-        out.try_reserve_exact(g.draining.len())?;
-        out.extend(g.draining.iter().map(|(&gpasid, &hpasid)| Draining {
+        out.try_reserve_exact(g.draining_len())?;
+        out.extend(g.draining().map(|(gpasid, hpasid)| Draining {
             guest,
             gpasid,
             hpasid,

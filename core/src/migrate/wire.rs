@@ -142,11 +142,11 @@ impl Serialize for PasidsRef<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> core::result::Result<S::Ok, S::Error> {
         let g = self.0;
         // Draining gPASIDs do not travel: they are the source's hardware state.
-        let held = g.pasids.used() as usize - g.draining.len();
+        let held = g.pasids.used() as usize - g.draining_len();
         let mut seq = s.serialize_seq(Some(held))?;
         let mut prev = 0;
         for gpasid in g.pasids.iter_used() {
-            if !g.draining.is_empty() && g.draining.contains_key(&gpasid) {
+            if g.is_draining(gpasid) {
                 continue;
             }
             let shared = g.remap.get(gpasid).is_some() as u32;
