@@ -191,11 +191,14 @@ impl Guest {
     /// lookup of the entry for both).
     #[inline(always)]
     pub(crate) fn held_host_pasid(&self, gpasid: u32, layout: &PasidLayout) -> Result<Option<u32>> {
-        if !layout.local().contains(&gpasid) {
-            return Err(Error::PasidOutOfRange { pasid: gpasid });
-        }
         if !self.pasids.is_used(gpasid) {
-            return Err(Error::NotAllocated { pasid: gpasid });
+            // The guest's allocator covers only its part of the local range, so the
+            // range test is needed only to name the error.
+            return Err(if layout.local().contains(&gpasid) {
+                Error::NotAllocated { pasid: gpasid }
+            } else {
+                Error::PasidOutOfRange { pasid: gpasid }
+            });
         }
         let hpasid = self.remap.get(gpasid);
         // A mapped entry is held; otherwise it may drain, of either kind.
