@@ -72,7 +72,11 @@ pub struct Host<S = IdBitmap> {
     pub(crate) imported: Vec<MigrationIdentity>,
 }
 
+// `repr(C)`, a line each, the generation first and the guest's hot fields right after
+// it (see `Guest`): with thousands of guests every line of a slot that a VM-exit path
+// touches is a likely cache miss.
 #[derive(Debug, Clone)]
+#[repr(C, align(64))]
 pub(crate) struct Slot {
     pub(crate) generation: u16,
     pub(crate) guest: Option<Guest>,
@@ -92,21 +96,26 @@ impl RidUsers {
 }
 
 /// One guest's PASIDs and devices.
+// `repr(C)`, in the order alloc, free and teardown read them: the configuration, the
+// change log's presence, the bind counts' length, then the hot heads of the gPASID
+// bitmap and of the translation map (both `repr(C)` with their hot fields first); what
+// only set-up, devices and migration read comes last.
 #[derive(Debug, Clone)]
+#[repr(C)]
 pub(crate) struct Guest {
     pub(crate) config: GuestConfig,
-    /// What the guest's vIOMMU told it; a p2 guest's gPASIDs come from its range.
-    pub(crate) contract: GuestContract,
     /// The translation-change log, when the VMM turned it on.
     pub(crate) changes: Option<ChangeLog>,
+    /// How many devices each bound gPASID is bound to.
+    pub(crate) bind_counts: SortedMap<u32, u32>,
     /// gPASIDs the guest holds or that drain, of both kinds (p2 guests only).
     pub(crate) pasids: IdBitmap,
     /// The shared ones it holds, with their host PASIDs.
     pub(crate) remap: RemapTable,
+    /// What the guest's vIOMMU told it; a p2 guest's gPASIDs come from its range.
+    pub(crate) contract: GuestContract,
     /// The guest's uses of RIDs.
     pub(crate) devices: SortedMap<(Rid, DeviceKind), Device>,
-    /// How many devices each bound gPASID is bound to.
-    pub(crate) bind_counts: SortedMap<u32, u32>,
     /// Freed local gPASIDs whose teardown is not confirmed. Freed shared ones drain
     /// in `remap`, their entry marked ([`RemapTable::retire`]): one store each way on
     /// the VM-exit path, and no list that could need memory.
