@@ -252,8 +252,18 @@ step "libpasid.so has soname libpasid.so.0.x" \
     sh -c "readelf -d '$libdir_so/libpasid.so' | grep -q 'SONAME.*libpasid.so.0'"
 step "libpasid.a has no debug info ($(wc -c <"$libdir/libpasid.a") bytes; KEEP_DEBUG=1 keeps it)" \
     sh -c "! readelf -S '$libdir/libpasid.a' | grep -q '\.debug_info'"
-# The README gives the size (1.6 MB); a big jump means something came back.
-step "libpasid.a stays under 3 MB" test "$(wc -c <"$libdir/libpasid.a")" -lt 3000000
+# The README gives the sizes: they must stay true (within 15%), so a change that makes
+# the library much bigger or smaller updates the README, and debug info cannot come
+# back unnoticed.
+readme_mb() { sed -n "s/.*\`$1\` is \([0-9.]*\) MB.*/\1/p" README.md | head -n1; }
+near() { python3 -c 'import sys; a, r = int(sys.argv[1]), float(sys.argv[2]) * 1e6; sys.exit(abs(a - r) > 0.15 * r)' "$@"; }
+for lib in "$libdir/libpasid.a" "$libdir_so/libpasid.so"; do
+    name=$(basename "$lib")
+    mb=$(readme_mb "$name")
+    bytes=$(wc -c <"$(readlink -f "$lib")")
+    step "$name is $bytes bytes, as README.md says (${mb:-no size given} MB)" \
+        sh -c "[ -n '$mb' ] && near '$bytes' '$mb'"
+done
 
 echo "=== README.md code blocks"
 step "every code block of README.md (scripts/test-readme.sh)" \
