@@ -1943,7 +1943,8 @@ int pasid_translation_tables(const struct pasid_host *host,
  * for other tables, written all invalid and linked from the directory. Every page is
  * `PASID_PAGE_SIZE` bytes at a 4 KiB-aligned, distinct physical address, and no two
  * pages overlap in memory. Everything is checked before anything is written: on error
- * no page has changed. Thread-safe.
+ * no page has changed. The pages are only written, so they may be uninitialised
+ * memory. Thread-safe.
  */
 PASID_MUST_USE
 int pasid_export_translation(const struct pasid_host *host,
@@ -1956,7 +1957,8 @@ int pasid_export_translation(const struct pasid_host *host,
 /**
  * Writes one PASID-translation table of a guest (table number = gPASID >> 10) into a
  * `PASID_PAGE_SIZE`-byte page: the page `pasid_pages_touched.table` names after an
- * update. A table the guest does not use is written all invalid. Thread-safe.
+ * update. A table the guest does not use is written all invalid. The page is only
+ * written (it may be uninitialised memory); on error it is unchanged. Thread-safe.
  */
 PASID_MUST_USE
 int pasid_write_translation_table(const struct pasid_host *host,
@@ -1970,7 +1972,10 @@ int pasid_write_translation_table(const struct pasid_host *host,
  * `pasid_vcmd`) to pages a VMM keeps: rewrites the table's page and, when
  * `touched->directory_changed`, the table's entry in `directory` (the page of the
  * directory `pasid_directory_of_table` names; may be NULL otherwise). A `touched`
- * with `changed` false writes nothing. Checked before written. Thread-safe.
+ * with `changed` false writes nothing. Checked before written; the table's page is
+ * written first and linked after. The table's page is only written (it may be
+ * uninitialised memory); `directory` is changed in place, so it must be initialised
+ * (the directory page of an earlier export). Thread-safe.
  */
 PASID_MUST_USE
 int pasid_write_touched_pages(const struct pasid_host *host,
@@ -1994,7 +1999,8 @@ int pasid_directory_of_table(uint32_t table,
  * Writes the directory entry for table `table` (pointing at the table page at
  * `table_phys`, 4 KiB aligned) into a directory page (`len` must be
  * `PASID_PAGE_SIZE`); only those 8 bytes change. `*out_directory` (may be NULL) tells
- * which directory (`PASID_DIRECTORY_*`) that page must be. Thread-safe.
+ * which directory (`PASID_DIRECTORY_*`) that page must be. The page is changed in
+ * place, so it must be initialised. Thread-safe.
  */
 PASID_MUST_USE
 int pasid_write_directory_entry(uint8_t *directory_page,

@@ -105,7 +105,7 @@ readelf -sW "$out/libpasid.a" 2>/dev/null |
     awk '$7 == "UND" && $5 == "WEAK" && $8 != "" { print $8 }' | sort -u >"$work/weak.syms"
 ld -r --gc-sections --force-group-allocation $(sed 's/^/-u /' "$work/pasid.syms") \
     --whole-archive "$out/libpasid.a" --no-whole-archive -o "$work/pasid-all.o"
-# Debug info is mostly the standard library's (about 8 MB of the 8.8 MB archive) and
+# Debug info is mostly the standard library's (about 7 MB of the 9.3 MB archive) and
 # would land in every unstripped binary that links us.
 strip_debug=--strip-debug
 [ "$keep_debug" = 1 ] && strip_debug=

@@ -14,7 +14,9 @@
 #   rust  run as doctests: ffi/src/lib.rs includes README.md as the doc of a
 #         cfg(doctest) module, so `cargo test -p pasid-ffi --doc` compiles and runs them.
 #   js    run with node from web-demo/ (so `./pkg` is web-demo/pkg) when web-demo/pkg
-#         is built (scripts/test-web.sh builds it); otherwise skipped, saying so.
+#         is built (scripts/test-web.sh builds it); otherwise skipped, saying so. Then
+#         run as a module script of a page served from web-demo/ in headless Chromium
+#         (scripts/readme-browser.mjs), which must log what it logged under node.
 # Any other language, or a fence without one, fails: every block must be runnable.
 #
 # Directives: an HTML comment on the line right before the opening fence, invisible on
@@ -178,6 +180,17 @@ while read -r n lang line directive; do
                 pass "$where: ran under node $(node --version) from web-demo/"
             else
                 fail "$where"
+                continue
+            fi
+            # The same block as a page's module script, in headless Chromium: it must
+            # run there too and log exactly what it logged under Node.
+            if [ "$ext" != mjs ]; then
+                skip "$where: a CommonJS block does not run in a page"
+            elif run "$tmp/js$n-browser.log" node scripts/readme-browser.mjs "web-demo/.readme-block-$n.$ext" &&
+                run "$tmp/js$n-diff.log" diff -u "$tmp/js$n.log" "$tmp/js$n-browser.log"; then
+                pass "$where: ran in headless Chromium as a page's module script, same output as under node"
+            else
+                fail "$where: in headless Chromium (scripts/readme-browser.mjs; scripts/setup.sh web installs it)"
             fi
             ;;
         *)

@@ -18,7 +18,7 @@ scripts/play.sh --build
 cd web-demo
 status=0
 step "wasm bindings under Node"
-node --test --test-reporter=spec test/wasm.test.mjs || status=1
+node --test --test-reporter=spec test/wasm.test.mjs ../wasm/tests/*.test.mjs || status=1
 step "the playground in Chromium"
 # One file per area; they run one after another (one browser at a time on 2 cores).
 node --test --test-concurrency=1 --test-reporter=spec \

@@ -5,7 +5,10 @@
 //! (which must equal the guest's table), and to simulated pages through
 //! `hwtable::plan_update`, one store at a time. Between any two stores, the CPU walk of
 //! every gPASID gives either a fault or a host PASID the guest holds or drains; after
-//! the last, every walk agrees with a fresh export of the guest's pages.
+//! the last, every walk agrees with a fresh export of the guest's pages. The operations
+//! are every call that can change a table or must not: create, alloc and free (also as
+//! the guest's VCMD ALLOC/FREE, both VT-d revisions), attach, bind, unbind, detach,
+//! teardown confirmation, destroy, and export + destroy + import.
 
 mod support;
 
@@ -14,6 +17,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use pasid_core::hwtable::{
     self, walk, Directory, PageBuf, Store, TableEntry, TablePage, PAGE_SIZE,
 };
+use pasid_core::vcmd::{VtdRevision, ALLOC_OPERAND_LOCAL, CMD_ALLOC, CMD_FREE};
 use pasid_core::{
     DeviceKind, Error, GuestConfig, GuestId, Host, PasidKind, PasidLayout, Platform, Rid,
     TranslationChange,
@@ -339,16 +343,27 @@ fn ops(layout: &PasidLayout) -> impl Strategy<Value = Vec<Op>> {
     let dkind = prop_oneof![Just(DeviceKind::Dedicated), Just(DeviceKind::SharedWq)];
     let pkind = prop_oneof![Just(PasidKind::Local), Just(PasidKind::Shared)];
     let platform = prop_oneof![Just(Platform::P1), Just(Platform::P2)];
+    let rev = prop_oneof![Just(VtdRevision::V3_0), Just(VtdRevision::V3_3)];
     let op = prop_oneof![
         2 => (platform, 0u32..8).prop_map(|(platform, quota)| Op::Create { platform, quota }),
         1 => guest.clone().prop_map(|guest| Op::Destroy { guest }),
-        2 => (guest.clone(), rid.clone(), dkind).prop_map(|(guest, rid, kind)| Op::Attach { guest, rid, kind }),
+        2 => (guest.clone(), rid.clone(), dkind.clone()).prop_map(|(guest, rid, kind)| Op::Attach { guest, rid, kind }),
         8 => (guest.clone(), pkind).prop_map(|(guest, kind)| Op::Alloc { guest, kind }),
         4 => (guest.clone(), pasid.clone()).prop_map(|(guest, pasid)| Op::Free { guest, pasid }),
         2 => (guest.clone(), pasid.clone(), rid.clone()).prop_map(|(guest, pasid, rid)| Op::Bind { guest, pasid, rid }),
-        1 => (guest.clone(), pasid, rid).prop_map(|(guest, pasid, rid)| Op::Unbind { guest, pasid, rid }),
+        1 => (guest.clone(), pasid.clone(), rid.clone(), dkind.clone()).prop_map(|(guest, pasid, rid, kind)| Op::BindUse { guest, pasid, rid, kind }),
+        1 => (guest.clone(), pasid.clone(), rid.clone()).prop_map(|(guest, pasid, rid)| Op::Unbind { guest, pasid, rid }),
+        1 => (guest.clone(), rid.clone()).prop_map(|(guest, rid)| Op::Detach { guest, rid }),
+        1 => (guest.clone(), rid, dkind).prop_map(|(guest, rid, kind)| Op::DetachUse { guest, rid, kind }),
         4 => (0usize..64, Just(false)).prop_map(|(pick, twice)| Op::Complete { pick, twice }),
-        1 => guest.prop_map(|guest| Op::Reimport { guest }),
+        1 => guest.clone().prop_map(|guest| Op::Reimport { guest }),
+        // The guest's own ALLOC (shared or local) and FREE through VCMD, both layouts.
+        3 => (guest, rev, prop_oneof![
+            Just((CMD_ALLOC, 0)),
+            Just((CMD_ALLOC, ALLOC_OPERAND_LOCAL)),
+            pasid.prop_map(|p| (CMD_FREE, u64::from(p))),
+        ])
+            .prop_map(|(guest, rev, (code, operand))| Op::Vcmd { guest, rev, command: rev.command(code, operand) }),
     ];
     prop::collection::vec(op, 1..if cfg!(miri) { 20 } else { 80 })
 }

@@ -10,7 +10,9 @@
  *  - the guest's PASID state as an optional VMState subsection: pre_save exports
  *    it into a buffer (size query first), post_load imports it with the RID map
  *    of this host's devices and reports a refusal through Error **errp;
- *  - the library's log routed to a trace-style printer.
+ *  - the library's log routed to a trace-style printer;
+ *  - the host handle, one per QEMU process: a lease at the machine's PASID broker
+ *    when one runs (host PASIDs unique on the machine), else an in-process one.
  *
  * The QEMU APIs used are stubbed below, just enough to run; each stub names what
  * it stands for. Build (static, as QEMU links it) and run:
@@ -18,8 +20,10 @@
  *   cc -std=gnu11 $(pkg-config --cflags pasid) viommu.c \
  *      $(pkg-config --static --libs pasid) -o viommu && ./viommu
  *
- * or with meson: examples/c/meson.build. Exits 0 when every step did what a real
- * guest and a real migration would expect.
+ * or with meson: examples/c/meson.build. With PASID_BROKER_SOCKET=PATH in the
+ * environment (standing for -device intel-iommu,x-pasid-broker=PATH) the host
+ * PASIDs come from the broker listening there (scripts/broker.sh). Exits 0 when
+ * every step did what a real guest and a real migration would expect.
  */
 #include <pasid.h>
 
@@ -258,14 +262,7 @@ static bool vtd_realize(IntelIOMMUState *s, pasid_host *host, uint32_t rev,
     uint64_t ecap = PASID_ECAP_VCS;
     unsigned i;
 
-    /*
-     * BROKER: with the machine-wide PASID broker, the host handle comes from a
-     * connection to it (a lease on the shared range, released when QEMU dies)
-     * instead of one in-process host per QEMU. The broker constructors are not
-     * in the library yet; this is where the connection goes (a VMM's own
-     * allocator can already be plugged in with pasid_host_new_with_source).
-     */
-    s->pasid_host = host;
+    s->pasid_host = host;   /* one per process: see vtd_pasid_host_new() */
     s->vcmd_rev = rev;
     memcpy(&s->regs[DMAR_ECAP_REG], &ecap, sizeof(ecap));
     if (pasid_vcmd_get_offsets(rev, &s->vcmd_off)) {
@@ -558,6 +555,37 @@ out:
     return ok;
 }
 
+/*
+ * The process's host handle, made once at machine init. A shared work queue needs
+ * host PASIDs unique on the whole machine, and each QEMU is its own process, so
+ * with x-pasid-broker=PATH they come from a lease at the machine's broker: the
+ * broker quarantines them if this QEMU dies, and pasid_host_free() ends the lease.
+ * Without it, an in-process allocator: fine while one VMM owns the shared range.
+ */
+static pasid_host *vtd_pasid_host_new(const pasid_layout *layout, const char *broker,
+                                      Error **errp)
+{
+    pasid_host *host = NULL;
+    char msg[256];
+    size_t n;
+    int rc;
+
+    if (broker) {
+        rc = pasid_host_new_brokered(layout, PASID_PLATFORM_P2, broker, &host);
+    } else {
+        rc = pasid_host_new(layout, PASID_PLATFORM_P2, &host);
+    }
+    if (rc != PASID_RESULT_OK) {
+        if (pasid_last_error_message(msg, sizeof(msg), &n) != PASID_RESULT_OK) {
+            msg[0] = '\0';
+        }
+        error_setg(errp, "intel-iommu: no PASID host%s%s: %s", broker ? " at broker " : "",
+                   broker ? broker : "", msg);
+        return NULL;
+    }
+    return host;
+}
+
 int main(void)
 {
     pasid_layout layout = {
@@ -570,15 +598,32 @@ int main(void)
     pasid_guest_config other = {
         .size = sizeof(other), .platform = PASID_PLATFORM_P2, .shared_quota = 4,
     };
+    const char *broker = getenv("PASID_BROKER_SOCKET");  /* x-pasid-broker */
     pasid_guest_id busy = 0;
+    Error *err = NULL;
     uint32_t x = 0;
     int ok;
 
+    if (broker && !*broker) {
+        broker = NULL;
+    }
     pasid_set_log_callback(vtd_pasid_log, &tracer);
-    /* Two hosts; the destination already runs a guest that holds host PASIDs. */
-    if (pasid_host_new(&layout, PASID_PLATFORM_P2, &src) ||
-        pasid_host_new(&layout, PASID_PLATFORM_P2, &dst) ||
-        pasid_guest_create(dst, &other, &busy) ||
+    /*
+     * Two hosts, standing for the source and destination QEMU (with a broker, two
+     * leases at one broker); the destination already runs a guest that holds
+     * host PASIDs.
+     */
+    src = vtd_pasid_host_new(&layout, broker, &err);
+    dst = src ? vtd_pasid_host_new(&layout, broker, &err) : NULL;
+    if (!dst) {
+        error_report_err(err);
+        pasid_host_free(src);
+        pasid_set_log_callback(NULL, NULL);
+        return 1;
+    }
+    printf("host PASIDs: %s%s\n", broker ? "leased from the broker at " : "in-process",
+           broker ? broker : "");
+    if (pasid_guest_create(dst, &other, &busy) ||
         pasid_alloc(dst, busy, PASID_KIND_SHARED, &x, NULL) ||
         pasid_alloc(dst, busy, PASID_KIND_SHARED, &x, NULL)) {
         return 1;

@@ -4,12 +4,18 @@
 //! Pages are caller memory described by [`pasid_page`] (physical address as the CPU
 //! will see it, plus the bytes). Two pages of one call must not overlap in memory: that
 //! is checked here before any page is touched, as the core checks everything else.
+//! A page the library only writes may be uninitialised memory: no Rust reference to it
+//! as bytes is made (the core writes a page of the library's own, copied out through
+//! `MaybeUninit` once the call succeeded); a directory changed in place is read, so
+//! it must be initialised.
 
 use core::ffi::c_int;
 use std::string::String;
 use std::vec::Vec;
 
-use pasid_core::hwtable::{self, Directory, Fault, PageBuf, TablePage};
+use core::mem::MaybeUninit;
+
+use pasid_core::hwtable::{self, Directory, Fault, PageBuf, TablePage, PAGE_SIZE};
 use pasid_core::{GuestId, PagesTouched};
 
 use crate::boundary::{
@@ -166,17 +172,65 @@ fn check_disjoint(ranges: &mut [(usize, usize)]) -> Result<(), FfiError> {
     Ok(())
 }
 
-/// A caller page as a mutable byte slice.
+/// A caller page the library reads as well as writes (a directory it changes one entry
+/// of), as a mutable byte slice.
+///
+/// # Safety
+/// `p.bytes` is NULL or valid for `p.len` writable, **initialised** bytes (the header
+/// says so for these pages), and no other slice made in this call overlaps it (checked
+/// by [`check_disjoint`] before).
+unsafe fn initialised_page<'a>(
+    p: &pasid_page,
+    name: &'static str,
+) -> Result<&'a mut [u8], FfiError> {
+    // SAFETY: forwarded to the caller's promise.
+    let s = unsafe { output_slice(p.bytes, p.len, name) }?;
+    // SAFETY: initialised bytes by the caller's promise; u8 has no invalid values.
+    Ok(unsafe { &mut *(s as *mut [MaybeUninit<u8>] as *mut [u8]) })
+}
+
+/// A caller page the library only writes, possibly uninitialised memory. No `&[u8]`
+/// of it is ever made: the core writes a zeroed page of the library's own, and
+/// [`OutPage::copy_out`] stores it into the caller's `MaybeUninit` bytes, once the
+/// whole call has succeeded (so a refused call leaves every page as it was).
+struct OutPage<'a> {
+    dst: &'a mut [MaybeUninit<u8>],
+    buf: Vec<u8>,
+}
+
+/// The caller's memory of a write-only page, checked for NULL and alignment.
 ///
 /// # Safety
 /// `p.bytes` is NULL or valid for `p.len` writable bytes, and no other slice made in
 /// this call overlaps it (checked by [`check_disjoint`] before).
-unsafe fn page_bytes<'a>(p: &pasid_page, name: &'static str) -> Result<&'a mut [u8], FfiError> {
+unsafe fn out_page<'a>(
+    p: &pasid_page,
+    name: &'static str,
+) -> Result<&'a mut [MaybeUninit<u8>], FfiError> {
     // SAFETY: forwarded to the caller's promise.
-    let s = unsafe { output_slice(p.bytes, p.len, name) }?;
-    // SAFETY: memory handed over by C counts as initialized bytes (Rust cannot tell
-    // otherwise, and C may read uninitialized unsigned char); u8 has no invalid values.
-    Ok(unsafe { &mut *(s as *mut [core::mem::MaybeUninit<u8>] as *mut [u8]) })
+    unsafe { output_slice(p.bytes, p.len, name) }
+}
+
+impl<'a> OutPage<'a> {
+    /// The library's copy of a page: the core's own length check first (a page is
+    /// `PAGE_SIZE` bytes), then a zeroed page to write.
+    fn new(dst: &'a mut [MaybeUninit<u8>]) -> Result<Self, FfiError> {
+        if dst.len() != PAGE_SIZE {
+            return Err(pasid_core::Error::PageSize { len: dst.len() }.into());
+        }
+        let mut buf = Vec::new();
+        buf.try_reserve_exact(PAGE_SIZE)
+            .map_err(|_| pasid_core::Error::OutOfMemory)?;
+        buf.resize(PAGE_SIZE, 0);
+        Ok(OutPage { dst, buf })
+    }
+
+    /// Stores the written page into the caller's memory.
+    fn copy_out(self) {
+        for (d, s) in self.dst.iter_mut().zip(&self.buf) {
+            d.write(*s);
+        }
+    }
 }
 
 /// Lists the PASID-translation tables a guest uses, as table numbers (gPASID >> 10),
@@ -209,7 +263,8 @@ pub unsafe extern "C" fn pasid_translation_tables(
 /// for other tables, written all invalid and linked from the directory. Every page is
 /// `PASID_PAGE_SIZE` bytes at a 4 KiB-aligned, distinct physical address, and no two
 /// pages overlap in memory. Everything is checked before anything is written: on error
-/// no page has changed. Thread-safe.
+/// no page has changed. The pages are only written, so they may be uninitialised
+/// memory. Thread-safe.
 #[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_export_translation(
@@ -231,34 +286,56 @@ pub unsafe extern "C" fn pasid_export_translation(
             .collect();
         check_disjoint(&mut ranges)?;
         // SAFETY: valid by the caller's promise, disjoint as checked above.
-        let low = PageBuf {
-            phys: low.phys,
-            bytes: unsafe { page_bytes(&low, "low.bytes") }?,
-        };
-        let high = PageBuf {
-            phys: high.phys,
-            bytes: unsafe { page_bytes(&high, "high.bytes") }?,
-        };
-        let mut pages = Vec::with_capacity(tables.len());
+        let low_dst = unsafe { out_page(&low, "low.bytes") }?;
+        // SAFETY: as above.
+        let high_dst = unsafe { out_page(&high, "high.bytes") }?;
+        let mut table_dst = Vec::with_capacity(tables.len());
         for t in tables {
-            pages.push(TablePage {
-                table: t.table,
-                page: PageBuf {
-                    phys: t.page.phys,
-                    // SAFETY: as above.
-                    bytes: unsafe { page_bytes(&t.page, "tables[].page.bytes") }?,
-                },
-            });
+            // SAFETY: as above.
+            table_dst.push((t, unsafe { out_page(&t.page, "tables[].page.bytes") }?));
         }
         with_host(host, |h| {
-            Ok(h.export_translation(GuestId(guest), low, high, &mut pages)?)
+            h.guest_config(GuestId(guest))?; // the core's first check stays first
+            let (mut lo, mut hi) = (OutPage::new(low_dst)?, OutPage::new(high_dst)?);
+            let mut out = Vec::with_capacity(table_dst.len());
+            for (t, dst) in table_dst {
+                out.push((t.table, t.page.phys, OutPage::new(dst)?));
+            }
+            let mut pages: Vec<TablePage<'_>> = out
+                .iter_mut()
+                .map(|(table, phys, page)| TablePage {
+                    table: *table,
+                    page: PageBuf {
+                        phys: *phys,
+                        bytes: &mut page.buf,
+                    },
+                })
+                .collect();
+            h.export_translation(
+                GuestId(guest),
+                PageBuf {
+                    phys: low.phys,
+                    bytes: &mut lo.buf,
+                },
+                PageBuf {
+                    phys: high.phys,
+                    bytes: &mut hi.buf,
+                },
+                &mut pages,
+            )?;
+            drop(pages);
+            for page in [lo, hi].into_iter().chain(out.into_iter().map(|o| o.2)) {
+                page.copy_out();
+            }
+            Ok(())
         })
     })
 }
 
 /// Writes one PASID-translation table of a guest (table number = gPASID >> 10) into a
 /// `PASID_PAGE_SIZE`-byte page: the page `pasid_pages_touched.table` names after an
-/// update. A table the guest does not use is written all invalid. Thread-safe.
+/// update. A table the guest does not use is written all invalid. The page is only
+/// written (it may be uninitialised memory); on error it is unchanged. Thread-safe.
 #[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_write_translation_table(
@@ -275,9 +352,16 @@ pub unsafe extern "C" fn pasid_write_translation_table(
             len,
         };
         // SAFETY: the caller passes NULL or `len` writable bytes.
-        let bytes = unsafe { page_bytes(&p, "page") }?;
+        let dst = unsafe { out_page(&p, "page") }?;
         with_host(host, |h| {
-            Ok(h.write_translation_table(GuestId(guest), table, bytes)?)
+            h.guest_config(GuestId(guest))?; // the core's first check stays first
+            if table >= hwtable::TABLE_COUNT {
+                return Err(pasid_core::Error::BadTablePage { table }.into());
+            }
+            let mut page = OutPage::new(dst)?;
+            h.write_translation_table(GuestId(guest), table, &mut page.buf)?;
+            page.copy_out();
+            Ok(())
         })
     })
 }
@@ -286,7 +370,10 @@ pub unsafe extern "C" fn pasid_write_translation_table(
 /// `pasid_vcmd`) to pages a VMM keeps: rewrites the table's page and, when
 /// `touched->directory_changed`, the table's entry in `directory` (the page of the
 /// directory `pasid_directory_of_table` names; may be NULL otherwise). A `touched`
-/// with `changed` false writes nothing. Checked before written. Thread-safe.
+/// with `changed` false writes nothing. Checked before written; the table's page is
+/// written first and linked after. The table's page is only written (it may be
+/// uninitialised memory); `directory` is changed in place, so it must be initialised
+/// (the directory page of an earlier export). Thread-safe.
 #[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_write_touched_pages(
@@ -325,27 +412,58 @@ pub unsafe extern "C" fn pasid_write_touched_pages(
             return Err(FfiError::Null("directory"));
         }
         // SAFETY: valid by the caller's promise, disjoint as checked above.
-        let table_bytes = unsafe { page_bytes(&table_page, "table_page.bytes") }?;
+        let table_dst = unsafe { out_page(&table_page, "table_page.bytes") }?;
         let dir_bytes = if directory.is_null() {
             None
         } else {
-            // SAFETY: as above.
-            Some(unsafe { page_bytes(&dir, "directory") }?)
+            // SAFETY: as above; the directory is initialised (the header's rule: one
+            // entry of it is rewritten in place).
+            Some(unsafe { initialised_page(&dir, "directory") }?)
         };
         let core_touched = PagesTouched {
             table: touched.table,
             directory_changed: touched.directory_changed,
         };
         with_host(host, |h| {
-            Ok(h.write_touched_pages(
+            // The core's checks in its order, then everything once more on copies:
+            // the table is written to the caller's page first and linked after.
+            h.guest_config(GuestId(guest))?;
+            if touched.table >= hwtable::TABLE_COUNT {
+                return Err(pasid_core::Error::BadTablePage {
+                    table: touched.table,
+                }
+                .into());
+            }
+            let mut table = OutPage::new(table_dst)?;
+            let mut dir_copy = Vec::new();
+            let linking = match dir_bytes {
+                Some(dir) if touched.directory_changed => {
+                    if dir.len() != PAGE_SIZE {
+                        return Err(pasid_core::Error::PageSize { len: dir.len() }.into());
+                    }
+                    dir_copy
+                        .try_reserve_exact(PAGE_SIZE)
+                        .map_err(|_| pasid_core::Error::OutOfMemory)?;
+                    dir_copy.resize(PAGE_SIZE, 0);
+                    Some(dir)
+                }
+                _ => None,
+            };
+            h.write_touched_pages(
                 GuestId(guest),
                 core_touched,
                 PageBuf {
                     phys: table_page.phys,
-                    bytes: table_bytes,
+                    bytes: &mut table.buf,
                 },
-                dir_bytes,
-            )?)
+                linking.is_some().then_some(&mut dir_copy[..]),
+            )?;
+            table.copy_out();
+            if let Some(dir) = linking {
+                // Checked on the copy just now: the same entry, the same checks.
+                hwtable::write_directory_entry(dir, touched.table, table_page.phys)?;
+            }
+            Ok(())
         })
     })
 }
@@ -376,7 +494,8 @@ pub unsafe extern "C" fn pasid_directory_of_table(
 /// Writes the directory entry for table `table` (pointing at the table page at
 /// `table_phys`, 4 KiB aligned) into a directory page (`len` must be
 /// `PASID_PAGE_SIZE`); only those 8 bytes change. `*out_directory` (may be NULL) tells
-/// which directory (`PASID_DIRECTORY_*`) that page must be. Thread-safe.
+/// which directory (`PASID_DIRECTORY_*`) that page must be. The page is changed in
+/// place, so it must be initialised. Thread-safe.
 #[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn pasid_write_directory_entry(
@@ -395,7 +514,7 @@ pub unsafe extern "C" fn pasid_write_directory_entry(
                 bytes: directory_page,
                 len,
             };
-            let bytes = page_bytes(&p, "directory_page")?;
+            let bytes = initialised_page(&p, "directory_page")?;
             Ok(hwtable::write_directory_entry(bytes, table, table_phys)?.to_c())
         })
     })

@@ -267,3 +267,174 @@ fn translation_pages_export_and_walk() {
         pasid_host_free(h);
     }
 }
+
+/// A page of possibly uninitialised memory, page aligned, as C may hand one over.
+#[repr(C, align(4096))]
+struct RawPage([core::mem::MaybeUninit<u8>; PASID_PAGE_SIZE]);
+
+impl RawPage {
+    fn uninit() -> Box<Self> {
+        Box::new(RawPage([core::mem::MaybeUninit::uninit(); PASID_PAGE_SIZE]))
+    }
+    fn filled(byte: u8) -> Box<Self> {
+        Box::new(RawPage(
+            [core::mem::MaybeUninit::new(byte); PASID_PAGE_SIZE],
+        ))
+    }
+    fn page(&mut self, phys: u64) -> pasid_page {
+        pasid_page {
+            phys,
+            bytes: self.0.as_mut_ptr().cast(),
+            len: PASID_PAGE_SIZE,
+        }
+    }
+    /// The bytes, once the library wrote every one of them.
+    fn written(&self) -> Vec<u8> {
+        // SAFETY: the caller checks only pages the library wrote whole.
+        self.0.iter().map(|b| unsafe { b.assume_init() }).collect()
+    }
+}
+
+#[test]
+fn pages_handed_in_uninitialised_are_only_written_and_a_refusal_leaves_them() {
+    unsafe {
+        let mut h = ptr::null_mut();
+        assert_eq!(pasid_host_new(&layout(), 2, &mut h), OK);
+        let cfg = pasid_guest_config {
+            size: size_of::<pasid_guest_config>() as u32,
+            platform: pasid_platform::P2 as u32,
+            shared_quota: 8,
+        };
+        let mut g = 0;
+        assert_eq!(pasid_guest_create(h, &cfg, &mut g), OK);
+        let mut gp = 0;
+        let mut touched = core::mem::MaybeUninit::<pasid_pages_touched>::uninit();
+        assert_eq!(
+            pasid_alloc(
+                h,
+                g,
+                pasid_kind::Shared as u32,
+                &mut gp,
+                touched.as_mut_ptr()
+            ),
+            OK
+        );
+        let touched = touched.assume_init();
+        assert!(touched.changed && touched.directory_changed);
+        let mut hp = 0;
+        assert_eq!(pasid_translate(h, g, gp, &mut hp), OK);
+
+        // Export into uninitialised pages: every byte written, the walk finds hPASID.
+        let (mut low, mut high, mut table) =
+            (RawPage::uninit(), RawPage::uninit(), RawPage::uninit());
+        let tables = [pasid_table_page {
+            table: 0,
+            page: table.page(0x3000),
+        }];
+        assert_eq!(
+            pasid_export_translation(
+                h,
+                g,
+                low.page(0x1000),
+                high.page(0x2000),
+                tables.as_ptr(),
+                1
+            ),
+            OK
+        );
+        let bytes = [low.written(), high.written(), table.written()];
+        let refs: Vec<pasid_page_ref> = bytes
+            .iter()
+            .zip([0x1000u64, 0x2000, 0x3000])
+            .map(|(m, p)| pasid_page_ref {
+                phys: p,
+                bytes: m.as_ptr(),
+                len: m.len(),
+            })
+            .collect();
+        let mut r = core::mem::MaybeUninit::<pasid_walk_result>::uninit();
+        assert_eq!(
+            pasid_walk(0x1000, 0x2000, gp, refs.as_ptr(), 3, r.as_mut_ptr()),
+            OK
+        );
+        assert_eq!(r.assume_init().hpasid, hp);
+
+        // One table into an uninitialised page, and the same after an update: the
+        // bytes of the export's table page.
+        let mut one = RawPage::uninit();
+        assert_eq!(
+            pasid_write_translation_table(h, g, 0, one.page(0).bytes, PASID_PAGE_SIZE),
+            OK
+        );
+        assert_eq!(one.written(), bytes[2]);
+        let mut again = RawPage::uninit();
+        let mut dir = RawPage::filled(0);
+        assert_eq!(
+            pasid_write_touched_pages(
+                h,
+                g,
+                &touched,
+                again.page(0x5000),
+                dir.page(0).bytes,
+                PASID_PAGE_SIZE
+            ),
+            OK
+        );
+        assert_eq!(again.written(), bytes[2]);
+        let entry = u64::from_le_bytes(dir.written()[..8].try_into().unwrap());
+        assert_eq!(entry, 0x5000 | 1, "the directory links the table page");
+
+        // Refused calls write nothing: a duplicate page address, a bad guest, a bad
+        // table number, a page of the wrong size.
+        let (mut a, mut b, mut c) = (
+            RawPage::filled(0xAA),
+            RawPage::filled(0xAA),
+            RawPage::filled(0xAA),
+        );
+        let tables = [pasid_table_page {
+            table: 0,
+            page: c.page(0x1000),
+        }];
+        assert_ne!(
+            pasid_export_translation(h, g, a.page(0x1000), b.page(0x2000), tables.as_ptr(), 1),
+            OK
+        );
+        assert_ne!(
+            pasid_export_translation(h, g + 1, a.page(0x1000), b.page(0x2000), ptr::null(), 0),
+            OK
+        );
+        assert_ne!(
+            pasid_write_translation_table(
+                h,
+                g,
+                PASID_TABLE_COUNT,
+                a.page(0).bytes,
+                PASID_PAGE_SIZE
+            ),
+            OK
+        );
+        let short = pasid_page {
+            len: PASID_PAGE_SIZE - 1,
+            ..b.page(0x2000)
+        };
+        assert_ne!(
+            pasid_export_translation(h, g, a.page(0x1000), short, ptr::null(), 0),
+            OK
+        );
+        assert_eq!(
+            pasid_write_touched_pages(
+                h,
+                g,
+                &touched,
+                a.page(0x1001),
+                b.page(0).bytes,
+                PASID_PAGE_SIZE
+            ),
+            ErrorCode::UnalignedPage as c_int
+        );
+        for p in [&a, &b, &c] {
+            assert!(p.written().iter().all(|&x| x == 0xAA));
+        }
+        pasid_host_free(h);
+    }
+}

@@ -304,6 +304,137 @@ fn run(s: &mut State, call: &Call) {
                 }
                 ("pasid_import_guest_with", rc)
             }
+            Call::PendingChanges(h, g, out_null) => {
+                let mut on = false;
+                let rc = pasid_pending_translation_changes(
+                    s.host(*h),
+                    s.guest(*g),
+                    null_or(*out_null, &mut on),
+                    &mut n,
+                );
+                if *out_null {
+                    assert_ne!(rc, OK);
+                }
+                ("pasid_pending_translation_changes", rc)
+            }
+            Call::TranslationEntries(h, g, b) => {
+                let mut buf = OutBuf::new::<pasid_translation_change>(*b);
+                let rc =
+                    pasid_translation_entries(s.host(*h), s.guest(*g), buf.ptr(), buf.len, &mut n);
+                check_buf("pasid_translation_entries", rc, &buf, n);
+                ("pasid_translation_entries", rc)
+            }
+            Call::ApplyChange(change, previous, table, dir, table_phys) => {
+                let c = change.map(|(p, hpasid, valid)| pasid_translation_change {
+                    gpasid: pasid(p),
+                    hpasid,
+                    valid: valid & 1 == 1,
+                });
+                let cptr = c.as_ref().map_or(core::ptr::null(), |c| c as *const _);
+                let mut t = PageMem::new(*table);
+                let mut d = dir.map(PageMem::new);
+                let (t0, d0) = (t.bytes.clone(), d.as_ref().map(|d| d.bytes.clone()));
+                let dptr = d
+                    .as_mut()
+                    .map_or(core::ptr::null_mut(), |d| d.bytes.as_mut_ptr());
+                let rc = pasid_apply_translation_change(
+                    cptr,
+                    *previous,
+                    t.bytes.as_mut_ptr(),
+                    dptr,
+                    *table_phys,
+                );
+                if rc == OK {
+                    // At most one table entry and one directory entry changed.
+                    let diff = |a: &[u8], b: &[u8], w: usize| {
+                        a.chunks(w).zip(b.chunks(w)).filter(|(x, y)| x != y).count()
+                    };
+                    assert!(
+                        diff(&t0, &t.bytes, 4) <= 1,
+                        "more than one table entry changed"
+                    );
+                    if let (Some(d0), Some(d)) = (d0, &d) {
+                        assert!(diff(&d0, &d.bytes, 8) <= 1, "more than one directory entry");
+                    }
+                } else {
+                    assert_eq!(t.bytes, t0, "a refused change wrote the table page");
+                    assert_eq!(
+                        d.map(|d| d.bytes),
+                        d0,
+                        "a refused change wrote the directory"
+                    );
+                }
+                ("pasid_apply_translation_change", rc)
+            }
+            Call::HostSetId(h, id) => ("pasid_host_set_id", pasid_host_set_id(s.host(*h), *id)),
+            Call::EcapPss(w) => {
+                assert_eq!(pasid_ecap_pss(*w), w.saturating_sub(1));
+                ("pasid_ecap_pss", OK)
+            }
+            Call::P1ExactWidth(l, out_null) => {
+                let l = l.map(layout);
+                let p = l.as_ref().map_or(core::ptr::null(), |l| l as *const _);
+                let mut w = 0u8;
+                let rc = pasid_p1_exact_width(p, null_or(*out_null, &mut w));
+                if rc == OK {
+                    let l = l.unwrap();
+                    assert!(l.local_start == 1 && (1u64 << w) <= u64::from(l.local_end));
+                }
+                ("pasid_p1_exact_width", rc)
+            }
+            Call::GuestCreateAdvertising(h, config, contract, out_null) => {
+                let c = config.map(|(platform, quota)| pasid_guest_config {
+                    size: size_of::<pasid_guest_config>() as u32,
+                    platform: platform % 4,
+                    shared_quota: quota % 64,
+                });
+                let k = contract.map(|(width, start, end, caps)| pasid_guest_contract {
+                    size: size_of::<pasid_guest_contract>() as u32,
+                    width: width % 24,
+                    local_start: start % 64,
+                    local_end: end % 1200,
+                    capabilities: caps % 8,
+                });
+                let cptr = c.as_ref().map_or(core::ptr::null(), |c| c as *const _);
+                let kptr = k.as_ref().map_or(core::ptr::null(), |k| k as *const _);
+                let rc = pasid_guest_create_advertising(
+                    s.host(*h),
+                    cptr,
+                    kptr,
+                    null_or(*out_null, &mut out32),
+                );
+                if rc == OK {
+                    s.guests.push(out32);
+                    // The guest keeps what it was told.
+                    let mut got = core::mem::zeroed::<pasid_guest_contract>();
+                    got.size = size_of::<pasid_guest_contract>() as u32;
+                    assert_eq!(pasid_guest_contract_get(s.host(*h), out32, &mut got), OK);
+                    let k = k.unwrap();
+                    assert_eq!(
+                        (got.width, got.local_start, got.local_end, got.capabilities),
+                        (k.width, k.local_start, k.local_end, k.capabilities)
+                    );
+                }
+                ("pasid_guest_create_advertising", rc)
+            }
+            Call::GuestContractGet(h, g, out_null) => {
+                let mut got = core::mem::zeroed::<pasid_guest_contract>();
+                got.size = size_of::<pasid_guest_contract>() as u32;
+                let rc =
+                    pasid_guest_contract_get(s.host(*h), s.guest(*g), null_or(*out_null, &mut got));
+                ("pasid_guest_contract_get", rc)
+            }
+            Call::ReportIdentity(i, out_null) => {
+                let mut id = pasid_migration_identity::default();
+                let (mut present, mut quota) = (false, 0u32);
+                let rc = pasid_import_report_identity(
+                    s.report(*i),
+                    null_or(*out_null, &mut id),
+                    &mut present,
+                    &mut quota,
+                );
+                ("pasid_import_report_identity", rc)
+            }
             Call::Record(h, g, r, p) => (
                 "pasid_record",
                 pasid_record(s.host(*h), s.guest(*g), rid(*r), pasid(*p), &mut out32),

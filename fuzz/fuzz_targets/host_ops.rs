@@ -1,12 +1,16 @@
 //! Arbitrary sequences of host operations, VCMD register writes included, checked step
 //! by step against the reference model of the core's property test: equal results and
-//! errors, an unchanged host after every error, equal snapshots after every step.
+//! errors, an unchanged host after every error, equal snapshots after every step. Every
+//! guest keeps a translation change log, replayed after every step into a table that
+//! must equal the guest's.
 #![no_main]
+
+use std::collections::BTreeMap;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use pasid_core::vcmd::VtdRevision;
-use pasid_core::{DeviceKind, PasidKind, PasidLayout, Platform};
+use pasid_core::{DeviceKind, GuestId, PasidKind, PasidLayout, Platform};
 
 #[path = "../../core/tests/support/model.rs"]
 #[allow(dead_code)]
@@ -348,9 +352,51 @@ fuzz_target!(|input: Input| {
         Platform::P1
     };
     let mut checker = Checker::new(layout.clone(), platform);
+    let mut kvm: BTreeMap<GuestId, BTreeMap<u32, u32>> = BTreeMap::new();
     for &f in input.ops.iter().take(MAX_OPS) {
-        if let Err(disagreement) = checker.step(&op(f, &layout)) {
+        let o = op(f, &layout);
+        if let Err(disagreement) = checker.step(&o) {
             panic!("{disagreement}");
         }
+        replay_changes(&mut checker.host, &mut kvm, &o);
     }
 });
+
+/// Every guest keeps a change log (the model's results, checked above, show it changes
+/// no call's outcome); after every step the log is drained into that guest's replayed
+/// table, which must equal the guest's table.
+fn replay_changes(
+    host: &mut pasid_core::Host,
+    kvm: &mut BTreeMap<GuestId, BTreeMap<u32, u32>>,
+    op: &Op,
+) {
+    let live: Vec<GuestId> = host.guests().collect();
+    kvm.retain(|g, _| live.contains(g));
+    for g in live {
+        if host.pending_translation_changes(g).unwrap().is_none() {
+            // One step changes at most one entry of a guest, and the log is drained
+            // after each: room for the seed and a few more.
+            let seed = host.translation_entries(g).unwrap().count() as u32;
+            host.enable_translation_changes(g, seed + 4).unwrap();
+            kvm.insert(g, BTreeMap::new());
+        }
+        let mut out = Vec::new();
+        host.drain_translation_changes(g, &mut out).unwrap();
+        let table = kvm.get_mut(&g).unwrap();
+        for c in out {
+            match c.hpasid {
+                Some(h) => table.insert(c.gpasid, h),
+                None => table.remove(&c.gpasid),
+            };
+        }
+        let want: BTreeMap<u32, u32> = host
+            .translation_entries(g)
+            .unwrap()
+            .map(|c| (c.gpasid, c.hpasid.unwrap()))
+            .collect();
+        assert_eq!(
+            *table, want,
+            "after {op:?}: the replayed change log of {g:?}"
+        );
+    }
+}

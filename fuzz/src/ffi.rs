@@ -154,6 +154,23 @@ pub enum Call {
     ExportGuestWith(Handle, Guest, Option<(u16, u16, u64)>, Buf),
     /// Import with a quota rule (None: NULL options).
     ImportGuestWith(Handle, Blob, Vec<(Rid, Rid, u32)>, Option<(u32, u32, u8)>),
+    PendingChanges(Handle, Guest, bool),
+    TranslationEntries(Handle, Guest, Buf),
+    /// One change (None: NULL) applied to a table page and, when given, a directory
+    /// page being linked at a table address.
+    ApplyChange(Option<(Pasid, u32, u8)>, u32, Page, Option<Page>, u64),
+    HostSetId(Handle, u64),
+    EcapPss(u8),
+    P1ExactWidth(Option<Layout>, bool),
+    /// A guest told a contract (width, start, end, capabilities; None: NULL).
+    GuestCreateAdvertising(
+        Handle,
+        Option<(u32, u32)>,
+        Option<(u8, u32, u32, u32)>,
+        bool,
+    ),
+    GuestContractGet(Handle, Guest, bool),
+    ReportIdentity(u8, bool),
 }
 
 /// What the calls so far made: live hosts, guest ids, exported blobs, reports.

@@ -40,7 +40,7 @@ impl WasmHost {
     }
 }
 
-fn read_rid_map(entries: &[RidMapEntry]) -> Out<Vec<RidMapping>> {
+pub(crate) fn read_rid_map(entries: &[RidMapEntry]) -> Out<Vec<RidMapping>> {
     entries
         .iter()
         .map(|entry| {
@@ -65,7 +65,7 @@ fn read_rid_map(entries: &[RidMapEntry]) -> Out<Vec<RidMapping>> {
         .collect()
 }
 
-fn rid_map_arg(rid_map: JsValue) -> Out<Vec<RidMapEntry>> {
+pub(crate) fn rid_map_arg(rid_map: JsValue) -> Out<Vec<RidMapEntry>> {
     serde_wasm_bindgen::from_value(rid_map).map_err(|e| {
         Fail::Arg(ArgError(format!(
             "RID map must be an array of [source RID, destination RID] or \
