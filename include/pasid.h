@@ -923,6 +923,11 @@ typedef struct pasid_import_options {
  */
 typedef struct pasid_migration_identity {
   /**
+   * `sizeof(pasid_migration_identity)`, set by the caller (the struct-size rule of
+   * the header): a later format's identity may carry more.
+   */
+  uint32_t size;
+  /**
    * The source host's id (`pasid_host_set_id`).
    */
   uint64_t source_host;

@@ -100,10 +100,12 @@ pub struct RemapTable {
     /// The gPASID of `front[0]`: the guest range's start, rounded down to a chunk.
     base: u32,
     mapped: u32,
-    /// How many entries drain ([`DRAINING`]).
-    draining: u32,
     /// Which hardware tables exist (bit t: table `(base >> 10) + t`), for t < 64.
     tables_made: u64,
+    /// How many entries drain ([`DRAINING`]). Not next to `mapped`: a retire changes
+    /// both, and the compiler would fuse two neighbouring counters into one 8-byte
+    /// update, whose load cannot be forwarded from the 4-byte stores before it.
+    draining: u32,
     /// Chunks past the front, one slot per chunk (counted from `base`), up to the
     /// highest chunk made; slots the front covers are `None`.
     dir: Vec<Option<Box<Chunk>>>,

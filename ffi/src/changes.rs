@@ -94,6 +94,9 @@ pub struct pasid_import_options {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct pasid_migration_identity {
+    /// `sizeof(pasid_migration_identity)`, set by the caller (the struct-size rule of
+    /// the header): a later format's identity may carry more.
+    pub size: u32,
     /// The source host's id (`pasid_host_set_id`).
     pub source_host: u64,
     /// The guest's id on the source.
@@ -118,7 +121,9 @@ pub struct pasid_guest_contract {
     pub capabilities: u32,
 }
 
-crate::types::sized_structs!(pasid_export_options pasid_import_options pasid_guest_contract);
+crate::types::sized_structs!(
+    pasid_export_options pasid_import_options pasid_guest_contract pasid_migration_identity
+);
 
 /// Capability bit: virtual commands (VT-d ECAP.VCS).
 pub const PASID_CAP_VCS: u32 = 1;
@@ -463,18 +468,23 @@ pub unsafe extern "C" fn pasid_import_report_identity(
     // SAFETY: the header's pointer rule.
     call(|| unsafe {
         let outs = (
-            Out(out_identity, "out_identity"),
+            OutSized(out_identity, "out_identity"),
             Out(out_present, "out_present"),
             Out(out_quota, "out_quota"),
         );
         reply(outs, || {
             let r = &report(report_handle, "report")?.report;
             let identity = r.identity.map(|i| pasid_migration_identity {
+                size: size_of::<pasid_migration_identity>(),
                 source_host: i.source_host,
                 source_guest: i.source_guest.0,
                 epoch: i.epoch,
             });
-            Ok((identity.unwrap_or_default(), identity.is_some(), r.quota))
+            let absent = pasid_migration_identity {
+                size: size_of::<pasid_migration_identity>(),
+                ..Default::default()
+            };
+            Ok((identity.unwrap_or(absent), identity.is_some(), r.quota))
         })
     })
 }

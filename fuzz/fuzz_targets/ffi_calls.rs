@@ -425,7 +425,10 @@ fn run(s: &mut State, call: &Call) {
                 ("pasid_guest_contract_get", rc)
             }
             Call::ReportIdentity(i, out_null) => {
-                let mut id = pasid_migration_identity::default();
+                let mut id = pasid_migration_identity {
+                    size: size_of::<pasid_migration_identity>() as u32,
+                    ..Default::default()
+                };
                 let (mut present, mut quota) = (false, 0u32);
                 let rc = pasid_import_report_identity(
                     s.report(*i),

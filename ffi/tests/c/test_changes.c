@@ -179,7 +179,7 @@ static void test_migration_options(void) {
     uint8_t blob[512];
     size_t n = 0;
     pasid_import_report *report = NULL;
-    pasid_migration_identity id;
+    pasid_migration_identity id = {.size = sizeof(id)};
     bool present = false;
     uint32_t quota = 0;
     pasid_translation_change buf[4];
