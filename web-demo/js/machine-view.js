@@ -146,7 +146,6 @@ export function drawMachine() {
   const data = { width: 20, local: [1, lo], shared: [lo, hi], drainingLocal: empty, drainingShared: Uint32Array.from(draining).sort(), guests };
   const layout = drawMap(canvas, data, lo, hi, COLUMNS, 8);
   Object.assign(canvas.dataset, { lo: layout.lo, hi: layout.hi, bucket: layout.bucket, cols: layout.cols });
-  canvas.style.height = `${Math.round(((canvas.clientWidth || 600) * layout.rows) / layout.cols)}px`;
   const label = canvas.parentElement.querySelector('[data-scale="machine"]');
   if (label) label.textContent = `(1 cell = ${num(layout.bucket)} PASID${layout.bucket > 1 ? 's' : ''}; a host PASID is never in two VMMs)`;
 }

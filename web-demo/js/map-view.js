@@ -82,13 +82,10 @@ export function drawMaps(h) {
     const m = drawMap(canvas, data, lo, hi, cols, view === 'space' ? 1 : MAX_ROWS);
     layouts[`${h.key}:${view}`] = m;
     Object.assign(canvas.dataset, { lo: m.lo, hi: m.hi, bucket: m.bucket, cols: m.cols });
-    if (view !== 'space') {
-      // Square-ish cells: a fitted map of two rows is a thin band, not a stretched one.
-      const width = canvas.clientWidth || 600;
-      // An empty range is one band: nothing to see in a tall blank box.
-      const rows = how === 'empty' ? 2 : m.rows;
-      canvas.style.height = `${Math.round(Math.max(16, Math.min(140, (rows * width) / m.cols)))}px`;
-    }
+    // Square cells: the canvas's own cols x rows gives its height (style.css caps it),
+    // so drawing never reads the layout. An empty range is one thin band, not a tall
+    // blank box.
+    if (view !== 'space') canvas.style.aspectRatio = how === 'empty' ? `${m.cols} / 2` : '';
     const label = canvas.parentElement.querySelector(`[data-scale="${view}"]`);
     const shown = how === 'whole' || how === 'empty' ? '' : `; showing ${num(lo)}..${num(hi)}${how === 'zoomed' ? ' (zoomed)' : ''}`;
     label.textContent = `(1 cell = ${num(m.bucket)} PASID${m.bucket > 1 ? 's' : ''}${shown})`;

@@ -58,19 +58,27 @@ export function setRenderer(fn) {
 }
 
 let batching = 0;
+let wanted = false; // a render was asked for inside a batch
 
 export function render() {
   if (batching === 0) renderer();
+  else wanted = true;
 }
 
-/** Runs `fn` (several steps, say) with one render at the end instead of one per step. */
+/**
+ * Runs `fn` (several steps, say) with at most one render at the end instead of one per
+ * step; none if nothing inside asked for one (an export changes no panel).
+ */
 export function batch(fn) {
   batching++;
   try {
     return fn();
   } finally {
     batching--;
-    render();
+    if (batching === 0 && wanted) {
+      wanted = false;
+      renderer();
+    }
   }
 }
 

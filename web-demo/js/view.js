@@ -327,14 +327,47 @@ function renderMigrationResult(r) {
   </div>`;
 }
 
-function renderLog() {
-  const first = Math.max(0, state.log.length - 200);
-  const items = state.log.slice(first).map((e) => `
-    <li data-testid="log-entry" class="${e.ok ? 'ok' : 'fail'} ${e.undone ? 'undone' : ''} ${e.meta ? 'meta' : ''}">
+const LOG_SHOWN = 200; // the step log shows the last 200 entries
+
+/** One log entry's markup, kept on the entry until its "undone" mark changes. */
+function logItem(e) {
+  const undone = !!e.undone;
+  if (e.markup?.undone !== undone) {
+    e.markup = { undone, html: `<li data-testid="log-entry" class="${e.ok ? 'ok' : 'fail'} ${undone ? 'undone' : ''} ${e.meta ? 'meta' : ''}">
       <span>${e.ok ? '✓' : '✗'} ${esc(e.text)}${e.error ? ':' : ''}</span>${e.error ? ` <span class="err">${esc(e.error)}</span>` : ''}
       ${e.details.length ? `<ul>${e.details.slice(0, 30).map((d) => `<li>${esc(d)}</li>`).join('')}${e.details.length > 30 ? `<li>… ${e.details.length - 30} more</li>` : ''}</ul>` : ''}
-    </li>`).join('');
-  return `<ol data-testid="log" start="${first + 1}">${items}</ol>`;
+    </li>` };
+  }
+  return e.markup.html;
+}
+
+/**
+ * Brings the step log up to date by touching only the entries that changed: a step
+ * appends one, an undo strikes one out, and re-parsing all 200 shown made every step
+ * slower the longer the session ran. Returns whether anything changed.
+ */
+function drawLog() {
+  const panel = document.querySelector('[data-testid="log-panel"]');
+  const first = Math.max(0, state.log.length - LOG_SHOWN);
+  const items = state.log.slice(first).map(logItem);
+  const shown = panel.shownItems;
+  const list = panel.querySelector('[data-testid="log"]');
+  const drop = shown ? first - panel.shownFirst : -1;
+  if (!list || drop < 0 || drop > shown.length) {
+    panel.innerHTML = `<ol data-testid="log" start="${first + 1}">${items.join('')}</ol>`;
+  } else {
+    const before = shown.slice(drop);
+    if (drop === 0 && before.length === items.length && before.every((html, i) => html === items[i])) return false;
+    for (let i = 0; i < drop; i++) list.firstElementChild.remove();
+    const common = Math.min(before.length, items.length);
+    for (let i = 0; i < common; i++) if (before[i] !== items[i]) list.children[i].outerHTML = items[i];
+    for (let i = before.length - 1; i >= common; i--) list.children[i].remove();
+    if (items.length > common) list.insertAdjacentHTML('beforeend', items.slice(common).join(''));
+    list.start = first + 1;
+  }
+  panel.shownItems = items;
+  panel.shownFirst = first;
+  return true;
 }
 
 /** The focused control, by its keep key or test id, so a render can put focus back. */
@@ -345,11 +378,11 @@ function rememberFocus() {
   if (!sel) return null;
   const scope = el.closest('[data-guest-id]');
   const host = el.closest('[data-testid^="host-"]');
-  return { sel, guest: scope?.dataset.guestId, host: host?.dataset.testid, start: el.selectionStart, end: el.selectionEnd };
+  return { el, sel, guest: scope?.dataset.guestId, host: host?.dataset.testid, start: el.selectionStart, end: el.selectionEnd };
 }
 
 function restoreFocus(f) {
-  if (!f) return;
+  if (!f || f.el.isConnected) return; // its panel was not redrawn: it still has focus
   let root = document;
   if (f.host) root = document.querySelector(`[data-testid="${f.host}"]`) ?? document;
   if (f.guest !== undefined) root = root.querySelector(`[data-guest-id="${f.guest}"]`) ?? root;
@@ -432,17 +465,22 @@ export function render() {
   setHtml('[data-testid="walk"]', renderWalk());
   setHtml('[data-testid="machine"]', renderMachine());
   setHtml('[data-testid="migration"]', renderMigration());
-  setHtml('[data-testid="log-panel"]', renderLog());
+  const logChanged = drawLog();
   document.querySelector('[data-testid="undo"]').disabled = state.undo.length === 0;
   document.querySelector('[data-testid="preset-error"]').textContent = state.errors.preset?.message ?? '';
   document.querySelector('[data-testid="export-status"]').textContent = exportStatus();
   const note = state.presetNote;
-  document.querySelector('[data-testid="preset-note"]').innerHTML = note ? `<b>${esc(note.title)}</b>: ${withTerms(note.blurb)}` : '';
+  setHtml('[data-testid="preset-note"]', note ? `<b>${esc(note.title)}</b>: ${withTerms(note.blurb)}` : '');
   for (const h of state.hosts) drawMaps(h);
   drawMachine();
-  const list = document.querySelector('[data-testid="log"]');
-  list.parentElement.scrollTop = list.parentElement.scrollHeight;
+  const first = highlight();
+  // Layout is read only from here on, once every write is done (focus() lays the page
+  // out too): a read between writes makes the browser lay the page out again each time.
   restoreFocus(focus);
-  reveal(highlight());
+  if (logChanged) {
+    const scroller = document.querySelector('[data-testid="log-panel"]');
+    scroller.scrollTop = scroller.scrollHeight;
+  }
+  reveal(first);
   document.body.dataset.renderMs = (performance.now() - t0).toFixed(1);
 }
