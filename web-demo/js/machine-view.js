@@ -20,6 +20,20 @@ export const QUARANTINED = [91, 33, 182];
 /** A spare: the VMM's colour, lighter (recorded to its lease, not granted). */
 const lighter = (c) => c.map((v) => Math.round(v * 0.35 + 255 * 0.65));
 
+/**
+ * The broker's status and each VMM's view, read from the core once per change of the
+ * state (`state.version`): the panel and its map share them, and a render that
+ * changed nothing on the machine asks the core for nothing.
+ */
+function machineView() {
+  const m = state.machine;
+  if (m.view?.version !== state.version) {
+    const status = m.broker.status();
+    m.view = { version: state.version, status, vmms: m.vmms.map((v) => vmmView(v, status)) };
+  }
+  return m.view;
+}
+
 /** What each VMM holds, from its host, and its lease, from the broker. */
 function vmmView(v, status) {
   const lease = leaseOf(status, v);
@@ -97,10 +111,9 @@ export function renderMachine() {
     return `<h2>One machine, several VMM processes</h2><p class="muted">${intro}</p>${note}
       <div class="row"><button data-action="machineSetup" data-testid="machine-setup" class="primary">set up: two VMMs on one machine</button></div>`;
   }
-  const status = m.broker.status();
+  const { status, vmms: views } = machineView();
   const t = status.totals;
   const used = t.held + t.spare + t.quarantined;
-  const views = m.vmms.map((v) => vmmView(v, status));
   return `<h2>One machine, several VMM processes</h2><p class="muted">${intro}</p>
     <div class="row"><span class="stat" data-testid="machine-stat" data-used="${used}" data-held="${t.held}">machine-wide shared range ${num(MACHINE_RANGE[0])}..${num(MACHINE_RANGE[1])}: ${num(used)} taken (held, spare or quarantined), ${num(t.free)} free</span>
       <button class="small" data-action="machineVmm" data-testid="machine-add-vmm">start another VMM</button>
@@ -119,15 +132,20 @@ export function renderMachine() {
     ${note}`;
 }
 
-/** Draws the machine map: one cell per host PASID, coloured by VMM (spares lighter), quarantine and draining apart. */
+/**
+ * Draws the machine map: one cell per host PASID, coloured by VMM (spares lighter),
+ * quarantine and draining apart. A canvas already showing this state is left alone.
+ */
 export function drawMachine() {
   const m = state.machine;
   const canvas = document.querySelector('[data-testid="map-machine"]');
   if (!m.broker || !canvas) return;
+  const view = machineView();
+  if (canvas.drawn === view) return;
+  canvas.drawn = view;
   const empty = new Uint32Array(0);
-  const status = m.broker.status();
-  const draining = new Set();
-  for (const v of m.vmms) if (!v.crashed) for (const d of v.host.draining()) if (d.hpasid !== null) draining.add(d.hpasid);
+  const { status } = view;
+  const draining = new Set(view.vmms.flatMap((v) => v.draining));
   const byVmm = new Map(m.vmms.map((v) => [v.id, { held: [], spare: [] }]));
   const quarantined = [];
   for (const p of status.pasids) {

@@ -9,7 +9,7 @@ import { term, withTerms } from './glossary.js';
 import { PRESETS } from './presets.js';
 import { colourOf, guestName, hostByKey, kept, otherHost, state } from './state.js';
 import { exportStatus, MAP_KIND, ridMapFor, TEARDOWN_BATCH, vcmdOf } from './actions.js';
-import { drawMaps, renderMaps } from './map-view.js';
+import { drawMaps, renderLegend, renderMaps } from './map-view.js';
 import { renderWalk } from './walk-view.js';
 import { drawMachine, renderMachine } from './machine-view.js';
 import { renderTour } from './tour.js';
@@ -191,25 +191,33 @@ function renderGuest(h, g) {
   </section>`;
 }
 
-function renderHost(h) {
+/**
+ * A host's panel as parts, each drawn on its own (`setParts`): a step in one guest
+ * redraws that guest's card, not the maps, the layout form or the other guests.
+ */
+function hostParts(h) {
   const s = h.snap;
   const k = h.key;
-  const guests = s.guests.map((g) => renderGuest(h, g)).join('');
   const sharedSize = s.shared.end - s.shared.start;
-  return `
+  return [
+    ['head', `
   <h2>Host ${k} <span class="tag">${term(s.platform.toLowerCase())}</span>
-    <span class="stat" data-testid="shared-stat-${k}">shared PASIDs in use ${num(s.shared_in_use)} / ${num(sharedSize)}${h.draining.length ? `, of which ${num(h.draining.filter((d) => d.hpasid !== null).length)} draining` : ''}</span></h2>
-  ${renderLayout(h)}
-  ${renderMaps(h)}
+    <span class="stat" data-testid="shared-stat-${k}">shared PASIDs in use ${num(s.shared_in_use)} / ${num(sharedSize)}${h.draining.length ? `, of which ${num(h.draining.filter((d) => d.hpasid !== null).length)} draining` : ''}</span></h2>`],
+    ['layout', renderLayout(h)],
+    ['maps', renderMaps(h)],
+    ['legend', renderLegend(h)],
+    ['add-guest', `
   <div class="row add-guest" data-scope>
     <label>new guest ${select(`${k}:add-guest-platform`, `add-guest-platform-${k}`, [['p2', 'p2 guest'], ['p1', 'p1 guest']], s.platform === 'P2' ? 'p2' : 'p1', 'data-field="platform"')}</label>
     <label>shared quota (p2) ${input(`${k}:add-guest-quota`, `add-guest-quota-${k}`, '64', 'data-field="quota" size="5"')}</label>
     <button data-action="addGuest" data-host="${k}" data-testid="add-guest-${k}" data-primary>add guest</button>
     ${errorSlot(`${k}:addGuest`, `add-guest-error-${k}`)}
-  </div>
-  ${renderRids(h)}
-  ${renderTeardown(h)}
-  ${guests || '<p class="muted">No guests yet: add one, or pick a preset above.</p>'}`;
+  </div>`],
+    ['rids', renderRids(h)],
+    ['teardown', renderTeardown(h)],
+    ...(s.guests.length ? s.guests.map((g) => [`guest-${g.id}`, renderGuest(h, g)])
+      : [['no-guests', '<p class="muted">No guests yet: add one, or pick a preset above.</p>']]),
+  ];
 }
 
 /** Every RID in use on the host with all its users (the core's `ridUsers`) and what each programmed there. */
@@ -443,25 +451,60 @@ function setHtml(selector, html) {
   }
 }
 
+/**
+ * Fills a container with `parts` ([key, html] in order), each in its own element
+ * (`display: contents`, so the layout is as if there were none): a part keeps its
+ * element and its HTML is set only when it changed; parts no longer listed go.
+ */
+function setParts(container, parts) {
+  const old = new Map();
+  for (const el of container.children) if (el.dataset.part) old.set(el.dataset.part, el);
+  let next = container.firstElementChild;
+  for (const [key, html] of parts) {
+    let el = old.get(key);
+    if (el) {
+      old.delete(key);
+    } else {
+      el = document.createElement('div');
+      el.className = 'part';
+      el.dataset.part = key;
+    }
+    if (el.renderedHtml !== html) {
+      el.innerHTML = html;
+      el.renderedHtml = html;
+    }
+    if (el !== next) container.insertBefore(el, next);
+    next = el.nextElementSibling;
+  }
+  for (const el of old.values()) el.remove();
+}
+
+/**
+ * What the views show of a host, read from the core once per change of the hosts
+ * (`state.version`): a render that changed no host (the tour's outline, a walk, a
+ * map's zoom) asks the core for nothing.
+ */
+function pull(h) {
+  if (h.pulled === state.version) return;
+  h.snap = h.host.summary(); // no PASID lists: those come as typed arrays
+  for (const g of h.snap.guests) g.pairs = h.host.pasidPairs(g.id);
+  h.draining = h.host.draining();
+  h.ridUsers = {};
+  for (const g of h.snap.guests) {
+    for (const d of g.devices) {
+      const rid = ridText(d.rid);
+      h.ridUsers[rid] ??= h.host.ridUsers(rid);
+    }
+  }
+  h.pulled = state.version;
+}
+
 export function render() {
   const t0 = performance.now();
   const focus = rememberFocus();
-  for (const h of state.hosts) {
-    h.snap = h.host.summary(); // no PASID lists: those come as typed arrays
-    for (const g of h.snap.guests) g.pairs = h.host.pasidPairs(g.id);
-    h.draining = h.host.draining();
-    h.ridUsers = {};
-    for (const g of h.snap.guests) {
-      for (const d of g.devices) {
-        const rid = ridText(d.rid);
-        h.ridUsers[rid] ??= h.host.ridUsers(rid);
-      }
-    }
-  }
+  for (const h of state.hosts) pull(h);
   setHtml('[data-testid="tour-panel"]', renderTour());
-  for (const h of state.hosts) {
-    setHtml(`[data-testid="host-${h.key}"]`, renderHost(h));
-  }
+  for (const h of state.hosts) setParts(document.querySelector(`[data-testid="host-${h.key}"]`), hostParts(h));
   setHtml('[data-testid="walk"]', renderWalk());
   setHtml('[data-testid="machine"]', renderMachine());
   setHtml('[data-testid="migration"]', renderMigration());
