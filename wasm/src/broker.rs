@@ -37,7 +37,7 @@ use wasm_bindgen::prelude::*;
 use crate::args::{self, ArgError};
 use crate::errors::{to_js, Out};
 use crate::host::{HostConfig, WasmHost};
-use crate::machine::WasmSource;
+use crate::source::WasmSource;
 
 /// What `new Broker(config)` takes; every field but `shared` has a default.
 #[derive(Debug, Clone, Deserialize)]

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { initSync, Broker, Host, Machine, inspectBlob, vcmdCommand, vcmdDecode, vcmdLayout, walk } from '../pkg/pasid_wasm.js';
+import { initSync, Broker, Host, inspectBlob, vcmdCommand, vcmdDecode, vcmdLayout, walk } from '../pkg/pasid_wasm.js';
 
 initSync({ module: readFileSync(new URL('../pkg/pasid_wasm_bg.wasm', import.meta.url)) });
 
@@ -650,49 +650,6 @@ test('destroyGuest: the entries to clear, the host PASIDs drain as orphans, a ba
   assert.deepEqual(host.snapshot().orphans, []);
   assert.equal(host.sharedInUse, 2);
   host.free();
-});
-
-test('a Machine: two hosts (VMM processes) share one range, and their host PASIDs never collide', () => {
-  const machine = new Machine([4096, 4104]);
-  const cfg = { ...P2, shared: [4096, 4104] };
-  const [vmmA, vmmB] = [Host.onMachine(machine, cfg), Host.onMachine(machine, cfg)];
-  const [ga, gb] = [vmmA.createGuest('p2', 4), vmmB.createGuest('p2', 4)];
-  const ha = [1, 2, 3].map(() => vmmA.translate(ga, vmmA.allocPasid(ga, 'shared')));
-  const hb = [1, 2, 3].map(() => vmmB.translate(gb, vmmB.allocPasid(gb, 'shared')));
-  assert.deepEqual(ha, [4096, 4097, 4098]);
-  assert.deepEqual(hb, [4099, 4100, 4101]);
-  assert.equal(machine.used(), 6);
-  assert.equal(machine.available(), 2);
-  assert.equal(vmmA.sharedInUse, 3, 'each host counts its own');
-  assert.equal(vmmA.sharedFree, 2, 'and sees what the machine has left');
-  assert.ok(machine.isUsed(4101));
-  // A VMM that dies: its guests go, their host PASIDs drain until the teardown is done.
-  vmmA.destroyGuest(ga);
-  const orphans = vmmA.draining();
-  assert.equal(orphans.length, 3);
-  assert.equal(machine.used(), 6);
-  vmmB.allocPasid(gb, 'shared');
-  assert.equal(vmmB.translate(gb, 4), 4102, 'never one of the dead VMM\'s draining PASIDs');
-  // Undo: save the range with the hosts, restore both.
-  const saved = { range: machine.save(), a: vmmA.clone() };
-  vmmA.completeTeardown(orphans);
-  assert.equal(machine.used(), 4);
-  machine.restore(saved.range);
-  assert.equal(machine.used(), 7);
-  assert.equal(saved.a.draining().length, 3);
-  // A state saved from another range is refused, and the range is unchanged.
-  const other = new Machine([4096, 4200]);
-  const otherSaved = other.save();
-  assert.ok(coreError(() => machine.restore(otherSaved)) instanceof TypeError);
-  assert.equal(machine.used(), 7);
-  assert.ok(coreError(() => machine.isUsed(-1)) instanceof TypeError);
-  for (const x of [other, otherSaved]) x.free();
-  // Another range, or no range at all, is refused.
-  assert.equal(coreError(() => Host.onMachine(machine, P2)).code, 33);
-  assert.ok(coreError(() => Host.onMachine(machine, { width: 20 })) instanceof TypeError);
-  assert.equal(coreError(() => Host.onMachine(machine, { ...cfg, local: [0, 4096] })).code, 2);
-  assert.ok(coreError(() => new Machine([4096])) instanceof TypeError);
-  for (const h of [vmmA, vmmB, saved.a, saved.range, machine]) h.free();
 });
 
 test('a Broker: leases per VMM, spares without a commit, a crash quarantined then freed, a restart reclaimed', () => {
