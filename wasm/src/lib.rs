@@ -32,8 +32,8 @@
 //! `Host.onBroker(broker, vmm, config)` (one machine, several VMM processes: the
 //! machine's broker simulated with the core's lease state machine and a clock the page
 //! moves: `connect`, `alloc`, `claim`, `release`, `crash`, `goodbye`, `reclaim`, `tick`,
-//! `restart`, `status`, `stateOf`, `save`, `restore`; see the `broker`
-//! module); and the free functions `inspectBlob`, `vcmdLayout`, `vcmdCommand`, `vcmdDecode`, `walk`
+//! `restart`, `status`, `opsTotal`, `calls`, `stateOf`, `save`, `restore`; see the
+//! `broker` module); and the free functions `inspectBlob`, `vcmdLayout`, `vcmdCommand`, `vcmdDecode`, `walk`
 //! (the CPU's PASID-translation walk over exported pages: see the `hwtable` module).
 //! VT-d register values are `BigInt`s. Every `Host` and `Broker` holds wasm memory:
 //! call `.free()` on the ones (and clones) you drop.

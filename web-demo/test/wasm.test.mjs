@@ -659,13 +659,22 @@ test('a Broker: leases per VMM, spares without a commit, a crash quarantined the
   const [h1, h2] = [Host.onBroker(broker, q1, cfg), Host.onBroker(broker, q2, cfg)];
   const [g1, g2] = [h1.createGuest('p2', 8), h2.createGuest('p2', 8)];
   const hp = (h, g) => h.translate(g, h.allocPasid(g, 'shared'));
+  assert.equal(broker.calls, 2, 'two connects');
+  let records = broker.opsTotal;
   assert.equal(hp(h1, g1), 4096);
   let s = broker.status();
   assert.deepEqual(s.leases[0].spare, [4097, 4098], 'recorded to the lease ahead of its requests');
-  assert.ok(s.lastOps > 0);
+  assert.ok(broker.opsTotal > records, 'the first grant is a commit');
+  records = broker.opsTotal;
   assert.equal(hp(h1, g1), 4097, 'the lowest of its own spares');
-  assert.equal(broker.status().lastOps, 0, 'a spare\'s grant needs no commit');
+  assert.equal(broker.opsTotal, records, 'a spare\'s grant needs no commit');
+  assert.equal(broker.calls, 4, 'but it is a call');
   assert.equal(hp(h2, g2), 4099, 'not the other lease\'s spare');
+  // Each host counts its own host PASIDs, and sees what the broker has left for it.
+  assert.equal(h1.sharedInUse, 2);
+  assert.equal(h2.sharedInUse, 1);
+  assert.equal(h1.sharedFree, h2.sharedFree);
+  assert.equal(h1.sharedFree, broker.status().totals.free);
   assert.deepEqual(broker.stateOf(4098), { pasid: 4098, state: 'spare', lease: 1, vmm: 0, until: null });
   // qemu-1 crashes: its spares free at once, its grants are quarantined (orphaned lease).
   broker.crash(q1);
@@ -697,8 +706,10 @@ test('a Broker: leases per VMM, spares without a commit, a crash quarantined the
   assert.deepEqual(s.pasids.filter((p) => p.state === 'quarantined').map((p) => [p.pasid, p.until]), [[4097, 120000], [4098, 120000]],
     'its former spares, not listed in the reclaim, are quarantined');
   // Refusals: a typed lease error with the core's message, or a TypeError for arguments.
+  const [callsBefore, recordsBefore] = [broker.calls, broker.opsTotal];
   const tooMany = coreError(() => broker.alloc(q2, 100));
   assert.equal(tooMany.codeName, 'Exhausted');
+  assert.deepEqual([broker.calls, broker.opsTotal], [callsBefore, recordsBefore], 'a refused call counts nothing');
   assert.match(tooMany.message, /^100 host PASIDs asked, \d+ free$/);
   assert.ok(coreError(() => broker.alloc(7, 1)) instanceof TypeError);
   assert.equal(coreError(() => Host.onBroker(broker, q2, P2)).code, 33);
