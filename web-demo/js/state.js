@@ -60,9 +60,27 @@ export function setRenderer(fn) {
 
 let batching = 0;
 let wanted = false; // a render was asked for inside a batch
+let drawing = false;
+
+function draw() {
+  drawing = true;
+  try {
+    renderer();
+  } finally {
+    drawing = false;
+  }
+}
+
+/**
+ * Whether a render is under way: the events it causes itself (a text field's `change`
+ * when the render takes its focus off) are not the user's.
+ */
+export function rendering() {
+  return drawing;
+}
 
 export function render() {
-  if (batching === 0) renderer();
+  if (batching === 0) draw();
   else wanted = true;
 }
 
@@ -78,7 +96,7 @@ export function batch(fn) {
     batching--;
     if (batching === 0 && wanted) {
       wanted = false;
-      renderer();
+      draw();
     }
   }
 }

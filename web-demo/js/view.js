@@ -390,7 +390,11 @@ function rememberFocus() {
 }
 
 function restoreFocus(f) {
-  if (!f || f.el.isConnected) return; // its panel was not redrawn: it still has focus
+  if (!f) return;
+  if (f.el.isConnected) { // its panel was not redrawn: the same element
+    f.el.focus({ preventScroll: true });
+    return;
+  }
   let root = document;
   if (f.host) root = document.querySelector(`[data-testid="${f.host}"]`) ?? document;
   if (f.guest !== undefined) root = root.querySelector(`[data-guest-id="${f.guest}"]`) ?? root;
@@ -502,6 +506,10 @@ function pull(h) {
 export function render() {
   const t0 = performance.now();
   const focus = rememberFocus();
+  // Taken off before any write: a focused element that a panel's new HTML removes makes
+  // the browser restyle and lay out the page right then (a migration's send button cost
+  // its panel 20-100 ms); while nothing is written yet, that costs nothing.
+  if (focus) focus.el.blur();
   for (const h of state.hosts) pull(h);
   setHtml('[data-testid="tour-panel"]', renderTour());
   for (const h of state.hosts) setParts(document.querySelector(`[data-testid="host-${h.key}"]`), hostParts(h));
