@@ -378,12 +378,15 @@ function drawLog() {
   return true;
 }
 
-/** The focused control, by its keep key or test id, so a render can put focus back. */
+/**
+ * The focused element, and how to find its twin by keep key or test id if a render
+ * redraws it (`sel` null: it can only get focus back if it survives), so a render can
+ * put focus back.
+ */
 function rememberFocus() {
   const el = document.activeElement;
   if (!el || el === document.body) return null;
-  const sel = el.dataset.keep ? `[data-keep="${el.dataset.keep}"]` : el.dataset.testid ? `[data-testid="${el.dataset.testid}"]` : null;
-  if (!sel) return null;
+  const sel = el.dataset?.keep ? `[data-keep="${el.dataset.keep}"]` : el.dataset?.testid ? `[data-testid="${el.dataset.testid}"]` : null;
   const scope = el.closest('[data-guest-id]');
   const host = el.closest('[data-testid^="host-"]');
   return { el, sel, guest: scope?.dataset.guestId, host: host?.dataset.testid, start: el.selectionStart, end: el.selectionEnd };
@@ -395,6 +398,7 @@ function restoreFocus(f) {
     f.el.focus({ preventScroll: true });
     return;
   }
+  if (!f.sel) return;
   let root = document;
   if (f.host) root = document.querySelector(`[data-testid="${f.host}"]`) ?? document;
   if (f.guest !== undefined) root = root.querySelector(`[data-guest-id="${f.guest}"]`) ?? root;
