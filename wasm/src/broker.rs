@@ -37,7 +37,7 @@ use wasm_bindgen::prelude::*;
 use crate::args::{self, ArgError};
 use crate::errors::{to_js, Out};
 use crate::host::{HostConfig, WasmHost};
-use crate::machine::WasmSource;
+use crate::source::WasmSource;
 
 /// What `new Broker(config)` takes; every field but `shared` has a default.
 #[derive(Debug, Clone, Deserialize)]
@@ -106,9 +106,11 @@ pub struct SimBroker {
     now: u64,
     next_conn: u64,
     vmms: Vec<Vmm>,
-    /// Store ops recorded since the start, and by the last call (0: no commit).
+    /// Store ops recorded since the broker first started (a restart keeps counting).
     ops_total: u64,
-    last_ops: usize,
+    /// Calls that changed or could have changed the broker (connect, grants, releases,
+    /// a crash, a goodbye, a reclaim, a tick, a restart), since it first started.
+    calls: u64,
 }
 
 impl SimBroker {
@@ -133,24 +135,25 @@ impl SimBroker {
         };
         let mut ops = Vec::new();
         let reg = Registry::load(policy.clone(), StoredState::default(), 0, &mut ops)?;
-        let mut b = SimBroker {
+        let mut store = MemoryStore::new();
+        store.apply(&ops);
+        Ok(SimBroker {
             policy,
             reg,
-            store: MemoryStore::new(),
+            store,
             now: 0,
             next_conn: 1,
             vmms: Vec::new(),
-            ops_total: 0,
-            last_ops: 0,
-        };
-        b.record(ops);
-        Ok(b)
+            ops_total: ops.len() as u64,
+            calls: 0,
+        })
     }
 
+    /// Ends a call that succeeded: its store ops go to the store, and it is counted.
     fn record(&mut self, ops: Vec<StoreOp>) {
         self.store.apply(&ops);
-        self.last_ops = ops.len();
         self.ops_total += ops.len() as u64;
+        self.calls += 1;
     }
 
     /// The registry, for views and tests.
@@ -385,8 +388,6 @@ impl SimBroker {
                     held: v.held.iter().copied().collect(),
                 })
                 .collect(),
-            ops_total: self.ops_total,
-            last_ops: self.last_ops,
         }
     }
 
@@ -434,10 +435,6 @@ pub struct Status {
     pub pasids: Vec<PasidView>,
     /// Every VMM process, as its client sees itself.
     pub vmms: Vec<VmmView>,
-    /// Store ops recorded since the start.
-    pub ops_total: u64,
-    /// Store ops the last call recorded (0: it needed no commit).
-    pub last_ops: usize,
 }
 
 /// One lease.
@@ -632,6 +629,21 @@ impl WasmBroker {
         self.inner.borrow().now as f64
     }
 
+    /// Store records the broker has written since it first started (a restart keeps
+    /// counting): what a step wrote is the difference across it, every call counted.
+    #[wasm_bindgen(getter, js_name = opsTotal)]
+    pub fn ops_total(&self) -> f64 {
+        self.inner.borrow().ops_total as f64
+    }
+
+    /// Calls the broker has served since it first started: a VMM's connect, grants,
+    /// releases, crash, goodbye or reclaim, and the page's ticks and restarts (reads
+    /// such as `status` are not counted, nor refused calls).
+    #[wasm_bindgen(getter)]
+    pub fn calls(&self) -> f64 {
+        self.inner.borrow().calls as f64
+    }
+
     /// The status snapshot (see [`Status`]).
     pub fn status(&self) -> Out<JsValue> {
         to_js(&self.inner.borrow().status())
@@ -741,9 +753,12 @@ mod tests {
         let (q1, q2) = (b.connect().unwrap(), b.connect().unwrap());
         assert_eq!(b.alloc(q1, 1).unwrap(), [4096]);
         assert_eq!(state(&b, 4097), "spare");
-        let before = b.ops_total;
+        let (before, calls) = (b.ops_total, b.calls);
         assert_eq!(b.alloc(q1, 1).unwrap(), [4097]);
         assert_eq!(b.ops_total, before, "a spare's grant needs no commit");
+        assert_eq!(b.calls, calls + 1);
+        assert!(b.alloc(q1, 1000).is_err());
+        assert_eq!(b.calls, calls + 1, "a refused call is not counted");
         b.crash(q1).unwrap();
         assert_eq!(state(&b, 4096), "orphaned");
         assert_eq!(state(&b, 4098), "free", "spares free at once");

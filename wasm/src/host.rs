@@ -7,7 +7,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::args::{self, ArgError};
 use crate::errors::{to_js, Out};
-use crate::machine::WasmSource;
+use crate::source::WasmSource;
 
 /// What `new Host(config)` takes: `{ platform: 'p1' | 'p2', width, local: [start, end],
 /// shared: [start, end] }`, ranges half-open.
@@ -90,8 +90,8 @@ impl WasmHost {
     }
 
     /// A deep copy (for undo). Free it with `.free()` when it is no longer needed. A host
-    /// on a `Machine` shares the machine's range with its copy (save the range with
-    /// `machine.save()` to undo both).
+    /// on a `Broker` shares the broker with its copy (save the broker with
+    /// `broker.save()` to undo both).
     #[wasm_bindgen(js_name = clone)]
     pub fn duplicate(&self) -> WasmHost {
         self.clone()

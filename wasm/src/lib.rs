@@ -22,21 +22,20 @@
 //! host.destroyGuest(g);
 //! ```
 //!
-//! The whole JS surface: `new Host(config)`, `Host.onMachine(machine, config)`, `clone`,
-//! `platform`, `sharedInUse`, `sharedFree`, `createGuest`, `destroyGuest`, `guests`,
-//! `attach`, `detach`, `detachUse`, `owner`, `ridUsers`, `allocPasid`, `freePasid`,
-//! `translate`, `bind`, `bindUse`, `unbind`, `unbindUse`, `programmedEntries`,
-//! `sharedHeld`, `draining`, `completeTeardown`, `record`, `release`, `snapshot`,
-//! `summary`, `guestSnapshot`, `pasidPairs`, `exportGuest`, `importGuest`, `checkImport`,
-//! `vcap`, `vcmd`, `translationTables`, `exportTranslation`; the `Machine` class (one
-//! machine-wide shared range several hosts draw from: see the `machine` module); the
-//! `Broker` class and `Host.onBroker(broker, vmm, config)` (the machine's broker
-//! simulated with the core's lease state machine and a clock the page moves: `connect`,
-//! `alloc`, `claim`, `release`, `crash`, `goodbye`, `reclaim`, `tick`, `restart`,
-//! `status`, `stateOf`, `save`, `restore`; see the `broker` module); and
-//! the free functions `inspectBlob`, `vcmdLayout`, `vcmdCommand`, `vcmdDecode`, `walk`
+//! The whole JS surface: `new Host(config)`, `clone`, `platform`, `sharedInUse`,
+//! `sharedFree`, `createGuest`, `destroyGuest`, `guests`, `attach`, `detach`,
+//! `detachUse`, `owner`, `ridUsers`, `allocPasid`, `freePasid`, `translate`, `bind`,
+//! `bindUse`, `unbind`, `unbindUse`, `programmedEntries`, `sharedHeld`, `draining`,
+//! `completeTeardown`, `record`, `release`, `snapshot`, `summary`, `guestSnapshot`,
+//! `pasidPairs`, `exportGuest`, `importGuest`, `checkImport`, `vcap`, `vcmd`,
+//! `translationTables`, `exportTranslation`; the `Broker` class and
+//! `Host.onBroker(broker, vmm, config)` (one machine, several VMM processes: the
+//! machine's broker simulated with the core's lease state machine and a clock the page
+//! moves: `connect`, `alloc`, `claim`, `release`, `crash`, `goodbye`, `reclaim`, `tick`,
+//! `restart`, `status`, `opsTotal`, `calls`, `stateOf`, `save`, `restore`; see the
+//! `broker` module); and the free functions `inspectBlob`, `vcmdLayout`, `vcmdCommand`, `vcmdDecode`, `walk`
 //! (the CPU's PASID-translation walk over exported pages: see the `hwtable` module).
-//! VT-d register values are `BigInt`s. Every `Host` and `Machine` holds wasm memory:
+//! VT-d register values are `BigInt`s. Every `Host` and `Broker` holds wasm memory:
 //! call `.free()` on the ones (and clones) you drop.
 //!
 //! # Devices and the lifecycle
@@ -88,7 +87,7 @@
 //! # Modules
 //!
 //! As in `ffi/src`: `errors` (what a refusal becomes in JS), `host` (the `Host` class),
-//! `machine` (the `Machine` class and [`WasmSource`]), `broker` (the `Broker` class),
+//! `source` ([`WasmSource`], where a host's host PASIDs come from), `broker` (the `Broker` class),
 //! `migration`, `vcmd` (vIOMMU registers), `hwtable` (the CPU's translation pages and
 //! walk, [`WalkTrace`]), and `args` (reading JS arguments).
 
@@ -101,8 +100,8 @@ mod changes;
 mod errors;
 mod host;
 mod hwtable;
-mod machine;
 mod migration;
+mod source;
 mod vcmd;
 
 pub use args::ArgError;
@@ -110,8 +109,8 @@ pub use broker::{BrokerConfig, BrokerLink, SimBroker, Status, WasmBroker};
 pub use errors::{Fail, Out};
 pub use host::{HostConfig, RidUser, WasmHost};
 pub use hwtable::*;
-pub use machine::{WasmMachine, WasmSource};
 pub use migration::*;
+pub use source::WasmSource;
 pub use vcmd::*;
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 import { loadWasm } from './wasm.js';
 import { esc, errText } from './format.js';
 import { PRESETS } from './presets.js';
-import { DEFAULT_CONFIG, keep, ops, render, setRenderer, state } from './state.js';
+import { batch, DEFAULT_CONFIG, keep, ops, render, rendering, setRenderer, state } from './state.js';
 import { actions, onStateChange } from './actions.js';
 import { render as draw } from './view.js';
 import { hideMapTip, onMapClick, onMapHover, onMapKey } from './map-view.js';
@@ -29,7 +29,9 @@ function runAction(el) {
   const action = actions[el.dataset.action];
   if (!action) return;
   const what = el.dataset.testid ?? el.dataset.action;
-  timed(what, () => {
+  // One render per interaction, however many steps and renders the action asks for
+  // (a preset that selects a guest, an attach that resets its field, a refusal demo).
+  timed(what, () => batch(() => {
     try {
       action(el);
     } catch (e) {
@@ -37,7 +39,7 @@ function runAction(el) {
       state.errors = { preset: { message: errText(e), expected: false } };
       render();
     }
-  });
+  }));
 }
 
 function onClick(ev) {
@@ -57,6 +59,9 @@ function onInput(ev) {
 }
 
 function onChange(ev) {
+  // A render blurs the focused field before it writes (view.js); the `change` that
+  // fires then is not the user's, and its value was kept as it was typed.
+  if (rendering()) return;
   onInput(ev);
   if (onStateChange(ev.target)) timed(ev.target.dataset.testid, render);
 }

@@ -20,6 +20,20 @@ export const QUARANTINED = [91, 33, 182];
 /** A spare: the VMM's colour, lighter (recorded to its lease, not granted). */
 const lighter = (c) => c.map((v) => Math.round(v * 0.35 + 255 * 0.65));
 
+/**
+ * The broker's status and each VMM's view, read from the core once per change of the
+ * state (`state.version`): the panel and its map share them, and a render that
+ * changed nothing on the machine asks the core for nothing.
+ */
+function machineView() {
+  const m = state.machine;
+  if (m.view?.version !== state.version) {
+    const status = m.broker.status();
+    m.view = { version: state.version, status, vmms: m.vmms.map((v) => vmmView(v, status)), records: m.broker.opsTotal };
+  }
+  return m.view;
+}
+
 /** What each VMM holds, from its host, and its lease, from the broker. */
 function vmmView(v, status) {
   const lease = leaseOf(status, v);
@@ -67,8 +81,20 @@ function renderVmm(v, i, view, status) {
   </section>`;
 }
 
+/**
+ * What the last step that called the broker made it do, all its calls together, and
+ * the store records written since the broker started: a grant from a spare is a call
+ * that writes nothing.
+ */
+function storeRecordsText(last, total) {
+  const attrs = `data-testid="broker-ops" data-calls="${last?.calls ?? ''}" data-records="${last?.records ?? ''}" data-total="${total}"`;
+  const plural = (n, what) => `${num(n)} ${what}${n === 1 ? '' : 's'}`;
+  const lastText = last ? `The last step that used the broker ("${esc(last.text)}") made ${plural(last.calls, 'call')} to it, which wrote ${plural(last.records, 'store record')} in all; ` : '';
+  return `<p class="muted" ${attrs}>${lastText}${plural(total, 'store record')} since the broker first started.</p>`;
+}
+
 /** The broker's own view: its clock, totals, leases, and the PASIDs quarantined without a lease. */
-function renderBroker(status) {
+function renderBroker(status, records) {
   const t = status.totals;
   const leases = status.leases.map((l) => {
     const v = state.machine.vmms.find((x) => x.id === l.vmm);
@@ -80,10 +106,10 @@ function renderBroker(status) {
     <div class="row">
       <span class="stat" data-testid="broker-clock" data-now="${status.now}">t = ${clockText(status.now)}</span>
       <span class="stat" data-testid="broker-totals" data-free="${t.free}" data-held="${t.held}" data-spare="${t.spare}" data-quarantined="${t.quarantined}" data-leases="${t.leases}">${num(t.held)} held, ${num(t.spare)} spare, ${num(t.quarantined)} quarantined, ${num(t.free)} free</span>
-      <span class="muted" data-testid="broker-ops" data-last="${status.lastOps}" data-total="${status.opsTotal}">last step wrote ${status.lastOps} store records</span>
       <button class="small" data-action="machineTick" data-testid="broker-tick">time passes (+${clockText(TICK_MS)})</button>
       <button class="small" data-action="machineRestart" data-testid="broker-restart">restart the broker</button>
     </div>
+    ${storeRecordsText(state.machine.lastStep, records)}
     <ul data-testid="broker-leases">${leases || '<li class="muted">no leases</li>'}</ul>
     ${free.length ? `<p class="muted" data-testid="broker-quarantine" data-hpasids="${free.map((p) => p.pasid).join(' ')}">quarantined after their lease ended: ${free.map((p) => `${p.pasid} (until t = ${clockText(p.until)})`).join(', ')}</p>` : ''}
   </section>`;
@@ -97,15 +123,14 @@ export function renderMachine() {
     return `<h2>One machine, several VMM processes</h2><p class="muted">${intro}</p>${note}
       <div class="row"><button data-action="machineSetup" data-testid="machine-setup" class="primary">set up: two VMMs on one machine</button></div>`;
   }
-  const status = m.broker.status();
+  const { status, vmms: views, records } = machineView();
   const t = status.totals;
   const used = t.held + t.spare + t.quarantined;
-  const views = m.vmms.map((v) => vmmView(v, status));
   return `<h2>One machine, several VMM processes</h2><p class="muted">${intro}</p>
     <div class="row"><span class="stat" data-testid="machine-stat" data-used="${used}" data-held="${t.held}">machine-wide shared range ${num(MACHINE_RANGE[0])}..${num(MACHINE_RANGE[1])}: ${num(used)} taken (held, spare or quarantined), ${num(t.free)} free</span>
       <button class="small" data-action="machineVmm" data-testid="machine-add-vmm">start another VMM</button>
       <button class="small" data-action="machineSetup" data-testid="machine-setup">set up again</button></div>
-    ${renderBroker(status)}
+    ${renderBroker(status, records)}
     <div class="map-label"><b>machine-wide shared range</b>: each host PASID coloured by its state at the broker <span class="muted" data-scale="machine"></span></div>
     <canvas class="machine-map" data-testid="map-machine" role="img" aria-label="the machine's shared range by VMM and broker state"></canvas>
     <div class="legend" data-testid="machine-legend">
@@ -119,15 +144,20 @@ export function renderMachine() {
     ${note}`;
 }
 
-/** Draws the machine map: one cell per host PASID, coloured by VMM (spares lighter), quarantine and draining apart. */
+/**
+ * Draws the machine map: one cell per host PASID, coloured by VMM (spares lighter),
+ * quarantine and draining apart. A canvas already showing this state is left alone.
+ */
 export function drawMachine() {
   const m = state.machine;
   const canvas = document.querySelector('[data-testid="map-machine"]');
   if (!m.broker || !canvas) return;
+  const view = machineView();
+  if (canvas.drawn === view) return;
+  canvas.drawn = view;
   const empty = new Uint32Array(0);
-  const status = m.broker.status();
-  const draining = new Set();
-  for (const v of m.vmms) if (!v.crashed) for (const d of v.host.draining()) if (d.hpasid !== null) draining.add(d.hpasid);
+  const { status } = view;
+  const draining = new Set(view.vmms.flatMap((v) => v.draining));
   const byVmm = new Map(m.vmms.map((v) => [v.id, { held: [], spare: [] }]));
   const quarantined = [];
   for (const p of status.pasids) {
@@ -146,7 +176,6 @@ export function drawMachine() {
   const data = { width: 20, local: [1, lo], shared: [lo, hi], drainingLocal: empty, drainingShared: Uint32Array.from(draining).sort(), guests };
   const layout = drawMap(canvas, data, lo, hi, COLUMNS, 8);
   Object.assign(canvas.dataset, { lo: layout.lo, hi: layout.hi, bucket: layout.bucket, cols: layout.cols });
-  canvas.style.height = `${Math.round(((canvas.clientWidth || 600) * layout.rows) / layout.cols)}px`;
   const label = canvas.parentElement.querySelector('[data-scale="machine"]');
   if (label) label.textContent = `(1 cell = ${num(layout.bucket)} PASID${layout.bucket > 1 ? 's' : ''}; a host PASID is never in two VMMs)`;
 }

@@ -36,14 +36,19 @@ export function renderMaps(h) {
     ${canvas('shared')}
     <div class="tooltip" data-testid="map-tooltip-${k}" hidden></div>
     <p class="sr-only" id="map-cell-${k}" aria-live="polite" data-testid="map-cell-${k}"></p>
-  </div>
-  <div class="legend" data-testid="map-legend-${k}">
+  </div>`;
+}
+
+/** The maps' legend: the fixed colours, then one per guest. */
+export function renderLegend(h) {
+  return `
+  <div class="legend" data-testid="map-legend-${h.key}">
     <span><i style="background:${rgbText(TINT.local)}"></i>local range, free</span>
     <span><i style="background:${rgbText(TINT.shared)}"></i>shared range, free</span>
     <span><i style="background:${rgbText(TINT.none)}"></i>outside both (PASID 0 reserved)</span>
     <span title="Each guest has its own PASID space on its own devices: the same number in two guests is two different things."><i style="background:${rgbText(SEVERAL)}"></i>local: one number in several guests, each its own</span>
     <span data-testid="legend-draining" title="Freed, or of a destroyed guest: no longer translating, not handed out again until the VMM confirms the teardown."><i style="background:${rgbText(DRAINING)}"></i>draining (waiting for teardown)</span>
-    ${s.guests.map((g) => { const n = guestName(h, g.id); return `<span><i style="background:${colourOf(n)}"></i>${esc(n)}</span>`; }).join('')}
+    ${h.snap.guests.map((g) => { const n = guestName(h, g.id); return `<span><i style="background:${colourOf(n)}"></i>${esc(n)}</span>`; }).join('')}
     <span class="muted">A cell of many shared PASIDs takes the colour of the guest holding most of them: a host PASID is never shared.</span>
   </div>`;
 }
@@ -70,32 +75,44 @@ function windowOf(h, view, data) {
   return hi - lo >= rhi - rlo ? [rlo, rhi, 'whole', COLUMNS] : [lo, hi, 'fitted', span <= 512 ? COLUMNS / 2 : COLUMNS];
 }
 
+/** What the maps draw of a host, built once per snapshot the view pulled. */
+function mapDataOf(h) {
+  if (h.mapData?.snap !== h.snap) {
+    const guests = h.snap.guests.map((g) => {
+      const name = guestName(h, g.id);
+      return { name, colour: colourOf(name), platform: g.config.platform, pairs: g.pairs, devices: g.devices };
+    });
+    h.mapData = { snap: h.snap, data: buildMapData(h.snap, guests, h.draining ?? []) };
+  }
+  return h.mapData.data;
+}
+
+/**
+ * Draws a host's three maps. A canvas whose data, window and cursor are what it
+ * already shows is left alone (a step on the other host, a tour outline, a walk).
+ */
 export function drawMaps(h) {
-  const guests = h.snap.guests.map((g) => {
-    const name = guestName(h, g.id);
-    return { name, colour: colourOf(name), platform: g.config.platform, pairs: g.pairs, devices: g.devices };
-  });
-  const data = buildMapData(h.snap, guests, h.draining ?? []);
+  const data = mapDataOf(h);
   for (const view of ['space', ...RANGES]) {
     const canvas = document.querySelector(`[data-testid="map-${h.key}-${view}"]`);
     const [lo, hi, how, cols] = view === 'space' ? [0, 2 ** h.snap.width, 'whole', 512] : windowOf(h, view, data);
+    const cursor = state.maps.cursor[`${h.key}:${view}`];
+    const drawn = [data, lo, hi, cols, cursor];
+    if (canvas.drawn?.every((v, i) => v === drawn[i])) continue;
+    canvas.drawn = drawn;
     const m = drawMap(canvas, data, lo, hi, cols, view === 'space' ? 1 : MAX_ROWS);
     layouts[`${h.key}:${view}`] = m;
     Object.assign(canvas.dataset, { lo: m.lo, hi: m.hi, bucket: m.bucket, cols: m.cols });
-    if (view !== 'space') {
-      // Square-ish cells: a fitted map of two rows is a thin band, not a stretched one.
-      const width = canvas.clientWidth || 600;
-      // An empty range is one band: nothing to see in a tall blank box.
-      const rows = how === 'empty' ? 2 : m.rows;
-      canvas.style.height = `${Math.round(Math.max(16, Math.min(140, (rows * width) / m.cols)))}px`;
-    }
+    // Square cells: the canvas's own cols x rows gives its height (style.css caps it),
+    // so drawing never reads the layout. An empty range is one thin band, not a tall
+    // blank box.
+    if (view !== 'space') canvas.style.aspectRatio = how === 'empty' ? `${m.cols} / 2` : '';
     const label = canvas.parentElement.querySelector(`[data-scale="${view}"]`);
     const shown = how === 'whole' || how === 'empty' ? '' : `; showing ${num(lo)}..${num(hi)}${how === 'zoomed' ? ' (zoomed)' : ''}`;
     label.textContent = `(1 cell = ${num(m.bucket)} PASID${m.bucket > 1 ? 's' : ''}${shown})`;
     const users = usage(data, lo, hi);
     const what = view === 'space' ? 'whole PASID space' : `${view} range`;
     canvas.setAttribute('aria-label', `Host ${h.key}, ${what} map, ${num(lo)} to ${num(hi - 1)}, 1 cell = ${num(m.bucket)} PASIDs: ${users.length ? users.map((u) => `${u.name} ${num(u.n)}`).join(', ') : 'nothing allocated'}. Arrow keys move a cursor over the cells${view === 'space' ? '' : ', Enter zooms in, Escape fits to the data'}.`);
-    const cursor = state.maps.cursor[`${h.key}:${view}`];
     if (cursor !== undefined && cursor >= lo && cursor < hi) drawCursor(canvas, m, cursor);
   }
 }

@@ -38,7 +38,8 @@ export const state = {
   // (the daemon's own lease state machine, simulated with a clock the page moves),
   // `vmms` one core host per VMM process taking host PASIDs from its lease:
   // { name, id (its number at the broker), host, names: { [guestId]: name }, crashed }.
-  machine: { broker: null, vmms: [] },
+  // `lastStep`: what the last step that called the broker made it do (`brokerWork`).
+  machine: { broker: null, vmms: [], lastStep: null },
 };
 
 export const MACHINE_RANGE = [4096, 4096 + 512];
@@ -58,19 +59,45 @@ export function setRenderer(fn) {
 }
 
 let batching = 0;
+let wanted = false; // a render was asked for inside a batch
+let drawing = false;
 
-export function render() {
-  if (batching === 0) renderer();
+function draw() {
+  drawing = true;
+  try {
+    renderer();
+  } finally {
+    drawing = false;
+  }
 }
 
-/** Runs `fn` (several steps, say) with one render at the end instead of one per step. */
+/**
+ * Whether a render is under way: the events it causes itself (a text field's `change`
+ * when the render takes its focus off) are not the user's.
+ */
+export function rendering() {
+  return drawing;
+}
+
+export function render() {
+  if (batching === 0) draw();
+  else wanted = true;
+}
+
+/**
+ * Runs `fn` (several steps, say) with at most one render at the end instead of one per
+ * step; none if nothing inside asked for one (an export changes no panel).
+ */
 export function batch(fn) {
   batching++;
   try {
     return fn();
   } finally {
     batching--;
-    render();
+    if (batching === 0 && wanted) {
+      wanted = false;
+      draw();
+    }
   }
 }
 
@@ -136,9 +163,9 @@ function restoreState(saved) {
   if (saved.machine) {
     saved.machine.broker.restore(saved.machine.saved);
     saved.machine.saved.free();
-    state.machine = { broker: saved.machine.broker, vmms: saved.machine.vmms };
+    state.machine = { broker: saved.machine.broker, vmms: saved.machine.vmms, lastStep: null };
   } else {
-    state.machine = { broker: null, vmms: [] };
+    state.machine = { broker: null, vmms: [], lastStep: null };
   }
 }
 
@@ -150,6 +177,27 @@ function freeSaved(saved) {
   }
 }
 
+/** The machine's broker and its counters now, to tell what a step made it do. */
+function brokerCounters() {
+  const b = state.machine.broker;
+  return b && { broker: b, calls: b.calls, records: b.opsTotal };
+}
+
+/**
+ * What a step made the machine's broker do, every call of the step counted (each VM's
+ * grants, the releases of a teardown, a crash, time passing, a restart, a reclaim):
+ * how many calls and how many store records they wrote together. A step that never
+ * called the broker leaves the figure of the last one that did.
+ */
+function brokerWork(text, before) {
+  const m = state.machine;
+  const b = m.broker;
+  if (!b) return;
+  const same = before?.broker === b; // a new machine counts from its start
+  const calls = b.calls - (same ? before.calls : 0);
+  if (calls > 0) m.lastStep = { text, calls, records: b.opsTotal - (same ? before.records : 0) };
+}
+
 /**
  * Runs one user step. On success it can be undone; on failure every host is put back
  * as it was and the error goes to the log and next to the control (`errKey`). Errors
@@ -157,10 +205,12 @@ function freeSaved(saved) {
  */
 export function step(text, fn, errKey) {
   const saved = saveState();
+  const broker = brokerCounters();
   const entry = { text, details: [], ok: true };
   state.errors = {};
   try {
     fn((line) => entry.details.push(line));
+    brokerWork(text, broker);
     state.undo.push({ saved, entry });
     state.version++;
     if (state.undo.length > UNDO_LIMIT) freeSaved(state.undo.shift().saved);
@@ -237,7 +287,7 @@ export const ops = {
   machine(n) {
     for (const v of state.machine.vmms) v.host.free();
     const broker = new wasm.Broker(BROKER_CONFIG);
-    state.machine = { broker, vmms: [] };
+    state.machine = { broker, vmms: [], lastStep: null };
     for (let i = 0; i < n; i++) ops.vmm();
   },
   /** Starts one more VMM process: it opens a lease, and its core host takes host PASIDs from it. */

@@ -9,7 +9,7 @@ import { term, withTerms } from './glossary.js';
 import { PRESETS } from './presets.js';
 import { colourOf, guestName, hostByKey, kept, otherHost, state } from './state.js';
 import { exportStatus, MAP_KIND, ridMapFor, TEARDOWN_BATCH, vcmdOf } from './actions.js';
-import { drawMaps, renderMaps } from './map-view.js';
+import { drawMaps, renderLegend, renderMaps } from './map-view.js';
 import { renderWalk } from './walk-view.js';
 import { drawMachine, renderMachine } from './machine-view.js';
 import { renderTour } from './tour.js';
@@ -191,25 +191,33 @@ function renderGuest(h, g) {
   </section>`;
 }
 
-function renderHost(h) {
+/**
+ * A host's panel as parts, each drawn on its own (`setParts`): a step in one guest
+ * redraws that guest's card, not the maps, the layout form or the other guests.
+ */
+function hostParts(h) {
   const s = h.snap;
   const k = h.key;
-  const guests = s.guests.map((g) => renderGuest(h, g)).join('');
   const sharedSize = s.shared.end - s.shared.start;
-  return `
+  return [
+    ['head', `
   <h2>Host ${k} <span class="tag">${term(s.platform.toLowerCase())}</span>
-    <span class="stat" data-testid="shared-stat-${k}">shared PASIDs in use ${num(s.shared_in_use)} / ${num(sharedSize)}${h.draining.length ? `, of which ${num(h.draining.filter((d) => d.hpasid !== null).length)} draining` : ''}</span></h2>
-  ${renderLayout(h)}
-  ${renderMaps(h)}
+    <span class="stat" data-testid="shared-stat-${k}">shared PASIDs in use ${num(s.shared_in_use)} / ${num(sharedSize)}${h.draining.length ? `, of which ${num(h.draining.filter((d) => d.hpasid !== null).length)} draining` : ''}</span></h2>`],
+    ['layout', renderLayout(h)],
+    ['maps', renderMaps(h)],
+    ['legend', renderLegend(h)],
+    ['add-guest', `
   <div class="row add-guest" data-scope>
     <label>new guest ${select(`${k}:add-guest-platform`, `add-guest-platform-${k}`, [['p2', 'p2 guest'], ['p1', 'p1 guest']], s.platform === 'P2' ? 'p2' : 'p1', 'data-field="platform"')}</label>
     <label>shared quota (p2) ${input(`${k}:add-guest-quota`, `add-guest-quota-${k}`, '64', 'data-field="quota" size="5"')}</label>
     <button data-action="addGuest" data-host="${k}" data-testid="add-guest-${k}" data-primary>add guest</button>
     ${errorSlot(`${k}:addGuest`, `add-guest-error-${k}`)}
-  </div>
-  ${renderRids(h)}
-  ${renderTeardown(h)}
-  ${guests || '<p class="muted">No guests yet: add one, or pick a preset above.</p>'}`;
+  </div>`],
+    ['rids', renderRids(h)],
+    ['teardown', renderTeardown(h)],
+    ...(s.guests.length ? s.guests.map((g) => [`guest-${g.id}`, renderGuest(h, g)])
+      : [['no-guests', '<p class="muted">No guests yet: add one, or pick a preset above.</p>']]),
+  ];
 }
 
 /** Every RID in use on the host with all its users (the core's `ridUsers`) and what each programmed there. */
@@ -327,29 +335,70 @@ function renderMigrationResult(r) {
   </div>`;
 }
 
-function renderLog() {
-  const first = Math.max(0, state.log.length - 200);
-  const items = state.log.slice(first).map((e) => `
-    <li data-testid="log-entry" class="${e.ok ? 'ok' : 'fail'} ${e.undone ? 'undone' : ''} ${e.meta ? 'meta' : ''}">
+const LOG_SHOWN = 200; // the step log shows the last 200 entries
+
+/** One log entry's markup, kept on the entry until its "undone" mark changes. */
+function logItem(e) {
+  const undone = !!e.undone;
+  if (e.markup?.undone !== undone) {
+    e.markup = { undone, html: `<li data-testid="log-entry" class="${e.ok ? 'ok' : 'fail'} ${undone ? 'undone' : ''} ${e.meta ? 'meta' : ''}">
       <span>${e.ok ? '✓' : '✗'} ${esc(e.text)}${e.error ? ':' : ''}</span>${e.error ? ` <span class="err">${esc(e.error)}</span>` : ''}
       ${e.details.length ? `<ul>${e.details.slice(0, 30).map((d) => `<li>${esc(d)}</li>`).join('')}${e.details.length > 30 ? `<li>… ${e.details.length - 30} more</li>` : ''}</ul>` : ''}
-    </li>`).join('');
-  return `<ol data-testid="log" start="${first + 1}">${items}</ol>`;
+    </li>` };
+  }
+  return e.markup.html;
 }
 
-/** The focused control, by its keep key or test id, so a render can put focus back. */
+/**
+ * Brings the step log up to date by touching only the entries that changed: a step
+ * appends one, an undo strikes one out, and re-parsing all 200 shown made every step
+ * slower the longer the session ran. Returns whether anything changed.
+ */
+function drawLog() {
+  const panel = document.querySelector('[data-testid="log-panel"]');
+  const first = Math.max(0, state.log.length - LOG_SHOWN);
+  const items = state.log.slice(first).map(logItem);
+  const shown = panel.shownItems;
+  const list = panel.querySelector('[data-testid="log"]');
+  const drop = shown ? first - panel.shownFirst : -1;
+  if (!list || drop < 0 || drop > shown.length) {
+    panel.innerHTML = `<ol data-testid="log" start="${first + 1}">${items.join('')}</ol>`;
+  } else {
+    const before = shown.slice(drop);
+    if (drop === 0 && before.length === items.length && before.every((html, i) => html === items[i])) return false;
+    for (let i = 0; i < drop; i++) list.firstElementChild.remove();
+    const common = Math.min(before.length, items.length);
+    for (let i = 0; i < common; i++) if (before[i] !== items[i]) list.children[i].outerHTML = items[i];
+    for (let i = before.length - 1; i >= common; i--) list.children[i].remove();
+    if (items.length > common) list.insertAdjacentHTML('beforeend', items.slice(common).join(''));
+    list.start = first + 1;
+  }
+  panel.shownItems = items;
+  panel.shownFirst = first;
+  return true;
+}
+
+/**
+ * The focused element, and how to find its twin by keep key or test id if a render
+ * redraws it (`sel` null: it can only get focus back if it survives), so a render can
+ * put focus back.
+ */
 function rememberFocus() {
   const el = document.activeElement;
   if (!el || el === document.body) return null;
-  const sel = el.dataset.keep ? `[data-keep="${el.dataset.keep}"]` : el.dataset.testid ? `[data-testid="${el.dataset.testid}"]` : null;
-  if (!sel) return null;
+  const sel = el.dataset?.keep ? `[data-keep="${el.dataset.keep}"]` : el.dataset?.testid ? `[data-testid="${el.dataset.testid}"]` : null;
   const scope = el.closest('[data-guest-id]');
   const host = el.closest('[data-testid^="host-"]');
-  return { sel, guest: scope?.dataset.guestId, host: host?.dataset.testid, start: el.selectionStart, end: el.selectionEnd };
+  return { el, sel, guest: scope?.dataset.guestId, host: host?.dataset.testid, start: el.selectionStart, end: el.selectionEnd };
 }
 
 function restoreFocus(f) {
   if (!f) return;
+  if (f.el.isConnected) { // its panel was not redrawn: the same element
+    f.el.focus({ preventScroll: true });
+    return;
+  }
+  if (!f.sel) return;
   let root = document;
   if (f.host) root = document.querySelector(`[data-testid="${f.host}"]`) ?? document;
   if (f.guest !== undefined) root = root.querySelector(`[data-guest-id="${f.guest}"]`) ?? root;
@@ -410,39 +459,83 @@ function setHtml(selector, html) {
   }
 }
 
+/**
+ * Fills a container with `parts` ([key, html] in order), each in its own element
+ * (`display: contents`, so the layout is as if there were none): a part keeps its
+ * element and its HTML is set only when it changed; parts no longer listed go.
+ */
+function setParts(container, parts) {
+  const old = new Map();
+  for (const el of container.children) if (el.dataset.part) old.set(el.dataset.part, el);
+  let next = container.firstElementChild;
+  for (const [key, html] of parts) {
+    let el = old.get(key);
+    if (el) {
+      old.delete(key);
+    } else {
+      el = document.createElement('div');
+      el.className = 'part';
+      el.dataset.part = key;
+    }
+    if (el.renderedHtml !== html) {
+      el.innerHTML = html;
+      el.renderedHtml = html;
+    }
+    if (el !== next) container.insertBefore(el, next);
+    next = el.nextElementSibling;
+  }
+  for (const el of old.values()) el.remove();
+}
+
+/**
+ * What the views show of a host, read from the core once per change of the hosts
+ * (`state.version`): a render that changed no host (the tour's outline, a walk, a
+ * map's zoom) asks the core for nothing.
+ */
+function pull(h) {
+  if (h.pulled === state.version) return;
+  h.snap = h.host.summary(); // no PASID lists: those come as typed arrays
+  for (const g of h.snap.guests) g.pairs = h.host.pasidPairs(g.id);
+  h.draining = h.host.draining();
+  h.ridUsers = {};
+  for (const g of h.snap.guests) {
+    for (const d of g.devices) {
+      const rid = ridText(d.rid);
+      h.ridUsers[rid] ??= h.host.ridUsers(rid);
+    }
+  }
+  h.pulled = state.version;
+}
+
 export function render() {
   const t0 = performance.now();
   const focus = rememberFocus();
-  for (const h of state.hosts) {
-    h.snap = h.host.summary(); // no PASID lists: those come as typed arrays
-    for (const g of h.snap.guests) g.pairs = h.host.pasidPairs(g.id);
-    h.draining = h.host.draining();
-    h.ridUsers = {};
-    for (const g of h.snap.guests) {
-      for (const d of g.devices) {
-        const rid = ridText(d.rid);
-        h.ridUsers[rid] ??= h.host.ridUsers(rid);
-      }
-    }
-  }
+  // Taken off before any write: a focused element that a panel's new HTML removes makes
+  // the browser restyle and lay out the page right then (a migration's send button cost
+  // its panel 20-100 ms); while nothing is written yet, that costs nothing.
+  if (focus) focus.el.blur();
+  for (const h of state.hosts) pull(h);
   setHtml('[data-testid="tour-panel"]', renderTour());
-  for (const h of state.hosts) {
-    setHtml(`[data-testid="host-${h.key}"]`, renderHost(h));
-  }
+  for (const h of state.hosts) setParts(document.querySelector(`[data-testid="host-${h.key}"]`), hostParts(h));
   setHtml('[data-testid="walk"]', renderWalk());
   setHtml('[data-testid="machine"]', renderMachine());
   setHtml('[data-testid="migration"]', renderMigration());
-  setHtml('[data-testid="log-panel"]', renderLog());
+  const logChanged = drawLog();
   document.querySelector('[data-testid="undo"]').disabled = state.undo.length === 0;
   document.querySelector('[data-testid="preset-error"]').textContent = state.errors.preset?.message ?? '';
   document.querySelector('[data-testid="export-status"]').textContent = exportStatus();
   const note = state.presetNote;
-  document.querySelector('[data-testid="preset-note"]').innerHTML = note ? `<b>${esc(note.title)}</b>: ${withTerms(note.blurb)}` : '';
+  setHtml('[data-testid="preset-note"]', note ? `<b>${esc(note.title)}</b>: ${withTerms(note.blurb)}` : '');
   for (const h of state.hosts) drawMaps(h);
   drawMachine();
-  const list = document.querySelector('[data-testid="log"]');
-  list.parentElement.scrollTop = list.parentElement.scrollHeight;
+  const first = highlight();
+  // Layout is read only from here on, once every write is done (focus() lays the page
+  // out too): a read between writes makes the browser lay the page out again each time.
   restoreFocus(focus);
-  reveal(highlight());
+  if (logChanged) {
+    const scroller = document.querySelector('[data-testid="log-panel"]');
+    scroller.scrollTop = scroller.scrollHeight;
+  }
+  reveal(first);
   document.body.dataset.renderMs = (performance.now() - t0).toFixed(1);
 }

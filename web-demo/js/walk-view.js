@@ -16,27 +16,42 @@ export const FIRST_TABLE = 0x10_2000;
 const hex = (n) => `0x${n.toString(16)}`;
 const bits = (v, hi, lo) => (v >> lo) & ((1 << (hi - lo + 1)) - 1);
 
-let cache = { key: '', value: null };
+// The pages of the guest last walked, and the walks over them by gPASID.
+let cache = { guest: '', pairs: null, tables: [], pages: [], walks: new Map() };
 
 /** p2 guests (they alone can use ENQCMD: a p1 guest has no shared WQ) of both hosts. */
 function candidates() {
   return state.hosts.flatMap((h) => h.snap.guests.filter((g) => g.config.platform === 'P2').map((g) => ({ h, g, value: `${h.key}:${g.id}` })));
 }
 
-/** Exports the guest's pages and walks `gpasid` over them (cached until a host changes). */
+/** Whether two `pasidPairs` lists hold the same translation. */
+function samePairs(a, b) {
+  if (!a || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/**
+ * Walks `gpasid` over the guest's pages. The pages are a function of its translation
+ * alone, so they are exported again only when its PASID pairs changed (not on every
+ * step of any host), and each gPASID is walked once over them.
+ */
 function walkOf(h, g, gpasid) {
-  const key = `${state.version}:${h.key}:${g.id}:${gpasid}`;
-  if (cache.key === key) return cache.value;
-  const tables = [...h.host.translationTables(g.id)];
-  const pages = h.host.exportTranslation(g.id, {
-    low: LOW_DIRECTORY,
-    high: HIGH_DIRECTORY,
-    tables: tables.map((table, i) => ({ table, phys: FIRST_TABLE + i * 0x1000 })),
-  });
-  const all = [pages.low, pages.high, ...pages.tables];
-  const trace = wasm.walk(LOW_DIRECTORY, HIGH_DIRECTORY, gpasid, all);
-  cache = { key, value: { trace, tables } };
-  return cache.value;
+  const guest = `${h.key}:${g.id}`;
+  if (cache.guest !== guest || !samePairs(cache.pairs, g.pairs)) {
+    const tables = [...h.host.translationTables(g.id)];
+    const pages = h.host.exportTranslation(g.id, {
+      low: LOW_DIRECTORY,
+      high: HIGH_DIRECTORY,
+      tables: tables.map((table, i) => ({ table, phys: FIRST_TABLE + i * 0x1000 })),
+    });
+    // As Uint8Arrays the walk takes each page in one copy, not as 4,096 numbers read
+    // one by one (the export gives plain arrays, so that it stays JSON).
+    const all = [pages.low, pages.high, ...pages.tables].map((p) => ({ phys: p.phys, bytes: Uint8Array.from(p.bytes) }));
+    cache = { guest, pairs: g.pairs, tables, pages: all, walks: new Map() };
+  }
+  if (!cache.walks.has(gpasid)) cache.walks.set(gpasid, wasm.walk(LOW_DIRECTORY, HIGH_DIRECTORY, gpasid, cache.pages));
+  return { trace: cache.walks.get(gpasid), tables: cache.tables };
 }
 
 function bitBoxes(gp) {

@@ -101,6 +101,8 @@ test('migration keeps gPASIDs and remaps hPASIDs into the target shared range', 
   await preset('p2-migration');
   const before = await xlateRows(byId('host-A').getByTestId('guest-vm1'));
   assert.equal(await byId('migrate-guest').inputValue().then((v) => v.startsWith('A:')), true);
+  // The preset leaves the user at its next step: the send button is scrolled into view.
+  assert.ok(await byId('migrate-go').evaluate((el) => { const r = el.getBoundingClientRect(); return r.top >= 0 && Math.floor(r.bottom) <= innerHeight; }), 'send button in view');
   await byId('migrate-go').click();
   const result = byId('migrate-result');
   await result.waitFor();

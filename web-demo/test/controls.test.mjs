@@ -115,3 +115,46 @@ test('a failed attach keeps the typed RID; Enter submits a row and keeps focus',
   assert.match(await vm('vm2').getByTestId('free-error').textContent(), /still bound/);
   assert.deepEqual(ctx.errors, []);
 });
+
+test('every button without fields, pressed twice in a row: both presses work, typed fields stay', async () => {
+  await preset(ctx.page, 'p2-shared-wq');
+  await byId('machine-setup').click();
+  // What the user typed: it must survive every press below (renders rebuild the rows).
+  const typed = [[vm('vm1'), 'free-gpasid', '2'], [vm('vm1'), 'bind-gpasid', '1'], [vm('vm2'), 'attach-rid', '0000:05:00.1'],
+    [byId('host-B'), 'add-guest-quota-B', '7'], [byId('walk'), 'walk-gpasid', '1']];
+  for (const [scope, id, value] of typed) await scope.getByTestId(id).fill(value);
+  const expectTyped = async (after) => {
+    for (const [scope, id, value] of typed) assert.equal(await scope.getByTestId(id).inputValue(), value, `${after}: ${id} kept`);
+  };
+  const clock = async () => Number(await byId('broker-clock').getAttribute('data-now'));
+  const vmsOf = (name) => byId(`vmm-${name}`).getByTestId('machine-guest').count();
+  const buttons = [
+    // [what, the button, a check after each press (round 0 or 1)]
+    ['map whole range', () => byId('map-A-shared-whole'), async () => assert.equal(await byId('map-A-shared-whole').getAttribute('aria-pressed'), 'true')],
+    ['map fit', () => byId('map-A-shared-fit'), async () => assert.equal(await byId('map-A-shared-fit').getAttribute('aria-pressed'), 'true')],
+    ['walk', () => byId('walk-go'), async () => assert.equal(await byId('walk-error').count(), 0)],
+    ['alloc local', () => vm('vm3').getByTestId('alloc-local'), async (r) => assert.equal((await vm('vm3').getByTestId('xlate-row').count()), 2 + r)],
+    ['time passes', () => byId('broker-tick'), async (r) => assert.equal(await clock(), 30000 * (r + 1))],
+    ['start a VM', () => byId('vmm-qemu-2').getByTestId('vmm-add-guest'), async (r) => assert.equal(await vmsOf('qemu-2'), 3 + r)],
+    ['a VM shuts down', () => byId('vmm-qemu-2').getByTestId('vmm-stop-guest'), async (r) => assert.equal(await vmsOf('qemu-2'), 3 - r)],
+    ['teardown done', () => byId('vmm-qemu-2').getByTestId('vmm-teardown'), async () => assert.equal(await byId('vmm-qemu-2').getByTestId('vmm-draining').count(), 0)],
+    ['start another VMM', () => byId('machine-add-vmm'), async (r) => assert.equal(await byId(`vmm-qemu-${3 + r}`).count(), 1)],
+    ['restart the broker', () => byId('broker-restart'), async () => assert.match(await byId('broker-leases').textContent(), /unconfirmed/)],
+    ['a VMM crashes', () => byId('vmm-qemu-1').getByTestId('vmm-crash').or(byId('vmm-qemu-3').getByTestId('vmm-crash')).first(),
+      async (r) => assert.equal(await ctx.page.locator('.vmm.crashed').count(), r + 1)],
+    ['confirm one teardown', () => byId('teardown-one').first(), async () => assert.equal(await byId('host-A').getByTestId('draining-item').count(), 0)],
+    ['export', () => byId('export'), async () => assert.match(await byId('export-status').textContent(), /^saved pasid-playground\.json/)],
+    ['undo', () => byId('undo'), async () => assert.match(await ctx.page.getByTestId('log-entry').last().textContent(), /undo: /)],
+  ];
+  for (const [what, button, check] of buttons) {
+    for (let round = 0; round < 2; round++) {
+      const el = button();
+      if (round === 1 && (await el.count() === 0 || await el.isDisabled())) break; // a one-shot (the last teardown)
+      await el.click();
+      await check(round);
+      await expectTyped(`${what} #${round + 1}`);
+      assert.equal(await byId('preset-error').textContent(), '', `${what} #${round + 1}: no page error`);
+    }
+  }
+  assert.deepEqual(ctx.errors, []);
+});

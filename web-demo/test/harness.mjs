@@ -3,9 +3,11 @@
 // page records (state.timings), printed as a report, never asserted.
 import { after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
+import { appendFileSync, mkdirSync } from 'node:fs';
+import { basename } from 'node:path';
 import { chromium } from 'playwright-core';
 import { serve } from '../serve.mjs';
+import { report, TIMINGS } from './timings.mjs';
 
 export const SHOTS = new URL('../screenshots/', import.meta.url).pathname;
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
@@ -30,7 +32,13 @@ export function setUp({ viewport = { width: 1440, height: 900 }, load = true } =
     if (load) await open(ctx.page, ctx.url);
   });
   after(async () => {
-    if (ctx.page && load) report(await timings(ctx.page));
+    if (ctx.page && load) {
+      const list = await timings(ctx.page);
+      report(list);
+      // For the whole run's report (test/timings.mjs, which scripts/test-web.sh prints).
+      const file = basename(process.argv[1] ?? 'unknown');
+      appendFileSync(TIMINGS, list.map((t) => `${JSON.stringify({ file, ...t })}\n`).join(''));
+    }
     await ctx.browser?.close();
     ctx.server?.close();
   });
@@ -46,23 +54,6 @@ export async function open(page, url) {
 export async function timings(page) {
   await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0))));
   return page.evaluate(() => window.pasidPlayground?.state.timings ?? []);
-}
-
-/**
- * Prints a file's interaction times as `#` lines, for small states (under 10,000 PASIDs:
- * the issue's 100 ms budget) and big ones (the 300,000-PASID preset: its 1 s budget)
- * apart: median, slowest, how many went over, and the slowest controls.
- */
-export function report(list) {
-  for (const [title, part, budget] of [['small presets', list.filter((t) => t.pasids < 10000), 100], ['300k preset', list.filter((t) => t.pasids >= 10000), 1000]]) {
-    if (!part.length) continue;
-    const sorted = part.map((t) => t.ms).sort((a, b) => a - b);
-    const by = new Map();
-    for (const { what, ms } of part) by.set(what, Math.max(by.get(what) ?? 0, ms));
-    const worst = [...by].sort((a, b) => b[1] - a[1]);
-    console.log(`# interaction times, ${title}: ${part.length} interactions, median ${sorted[sorted.length >> 1].toFixed(0)} ms, slowest ${worst[0][1].toFixed(0)} ms (${worst[0][0]}), over ${budget} ms: ${sorted.filter((m) => m > budget).length}`);
-    for (const [what, ms] of worst.slice(0, 4)) console.log(`#   ${what}: ${ms.toFixed(1)} ms`);
-  }
 }
 
 export const byId = (page, id) => page.getByTestId(id);

@@ -43,6 +43,16 @@ const totals = async () => {
   return out;
 };
 const vmm = (name, id) => byId(`vmm-${name}`).getByTestId(id);
+/** The broker's own counters, read from the page's wasm Broker. */
+const brokerCounters = () => ctx.page.evaluate(() => {
+  const b = window.pasidPlayground.state.machine.broker;
+  return { calls: b.calls, records: b.opsTotal };
+});
+/** What the machine panel says the last step made the broker do. */
+const stepWork = async () => {
+  const el = byId('broker-ops');
+  return { calls: Number(await attr(el, 'calls')), records: Number(await attr(el, 'records')), total: Number(await attr(el, 'total')) };
+};
 const attr = (loc, a) => loc.getAttribute(`data-${a}`);
 /** The broker's leases as listed: [{ vmm, state, until }]. */
 const leases = () => byId('broker-leases').getByTestId('broker-lease').evaluateAll((els) => els.map((e) => ({ vmm: e.dataset.vmm, state: e.dataset.state, until: e.dataset.until })));
@@ -66,15 +76,32 @@ test('two VMMs on one machine: host PASIDs from their leases never collide, and 
   for (const p of [4099, 4100, 4101, 4105]) await expectCell(p, q2, 'qemu-2 holds it');
   for (const p of [4103, 4104]) await expectCell(p, lighter(q1), "a spare of qemu-1's lease");
   await expectCell(4108, FREE, 'free');
+  // The set-up step's every broker call counted: two connects, two grants per VM.
+  let counted = await brokerCounters();
+  assert.deepEqual(await stepWork(), { calls: 10, records: counted.records, total: counted.records }, 'a new broker counts from its start');
   // A third VMM opens its own lease on the same range.
   await byId('machine-add-vmm').click();
+  assert.equal((await stepWork()).calls, 1, 'one connect');
+  let before = await brokerCounters();
   await vmm('qemu-3', 'vmm-add-guest').click();
   assert.deepEqual((await vms()).vm3a, [4108, 4109]);
   assert.equal(await attr(byId('broker-totals'), 'leases'), '3');
-  // A grant from a spare writes nothing to the store.
+  // Its first grant is a commit (the grant and two spares), its second comes from a
+  // spare: the step's count is both calls', not the last call's zero.
+  counted = await brokerCounters();
+  const work = await stepWork();
+  assert.deepEqual(work, { calls: 2, records: counted.records - before.records, total: counted.records });
+  assert.ok(work.records > 0, 'the first grant wrote to the store');
+  // A grant from a spare writes nothing to the store; the count says which step it was.
+  before = counted;
   await vmm('qemu-1', 'vmm-add-guest').click();
   assert.deepEqual((await vms()).vm1c, [4103, 4104]);
-  assert.equal(await attr(byId('broker-ops'), 'last'), '0');
+  assert.deepEqual(await stepWork(), { calls: 2, records: 0, total: before.records });
+  assert.match(await byId('broker-ops').textContent(), /"machine: qemu-1 starts a VM"\) made 2 calls to it, which wrote 0 store records in all/);
+  // A step that does not call the broker (a VM shuts down: its host PASIDs drain, still
+  // the lease's) leaves the last figure, named by its step.
+  await vmm('qemu-1', 'vmm-stop-guest').click();
+  assert.deepEqual(await stepWork(), { calls: 2, records: 0, total: before.records });
   assert.deepEqual(ctx.errors, []);
 });
 
@@ -90,7 +117,8 @@ test('a VM shuts down: its host PASIDs drain, and the teardown gives them back t
   assert.equal(await vmm('qemu-1', 'vmm-draining').count(), 0);
   // Released with the teardown done: spares of its lease again, without a store write.
   assert.equal(await attr(vmm('qemu-1', 'vmm-spares'), 'hpasids'), '4103 4104');
-  assert.equal(await attr(byId('broker-ops'), 'last'), '0');
+  const released = await stepWork();
+  assert.deepEqual([released.calls, released.records], [2, 0], 'two releases, both kept as spares');
   assert.deepEqual(await totals(), { free: 500, held: 8, spare: 4, quarantined: 0, leases: 2 });
   // One more VM and shut-down: the lease has its two spares, so these go back to the pool.
   await vmm('qemu-1', 'vmm-stop-guest').click();

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { initSync, Broker, Host, Machine, inspectBlob, vcmdCommand, vcmdDecode, vcmdLayout, walk } from '../pkg/pasid_wasm.js';
+import { initSync, Broker, Host, inspectBlob, vcmdCommand, vcmdDecode, vcmdLayout, walk } from '../pkg/pasid_wasm.js';
 
 initSync({ module: readFileSync(new URL('../pkg/pasid_wasm_bg.wasm', import.meta.url)) });
 
@@ -652,49 +652,6 @@ test('destroyGuest: the entries to clear, the host PASIDs drain as orphans, a ba
   host.free();
 });
 
-test('a Machine: two hosts (VMM processes) share one range, and their host PASIDs never collide', () => {
-  const machine = new Machine([4096, 4104]);
-  const cfg = { ...P2, shared: [4096, 4104] };
-  const [vmmA, vmmB] = [Host.onMachine(machine, cfg), Host.onMachine(machine, cfg)];
-  const [ga, gb] = [vmmA.createGuest('p2', 4), vmmB.createGuest('p2', 4)];
-  const ha = [1, 2, 3].map(() => vmmA.translate(ga, vmmA.allocPasid(ga, 'shared')));
-  const hb = [1, 2, 3].map(() => vmmB.translate(gb, vmmB.allocPasid(gb, 'shared')));
-  assert.deepEqual(ha, [4096, 4097, 4098]);
-  assert.deepEqual(hb, [4099, 4100, 4101]);
-  assert.equal(machine.used(), 6);
-  assert.equal(machine.available(), 2);
-  assert.equal(vmmA.sharedInUse, 3, 'each host counts its own');
-  assert.equal(vmmA.sharedFree, 2, 'and sees what the machine has left');
-  assert.ok(machine.isUsed(4101));
-  // A VMM that dies: its guests go, their host PASIDs drain until the teardown is done.
-  vmmA.destroyGuest(ga);
-  const orphans = vmmA.draining();
-  assert.equal(orphans.length, 3);
-  assert.equal(machine.used(), 6);
-  vmmB.allocPasid(gb, 'shared');
-  assert.equal(vmmB.translate(gb, 4), 4102, 'never one of the dead VMM\'s draining PASIDs');
-  // Undo: save the range with the hosts, restore both.
-  const saved = { range: machine.save(), a: vmmA.clone() };
-  vmmA.completeTeardown(orphans);
-  assert.equal(machine.used(), 4);
-  machine.restore(saved.range);
-  assert.equal(machine.used(), 7);
-  assert.equal(saved.a.draining().length, 3);
-  // A state saved from another range is refused, and the range is unchanged.
-  const other = new Machine([4096, 4200]);
-  const otherSaved = other.save();
-  assert.ok(coreError(() => machine.restore(otherSaved)) instanceof TypeError);
-  assert.equal(machine.used(), 7);
-  assert.ok(coreError(() => machine.isUsed(-1)) instanceof TypeError);
-  for (const x of [other, otherSaved]) x.free();
-  // Another range, or no range at all, is refused.
-  assert.equal(coreError(() => Host.onMachine(machine, P2)).code, 33);
-  assert.ok(coreError(() => Host.onMachine(machine, { width: 20 })) instanceof TypeError);
-  assert.equal(coreError(() => Host.onMachine(machine, { ...cfg, local: [0, 4096] })).code, 2);
-  assert.ok(coreError(() => new Machine([4096])) instanceof TypeError);
-  for (const h of [vmmA, vmmB, saved.a, saved.range, machine]) h.free();
-});
-
 test('a Broker: leases per VMM, spares without a commit, a crash quarantined then freed, a restart reclaimed', () => {
   const broker = new Broker({ shared: [4096, 4112], quarantineMs: 60000, graceMs: 30000, spare: 2 });
   const cfg = { ...P2, shared: [4096, 4112] };
@@ -702,13 +659,22 @@ test('a Broker: leases per VMM, spares without a commit, a crash quarantined the
   const [h1, h2] = [Host.onBroker(broker, q1, cfg), Host.onBroker(broker, q2, cfg)];
   const [g1, g2] = [h1.createGuest('p2', 8), h2.createGuest('p2', 8)];
   const hp = (h, g) => h.translate(g, h.allocPasid(g, 'shared'));
+  assert.equal(broker.calls, 2, 'two connects');
+  let records = broker.opsTotal;
   assert.equal(hp(h1, g1), 4096);
   let s = broker.status();
   assert.deepEqual(s.leases[0].spare, [4097, 4098], 'recorded to the lease ahead of its requests');
-  assert.ok(s.lastOps > 0);
+  assert.ok(broker.opsTotal > records, 'the first grant is a commit');
+  records = broker.opsTotal;
   assert.equal(hp(h1, g1), 4097, 'the lowest of its own spares');
-  assert.equal(broker.status().lastOps, 0, 'a spare\'s grant needs no commit');
+  assert.equal(broker.opsTotal, records, 'a spare\'s grant needs no commit');
+  assert.equal(broker.calls, 4, 'but it is a call');
   assert.equal(hp(h2, g2), 4099, 'not the other lease\'s spare');
+  // Each host counts its own host PASIDs, and sees what the broker has left for it.
+  assert.equal(h1.sharedInUse, 2);
+  assert.equal(h2.sharedInUse, 1);
+  assert.equal(h1.sharedFree, h2.sharedFree);
+  assert.equal(h1.sharedFree, broker.status().totals.free);
   assert.deepEqual(broker.stateOf(4098), { pasid: 4098, state: 'spare', lease: 1, vmm: 0, until: null });
   // qemu-1 crashes: its spares free at once, its grants are quarantined (orphaned lease).
   broker.crash(q1);
@@ -740,8 +706,10 @@ test('a Broker: leases per VMM, spares without a commit, a crash quarantined the
   assert.deepEqual(s.pasids.filter((p) => p.state === 'quarantined').map((p) => [p.pasid, p.until]), [[4097, 120000], [4098, 120000]],
     'its former spares, not listed in the reclaim, are quarantined');
   // Refusals: a typed lease error with the core's message, or a TypeError for arguments.
+  const [callsBefore, recordsBefore] = [broker.calls, broker.opsTotal];
   const tooMany = coreError(() => broker.alloc(q2, 100));
   assert.equal(tooMany.codeName, 'Exhausted');
+  assert.deepEqual([broker.calls, broker.opsTotal], [callsBefore, recordsBefore], 'a refused call counts nothing');
   assert.match(tooMany.message, /^100 host PASIDs asked, \d+ free$/);
   assert.ok(coreError(() => broker.alloc(7, 1)) instanceof TypeError);
   assert.equal(coreError(() => Host.onBroker(broker, q2, P2)).code, 33);
