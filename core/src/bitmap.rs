@@ -104,9 +104,13 @@ pub struct IdBitmap {
     /// bits say `dirty_set` ("has a free id") whatever the word holds. Ignored by
     /// equality, as are `hint` and `resume`.
     dirty: usize,
-    dirty_set: bool,
-    used: u32,
     range: Range<u32>,
+    /// Ids ever marked used and ever freed (both wrapping): `used` is their difference.
+    /// Two counters, not one, so that a claim followed by a free (or an alloc by a free)
+    /// does not chain two read-modify-writes of one word through memory.
+    taken: u32,
+    returned: u32,
+    dirty_set: bool,
     /// Summary levels 1.., each after the one below, the top word last.
     summary: Box<[u64]>,
     /// Word offset in `summary` of each level `l >= 1` (entry 0 unused).
@@ -120,7 +124,7 @@ pub struct IdBitmap {
 impl PartialEq for IdBitmap {
     fn eq(&self, other: &Self) -> bool {
         // The leaves are the set; summaries may differ by a dirty word.
-        self.range == other.range && self.used == other.used && self.leaves == other.leaves
+        self.range == other.range && self.used() == other.used() && self.leaves == other.leaves
     }
 }
 
@@ -187,7 +191,8 @@ impl IdBitmap {
             resume: 1,
             dirty: 0,
             dirty_set: false,
-            used: 0,
+            taken: 0,
+            returned: 0,
             range,
             summary: summary.into_boxed_slice(),
             offsets,
@@ -266,7 +271,7 @@ impl IdBitmap {
             return false;
         }
         self.leaves[w] = word | bit;
-        self.used -= 1;
+        self.returned = self.returned.wrapping_add(1);
         if w < self.hint {
             self.resume = self.hint;
             self.hint = w;
@@ -298,7 +303,7 @@ impl IdBitmap {
     /// How many ids are used.
     #[inline]
     pub fn used(&self) -> u32 {
-        self.used
+        self.taken.wrapping_sub(self.returned)
     }
 
     /// How many ids the bitmap covers.
@@ -345,7 +350,7 @@ impl IdBitmap {
     fn take_lowest(&mut self, w: usize, word: u64) -> u32 {
         let left = word & (word - 1);
         self.leaves[w] = left;
-        self.used += 1;
+        self.taken = self.taken.wrapping_add(1);
         if left == 0 {
             self.hint_word_now_full(w);
         }
@@ -357,7 +362,7 @@ impl IdBitmap {
     fn take(&mut self, w: usize, bit: u64) {
         let left = self.leaves[w] & !bit;
         self.leaves[w] = left;
-        self.used += 1;
+        self.taken = self.taken.wrapping_add(1);
         if left == 0 {
             self.word_now_full(w);
         }
