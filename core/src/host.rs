@@ -217,6 +217,28 @@ impl Guest {
         Ok(hpasid)
     }
 
+    /// Whether `item` (of this guest) drains exactly as given, and its invalidation is
+    /// not still owed to the CPU's table (fail closed: the entry must be gone before
+    /// the host PASID can go to anyone else).
+    #[inline]
+    pub(crate) fn check_draining(&self, item: &Draining) -> Result<()> {
+        let as_given = match item.hpasid {
+            Some(hpasid) => self.remap.draining(item.gpasid) == Some(hpasid),
+            None => self.draining_local.contains(&item.gpasid),
+        };
+        if !as_given {
+            Err(Error::NotDraining { pasid: item.gpasid })
+        } else if self
+            .changes
+            .as_ref()
+            .is_some_and(|log| log.unmap_pending(item.gpasid))
+        {
+            Err(Error::ChangePending { pasid: item.gpasid })
+        } else {
+            Ok(())
+        }
+    }
+
     /// Whether `gpasid` drains (freed, its teardown not confirmed).
     #[inline(always)]
     pub(crate) fn is_draining(&self, gpasid: u32) -> bool {

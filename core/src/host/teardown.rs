@@ -75,9 +75,10 @@ impl<S: HostPasidSource> Host<S> {
             for item in items {
                 self.forget_draining(item);
             }
-        } else if items.is_sorted() {
-            // As `draining()` and `draining_of` list them: no copy, no sort.
-            self.check_sorted_batch(items)?;
+        } else if items.is_sorted_by(|a, b| a < b) {
+            // As `draining()` and `draining_of` list them: no copy, no sort, and no
+            // repeats to look for.
+            self.check_sorted_runs(items)?;
             self.forget_draining_batch(items);
         } else if items.len() <= STACK_BATCH {
             let mut buf = [items[0]; STACK_BATCH];
@@ -188,9 +189,10 @@ impl<S: HostPasidSource> Host<S> {
             let guest = run[0].guest;
             match self.guest_mut(guest) {
                 Ok(g) => {
-                    // Local ones: both lists are sorted by gPASID, so one merging walk.
+                    // Local ones: both lists are sorted by gPASID, so one merging walk
+                    // (none without a local list: the batch was checked).
                     let mut local = run.iter().filter(|d| d.hpasid.is_none()).peekable();
-                    if local.peek().is_some() {
+                    if !g.draining_local.is_empty() && local.peek().is_some() {
                         g.draining_local.retain(|gpasid, _| {
                             while local.next_if(|d| d.gpasid < *gpasid).is_some() {}
                             local.next_if(|d| d.gpasid == *gpasid).is_none()
@@ -254,28 +256,16 @@ impl<S: HostPasidSource> Host<S> {
     /// owed to the CPU's table (fail closed: the entry must be gone before the host
     /// PASID can go to anyone else).
     fn check_item(&self, item: &Draining) -> Result<()> {
-        let draining = match self.guest(item.guest) {
-            Ok(g) => {
-                let as_given = match item.hpasid {
-                    Some(hpasid) => g.remap.draining(item.gpasid) == Some(hpasid),
-                    None => g.draining_local.contains(&item.gpasid),
-                };
-                if !as_given {
-                    false
-                } else if g
-                    .changes
-                    .as_ref()
-                    .is_some_and(|log| log.unmap_pending(item.gpasid))
-                {
-                    return Err(Error::ChangePending { pasid: item.gpasid });
-                } else {
-                    true
-                }
-            }
-            // The orphans are sorted (destroy_guest keeps them so).
-            Err(_) => item.hpasid.is_some() && self.orphans.binary_search(item).is_ok(),
-        };
-        if draining {
+        match self.guest(item.guest) {
+            Ok(g) => g.check_draining(item),
+            Err(_) => self.check_orphan(item),
+        }
+    }
+
+    /// Whether `item`, of a destroyed guest, drains as given.
+    fn check_orphan(&self, item: &Draining) -> Result<()> {
+        // The orphans are sorted (destroy_guest keeps them so).
+        if item.hpasid.is_some() && self.orphans.binary_search(item).is_ok() {
             Ok(())
         } else {
             Err(Error::NotDraining { pasid: item.gpasid })
@@ -299,7 +289,19 @@ impl<S: HostPasidSource> Host<S> {
         if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
             return Err(Error::NotDraining { pasid: w[0].gpasid });
         }
-        sorted.iter().try_for_each(|item| self.check_item(item))
+        self.check_sorted_runs(sorted)
+    }
+
+    /// Checks a sorted batch without repeats one guest's run at a time: one lookup of
+    /// the guest for its whole run.
+    fn check_sorted_runs(&self, sorted: &[Draining]) -> Result<()> {
+        for run in sorted.chunk_by(|a, b| a.guest == b.guest) {
+            match self.guest(run[0].guest) {
+                Ok(g) => run.iter().try_for_each(|item| g.check_draining(item))?,
+                Err(_) => run.iter().try_for_each(|item| self.check_orphan(item))?,
+            }
+        }
+        Ok(())
     }
 
     /// The draining PASIDs of one live guest, by gPASID.
