@@ -152,6 +152,24 @@ fn try_ones(bits: usize) -> Result<Vec<u64>> {
 }
 
 impl IdBitmap {
+    /// A bitmap of no ids, holding no memory: what an empty guest slot keeps.
+    pub(crate) fn empty() -> Self {
+        IdBitmap {
+            leaves: Box::default(),
+            hint: 0,
+            resume: 1,
+            dirty: 0,
+            dirty_set: false,
+            taken: 0,
+            returned: 0,
+            range: 0..0,
+            summary: Box::default(),
+            offsets: [0; MAX_LEVELS],
+            lens: [0; MAX_LEVELS],
+            depth: 0,
+        }
+    }
+
     /// All ids of `range` free. An empty or reversed range gives a bitmap of capacity 0.
     /// Fails only when memory cannot be had ([`Error::OutOfMemory`](crate::Error)).
     pub fn new(range: Range<u32>) -> Result<Self> {

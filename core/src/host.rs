@@ -72,14 +72,55 @@ pub struct Host<S = IdBitmap> {
     pub(crate) imported: Vec<MigrationIdentity>,
 }
 
-// `repr(C)`, a line each, the generation first and the guest's hot fields right after
-// it (see `Guest`): with thousands of guests every line of a slot that a VM-exit path
-// touches is a likely cache miss.
+/// A guest slot. Not an `Option<Guest>`: its tag would sit in a niche of the guest's
+/// last field, a cache line of its own; here one compare of `occupant` in the first
+/// line checks an id's slot, generation and liveness at once.
+// `repr(C)`, line-aligned, the id first and the guest's hot fields right after it (see
+// `Guest`): with thousands of guests every line of a slot that a VM-exit path touches
+// is a likely cache miss.
 #[derive(Debug, Clone)]
 #[repr(C, align(64))]
 pub(crate) struct Slot {
-    pub(crate) generation: u16,
-    pub(crate) guest: Option<Guest>,
+    /// The id of the guest living here; when none does, [`vacant_mark`], which no id
+    /// equals.
+    occupant: u32,
+    /// The generation of the last guest installed here.
+    generation: u16,
+    /// The live guest, or [`Guest::vacant`], which holds no memory.
+    guest: Guest,
+}
+
+/// What an empty slot's `occupant` holds: an id whose slot bits name another slot, so
+/// that no id that indexes this slot equals it (and its generation, 0, is no live
+/// guest's: a slot's first guest has generation 1).
+fn vacant_mark(slot: usize) -> u32 {
+    (slot as u32) ^ 1
+}
+
+impl Slot {
+    fn vacant(slot: usize) -> Self {
+        Slot {
+            occupant: vacant_mark(slot),
+            generation: 0,
+            guest: Guest::vacant(),
+        }
+    }
+
+    /// The guest living here, if any.
+    pub(crate) fn live(&self) -> Option<&Guest> {
+        (generation_of(GuestId(self.occupant)) != 0).then_some(&self.guest)
+    }
+
+    /// The id of the guest living here, if any.
+    fn live_id(&self) -> Option<GuestId> {
+        self.live().map(|_| GuestId(self.occupant))
+    }
+
+    /// Empties the slot; returns the guest that lived here.
+    fn vacate(&mut self, slot: usize) -> Guest {
+        self.occupant = vacant_mark(slot);
+        core::mem::replace(&mut self.guest, Guest::vacant())
+    }
 }
 
 /// The guests using one RID.
@@ -150,15 +191,31 @@ fn generation_of(id: GuestId) -> u16 {
 #[inline(always)]
 pub(crate) fn live_guest_mut(slots: &mut [Slot], id: GuestId) -> Result<&mut Guest> {
     match slots.get_mut(slot_of(id)) {
-        Some(Slot {
-            generation,
-            guest: Some(g),
-        }) if generation_of(id) == *generation => Ok(g),
+        Some(slot) if slot.occupant == id.0 => Ok(&mut slot.guest),
         _ => Err(Error::NoSuchGuest { guest: id }),
     }
 }
 
 impl Guest {
+    /// The stand-in an empty slot keeps: no range, no memory.
+    fn vacant() -> Self {
+        Guest {
+            config: GuestConfig::p2(0),
+            changes: None,
+            bind_counts: SortedMap::new(),
+            pasids: IdBitmap::empty(),
+            remap: RemapTable::empty(),
+            contract: GuestContract {
+                width: 0,
+                local_start: 0,
+                local_end: 0,
+                capabilities: 0,
+            },
+            devices: SortedMap::new(),
+            draining_local: SortedSet::new(),
+        }
+    }
+
     /// A guest with nothing yet. `contract` was checked against `layout` (its range
     /// lies in the local range), so a p2 guest allocates only inside what it was told.
     pub(crate) fn new(
@@ -437,10 +494,7 @@ impl<S: HostPasidSource> Host<S> {
                 // Every slot may be free at once: reserve now so destroy never allocates.
                 let additional = self.slots.len() + 1 - self.free_slots.len();
                 self.free_slots.try_reserve(additional)?;
-                self.slots.push(Slot {
-                    generation: 0,
-                    guest: None,
-                });
+                self.slots.push(Slot::vacant(self.slots.len()));
                 self.slots.len() - 1
             }
             None => return Err(Error::TooManyGuests),
@@ -448,8 +502,10 @@ impl<S: HostPasidSource> Host<S> {
         let entry = &mut self.slots[slot];
         // Never wraps: a slot at the last generation is retired by destroy_guest.
         entry.generation += 1;
-        entry.guest = Some(guest);
-        Ok(guest_id(slot, entry.generation))
+        let id = guest_id(slot, entry.generation);
+        entry.occupant = id.0;
+        entry.guest = guest;
+        Ok(id)
     }
 
     /// Takes a guest out again right after [`Host::install_guest`] (an import that
@@ -458,7 +514,7 @@ impl<S: HostPasidSource> Host<S> {
     /// `free_slots` has room: install took it from there or reserved for it.
     pub(crate) fn uninstall_guest(&mut self, guest: GuestId) {
         let slot = slot_of(guest);
-        self.slots[slot].guest = None;
+        self.slots[slot].vacate(slot);
         self.slots[slot].generation -= 1;
         self.free_slots.push(slot as u16);
     }
@@ -479,7 +535,7 @@ impl<S: HostPasidSource> Host<S> {
         self.free_slots.try_reserve(1)?;
 
         let slot = slot_of(guest);
-        let g = self.slots[slot].guest.take().expect("checked above");
+        let g = self.slots[slot].vacate(slot);
         let held = g
             .remap
             .iter()
@@ -511,10 +567,7 @@ impl<S: HostPasidSource> Host<S> {
 
     /// The ids of the live guests, in slot order.
     pub fn guests(&self) -> impl Iterator<Item = GuestId> + '_ {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.guest.as_ref().map(|_| guest_id(i, s.generation)))
+        self.slots.iter().filter_map(Slot::live_id)
     }
 
     /// A guest's configuration.
@@ -540,10 +593,7 @@ impl<S: HostPasidSource> Host<S> {
     #[inline(always)]
     pub(crate) fn guest(&self, guest: GuestId) -> Result<&Guest> {
         match self.slots.get(slot_of(guest)) {
-            Some(Slot {
-                generation,
-                guest: Some(g),
-            }) if generation_of(guest) == *generation => Ok(g),
+            Some(slot) if slot.occupant == guest.0 => Ok(&slot.guest),
             _ => Err(Error::NoSuchGuest { guest }),
         }
     }
@@ -561,7 +611,7 @@ impl<S: HostPasidSource> Host<S> {
         let per_guest: usize = self
             .slots
             .iter()
-            .filter_map(|s| s.guest.as_ref())
+            .filter_map(Slot::live)
             .map(|g| {
                 g.pasids.heap_bytes()
                     + g.remap.heap_bytes()

@@ -132,6 +132,20 @@ impl PartialEq for RemapTable {
 impl Eq for RemapTable {}
 
 impl RemapTable {
+    /// A map of no gPASIDs: what an empty guest slot keeps.
+    pub(crate) fn empty() -> Self {
+        RemapTable {
+            base: 0,
+            front: Vec::new(),
+            dir: Vec::new(),
+            chunks: 0,
+            tables_made: 0,
+            more_tables_made: Vec::new(),
+            mapped: 0,
+            draining: 0,
+        }
+    }
+
     /// An empty map able to hold the gPASIDs of `guest_range`. Allocates nothing.
     pub fn new(guest_range: Range<u32>) -> Result<Self> {
         let first_chunk = guest_range.start >> CHUNK_SHIFT;

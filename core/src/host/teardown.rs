@@ -41,7 +41,7 @@ impl<S: HostPasidSource> Host<S> {
         let live: usize = self
             .slots
             .iter()
-            .filter_map(|s| s.guest.as_ref())
+            .filter_map(super::Slot::live)
             .map(|g| g.draining_len())
             .sum();
         live + self.orphans.len()
