@@ -154,19 +154,32 @@ fn try_ones(bits: usize) -> Result<Vec<u64>> {
 impl IdBitmap {
     /// A bitmap of no ids, holding no memory: what an empty guest slot keeps.
     pub(crate) fn empty() -> Self {
+        let none = [0; MAX_LEVELS];
+        Self::assembled(Box::default(), Box::default(), 0..0, none, none, 0)
+    }
+
+    /// A bitmap of the given words with every id free, its hints at the start.
+    fn assembled(
+        leaves: Box<[u64]>,
+        summary: Box<[u64]>,
+        range: Range<u32>,
+        offsets: [u32; MAX_LEVELS],
+        lens: [u32; MAX_LEVELS],
+        depth: u8,
+    ) -> Self {
         IdBitmap {
-            leaves: Box::default(),
+            leaves,
             hint: 0,
             resume: 1,
             dirty: 0,
             dirty_set: false,
             taken: 0,
             returned: 0,
-            range: 0..0,
-            summary: Box::default(),
-            offsets: [0; MAX_LEVELS],
-            lens: [0; MAX_LEVELS],
-            depth: 0,
+            range,
+            summary,
+            offsets,
+            lens,
+            depth,
         }
     }
 
@@ -203,20 +216,14 @@ impl IdBitmap {
             offsets[l] = summary.len() as u32;
             summary.extend(try_ones(bits[l])?);
         }
-        Ok(IdBitmap {
-            leaves: leaves.into_boxed_slice(),
-            hint: 0,
-            resume: 1,
-            dirty: 0,
-            dirty_set: false,
-            taken: 0,
-            returned: 0,
+        Ok(Self::assembled(
+            leaves.into_boxed_slice(),
+            summary.into_boxed_slice(),
             range,
-            summary: summary.into_boxed_slice(),
             offsets,
             lens,
-            depth: depth as u8,
-        })
+            depth as u8,
+        ))
     }
 
     /// The ids this bitmap covers (a reversed range given to [`IdBitmap::new`] comes

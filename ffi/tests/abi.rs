@@ -21,6 +21,23 @@ fn layout() -> pasid_layout {
     }
 }
 
+/// A p2 host of [`layout`] with one p2 guest of shared quota 8.
+fn p2_host_and_guest() -> (*mut pasid_host, pasid_guest_id) {
+    let mut h = ptr::null_mut();
+    let cfg = pasid_guest_config {
+        size: size_of::<pasid_guest_config>() as u32,
+        platform: pasid_platform::P2 as u32,
+        shared_quota: 8,
+    };
+    let mut g = 0;
+    // SAFETY: valid pointers to locals, as the header asks.
+    unsafe {
+        assert_eq!(pasid_host_new(&layout(), 2, &mut h), OK);
+        assert_eq!(pasid_guest_create(h, &cfg, &mut g), OK);
+    }
+    (h, g)
+}
+
 fn last_message() -> String {
     let mut buf = [0 as core::ffi::c_char; 256];
     let mut n = 0usize;
@@ -199,15 +216,7 @@ fn errors_are_codes_with_messages() {
 #[test]
 fn translation_pages_export_and_walk() {
     unsafe {
-        let mut h = ptr::null_mut();
-        assert_eq!(pasid_host_new(&layout(), 2, &mut h), OK);
-        let cfg = pasid_guest_config {
-            size: size_of::<pasid_guest_config>() as u32,
-            platform: pasid_platform::P2 as u32,
-            shared_quota: 8,
-        };
-        let mut g = 0;
-        assert_eq!(pasid_guest_create(h, &cfg, &mut g), OK);
+        let (h, g) = p2_host_and_guest();
         let mut gp = 0;
         for _ in 0..3 {
             assert_eq!(
@@ -298,15 +307,7 @@ impl RawPage {
 #[test]
 fn pages_handed_in_uninitialised_are_only_written_and_a_refusal_leaves_them() {
     unsafe {
-        let mut h = ptr::null_mut();
-        assert_eq!(pasid_host_new(&layout(), 2, &mut h), OK);
-        let cfg = pasid_guest_config {
-            size: size_of::<pasid_guest_config>() as u32,
-            platform: pasid_platform::P2 as u32,
-            shared_quota: 8,
-        };
-        let mut g = 0;
-        assert_eq!(pasid_guest_create(h, &cfg, &mut g), OK);
+        let (h, g) = p2_host_and_guest();
         let mut gp = 0;
         let mut touched = core::mem::MaybeUninit::<pasid_pages_touched>::uninit();
         assert_eq!(
