@@ -331,8 +331,10 @@ fn run(s: &mut State, call: &Call) {
                     valid: valid & 1 == 1,
                 });
                 let cptr = c.as_ref().map_or(core::ptr::null(), |c| c as *const _);
-                let mut t = PageMem::new(*table);
-                let mut d = dir.map(PageMem::new);
+                // Bare page pointers: the header promises 4096 bytes, so the harness
+                // keeps that promise (a shorter buffer would be the caller's bug).
+                let mut t = PageMem::whole(*table);
+                let mut d = dir.map(PageMem::whole);
                 let (t0, d0) = (t.bytes.clone(), d.as_ref().map(|d| d.bytes.clone()));
                 let dptr = d
                     .as_mut()

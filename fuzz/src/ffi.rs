@@ -365,6 +365,16 @@ impl PageMem {
         }
     }
 
+    /// The memory of a bare page pointer (a call that takes no length, such as
+    /// `pasid_apply_translation_change`): always the 4096 bytes the header requires,
+    /// whatever length the input asked for.
+    pub fn whole(p: Page) -> Self {
+        PageMem {
+            bytes: vec![p.fill; 4096],
+            phys: p.phys,
+        }
+    }
+
     /// The C description of it.
     pub fn page(&mut self) -> pasid_page {
         pasid_page {
