@@ -119,7 +119,7 @@ impl<S: HostPasidSource> Host<S> {
             Ok(g) => {
                 let forgotten = match item.hpasid {
                     Some(hpasid) => {
-                        // Fail closed, as in check_item: no reuse while the log may still
+                        // Fail closed, as in Guest::check_draining: no reuse while the log may still
                         // owe the CPU's table this entry's invalidation.
                         if g.changes
                             .as_ref()
