@@ -663,12 +663,14 @@ mod tests {
                         proptest::prop_assert_eq!(pages.directory_changed, tables.insert(g >> 10));
                     }
                 }
-                let mapped = |g: &u32| model.get(g).filter(|(_, d)| !d).map(|&(h, _)| h);
-                let draining = |g: &u32| model.get(g).filter(|(_, d)| *d).map(|&(h, _)| h);
-                proptest::prop_assert_eq!(t.get(g), mapped(&g));
-                proptest::prop_assert_eq!(t.draining(g), draining(&g));
-                proptest::prop_assert_eq!(t.len() as usize, model.values().filter(|(_, d)| !d).count());
-                proptest::prop_assert_eq!(t.draining_len() as usize, model.values().filter(|(_, d)| *d).count());
+                let in_state = |g: &u32, d: bool| {
+                    model.get(g).filter(|e| e.1 == d).map(|&(h, _)| h)
+                };
+                let count = |d: bool| model.values().filter(|e| e.1 == d).count();
+                proptest::prop_assert_eq!(t.get(g), in_state(&g, false));
+                proptest::prop_assert_eq!(t.draining(g), in_state(&g, true));
+                proptest::prop_assert_eq!(t.len() as usize, count(false));
+                proptest::prop_assert_eq!(t.draining_len() as usize, count(true));
             }
             let of = |want: bool| {
                 model
@@ -679,15 +681,15 @@ mod tests {
             proptest::prop_assert!(t.iter().eq(of(false)));
             proptest::prop_assert!(t.iter_draining().eq(of(true)));
             proptest::prop_assert!(t.tables().map(|(n, _)| n).eq(tables.iter().copied()));
+            let mapped = |g: &u32| model.get(g).filter(|e| !e.1).map(|&(h, _)| h);
             for g in range.start.saturating_sub(5)..range.end + 5 {
-                proptest::prop_assert_eq!(t.get(g), model.get(&g).filter(|(_, d)| !d).map(|&(h, _)| h));
+                proptest::prop_assert_eq!(t.get(g), mapped(&g));
             }
             // Draining entries are invalid in the hardware view.
             for (n, view) in t.tables() {
                 for (i, e) in view.entries().enumerate() {
                     let g = (n << 10) | i as u32;
-                    let mapped = model.get(&g).filter(|(_, d)| !d).map(|&(h, _)| h);
-                    proptest::prop_assert_eq!(e.host_pasid(), mapped);
+                    proptest::prop_assert_eq!(e.host_pasid(), mapped(&g));
                 }
             }
         }

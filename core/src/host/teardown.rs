@@ -54,11 +54,13 @@ impl<S: HostPasidSource> Host<S> {
     /// All or nothing: every item must be draining exactly as given ([`Host::draining`]
     /// lists them), at most once in `items`, or [`Error::NotDraining`] names one that is
     /// not (the first, in a batch of up to 16) and nothing changes. The cost is linear in
-    /// the batch for up to 16 items and `n log n` above, never quadratic. A guest whose change log is on must have had its
-    /// invalidation drained first ([`Error::ChangePending`]; see [`crate::changes`]). A source that cannot take a host PASID back at
-    /// once (an unreachable broker) does not fail the call: the PASID stays this host's
-    /// until [`Host::retry_releases`] (or the next teardown) hands it back, so it is
-    /// never granted twice.
+    /// the batch for up to 16 items and for a sorted batch (as [`Host::draining`] lists
+    /// them), `n log n` for another, never quadratic. A guest whose change log is on
+    /// must have had its invalidation drained first ([`Error::ChangePending`]; see
+    /// [`crate::changes`]). A source that cannot take a host PASID back at once (an
+    /// unreachable broker) does not fail the call: the PASID stays this host's until
+    /// [`Host::retry_releases`] (or the next teardown) hands it back, so it is never
+    /// granted twice.
     #[inline]
     pub fn complete_teardown(&mut self, items: &[Draining]) -> Result<()> {
         match items {
@@ -119,8 +121,9 @@ impl<S: HostPasidSource> Host<S> {
             Ok(g) => {
                 let forgotten = match item.hpasid {
                     Some(hpasid) => {
-                        // Fail closed, as in Guest::check_draining: no reuse while the log may still
-                        // owe the CPU's table this entry's invalidation.
+                        // Fail closed, as in Guest::check_draining: no reuse while
+                        // the log may still owe the CPU's table this entry's
+                        // invalidation.
                         if g.changes
                             .as_ref()
                             .is_some_and(|log| log.unmap_pending(item.gpasid))
