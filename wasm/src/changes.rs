@@ -21,7 +21,7 @@ use wasm_bindgen::prelude::*;
 use crate::args;
 use crate::errors::{to_js, Out};
 use crate::host::{guest_id, WasmHost};
-use crate::migration::{read_rid_map, rid_map_arg, Imported, RidMapEntry};
+use crate::migration::{rid_map_arg, Imported, RidMapEntry};
 
 /// What `destroyGuestReportingChanges` returns.
 #[derive(Debug, serde::Serialize)]
@@ -67,12 +67,7 @@ impl WasmHost {
             change_log: Some(args::int("capacity", capacity, u32::MAX)?),
             ..ImportOptions::default()
         };
-        let map = read_rid_map(rid_map)?;
-        let (id, report) = self.host.import_guest_with(blob, &map, &opts)?;
-        Ok(Imported {
-            guest: id.0,
-            report,
-        })
+        self.import_with_options(blob, rid_map, &opts)
     }
 }
 

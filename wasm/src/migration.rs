@@ -1,7 +1,7 @@
 //! Migration: export a guest as a blob, check and import it on another host with a
 //! RID map, and decode a blob without a host.
 
-use pasid_core::migrate::{self, ImportReport, RidMapping};
+use pasid_core::migrate::{self, ImportOptions, ImportReport, RidMapping};
 use wasm_bindgen::prelude::*;
 
 use crate::args::{self, ArgError};
@@ -24,8 +24,19 @@ pub type RidMapEntry = Vec<String>;
 impl WasmHost {
     /// `importGuest` after its RID map has been read from JS.
     pub fn import_with_map(&mut self, blob: &[u8], rid_map: &[RidMapEntry]) -> Out<Imported> {
+        self.import_with_options(blob, rid_map, &ImportOptions::default())
+    }
+
+    /// Every import of a blob: its RID map read from JS, then the core's import with
+    /// the destination's `opts`.
+    pub(crate) fn import_with_options(
+        &mut self,
+        blob: &[u8],
+        rid_map: &[RidMapEntry],
+        opts: &ImportOptions,
+    ) -> Out<Imported> {
         let map = read_rid_map(rid_map)?;
-        let (id, report) = self.host.import_guest_mapped(blob, &map)?;
+        let (id, report) = self.host.import_guest_with(blob, &map, opts)?;
         Ok(Imported {
             guest: id.0,
             report,
@@ -40,7 +51,7 @@ impl WasmHost {
     }
 }
 
-pub(crate) fn read_rid_map(entries: &[RidMapEntry]) -> Out<Vec<RidMapping>> {
+fn read_rid_map(entries: &[RidMapEntry]) -> Out<Vec<RidMapping>> {
     entries
         .iter()
         .map(|entry| {
