@@ -104,7 +104,11 @@ pub struct IdBitmap {
     /// bits say `dirty_set` ("has a free id") whatever the word holds. Ignored by
     /// equality, as are `hint` and `resume`.
     dirty: usize,
-    range: Range<u32>,
+    /// The first id.
+    start: u32,
+    /// How many ids (the range's length), kept rather than the range's end so that the
+    /// range test of an id is one subtraction and one compare.
+    capacity: u32,
     /// Ids ever marked used and ever freed (both wrapping): `used` is their difference.
     /// Two counters, not one, so that a claim followed by a free (or an alloc by a free)
     /// does not chain two read-modify-writes of one word through memory.
@@ -124,7 +128,7 @@ pub struct IdBitmap {
 impl PartialEq for IdBitmap {
     fn eq(&self, other: &Self) -> bool {
         // The leaves are the set; summaries may differ by a dirty word.
-        self.range == other.range && self.used() == other.used() && self.leaves == other.leaves
+        self.range() == other.range() && self.used() == other.used() && self.leaves == other.leaves
     }
 }
 
@@ -175,7 +179,8 @@ impl IdBitmap {
             dirty_set: false,
             taken: 0,
             returned: 0,
-            range,
+            start: range.start,
+            capacity: range.end - range.start,
             summary,
             offsets,
             lens,
@@ -229,7 +234,7 @@ impl IdBitmap {
     /// The ids this bitmap covers (a reversed range given to [`IdBitmap::new`] comes
     /// back empty).
     pub fn range(&self) -> Range<u32> {
-        self.range.clone()
+        self.start..self.start + self.capacity
     }
 
     /// Marks the lowest free id used and returns it; `None` when every id is used.
@@ -248,7 +253,7 @@ impl IdBitmap {
     /// Marks the lowest free id at or after `start` used and returns it.
     #[inline]
     pub fn alloc_from(&mut self, start: u32) -> Option<u32> {
-        let from = start.saturating_sub(self.range.start) as usize;
+        let from = start.saturating_sub(self.start) as usize;
         let index = self.free_index_at_or_after(from.max(self.hint * 64))?;
         let w = index / 64;
         if from <= self.hint * 64 {
@@ -257,15 +262,15 @@ impl IdBitmap {
             self.resume = self.resume.max(w + 1);
         }
         self.take(w, 1 << (index % 64));
-        Some(self.range.start + index as u32)
+        Some(self.start + index as u32)
     }
 
     /// The lowest free id at or after `start` (ids below the range count as its start).
     #[inline]
     pub fn first_free_from(&self, start: u32) -> Option<u32> {
-        let from = start.saturating_sub(self.range.start) as usize;
+        let from = start.saturating_sub(self.start) as usize;
         self.free_index_at_or_after(from.max(self.hint * 64))
-            .map(|index| self.range.start + index as u32)
+            .map(|index| self.start + index as u32)
     }
 
     /// Marks `id` used. False if it is out of range or used already.
@@ -334,13 +339,13 @@ impl IdBitmap {
     /// How many ids the bitmap covers.
     #[inline]
     pub fn capacity(&self) -> u32 {
-        self.range.end - self.range.start
+        self.capacity
     }
 
     /// The used ids in increasing order. Leaf words with no used id are skipped whole.
     pub fn iter_used(&self) -> impl Iterator<Item = u32> + '_ {
         let capacity = self.capacity() as usize;
-        let base = self.range.start;
+        let base = self.start;
         self.leaves.iter().enumerate().flat_map(move |(w, &free)| {
             // Valid bits of this word: all but the padding of the last word.
             let valid = low_bits(capacity - w * 64);
@@ -366,7 +371,7 @@ impl IdBitmap {
 
     #[inline(always)]
     fn index_of(&self, id: u32) -> Option<usize> {
-        let index = id.wrapping_sub(self.range.start);
+        let index = id.wrapping_sub(self.start);
         (index < self.capacity()).then_some(index as usize)
     }
 
@@ -379,7 +384,7 @@ impl IdBitmap {
         if left == 0 {
             self.hint_word_now_full(w);
         }
-        self.range.start + (w * 64) as u32 + word.trailing_zeros()
+        self.start + (w * 64) as u32 + word.trailing_zeros()
     }
 
     /// Marks the free bit `bit` of leaf word `w` used (`w >= hint`).

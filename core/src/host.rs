@@ -257,6 +257,11 @@ impl Guest {
     /// lookup of the entry for both).
     #[inline(always)]
     pub(crate) fn held_host_pasid(&self, gpasid: u32, layout: &PasidLayout) -> Result<Option<u32>> {
+        // A mapped entry is held (only an allocated gPASID is ever mapped): one lookup
+        // answers the usual case of a shared gPASID.
+        if let Some(hpasid) = self.remap.get(gpasid) {
+            return Ok(Some(hpasid));
+        }
         if !self.pasids.is_used(gpasid) {
             // The guest's allocator covers only its part of the local range, so the
             // range test is needed only to name the error.
@@ -266,12 +271,11 @@ impl Guest {
                 Error::PasidOutOfRange { pasid: gpasid }
             });
         }
-        let hpasid = self.remap.get(gpasid);
-        // A mapped entry is held; otherwise it may drain, of either kind.
-        if hpasid.is_none() && self.is_draining(gpasid) {
+        // Not mapped: local, or draining of either kind.
+        if self.is_draining(gpasid) {
             return Err(Error::Draining { pasid: gpasid });
         }
-        Ok(hpasid)
+        Ok(None)
     }
 
     /// Whether `item` (of this guest) drains exactly as given, and its invalidation is
@@ -324,7 +328,7 @@ impl Guest {
     /// Shared PASIDs the quota counts: held and draining.
     #[inline(always)]
     pub(crate) fn shared_charged(&self) -> u32 {
-        self.remap.len() + self.remap.draining_len()
+        self.remap.holding()
     }
 
     /// The PASID to program into the host IOMMU for `gpasid` on a use of `kind`.

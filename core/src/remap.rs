@@ -102,10 +102,12 @@ pub struct RemapTable {
     mapped: u32,
     /// Which hardware tables exist (bit t: table `(base >> 10) + t`), for t < 64.
     tables_made: u64,
-    /// How many entries drain ([`DRAINING`]). Not next to `mapped`: a retire changes
-    /// both, and the compiler would fuse two neighbouring counters into one 8-byte
-    /// update, whose load cannot be forwarded from the 4-byte stores before it.
-    draining: u32,
+    /// How many entries hold a host PASID: mapped or draining ([`DRAINING`]), what a
+    /// quota counts. So a retire changes one counter (`mapped`) and a quota check
+    /// reads one. Not next to `mapped`: an insert changes both, and the compiler would
+    /// fuse two neighbouring counters into one 8-byte update, whose load cannot be
+    /// forwarded from the 4-byte stores before it.
+    holding: u32,
     /// Chunks past the front, one slot per chunk (counted from `base`), up to the
     /// highest chunk made; slots the front covers are `None`.
     dir: Vec<Option<Box<Chunk>>>,
@@ -142,7 +144,7 @@ impl RemapTable {
             tables_made: 0,
             more_tables_made: Vec::new(),
             mapped: 0,
-            draining: 0,
+            holding: 0,
         }
     }
 
@@ -162,7 +164,7 @@ impl RemapTable {
             tables_made: 0,
             more_tables_made: Vec::new(),
             mapped: 0,
-            draining: 0,
+            holding: 0,
         })
     }
 
@@ -209,26 +211,51 @@ impl RemapTable {
     #[inline(always)]
     pub fn insert(&mut self, gpasid: u32, hpasid: u32) -> Result<PagesTouched> {
         let at = gpasid.wrapping_sub(self.base) as usize;
-        if at >= self.front.len() && !self.chunk_made(at) {
-            self.make_chunk(at)?;
-        }
         let table = gpasid >> 10;
-        let directory_changed = self.mark_table(table);
-        let entry = match self.front.get_mut(at) {
-            Some(entry) => entry,
-            None => chunk_entry_mut(&mut self.dir, at).expect("made above"),
+        // One bounds test of the front for the usual case; past it, the chunk may
+        // have to be made (which can fail) before anything changes.
+        let before = match self.front.get(at) {
+            Some(&before) => before,
+            None => self.make_room(at)?,
         };
-        if *entry > HOST_PASID_MASK {
-            // Not mapped before (the host never maps a draining gPASID again; should a
-            // caller, the counts stay right).
-            self.draining -= (*entry != EMPTY) as u32;
+        let directory_changed = self.mark_table(table);
+        self.set(at, hpasid & HOST_PASID_MASK);
+        if before == EMPTY {
+            // What a host allocation always finds: the gPASID was free.
+            self.mapped += 1;
+            self.holding += 1;
+        } else if before > HOST_PASID_MASK {
+            // Draining: the host never maps such a gPASID again; should a caller,
+            // the counts stay right (it held a host PASID and still does).
             self.mapped += 1;
         }
-        *entry = hpasid & HOST_PASID_MASK;
         Ok(PagesTouched {
             table,
             directory_changed,
         })
+    }
+
+    /// Writes the existing entry at `at`.
+    #[inline(always)]
+    fn set(&mut self, at: usize, value: u32) {
+        match self.front.get_mut(at) {
+            Some(entry) => *entry = value,
+            None => *chunk_entry_mut(&mut self.dir, at).expect("made first") = value,
+        }
+    }
+
+    /// The entry at `at` past the front, its chunk made first if need be.
+    #[cold]
+    #[inline(never)]
+    fn make_room(&mut self, at: usize) -> Result<u32> {
+        if !self.chunk_made(at) {
+            self.make_chunk(at)?;
+        }
+        let entry = match self.front.get(at) {
+            Some(&entry) => Some(entry),
+            None => self.chunk_entry(at),
+        };
+        Ok(entry.expect("made above"))
     }
 
     /// Removes the mapping of `gpasid`; returns the host PASID it had, and the page.
@@ -243,9 +270,7 @@ impl RemapTable {
     /// Returns the host PASID and the page, or `None` if `gpasid` is not mapped.
     #[inline(always)]
     pub fn retire(&mut self, gpasid: u32) -> Option<(u32, PagesTouched)> {
-        let retired = self.unmap(gpasid, true)?;
-        self.draining += 1;
-        Some(retired)
+        self.unmap(gpasid, true)
     }
 
     /// Forgets a draining `gpasid` whose host PASID is `hpasid`: the entry is unmapped.
@@ -259,7 +284,7 @@ impl RemapTable {
             return false;
         }
         *entry = EMPTY;
-        self.draining -= 1;
+        self.holding -= 1;
         true
     }
 
@@ -277,6 +302,7 @@ impl RemapTable {
             EMPTY
         };
         self.mapped -= 1;
+        self.holding -= (!keep_draining) as u32;
         Some((
             hpasid,
             PagesTouched {
@@ -298,7 +324,13 @@ impl RemapTable {
 
     /// How many gPASIDs drain (see [`RemapTable::retire`]).
     pub fn draining_len(&self) -> u32 {
-        self.draining
+        self.holding - self.mapped
+    }
+
+    /// How many gPASIDs hold a host PASID: mapped or draining (what a quota counts).
+    #[inline(always)]
+    pub fn holding(&self) -> u32 {
+        self.holding
     }
 
     /// Every mapping as (gPASID, hPASID), in gPASID order.
@@ -309,7 +341,7 @@ impl RemapTable {
     /// Every draining gPASID as (gPASID, hPASID), in gPASID order.
     pub fn iter_draining(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
         // With nothing draining (the usual case) there is nothing to walk.
-        let entries = (self.draining > 0).then(|| self.raw_entries());
+        let entries = (self.draining_len() > 0).then(|| self.raw_entries());
         entries
             .into_iter()
             .flatten()
@@ -378,6 +410,18 @@ impl RemapTable {
     #[inline(always)]
     fn mark_table(&mut self, table: u32) -> bool {
         let t = (table - (self.base >> 10)) as usize;
+        // Every insert but a table's first finds its bit set: test, do not store.
+        if t < 64 && self.tables_made & (1 << t) != 0 {
+            return false;
+        }
+        self.mark_new_table(t)
+    }
+
+    /// The slow half of [`RemapTable::mark_table`]: a table past the first 64, or the
+    /// first mapping in a table.
+    #[cold]
+    #[inline(never)]
+    fn mark_new_table(&mut self, t: usize) -> bool {
         let word = match t / 64 {
             0 => &mut self.tables_made,
             n => &mut self.more_tables_made[n - 1],

@@ -1,7 +1,8 @@
 //! p2 allocation and translation: the VM-exit paths.
 
-use super::{live_guest_mut, Host, P1_NO_ALLOC};
+use super::{live_guest_mut, Guest, Host, P1_NO_ALLOC};
 use crate::error::{Error, Result};
+use crate::layout::PasidLayout;
 use crate::remap::PagesTouched;
 use crate::source::HostPasidSource;
 use crate::types::{Draining, GuestId, PasidKind, Platform};
@@ -37,39 +38,12 @@ impl<S: HostPasidSource> Host<S> {
                 let gpasid = g.pasids.alloc().ok_or(Error::GuestRangeExhausted)?;
                 Ok((gpasid, None))
             }
-            PasidKind::Shared => {
-                if g.shared_charged() >= g.config.shared_quota {
-                    return Err(Error::QuotaExceeded {
-                        quota: g.config.shared_quota,
-                    });
-                }
-                if let Some(log) = &g.changes {
-                    log.check_room()?;
-                }
-                let gpasid = g.pasids.alloc().ok_or(Error::GuestRangeExhausted)?;
-                let hpasid = match self.source.alloc() {
-                    Ok(h) => h,
-                    Err(e) => {
-                        g.pasids.free(gpasid);
-                        return Err(e.into());
-                    }
-                };
-                match g.remap.insert(gpasid, hpasid) {
-                    Ok(pages) => {
-                        self.host_pasids += 1;
-                        if let Some(log) = &mut g.changes {
-                            log.push(gpasid, Some(hpasid));
-                        }
-                        Ok((gpasid, Some(pages)))
-                    }
-                    Err(e) => {
-                        g.pasids.free(gpasid);
-                        // Given straight back: the hardware never saw it.
-                        let _ = self.source.release(hpasid);
-                        Err(e)
-                    }
-                }
+            // One test of the change log for the whole call; the logged path is the
+            // same code with the log's steps in.
+            PasidKind::Shared if g.changes.is_none() => {
+                alloc_shared::<S, false>(g, &mut self.source, &mut self.host_pasids)
             }
+            PasidKind::Shared => alloc_shared_logged(g, &mut self.source, &mut self.host_pasids),
         }
     }
 
@@ -111,30 +85,19 @@ impl<S: HostPasidSource> Host<S> {
     ) -> Result<(Option<u32>, Option<PagesTouched>)> {
         let g = live_guest_mut(&mut self.slots, guest)?;
         g.require(Platform::P2, P1_NO_ALLOC)?;
-        let hpasid = g.held_host_pasid(gpasid, &self.layout)?;
-        // The emptiness test is inline; the map lookup is a call.
-        if !g.bind_counts.is_empty() && g.bind_counts.contains_key(&gpasid) {
-            return Err(Error::StillBound { pasid: gpasid });
-        }
-        match hpasid {
-            Some(_) => {
-                if let Some(log) = &g.changes {
-                    log.check_room()?;
-                }
-                // The entry keeps the host PASID, marked draining: nothing to grow.
-                let pages = g.remap.retire(gpasid).map(|(_, pages)| pages);
-                if let Some(log) = &mut g.changes {
-                    log.push(gpasid, None);
-                }
-                Ok((hpasid, pages))
+        if g.changes.is_none() {
+            // The usual case first: a mapped shared gPASID, no change log, found and
+            // retired in one lookup. A bound gPASID is held, so testing the bindings
+            // first refuses exactly what the full path below refuses.
+            if !g.bind_counts.is_empty() && g.bind_counts.contains_key(&gpasid) {
+                return Err(Error::StillBound { pasid: gpasid });
             }
-            None => {
-                g.draining_local.try_insert_key(gpasid)?;
-                Ok((None, None))
+            if let Some((hpasid, pages)) = g.remap.retire(gpasid) {
+                return Ok((Some(hpasid), Some(pages)));
             }
         }
+        free_checked(g, gpasid, &self.layout)
     }
-
     /// The host PASID behind a guest's shared gPASID: what ENQCMD's PASID becomes.
     #[inline]
     pub fn translate(&self, guest: GuestId, gpasid: u32) -> Result<u32> {
@@ -157,5 +120,92 @@ impl<S: HostPasidSource> Host<S> {
         } else {
             PasidKind::Local
         })
+    }
+}
+
+/// A shared allocation for guest `g` from `source`; `LOGGED`: `g` keeps a change log
+/// (checked for room first, written last).
+#[inline(always)]
+fn alloc_shared<S: HostPasidSource, const LOGGED: bool>(
+    g: &mut Guest,
+    source: &mut S,
+    host_pasids: &mut u32,
+) -> Result<(u32, Option<PagesTouched>)> {
+    if g.shared_charged() >= g.config.shared_quota {
+        return Err(Error::QuotaExceeded {
+            quota: g.config.shared_quota,
+        });
+    }
+    if LOGGED {
+        if let Some(log) = &g.changes {
+            log.check_room()?;
+        }
+    }
+    let gpasid = g.pasids.alloc().ok_or(Error::GuestRangeExhausted)?;
+    let hpasid = match source.alloc() {
+        Ok(h) => h,
+        Err(e) => {
+            g.pasids.free(gpasid);
+            return Err(e.into());
+        }
+    };
+    match g.remap.insert(gpasid, hpasid) {
+        Ok(pages) => {
+            *host_pasids += 1;
+            if LOGGED {
+                if let Some(log) = &mut g.changes {
+                    log.push(gpasid, Some(hpasid));
+                }
+            }
+            Ok((gpasid, Some(pages)))
+        }
+        Err(e) => {
+            g.pasids.free(gpasid);
+            // Given straight back: the hardware never saw it.
+            let _ = source.release(hpasid);
+            Err(e)
+        }
+    }
+}
+
+/// [`alloc_shared`] for a guest with a change log, out of the fast path's way.
+#[inline(never)]
+fn alloc_shared_logged<S: HostPasidSource>(
+    g: &mut Guest,
+    source: &mut S,
+    host_pasids: &mut u32,
+) -> Result<(u32, Option<PagesTouched>)> {
+    alloc_shared::<S, true>(g, source, host_pasids)
+}
+
+/// Frees `gpasid` of `g` with every check in the documented order: what
+/// [`Host::free`] does when its fast path (a mapped gPASID, no change log) does not
+/// apply. Returns the host PASID of a shared gPASID and the page that changed.
+#[inline(never)]
+fn free_checked(
+    g: &mut Guest,
+    gpasid: u32,
+    layout: &PasidLayout,
+) -> Result<(Option<u32>, Option<PagesTouched>)> {
+    let hpasid = g.held_host_pasid(gpasid, layout)?;
+    if !g.bind_counts.is_empty() && g.bind_counts.contains_key(&gpasid) {
+        return Err(Error::StillBound { pasid: gpasid });
+    }
+    match hpasid {
+        Some(_) => {
+            if let Some(log) = &g.changes {
+                log.check_room()?;
+            }
+            // The entry keeps the host PASID, marked draining: nothing to grow.
+            let pages = g.remap.retire(gpasid).map(|(_, pages)| pages);
+            if let Some(log) = &mut g.changes {
+                log.push(gpasid, None);
+            }
+            Ok((hpasid, pages))
+        }
+        None => {
+            g.draining_local.try_insert_key(gpasid)?;
+            Ok((None, None))
+        }
     }
 }

@@ -77,7 +77,7 @@ impl<S: HostPasidSource> Host<S> {
             for item in items {
                 self.forget_draining(item);
             }
-        } else if items.is_sorted_by(|a, b| a < b) {
+        } else if strictly_increasing(items) {
             // As `draining()` and `draining_of` list them: no copy, no sort, and no
             // repeats to look for.
             self.check_sorted_runs(items)?;
@@ -96,11 +96,6 @@ impl<S: HostPasidSource> Host<S> {
             sorted.sort_unstable();
             self.check_sorted_batch(&sorted)?;
             self.forget_draining_batch(&sorted);
-        }
-        for item in items {
-            if let Some(hpasid) = item.hpasid {
-                self.give_back(hpasid);
-            }
         }
         if self.orphans.is_empty() && self.orphans.capacity() > 0 {
             self.orphans = Vec::new();
@@ -160,7 +155,8 @@ impl<S: HostPasidSource> Host<S> {
         Ok(())
     }
 
-    /// Takes one checked item off its guest's draining list (or the orphans).
+    /// Takes one checked item off its guest's draining list (or the orphans) and hands
+    /// its host PASID back.
     fn forget_draining(&mut self, item: &Draining) {
         match self.guest_mut(item.guest) {
             Ok(g) => {
@@ -183,14 +179,18 @@ impl<S: HostPasidSource> Host<S> {
                 }
             }
         }
+        if let Some(hpasid) = item.hpasid {
+            self.give_back(hpasid);
+        }
     }
 
     /// [`Host::forget_draining`] for a big batch, sorted: one pass over each guest's
-    /// list (and the orphans) instead of one removal per item.
+    /// list (and the orphans) instead of one removal per item, one lookup of the guest
+    /// per run of its items.
     fn forget_draining_batch(&mut self, sorted: &[Draining]) {
         for run in sorted.chunk_by(|a, b| a.guest == b.guest) {
             let guest = run[0].guest;
-            match self.guest_mut(guest) {
+            match live_guest_mut(&mut self.slots, guest) {
                 Ok(g) => {
                     // Local ones: both lists are sorted by gPASID, so one merging walk
                     // (none without a local list: the batch was checked).
@@ -211,6 +211,12 @@ impl<S: HostPasidSource> Host<S> {
                 Err(_) => self
                     .orphans
                     .retain(|o| o.guest != guest || run.binary_search(o).is_err()),
+            }
+            // The run is still in L1: a second short pass, once the guest is let go.
+            for d in run {
+                if let Some(hpasid) = d.hpasid {
+                    self.give_back(hpasid);
+                }
             }
         }
     }
@@ -319,4 +325,16 @@ impl<S: HostPasidSource> Host<S> {
         }));
         Ok(out)
     }
+}
+
+/// Whether `items` go up strictly by (guest, gPASID), as [`Host::draining`] lists a
+/// live guest's: so no item is given twice. One compare of a packed key per pair (the
+/// derived order also compares the host PASID, an `Option`).
+fn strictly_increasing(items: &[Draining]) -> bool {
+    let key = |d: &Draining| (u64::from(d.guest.0) << 32) | u64::from(d.gpasid);
+    let mut keys = items.iter().map(key);
+    let Some(mut last) = keys.next() else {
+        return true;
+    };
+    keys.all(|k| core::mem::replace(&mut last, k) < k)
 }
