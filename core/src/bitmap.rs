@@ -302,6 +302,11 @@ impl IdBitmap {
         }
         self.leaves[w] = word | bit;
         self.returned = self.returned.wrapping_add(1);
+        if w == self.hint && word != 0 {
+            // The usual case (the lowest free id given back, or one beside it):
+            // nothing to move.
+            return true;
+        }
         if w < self.hint {
             self.resume = self.hint;
             self.hint = w;

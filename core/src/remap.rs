@@ -212,14 +212,48 @@ impl RemapTable {
     pub fn insert(&mut self, gpasid: u32, hpasid: u32) -> Result<PagesTouched> {
         let at = gpasid.wrapping_sub(self.base) as usize;
         let table = gpasid >> 10;
-        // One bounds test of the front for the usual case; past it, the chunk may
-        // have to be made (which can fail) before anything changes.
-        let before = match self.front.get(at) {
-            Some(&before) => before,
-            None => self.make_room(at)?,
-        };
+        let t = table.wrapping_sub(self.base >> 10) as usize;
+        match self.front.get_mut(at) {
+            // The usual case, one bounds test and one bit test: the entry is in the
+            // front and its table exists.
+            Some(entry) if t < 64 && self.tables_made & (1 << t) != 0 => {
+                let before = *entry;
+                *entry = hpasid & HOST_PASID_MASK;
+                self.count_mapping(before);
+                Ok(PagesTouched {
+                    table,
+                    directory_changed: false,
+                })
+            }
+            _ => self.insert_slow(at, table, hpasid),
+        }
+    }
+
+    /// [`RemapTable::insert`] that may have to make the entry's chunk (which can fail,
+    /// before anything changes) or mark its table new.
+    #[cold]
+    #[inline(never)]
+    fn insert_slow(&mut self, at: usize, table: u32, hpasid: u32) -> Result<PagesTouched> {
+        if at >= self.front.len() && !self.chunk_made(at) {
+            self.make_chunk(at)?;
+        }
         let directory_changed = self.mark_table(table);
-        self.set(at, hpasid & HOST_PASID_MASK);
+        let entry = match self.front.get_mut(at) {
+            Some(entry) => entry,
+            None => chunk_entry_mut(&mut self.dir, at).expect("made above"),
+        };
+        let before = *entry;
+        *entry = hpasid & HOST_PASID_MASK;
+        self.count_mapping(before);
+        Ok(PagesTouched {
+            table,
+            directory_changed,
+        })
+    }
+
+    /// The counts after an entry that held `before` was mapped.
+    #[inline(always)]
+    fn count_mapping(&mut self, before: u32) {
         if before == EMPTY {
             // What a host allocation always finds: the gPASID was free.
             self.mapped += 1;
@@ -229,33 +263,6 @@ impl RemapTable {
             // the counts stay right (it held a host PASID and still does).
             self.mapped += 1;
         }
-        Ok(PagesTouched {
-            table,
-            directory_changed,
-        })
-    }
-
-    /// Writes the existing entry at `at`.
-    #[inline(always)]
-    fn set(&mut self, at: usize, value: u32) {
-        match self.front.get_mut(at) {
-            Some(entry) => *entry = value,
-            None => *chunk_entry_mut(&mut self.dir, at).expect("made first") = value,
-        }
-    }
-
-    /// The entry at `at` past the front, its chunk made first if need be.
-    #[cold]
-    #[inline(never)]
-    fn make_room(&mut self, at: usize) -> Result<u32> {
-        if !self.chunk_made(at) {
-            self.make_chunk(at)?;
-        }
-        let entry = match self.front.get(at) {
-            Some(&entry) => Some(entry),
-            None => self.chunk_entry(at),
-        };
-        Ok(entry.expect("made above"))
     }
 
     /// Removes the mapping of `gpasid`; returns the host PASID it had, and the page.
@@ -407,21 +414,8 @@ impl RemapTable {
 
     /// Sets the bit of `table`; true if it was clear (the table is new). Its memory was
     /// had by [`RemapTable::make_chunk`], which runs first for a table's first chunk.
-    #[inline(always)]
     fn mark_table(&mut self, table: u32) -> bool {
         let t = (table - (self.base >> 10)) as usize;
-        // Every insert but a table's first finds its bit set: test, do not store.
-        if t < 64 && self.tables_made & (1 << t) != 0 {
-            return false;
-        }
-        self.mark_new_table(t)
-    }
-
-    /// The slow half of [`RemapTable::mark_table`]: a table past the first 64, or the
-    /// first mapping in a table.
-    #[cold]
-    #[inline(never)]
-    fn mark_new_table(&mut self, t: usize) -> bool {
         let word = match t / 64 {
             0 => &mut self.tables_made,
             n => &mut self.more_tables_made[n - 1],
