@@ -77,10 +77,10 @@ impl<S: HostPasidSource> Host<S> {
             for item in items {
                 self.forget_draining(item);
             }
-        } else if strictly_increasing(items) {
+        } else if let Some(checked) = self.check_increasing(items) {
             // As `draining()` and `draining_of` list them: no copy, no sort, and no
             // repeats to look for.
-            self.check_sorted_runs(items)?;
+            checked?;
             self.forget_draining_batch(items);
         } else if items.len() <= STACK_BATCH {
             let mut buf = [items[0]; STACK_BATCH];
@@ -313,6 +313,38 @@ impl<S: HostPasidSource> Host<S> {
         Ok(())
     }
 
+    /// Checks a batch that goes up strictly by (guest, gPASID), as [`Host::draining`]
+    /// lists a live guest's (so no item is given twice), in one pass: one guest lookup
+    /// per run of its items, the order tested on the way. `None`, with nothing decided,
+    /// as soon as the order breaks (the caller sorts); otherwise the first item that
+    /// does not drain as given is named.
+    fn check_increasing(&self, items: &[Draining]) -> Option<Result<()>> {
+        let mut last_guest = None;
+        for run in items.chunk_by(|a, b| a.guest == b.guest) {
+            let guest = run[0].guest;
+            if last_guest.is_some_and(|last| last >= guest) {
+                return None;
+            }
+            last_guest = Some(guest);
+            let live = self.guest(guest);
+            let mut last_gpasid = None;
+            for item in run {
+                if last_gpasid.is_some_and(|last| last >= item.gpasid) {
+                    return None;
+                }
+                last_gpasid = Some(item.gpasid);
+                let checked = match &live {
+                    Ok(g) => g.check_draining(item),
+                    Err(_) => self.check_orphan(item),
+                };
+                if let Err(e) = checked {
+                    return Some(Err(e));
+                }
+            }
+        }
+        Some(Ok(()))
+    }
+
     /// The draining PASIDs of one live guest, by gPASID.
     pub fn draining_of(&self, guest: GuestId) -> Result<Vec<Draining>> {
         let g = self.guest(guest)?;
@@ -325,16 +357,4 @@ impl<S: HostPasidSource> Host<S> {
         }));
         Ok(out)
     }
-}
-
-/// Whether `items` go up strictly by (guest, gPASID), as [`Host::draining`] lists a
-/// live guest's: so no item is given twice. One compare of a packed key per pair (the
-/// derived order also compares the host PASID, an `Option`).
-fn strictly_increasing(items: &[Draining]) -> bool {
-    let key = |d: &Draining| (u64::from(d.guest.0) << 32) | u64::from(d.gpasid);
-    let mut keys = items.iter().map(key);
-    let Some(mut last) = keys.next() else {
-        return true;
-    };
-    keys.all(|k| core::mem::replace(&mut last, k) < k)
 }
