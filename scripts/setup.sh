@@ -15,8 +15,9 @@ rust() {
 c() {
     # The C tests and example (scripts/test-c.sh): a C and C++ compiler with ASan and
     # UBSan, binutils (ld -r, objcopy, nm, readelf: scripts/install-c.sh), pkg-config,
-    # and meson + ninja for the dependency('pasid', static: true) link test (Debian's
-    # packages: seconds to install, no build).
+    # meson + ninja for the dependency('pasid', static: true) link test, and valgrind for
+    # the example's run on a broker's leases (Debian's packages: seconds to install, no
+    # build).
     local need=()
     command -v gcc >/dev/null || need+=(gcc)
     command -v g++ >/dev/null || need+=(g++)
@@ -24,6 +25,7 @@ c() {
     command -v objcopy >/dev/null || need+=(binutils)
     command -v meson >/dev/null || need+=(meson)
     command -v ninja >/dev/null || need+=(ninja-build)
+    command -v valgrind >/dev/null || need+=(valgrind)
     if [ ${#need[@]} -gt 0 ]; then
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null

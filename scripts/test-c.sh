@@ -23,7 +23,8 @@
 #    that libpasid.a carries no debug info;
 # 7. runs every code block of README.md (scripts/test-readme.sh);
 # 8. builds and runs the vIOMMU example (examples/c/viommu.c) with QEMU's warnings,
-#    plain and under ASan+UBSan, in-process and on leases of a real broker.
+#    plain and under ASan+UBSan, in-process and on leases of a real broker (there also
+#    under valgrind).
 #
 # Exits non-zero on any failure; the last line is "N passed, M failed".
 # Environment: PROFILE (release | debug, passed to install-c.sh), CC, CXX, KEEP=1
@@ -294,6 +295,17 @@ if [ -n "${PASID_BROKER_BIN:-}" ]; then
         PASID_BROKER_SOCKET='$bdir/broker.sock' '$tmp/viommu' >'$bdir/out' &&
         grep -q 'leased from the broker' '$bdir/out' &&
         PASID_BROKER_SOCKET='$bdir/broker.sock' ASAN_OPTIONS=detect_leaks=1 '$tmp/viommu-asan' >/dev/null"
+    # The plain binary on the broker's leases once more under valgrind, with the flags of
+    # scripts/harden.sh's valgrind runs: any error, or a leak of any kind, fails it.
+    if command -v valgrind >/dev/null; then
+        step "run the vIOMMU example on a broker's leases under valgrind" sh -c "
+            PASID_BROKER_SOCKET='$bdir/broker.sock' valgrind --error-exitcode=1 --leak-check=full \
+                --errors-for-leak-kinds=all '$tmp/viommu' >'$bdir/out-vg' &&
+            grep -q 'leased from the broker' '$bdir/out-vg'"
+        grep -E 'ERROR SUMMARY' "$(last_log)" | sed 's/^==[0-9]*== /    /'
+    else
+        fail "vIOMMU example on a broker under valgrind: valgrind is not installed (scripts/setup.sh c)"
+    fi
     kill "$broker_pid"
     wait "$broker_pid" 2>/dev/null
     step "the vIOMMU example refuses to start when its broker is gone" \

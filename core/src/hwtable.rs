@@ -137,6 +137,7 @@
 //! depends on them is in this module, so a correction is local.
 
 use alloc::vec::Vec;
+use core::mem::MaybeUninit;
 
 use crate::changes::TranslationChange;
 use crate::error::{Error, Result};
@@ -296,28 +297,62 @@ pub const fn directory_slot(table: u32) -> (Directory, usize) {
     (Directory::of_table(table), (table as usize & 0x1ff) * 8)
 }
 
+/// A byte of a page the library only writes (whole pages: [`Host::export_translation`],
+/// [`Host::write_translation_table`], the table page of [`Host::write_touched_pages`]).
+///
+/// `u8` is a page of initialised bytes, the usual Rust buffer. [`MaybeUninit<u8>`] is
+/// memory that may be uninitialised, such as a fresh page a C caller hands over: such a
+/// page is never read, and every byte of it is written on success. This crate has no
+/// `unsafe`, and needs none for either. Sealed: these two types only.
+pub trait PageByte: Copy + sealed::Sealed {
+    /// The byte `b` as a byte of this page.
+    fn from_byte(b: u8) -> Self;
+}
+
+impl PageByte for u8 {
+    #[inline]
+    fn from_byte(b: u8) -> Self {
+        b
+    }
+}
+
+impl PageByte for MaybeUninit<u8> {
+    #[inline]
+    fn from_byte(b: u8) -> Self {
+        MaybeUninit::new(b)
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for u8 {}
+    impl Sealed for core::mem::MaybeUninit<u8> {}
+}
+
 /// A caller-provided page: the physical address the CPU will see it at, and its bytes
-/// (which must be exactly [`PAGE_SIZE`] long).
+/// (which must be exactly [`PAGE_SIZE`] long). The page is only written, so its bytes
+/// may be `u8` or, for memory that may be uninitialised, `MaybeUninit<u8>` (see
+/// [`PageByte`]); `PageBuf<'a>` is a page of `u8`.
 #[derive(Debug)]
-pub struct PageBuf<'a> {
+pub struct PageBuf<'a, B = u8> {
     /// Physical address of the page, 4 KiB aligned.
     pub phys: u64,
     /// The page's contents, written by the export.
-    pub bytes: &'a mut [u8],
+    pub bytes: &'a mut [B],
 }
 
 /// A caller-provided page for one PASID-translation table.
 #[derive(Debug)]
-pub struct TablePage<'a> {
+pub struct TablePage<'a, B = u8> {
     /// The table number: gPASID >> 10, in 0..[`TABLE_COUNT`].
     pub table: u32,
     /// Its page.
-    pub page: PageBuf<'a>,
+    pub page: PageBuf<'a, B>,
 }
 
-fn check_page(phys: u64, bytes: &[u8]) -> Result<()> {
-    if bytes.len() != PAGE_SIZE {
-        return Err(Error::PageSize { len: bytes.len() });
+fn check_page(phys: u64, len: usize) -> Result<()> {
+    if len != PAGE_SIZE {
+        return Err(Error::PageSize { len });
     }
     if phys & PAGE_MASK != 0 {
         return Err(Error::UnalignedPage { phys });
@@ -325,37 +360,75 @@ fn check_page(phys: u64, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-fn fill_table(block: Option<TableView<'_>>, bytes: &mut [u8]) {
+fn check_table(table: u32) -> Result<()> {
+    if table >= TABLE_COUNT {
+        return Err(Error::BadTablePage { table });
+    }
+    Ok(())
+}
+
+/// Writes `bytes` at `offset` of a page (in bounds: callers' offsets are entry slots).
+#[inline]
+fn put<B: PageByte, const N: usize>(page: &mut [B], offset: usize, bytes: [u8; N]) {
+    page[offset..offset + N].copy_from_slice(&bytes.map(B::from_byte));
+}
+
+/// Writes every byte of a table page (`PAGE_SIZE` long): the table's entries, or all
+/// invalid for a table the guest does not use.
+fn fill_table<B: PageByte>(block: Option<TableView<'_>>, bytes: &mut [B]) {
     match block {
         Some(block) => {
             for (chunk, entry) in bytes.chunks_exact_mut(4).zip(block.entries()) {
-                chunk.copy_from_slice(&entry.0.to_le_bytes());
+                chunk.copy_from_slice(&entry.0.to_le_bytes().map(B::from_byte));
             }
         }
-        None => bytes.fill(0),
+        None => bytes.fill(B::from_byte(0)),
+    }
+}
+
+/// A directory entry checked and ready to store: where it goes and what it is.
+struct DirectorySlot {
+    directory: Directory,
+    offset: usize,
+    entry: DirectoryEntry,
+}
+
+impl DirectorySlot {
+    /// Checks a directory page's length, the table number and the table page's
+    /// alignment, in that order.
+    fn new(directory_page: &[u8], table: u32, table_phys: u64) -> Result<Self> {
+        if directory_page.len() != PAGE_SIZE {
+            return Err(Error::PageSize {
+                len: directory_page.len(),
+            });
+        }
+        check_table(table)?;
+        let entry = DirectoryEntry::present(table_phys)?;
+        let (directory, offset) = directory_slot(table);
+        Ok(DirectorySlot {
+            directory,
+            offset,
+            entry,
+        })
+    }
+
+    /// Stores the entry: only its 8 bytes of the page change.
+    fn write(&self, directory_page: &mut [u8]) -> Directory {
+        put(directory_page, self.offset, self.entry.0.to_le_bytes());
+        self.directory
     }
 }
 
 /// Writes the directory entry for table `table` (pointing at `table_phys`) into a
 /// directory page, and returns which directory that page must be. Only the 8 bytes of
-/// that entry change.
+/// that entry change; the page is changed in place, so it is a page of initialised
+/// bytes (the rest of it is the directory). Everything is checked before the write.
 pub fn write_directory_entry(
     directory_page: &mut [u8],
     table: u32,
     table_phys: u64,
 ) -> Result<Directory> {
-    if directory_page.len() != PAGE_SIZE {
-        return Err(Error::PageSize {
-            len: directory_page.len(),
-        });
-    }
-    if table >= TABLE_COUNT {
-        return Err(Error::BadTablePage { table });
-    }
-    let entry = DirectoryEntry::present(table_phys)?;
-    let (directory, offset) = directory_slot(table);
-    directory_page[offset..offset + 8].copy_from_slice(&entry.0.to_le_bytes());
-    Ok(directory)
+    Ok(DirectorySlot::new(directory_page, table, table_phys)?.write(directory_page))
 }
 
 /// Why the CPU would not translate a gPASID: each of these (but
@@ -712,23 +785,25 @@ impl<S: crate::source::HostPasidSource> Host<S> {
     ///
     /// Every page must be [`PAGE_SIZE`] bytes at a 4 KiB-aligned address, and no two
     /// pages may share an address. Everything is checked before anything is written:
-    /// on error no page has changed.
-    pub fn export_translation(
+    /// on error no page has changed. The pages are only written, every byte of them, so
+    /// they may be `MaybeUninit<u8>` memory ([`PageByte`]).
+    pub fn export_translation<B: PageByte>(
         &self,
         guest: GuestId,
-        low: PageBuf<'_>,
-        high: PageBuf<'_>,
-        tables: &mut [TablePage<'_>],
+        low: PageBuf<'_, B>,
+        high: PageBuf<'_, B>,
+        tables: &mut [TablePage<'_, B>],
     ) -> Result<()> {
         let g = self.guest(guest)?;
-        check_page(low.phys, low.bytes)?;
-        check_page(high.phys, high.bytes)?;
+        check_page(low.phys, low.bytes.len())?;
+        check_page(high.phys, high.bytes.len())?;
         let mut supplied = TableSet::new();
         for t in tables.iter() {
-            if t.table >= TABLE_COUNT || !supplied.insert(t.table) {
+            check_table(t.table)?;
+            if !supplied.insert(t.table) {
                 return Err(Error::BadTablePage { table: t.table });
             }
-            check_page(t.page.phys, t.page.bytes)?;
+            check_page(t.page.phys, t.page.bytes.len())?;
         }
         if let Some((table, _)) = g.remap.tables().find(|(t, _)| !supplied.contains(*t)) {
             return Err(Error::MissingTablePage { table });
@@ -744,8 +819,8 @@ impl<S: crate::source::HostPasidSource> Host<S> {
         }
 
         // All checked: write.
-        low.bytes.fill(0);
-        high.bytes.fill(0);
+        low.bytes.fill(B::from_byte(0));
+        high.bytes.fill(B::from_byte(0));
         for t in tables.iter_mut() {
             fill_table(g.remap.table(t.table), t.page.bytes);
             let (directory, offset) = directory_slot(t.table);
@@ -753,25 +828,25 @@ impl<S: crate::source::HostPasidSource> Host<S> {
                 Directory::Low => &mut *low.bytes,
                 Directory::High => &mut *high.bytes,
             };
-            let entry = DirectoryEntry(t.page.phys | PRESENT);
-            dir[offset..offset + 8].copy_from_slice(&entry.0.to_le_bytes());
+            put(dir, offset, (t.page.phys | PRESENT).to_le_bytes());
         }
         Ok(())
     }
 
     /// Writes one PASID-translation table of a guest (table number = gPASID >> 10) into
     /// a [`PAGE_SIZE`]-byte page: the page [`PagesTouched::table`] names after an update.
-    /// A table the guest does not use is written all invalid.
-    pub fn write_translation_table(
+    /// A table the guest does not use is written all invalid. Checked (the guest, the
+    /// table number, the page's length, in that order) before written: on error the
+    /// page is unchanged. The page is only written, every byte of it, so it may be
+    /// `MaybeUninit<u8>` memory ([`PageByte`]).
+    pub fn write_translation_table<B: PageByte>(
         &self,
         guest: GuestId,
         table: u32,
-        page: &mut [u8],
+        page: &mut [B],
     ) -> Result<()> {
         let g = self.guest(guest)?;
-        if table >= TABLE_COUNT {
-            return Err(Error::BadTablePage { table });
-        }
+        check_table(table)?;
         if page.len() != PAGE_SIZE {
             return Err(Error::PageSize { len: page.len() });
         }
@@ -783,33 +858,35 @@ impl<S: crate::source::HostPasidSource> Host<S> {
     /// page and, if the directory changed, the table's entry in `directory` (which must
     /// be the page of [`Directory::of_table`]`(touched.table)`). Pass `None` for
     /// `directory` when every table was linked up front (see
-    /// [`Host::export_translation`]). Everything is checked before anything is written.
-    pub fn write_touched_pages(
+    /// [`Host::export_translation`]).
+    ///
+    /// Everything is checked before anything is written (the guest, the table number,
+    /// the table page's length and address, then the directory's length): on error no
+    /// page has changed. The table's page is written first and linked after. It is only
+    /// written, every byte of it, so it may be `MaybeUninit<u8>` memory ([`PageByte`]);
+    /// `directory` is changed in place, so it is initialised bytes.
+    pub fn write_touched_pages<B: PageByte>(
         &self,
         guest: GuestId,
         touched: PagesTouched,
-        table_page: PageBuf<'_>,
+        table_page: PageBuf<'_, B>,
         directory: Option<&mut [u8]>,
     ) -> Result<()> {
-        self.guest(guest)?;
-        if touched.table >= TABLE_COUNT {
-            return Err(Error::BadTablePage {
-                table: touched.table,
-            });
-        }
-        check_page(table_page.phys, table_page.bytes)?;
-        let directory = match directory {
+        let g = self.guest(guest)?;
+        check_table(touched.table)?;
+        check_page(table_page.phys, table_page.bytes.len())?;
+        let link = match directory {
             Some(dir) if touched.directory_changed => {
-                if dir.len() != PAGE_SIZE {
-                    return Err(Error::PageSize { len: dir.len() });
-                }
-                Some(dir)
+                let slot = DirectorySlot::new(dir, touched.table, table_page.phys)?;
+                Some((slot, dir))
             }
             _ => None,
         };
-        self.write_translation_table(guest, touched.table, table_page.bytes)?;
-        if let Some(dir) = directory {
-            write_directory_entry(dir, touched.table, table_page.phys)?;
+
+        // All checked: write, the table first and its link after.
+        fill_table(g.remap.table(touched.table), table_page.bytes);
+        if let Some((slot, dir)) = link {
+            slot.write(dir);
         }
         Ok(())
     }

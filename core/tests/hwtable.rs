@@ -3,6 +3,7 @@
 //! pages agrees with `Host::translate` for every 20-bit gPASID.
 
 use std::collections::BTreeMap;
+use std::mem::MaybeUninit;
 
 use pasid_core::hwtable::{
     self, walk, Directory, DirectoryEntry, Fault, Instruction, PageBuf, TableEntry, TablePage,
@@ -459,6 +460,151 @@ fn write_directory_entry_writes_eight_bytes() {
         hwtable::write_directory_entry(&mut page[..8], 5, 0),
         Err(Error::PageSize { len: 8 })
     );
+}
+
+/// A page of possibly uninitialised memory, as the C layer hands one to the core.
+fn uninit_page() -> Vec<MaybeUninit<u8>> {
+    vec![MaybeUninit::uninit(); PAGE_SIZE]
+}
+
+/// The bytes of a `MaybeUninit` page the core wrote whole.
+fn written(page: &[MaybeUninit<u8>]) -> Vec<u8> {
+    // SAFETY: only called on pages a successful call wrote every byte of (tests may use
+    // unsafe; the crate may not). Miri checks it under scripts/harden.sh.
+    page.iter().map(|b| unsafe { b.assume_init() }).collect()
+}
+
+#[test]
+fn uninitialised_pages_are_written_whole_with_the_same_bytes() {
+    let mut host = Host::new(layout(), Platform::P2).unwrap();
+    let g = host.create_guest(GuestConfig::p2(2000)).unwrap();
+    let (a, touched) = host.alloc_reporting_pages(g, PasidKind::Shared).unwrap();
+    let touched = touched.unwrap();
+    assert!(touched.directory_changed && touched.table == a >> 10 && touched.table == 0);
+    host.alloc(g, PasidKind::Shared).unwrap();
+    let mem = Mem::export(&host, g, &[1]).unwrap();
+
+    // The export: the same bytes as into initialised pages.
+    let (mut low, mut high, mut t0, mut t1) =
+        (uninit_page(), uninit_page(), uninit_page(), uninit_page());
+    host.export_translation(
+        g,
+        PageBuf {
+            phys: Mem::phys(0),
+            bytes: &mut low,
+        },
+        PageBuf {
+            phys: Mem::phys(1),
+            bytes: &mut high,
+        },
+        &mut [
+            TablePage {
+                table: 0,
+                page: PageBuf {
+                    phys: Mem::phys(2),
+                    bytes: &mut t0,
+                },
+            },
+            TablePage {
+                table: 1,
+                page: PageBuf {
+                    phys: Mem::phys(3),
+                    bytes: &mut t1,
+                },
+            },
+        ],
+    )
+    .unwrap();
+    for (page, expected) in [&low, &high, &t0, &t1].into_iter().zip(&mem.pages) {
+        assert_eq!(&written(page), expected);
+    }
+
+    // One table, and the table page of an update (linked in an initialised directory).
+    let mut one = uninit_page();
+    host.write_translation_table(g, a >> 10, &mut one).unwrap();
+    assert_eq!(written(&one), mem.pages[2]);
+    let mut table = uninit_page();
+    let mut dir = vec![0u8; PAGE_SIZE];
+    host.write_touched_pages(
+        g,
+        touched,
+        PageBuf {
+            phys: 0x7000,
+            bytes: &mut table,
+        },
+        Some(&mut dir),
+    )
+    .unwrap();
+    assert_eq!(written(&table), mem.pages[2]);
+    assert_eq!(le64(&dir, 0), 0x7000 | 1);
+    assert!(dir[8..].iter().all(|&b| b == 0));
+}
+
+#[test]
+fn write_touched_pages_checks_everything_before_writing() {
+    let mut host = Host::new(layout(), Platform::P2).unwrap();
+    let g = host.create_guest(GuestConfig::p2(8)).unwrap();
+    host.alloc(g, PasidKind::Shared).unwrap();
+    let mut dir = vec![0xAAu8; PAGE_SIZE];
+    let mut short_dir = vec![0xAAu8; PAGE_SIZE - 1];
+    let linking = PagesTouched {
+        table: 0,
+        directory_changed: true,
+    };
+    let mut table = vec![0xAAu8; PAGE_SIZE];
+    let mut run = |guest, touched, phys, len, dir: &mut [u8]| {
+        let result = host.write_touched_pages(
+            guest,
+            touched,
+            PageBuf {
+                phys,
+                bytes: &mut table[..len],
+            },
+            Some(dir),
+        );
+        // A refused call leaves the table page as it was.
+        assert!(result.is_ok() || table.iter().all(|&b| b == 0xAA));
+        result
+    };
+    // The order: guest, table number, table page (length, address), directory length.
+    assert!(matches!(
+        run(GuestId(g.0 + 1), linking, 0x1001, 1, &mut short_dir),
+        Err(Error::NoSuchGuest { .. })
+    ));
+    let bad_table = PagesTouched {
+        table: 1024,
+        ..linking
+    };
+    assert_eq!(
+        run(g, bad_table, 0x1001, 1, &mut short_dir),
+        Err(Error::BadTablePage { table: 1024 })
+    );
+    assert_eq!(
+        run(g, linking, 0x1001, 1, &mut short_dir),
+        Err(Error::PageSize { len: 1 })
+    );
+    assert_eq!(
+        run(g, linking, 0x1001, PAGE_SIZE, &mut short_dir),
+        Err(Error::UnalignedPage { phys: 0x1001 })
+    );
+    assert_eq!(
+        run(g, linking, 0x1000, PAGE_SIZE, &mut short_dir),
+        Err(Error::PageSize { len: PAGE_SIZE - 1 })
+    );
+    // Nothing was written to a directory by any failed call.
+    for page in [&dir, &short_dir] {
+        assert!(page.iter().all(|&b| b == 0xAA));
+    }
+    // A directory is only looked at when the directory changed.
+    let unlinked = PagesTouched {
+        directory_changed: false,
+        ..linking
+    };
+    assert_eq!(run(g, unlinked, 0x1000, PAGE_SIZE, &mut short_dir), Ok(()));
+    assert!(short_dir.iter().all(|&b| b == 0xAA));
+    assert_eq!(run(g, linking, 0x1000, PAGE_SIZE, &mut dir), Ok(()));
+    assert_eq!(le64(&dir, 0), 0x1000 | 1);
+    assert!(dir[8..].iter().all(|&b| b == 0xAA));
 }
 
 /// Every 20-bit gPASID: the walk over the pages gives exactly what `translate` gives,

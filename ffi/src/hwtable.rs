@@ -4,18 +4,17 @@
 //! Pages are caller memory described by [`pasid_page`] (physical address as the CPU
 //! will see it, plus the bytes). Two pages of one call must not overlap in memory: that
 //! is checked here before any page is touched, as the core checks everything else.
-//! A page the library only writes may be uninitialised memory: no Rust reference to it
-//! as bytes is made (the core writes a page of the library's own, copied out through
-//! `MaybeUninit` once the call succeeded); a directory changed in place is read, so
+//! A page the library only writes may be uninitialised memory: it is handed to the core
+//! as `&mut [MaybeUninit<u8>]` (never as bytes), which checks everything before its
+//! first write and then writes every byte; a directory changed in place is read, so
 //! it must be initialised.
 
 use core::ffi::c_int;
+use core::mem::MaybeUninit;
 use std::string::String;
 use std::vec::Vec;
 
-use core::mem::MaybeUninit;
-
-use pasid_core::hwtable::{self, Directory, Fault, PageBuf, TablePage, PAGE_SIZE};
+use pasid_core::hwtable::{self, Directory, Fault, PageBuf, TablePage};
 use pasid_core::{GuestId, PagesTouched};
 
 use crate::boundary::{
@@ -189,16 +188,9 @@ unsafe fn initialised_page<'a>(
     Ok(unsafe { &mut *(s as *mut [MaybeUninit<u8>] as *mut [u8]) })
 }
 
-/// A caller page the library only writes, possibly uninitialised memory. No `&[u8]`
-/// of it is ever made: the core writes a zeroed page of the library's own, and
-/// [`OutPage::copy_out`] stores it into the caller's `MaybeUninit` bytes, once the
-/// whole call has succeeded (so a refused call leaves every page as it was).
-struct OutPage<'a> {
-    dst: &'a mut [MaybeUninit<u8>],
-    buf: Vec<u8>,
-}
-
-/// The caller's memory of a write-only page, checked for NULL and alignment.
+/// A caller page the library only writes, possibly uninitialised memory: its bytes as
+/// `MaybeUninit<u8>` (no `&[u8]` of it is ever made), for the core's page writers,
+/// which check the page's length, and everything else, before their first write.
 ///
 /// # Safety
 /// `p.bytes` is NULL or valid for `p.len` writable bytes, and no other slice made in
@@ -207,30 +199,10 @@ unsafe fn out_page<'a>(
     p: &pasid_page,
     name: &'static str,
 ) -> Result<&'a mut [MaybeUninit<u8>], FfiError> {
-    // SAFETY: forwarded to the caller's promise.
+    // SAFETY: forwarded to the caller's promise: `p.len` writable bytes at `p.bytes`
+    // (`PASID_PAGE_SIZE` of them for a page the core accepts), checked non-NULL here.
+    // As `MaybeUninit<u8>` they may be uninitialised, and only ever get written.
     unsafe { output_slice(p.bytes, p.len, name) }
-}
-
-impl<'a> OutPage<'a> {
-    /// The library's copy of a page: the core's own length check first (a page is
-    /// `PAGE_SIZE` bytes), then a zeroed page to write.
-    fn new(dst: &'a mut [MaybeUninit<u8>]) -> Result<Self, FfiError> {
-        if dst.len() != PAGE_SIZE {
-            return Err(pasid_core::Error::PageSize { len: dst.len() }.into());
-        }
-        let mut buf = Vec::new();
-        buf.try_reserve_exact(PAGE_SIZE)
-            .map_err(|_| pasid_core::Error::OutOfMemory)?;
-        buf.resize(PAGE_SIZE, 0);
-        Ok(OutPage { dst, buf })
-    }
-
-    /// Stores the written page into the caller's memory.
-    fn copy_out(self) {
-        for (d, s) in self.dst.iter_mut().zip(&self.buf) {
-            d.write(*s);
-        }
-    }
 }
 
 /// Lists the PASID-translation tables a guest uses, as table numbers (gPASID >> 10),
@@ -286,48 +258,35 @@ pub unsafe extern "C" fn pasid_export_translation(
             .collect();
         check_disjoint(&mut ranges)?;
         // SAFETY: valid by the caller's promise, disjoint as checked above.
-        let low_dst = unsafe { out_page(&low, "low.bytes") }?;
+        let low_bytes = unsafe { out_page(&low, "low.bytes") }?;
         // SAFETY: as above.
-        let high_dst = unsafe { out_page(&high, "high.bytes") }?;
-        let mut table_dst = Vec::with_capacity(tables.len());
+        let high_bytes = unsafe { out_page(&high, "high.bytes") }?;
+        let mut pages = Vec::with_capacity(tables.len());
         for t in tables {
-            // SAFETY: as above.
-            table_dst.push((t, unsafe { out_page(&t.page, "tables[].page.bytes") }?));
+            pages.push(TablePage {
+                table: t.table,
+                page: PageBuf {
+                    phys: t.page.phys,
+                    // SAFETY: as above.
+                    bytes: unsafe { out_page(&t.page, "tables[].page.bytes") }?,
+                },
+            });
         }
         with_host(host, |h| {
-            h.guest_config(GuestId(guest))?; // the core's first check stays first
-            let (mut lo, mut hi) = (OutPage::new(low_dst)?, OutPage::new(high_dst)?);
-            let mut out = Vec::with_capacity(table_dst.len());
-            for (t, dst) in table_dst {
-                out.push((t.table, t.page.phys, OutPage::new(dst)?));
-            }
-            let mut pages: Vec<TablePage<'_>> = out
-                .iter_mut()
-                .map(|(table, phys, page)| TablePage {
-                    table: *table,
-                    page: PageBuf {
-                        phys: *phys,
-                        bytes: &mut page.buf,
-                    },
-                })
-                .collect();
-            h.export_translation(
+            // The core checks everything before its first write: on error no page
+            // has changed.
+            Ok(h.export_translation(
                 GuestId(guest),
                 PageBuf {
                     phys: low.phys,
-                    bytes: &mut lo.buf,
+                    bytes: low_bytes,
                 },
                 PageBuf {
                     phys: high.phys,
-                    bytes: &mut hi.buf,
+                    bytes: high_bytes,
                 },
                 &mut pages,
-            )?;
-            drop(pages);
-            for page in [lo, hi].into_iter().chain(out.into_iter().map(|o| o.2)) {
-                page.copy_out();
-            }
-            Ok(())
+            )?)
         })
     })
 }
@@ -352,16 +311,10 @@ pub unsafe extern "C" fn pasid_write_translation_table(
             len,
         };
         // SAFETY: the caller passes NULL or `len` writable bytes.
-        let dst = unsafe { out_page(&p, "page") }?;
+        let bytes = unsafe { out_page(&p, "page") }?;
+        // Checked whole before written (the page unchanged on error).
         with_host(host, |h| {
-            h.guest_config(GuestId(guest))?; // the core's first check stays first
-            if table >= hwtable::TABLE_COUNT {
-                return Err(pasid_core::Error::BadTablePage { table }.into());
-            }
-            let mut page = OutPage::new(dst)?;
-            h.write_translation_table(GuestId(guest), table, &mut page.buf)?;
-            page.copy_out();
-            Ok(())
+            Ok(h.write_translation_table(GuestId(guest), table, bytes)?)
         })
     })
 }
@@ -412,7 +365,7 @@ pub unsafe extern "C" fn pasid_write_touched_pages(
             return Err(FfiError::Null("directory"));
         }
         // SAFETY: valid by the caller's promise, disjoint as checked above.
-        let table_dst = unsafe { out_page(&table_page, "table_page.bytes") }?;
+        let table_bytes = unsafe { out_page(&table_page, "table_page.bytes") }?;
         let dir_bytes = if directory.is_null() {
             None
         } else {
@@ -424,46 +377,18 @@ pub unsafe extern "C" fn pasid_write_touched_pages(
             table: touched.table,
             directory_changed: touched.directory_changed,
         };
+        // The core checks everything before its first write, writes the table's page
+        // and links it after.
         with_host(host, |h| {
-            // The core's checks in its order, then everything once more on copies:
-            // the table is written to the caller's page first and linked after.
-            h.guest_config(GuestId(guest))?;
-            if touched.table >= hwtable::TABLE_COUNT {
-                return Err(pasid_core::Error::BadTablePage {
-                    table: touched.table,
-                }
-                .into());
-            }
-            let mut table = OutPage::new(table_dst)?;
-            let mut dir_copy = Vec::new();
-            let linking = match dir_bytes {
-                Some(dir) if touched.directory_changed => {
-                    if dir.len() != PAGE_SIZE {
-                        return Err(pasid_core::Error::PageSize { len: dir.len() }.into());
-                    }
-                    dir_copy
-                        .try_reserve_exact(PAGE_SIZE)
-                        .map_err(|_| pasid_core::Error::OutOfMemory)?;
-                    dir_copy.resize(PAGE_SIZE, 0);
-                    Some(dir)
-                }
-                _ => None,
-            };
-            h.write_touched_pages(
+            Ok(h.write_touched_pages(
                 GuestId(guest),
                 core_touched,
                 PageBuf {
                     phys: table_page.phys,
-                    bytes: &mut table.buf,
+                    bytes: table_bytes,
                 },
-                linking.is_some().then_some(&mut dir_copy[..]),
-            )?;
-            table.copy_out();
-            if let Some(dir) = linking {
-                // Checked on the copy just now: the same entry, the same checks.
-                hwtable::write_directory_entry(dir, touched.table, table_page.phys)?;
-            }
-            Ok(())
+                dir_bytes,
+            )?)
         })
     })
 }

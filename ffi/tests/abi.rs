@@ -385,8 +385,9 @@ fn pages_handed_in_uninitialised_are_only_written_and_a_refusal_leaves_them() {
         let entry = u64::from_le_bytes(dir.written()[..8].try_into().unwrap());
         assert_eq!(entry, 0x5000 | 1, "the directory links the table page");
 
-        // Refused calls write nothing: a duplicate page address, a bad guest, a bad
-        // table number, a page of the wrong size.
+        // Refused calls write nothing, and refuse in the core's order (the guest, the
+        // table number, the pages): a duplicate page address, a bad guest, a bad table
+        // number, a page of the wrong size or address, a directory of the wrong size.
         let (mut a, mut b, mut c) = (
             RawPage::filled(0xAA),
             RawPage::filled(0xAA),
@@ -396,31 +397,50 @@ fn pages_handed_in_uninitialised_are_only_written_and_a_refusal_leaves_them() {
             table: 0,
             page: c.page(0x1000),
         }];
-        assert_ne!(
+        assert_eq!(
             pasid_export_translation(h, g, a.page(0x1000), b.page(0x2000), tables.as_ptr(), 1),
-            OK
-        );
-        assert_ne!(
-            pasid_export_translation(h, g + 1, a.page(0x1000), b.page(0x2000), ptr::null(), 0),
-            OK
-        );
-        assert_ne!(
-            pasid_write_translation_table(
-                h,
-                g,
-                PASID_TABLE_COUNT,
-                a.page(0).bytes,
-                PASID_PAGE_SIZE
-            ),
-            OK
+            ErrorCode::DuplicatePage as c_int
         );
         let short = pasid_page {
             len: PASID_PAGE_SIZE - 1,
             ..b.page(0x2000)
         };
-        assert_ne!(
+        assert_eq!(
+            pasid_export_translation(h, g + 1, a.page(0x1001), short, ptr::null(), 0),
+            ErrorCode::NoSuchGuest as c_int
+        );
+        assert_eq!(
             pasid_export_translation(h, g, a.page(0x1000), short, ptr::null(), 0),
-            OK
+            ErrorCode::PageSize as c_int
+        );
+        assert_eq!(
+            pasid_write_translation_table(h, g + 1, PASID_TABLE_COUNT, a.page(0).bytes, 1),
+            ErrorCode::NoSuchGuest as c_int
+        );
+        assert_eq!(
+            pasid_write_translation_table(h, g, PASID_TABLE_COUNT, a.page(0).bytes, 1),
+            ErrorCode::BadTablePage as c_int
+        );
+        assert_eq!(
+            pasid_write_translation_table(h, g, 0, a.page(0).bytes, PASID_PAGE_SIZE - 1),
+            ErrorCode::PageSize as c_int
+        );
+        let bad_table = pasid_pages_touched {
+            table: PASID_TABLE_COUNT,
+            ..touched
+        };
+        let short_dir = c.page(0).bytes;
+        assert_eq!(
+            pasid_write_touched_pages(h, g + 1, &bad_table, short, short_dir, 8),
+            ErrorCode::NoSuchGuest as c_int
+        );
+        assert_eq!(
+            pasid_write_touched_pages(h, g, &bad_table, short, short_dir, 8),
+            ErrorCode::BadTablePage as c_int
+        );
+        assert_eq!(
+            pasid_write_touched_pages(h, g, &touched, short, short_dir, 8),
+            ErrorCode::PageSize as c_int
         );
         assert_eq!(
             pasid_write_touched_pages(
@@ -432,6 +452,10 @@ fn pages_handed_in_uninitialised_are_only_written_and_a_refusal_leaves_them() {
                 PASID_PAGE_SIZE
             ),
             ErrorCode::UnalignedPage as c_int
+        );
+        assert_eq!(
+            pasid_write_touched_pages(h, g, &touched, a.page(0x1000), short_dir, 8),
+            ErrorCode::PageSize as c_int
         );
         for p in [&a, &b, &c] {
             assert!(p.written().iter().all(|&x| x == 0xAA));
