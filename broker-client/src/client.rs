@@ -1,6 +1,6 @@
 //! The blocking client: a [`HostPasidSource`] whose PASIDs come from the broker.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
 use std::io::{BufReader, Write};
 use std::ops::Range;
@@ -71,8 +71,9 @@ struct Connection {
     /// Posted requests (releases) not sent yet: they go out in the same write as the
     /// next request, so a release costs no system call of its own.
     outbox: Vec<u8>,
-    /// Posted requests whose answers are not read yet (sent or in the outbox).
-    posted: u32,
+    /// The PASIDs of the posted releases whose answers are not read yet (sent or in
+    /// the outbox), oldest first: if the connection breaks, the reclaim names them.
+    posted: VecDeque<u32>,
 }
 
 /// The most posted requests in flight: a client that releases a lot without asking
@@ -101,7 +102,7 @@ impl Connection {
             reader,
             writer,
             outbox: Vec::new(),
-            posted: 0,
+            posted: VecDeque::new(),
         })
     }
 
@@ -114,13 +115,15 @@ impl Connection {
         framing::read_message(&mut self.reader, buf)
     }
 
-    /// Queues `req` to go out with the next request; its answer is read then.
-    fn post(&mut self, req: &Request, buf: &mut Vec<u8>) -> Result<(), FrameError> {
-        if self.posted >= MAX_POSTED {
+    /// Queues the release of `pasid` to go out with the next request; its answer is
+    /// read then.
+    fn post_release(&mut self, pasid: u32, buf: &mut Vec<u8>) -> Result<(), FrameError> {
+        if self.posted.len() as u32 >= MAX_POSTED {
             self.flush(buf)?;
         }
-        self.outbox.extend_from_slice(&framing::encode(req)?);
-        self.posted += 1;
+        self.outbox
+            .extend_from_slice(&framing::encode(&Request::Release { pasid })?);
+        self.posted.push_back(pasid);
         Ok(())
     }
 
@@ -137,13 +140,13 @@ impl Connection {
     }
 
     fn read_posted(&mut self, buf: &mut Vec<u8>) -> Result<(), FrameError> {
-        while self.posted > 0 {
+        while !self.posted.is_empty() {
             // Only releases are posted, and a refused release changed nothing on
             // either side (the PASID had left our list first), so its answer,
             // whatever it is, needs no action; a broken stream is handled by the
             // caller like any lost connection.
             let _: Response = framing::read_message(&mut self.reader, buf)?;
-            self.posted -= 1;
+            self.posted.pop_front();
         }
         Ok(())
     }
@@ -169,6 +172,9 @@ pub struct BrokerSource {
     held: BTreeSet<u32>,
     /// Held PASIDs not handed to the host: lowest first (`ClientOptions::reserve`).
     reserve: BTreeSet<u32>,
+    /// Released PASIDs whose answers were never read (the connection broke): the next
+    /// reclaim names them, so the broker frees them instead of quarantining them.
+    unsettled: BTreeSet<u32>,
     free: u32,
     buf: Vec<u8>,
 }
@@ -249,6 +255,7 @@ impl BrokerSource {
                 token,
                 held: BTreeSet::new(),
                 reserve: BTreeSet::new(),
+                unsettled: BTreeSet::new(),
                 free,
                 buf,
             }),
@@ -283,7 +290,7 @@ impl BrokerSource {
             if op(conn, &mut self.buf).is_ok() {
                 return Ok(());
             }
-            self.conn = None;
+            self.lose_connection();
         }
         self.reconnect(Instant::now() + self.options.reconnect_for)
     }
@@ -337,7 +344,7 @@ impl BrokerSource {
                     // Whatever the broker did with the request, the reclaim settles
                     // it: a grant whose answer was lost is not in our list, so it goes
                     // to quarantine, never to another lease.
-                    self.conn = None;
+                    self.lose_connection();
                     // A broker that reclaims fine but drops this request every time
                     // must not keep the call looping.
                     if Instant::now() >= deadline {
@@ -372,10 +379,13 @@ impl BrokerSource {
                 lease: self.lease,
                 token: self.token,
                 held: self.held.iter().copied().collect(),
+                released: self.unsettled.iter().copied().collect(),
             }),
         };
         match conn.exchange(&hello, &mut self.buf)? {
             Response::Welcome { lease, free, .. } if lease == self.lease => {
+                // The broker has settled them: released, or found not the lease's.
+                self.unsettled.clear();
                 self.free = free;
                 self.conn = Some(conn);
                 Ok(())
@@ -457,7 +467,7 @@ impl HostPasidSource for BrokerSource {
 
     /// Gives `pasid` back. It leaves this lease's list before the request is sent, so
     /// even a release that ends in [`SourceError::Disconnected`] gives it up: the next
-    /// reclaim leaves it out and the broker quarantines it.
+    /// reclaim names it as released and the broker frees it.
     fn release(&mut self, pasid: u32) -> Result<(), SourceError> {
         if !self.held.contains(&pasid) || self.reserve.contains(&pasid) {
             return Err(SourceError::Unavailable { pasid });
@@ -479,15 +489,32 @@ impl BrokerSource {
     /// Releases a held PASID at the broker. The release is posted: it goes out with
     /// the next request (or [`BrokerSource::flush`], or the goodbye), and nothing
     /// waits for its answer. Nothing needs to: the PASID left this lease's list
-    /// first, and whether the broker gets the release, or learns it from the list a
-    /// reclaim sends, it is never this lease's again. Until the broker has it, the
-    /// PASID stays out of everyone's reach (this lease's at the broker, no longer
-    /// the host's); if the VMM dies first, it goes through quarantine. So a release
-    /// costs neither a round trip nor a system call.
+    /// first, and whether the broker gets the release or the connection breaks first
+    /// (the reclaim then names every release whose answer was not read, and the
+    /// broker frees those it still gives this lease), it is never this lease's again.
+    /// Until the broker has it, the PASID stays out of everyone's reach (this lease's
+    /// at the broker, no longer the host's); if the VMM dies first, it goes through
+    /// quarantine. So a release costs neither a round trip nor a system call.
     fn give_back(&mut self, pasid: u32) -> Result<(), SourceError> {
         self.held.remove(&pasid);
         // `free` stays as the last answer said until the next one.
-        self.on_connection(|conn, buf| conn.post(&Request::Release { pasid }, buf))
+        if let Some(conn) = self.conn.as_mut() {
+            if conn.post_release(pasid, &mut self.buf).is_ok() {
+                return Ok(());
+            }
+            self.lose_connection();
+        }
+        // Not queued on a live connection: the reclaim says it was released.
+        self.unsettled.insert(pasid);
+        self.reconnect(Instant::now() + self.options.reconnect_for)
+    }
+
+    /// Drops a broken connection. The releases it had not had answered may not have
+    /// reached the broker: they are owed to the next reclaim.
+    fn lose_connection(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.unsettled.extend(conn.posted);
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 /// The protocol version this crate speaks. A broker refuses a [`Request::Hello`] with
 /// another version (with [`ErrorKind::Version`]); bump it on any change of the messages.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Length of a lease's secret token in bytes.
 pub const TOKEN_LEN: usize = 32;
@@ -76,9 +76,13 @@ pub struct Resume {
     /// The lease's secret, from the first [`Response::Welcome`].
     pub token: [u8; TOKEN_LEN],
     /// Every host PASID the client holds, exactly. The broker refuses the reclaim if
-    /// one of them is not the lease's; the lease's PASIDs missing from the list go to
-    /// quarantine (the client may have lost a grant's answer, or be giving one back).
+    /// one of them is not the lease's; the lease's PASIDs missing from this list and
+    /// from `released` go to quarantine (the client may have lost a grant's answer).
     pub held: Vec<u32>,
+    /// Host PASIDs the client released whose answers it had not read when the
+    /// connection broke: the broker releases those still the lease's instead of
+    /// quarantining them, and ignores the rest.
+    pub released: Vec<u32>,
 }
 
 impl fmt::Debug for Resume {
@@ -88,6 +92,7 @@ impl fmt::Debug for Resume {
             .field("lease", &self.lease)
             .field("token", &"<secret>")
             .field("held", &self.held)
+            .field("released", &self.released)
             .finish()
     }
 }

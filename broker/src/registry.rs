@@ -66,6 +66,7 @@ pub fn resume(r: &protocol::Resume) -> Resume<'_> {
         lease: r.lease,
         token: &r.token,
         held: &r.held,
+        released: &r.released,
     }
 }
 
@@ -183,6 +184,7 @@ mod tests {
             lease: ids[0],
             token: [9; 32],
             held: vec![],
+            released: vec![],
         };
         let e = wire_error(
             reg.reclaim(peer, 8, resume(&wire), 0, &mut ops)

@@ -161,12 +161,44 @@ fn another_lease_cannot_release_claim_or_see_my_pasids() {
             lease: a.lease(),
             token: [7; 32],
             held: vec![mine],
+            released: vec![],
         }),
     };
     match ask(&mut t, &forged).unwrap() {
         Response::Error(e) => assert_eq!(e.kind, ErrorKind::ReclaimRefused),
         r => panic!("{r:?}"),
     }
+    // A reclaim of one's own lease that says it released another lease's PASID
+    // frees nothing of that lease's.
+    let mut u = raw(&b);
+    let Response::Welcome { lease, token, .. } = hello(&mut u) else {
+        panic!("no lease");
+    };
+    // It holds one, so that its lease outlives the connection.
+    let Some(Response::Granted { pasids, .. }) = ask(&mut u, &Request::Alloc { count: 1 }) else {
+        panic!("no grant");
+    };
+    drop(u);
+    let mut u = raw(&b);
+    let sly = Request::Hello {
+        version: PROTOCOL_VERSION,
+        layout: WireLayout::from(&layout()),
+        resume: Some(pasid_broker_client::protocol::Resume {
+            lease,
+            token,
+            held: pasids,
+            released: vec![mine],
+        }),
+    };
+    match ask(&mut u, &sly).unwrap() {
+        Response::Welcome { lease: l, .. } => assert_eq!(l, lease),
+        r => panic!("{r:?}"),
+    }
+    assert_eq!(
+        other.claim(mine),
+        Err(SourceError::Unavailable { pasid: mine }),
+        "still a's"
+    );
     // A lease's own status shows only itself, unless it is an admin (root or the
     // broker's uid, which a test run usually is); the registry's unit tests check
     // the non-admin view.
@@ -280,6 +312,24 @@ fn after_a_broker_kill_the_live_client_keeps_exactly_its_pasids() {
         a.release(next).ok();
         assert_eq!(a.lease(), lease);
     }
+}
+
+#[test]
+fn a_release_lost_with_the_broker_is_freed_by_the_reclaim_not_quarantined() {
+    let mut b = BrokerProc::start(&config_text(30.0, 30.0, NO_SPARES));
+    let mut a = BrokerSource::connect(&b.socket, &layout()).unwrap();
+    let mut mine = Vec::new();
+    a.alloc_many(3, &mut mine).unwrap();
+    // Posted, not sent: the broker dies with it unread.
+    a.release(mine[0]).unwrap();
+    b.kill9();
+    b.restart();
+    // The next call reclaims, naming the release: the broker frees the PASID (its
+    // teardown was confirmed), so it is the lowest free again.
+    assert_eq!(a.alloc(), Ok(mine[0]));
+    let s = b.status();
+    assert_eq!((s.held, s.quarantined), (3, 0));
+    a.close().unwrap();
 }
 
 #[test]

@@ -252,9 +252,16 @@ pub struct Resume<'a> {
     pub lease: LeaseId,
     /// The lease's secret.
     pub token: &'a Token,
-    /// Every host PASID the client holds, exactly: the lease's PASIDs not listed go
-    /// to quarantine (the client may have lost a grant's answer, or be giving one back).
+    /// Every host PASID the client holds, exactly: the lease's PASIDs neither listed
+    /// here nor in `released` go to quarantine (the client may have lost a grant's
+    /// answer).
     pub held: &'a [u32],
+    /// Host PASIDs the client gave back whose release may not have reached the broker
+    /// (sent or queued when the connection broke, no answer read): those still the
+    /// lease's are released as their `Release` would have been, not quarantined. Any
+    /// other is ignored (it was released before, or never the lease's), as is one also
+    /// in `held`.
+    pub released: &'a [u32],
 }
 
 /// A lease as the store gives it back after a restart.

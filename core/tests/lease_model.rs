@@ -197,7 +197,11 @@ enum Op {
     Reclaim {
         lease: usize,
         drop_one: bool,
+        /// The dropped one is named as released (its answer lost), not just left out.
+        release_dropped: bool,
         foreign: Option<u32>,
+        /// Named as released though the client never held it (a lying client).
+        released_foreign: Option<u32>,
         bad_token: bool,
     },
     Alloc {
@@ -230,8 +234,8 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         2 => prop_oneof![Just(0u32), Just(7u32)].prop_map(|uid| Op::Open { uid }),
-        2 => (0..6usize, any::<bool>(), proptest::option::weighted(0.2, START..END), proptest::bool::weighted(0.1))
-            .prop_map(|(lease, drop_one, foreign, bad_token)| Op::Reclaim { lease, drop_one, foreign, bad_token }),
+        2 => (0..6usize, any::<bool>(), any::<bool>(), proptest::option::weighted(0.2, START..END), proptest::option::weighted(0.2, START..END), proptest::bool::weighted(0.1))
+            .prop_map(|(lease, drop_one, release_dropped, foreign, released_foreign, bad_token)| Op::Reclaim { lease, drop_one, release_dropped, foreign, released_foreign, bad_token }),
         5 => (0..6usize, 1..5u32).prop_map(|(lease, count)| Op::Alloc { lease, count }),
         2 => (0..6usize, START - 2..END + 2).prop_map(|(lease, pasid)| Op::Claim { lease, pasid }),
         4 => (0..6usize, any::<usize>()).prop_map(|(lease, pick)| Op::Release { lease, pick }),
@@ -303,19 +307,26 @@ fn run(ops: Vec<Op>) {
             Op::Reclaim {
                 lease,
                 drop_one,
+                release_dropped,
                 foreign,
+                released_foreign,
                 bad_token,
             } => {
                 let Some((id, _, held)) = clients.get(lease).cloned() else {
                     continue;
                 };
                 let mut list: BTreeSet<u32> = held.clone();
+                let mut released: Vec<u32> = Vec::new();
                 if drop_one {
                     if let Some(p) = list.iter().next().copied() {
                         list.remove(&p);
                         clients[lease].2.remove(&p);
+                        if release_dropped {
+                            released.push(p);
+                        }
                     }
                 }
+                released.extend(released_foreign);
                 if let Some(f) = foreign {
                     list.insert(f);
                 }
@@ -334,6 +345,7 @@ fn run(ops: Vec<Op>) {
                             lease: id,
                             token: &[0; 32],
                             held: &[],
+                            released: &released,
                         },
                         now,
                         &mut ops,
@@ -359,6 +371,7 @@ fn run(ops: Vec<Op>) {
                     lease: id,
                     token: &token,
                     held: &listed,
+                    released: &released,
                 };
                 let r = reg.reclaim(peer, conn, resume, now, &mut ops);
                 let mine = m.held(id);
@@ -376,6 +389,15 @@ fn run(ops: Vec<Op>) {
                     }
                 } else {
                     assert_eq!(r.unwrap(), id);
+                    // Named as released and still the lease's: released by the rule of
+                    // a release (a spare while there is room), in the order named.
+                    for &p in &released {
+                        if !list.contains(&p) && m.slots[(p - START) as usize] == Slot::Held(id) {
+                            let keep = (m.spare(id).len() as u32) < SPARE;
+                            m.set(p, if keep { Slot::Spare(id) } else { Slot::Free });
+                        }
+                    }
+                    let mine = m.held(id);
                     for p in mine.iter().filter(|p| !list.contains(p)) {
                         m.slots[(p - START) as usize] = Slot::Quarantined {
                             until: now + Q,
@@ -662,7 +684,31 @@ fn a_reclaim_after_a_restart_keeps_the_list_and_quarantines_the_rest() {
         Op::Reclaim {
             lease: 0,
             drop_one: true,
+            release_dropped: false,
             foreign: None,
+            released_foreign: None,
+            bad_token: false,
+        },
+        Op::Alloc { lease: 0, count: 1 },
+        Op::Advance { ms: 1500 },
+    ]);
+}
+
+#[test]
+fn a_reclaim_frees_a_release_whose_answer_was_lost_and_ignores_a_strangers() {
+    run(vec![
+        Op::Open { uid: 0 },
+        Op::Alloc { lease: 0, count: 3 },
+        Op::Open { uid: 7 },
+        Op::Alloc { lease: 1, count: 1 },
+        Op::Restart,
+        Op::Reclaim {
+            lease: 0,
+            drop_one: true,
+            release_dropped: true,
+            foreign: None,
+            // The other lease's PASID, named as released: ignored.
+            released_foreign: Some(START + 3),
             bad_token: false,
         },
         Op::Alloc { lease: 0, count: 1 },

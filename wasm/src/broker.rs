@@ -224,6 +224,8 @@ impl SimBroker {
             lease: v.lease,
             token: &v.token,
             held: &held,
+            // The playground's VMMs release synchronously: nothing is ever in flight.
+            released: &[],
         };
         self.reg.reclaim(v.peer, conn, resume, self.now, &mut ops)?;
         self.record(ops);

@@ -226,8 +226,9 @@ impl Registry {
     }
 
     /// Takes back a lease after a lost connection or a broker restart. The listed
-    /// PASIDs must all be the lease's (else nothing changes); the lease's PASIDs not
-    /// listed go to quarantine.
+    /// PASIDs must all be the lease's (else nothing changes); those the client says it
+    /// released (`resume.released`) that are still the lease's are released; the
+    /// lease's other PASIDs not listed go to quarantine.
     pub fn reclaim(
         &mut self,
         peer: Peer,
@@ -252,6 +253,21 @@ impl Registry {
             return Err(refused(ReclaimRefusal::DoesNotHold { pasid }));
         }
         let listed: BTreeSet<u32> = resume.held.iter().copied().collect();
+        // Releases the client sent (or queued) but had no answer to when the connection
+        // broke: each one still the lease's, and not listed as held, is released now, as
+        // its `Release` would have been (the VMM confirmed its teardown before it let it
+        // go). The others reached the broker before, or were never the lease's: nothing
+        // to do, so no client can free what is not its lease's.
+        let owed: Vec<u32> = resume
+            .released
+            .iter()
+            .filter(|p| !listed.contains(p) && lease.held.contains(p))
+            .copied()
+            .collect();
+        for pasid in owed {
+            self.give_back(resume.lease, pasid, ops);
+        }
+        let lease = &self.leases[&resume.lease];
         let dropped: Vec<u32> = lease.held.difference(&listed).copied().collect();
         let until = now + self.policy.quarantine_ms;
         let lease = self.leases.get_mut(&resume.lease).expect("found above");
@@ -462,19 +478,29 @@ impl Registry {
         pasid: u32,
         ops: &mut Vec<StoreOp>,
     ) -> Result<(), LeaseError> {
-        let uid = self.connected(id, conn)?.peer.uid;
-        let lease = self.leases.get_mut(&id).expect("checked");
-        if !lease.held.remove(&pasid) {
+        if !self.connected(id, conn)?.held.contains(&pasid) {
             return Err(LeaseError::NotHeld { pasid });
         }
+        self.give_back(id, pasid, ops);
+        Ok(())
+    }
+
+    /// Takes `pasid`, held by lease `id`, off it: into its spares while they have
+    /// room (no store record: the store still gives it to the lease), else free.
+    fn give_back(&mut self, id: LeaseId, pasid: u32, ops: &mut Vec<StoreOp>) {
+        let lease = self
+            .leases
+            .get_mut(&id)
+            .expect("the caller found the lease");
+        lease.held.remove(&pasid);
         if (lease.spare.len() as u32) < self.policy.spare {
             lease.spare.insert(pasid);
-            return Ok(());
+            return;
         }
+        let uid = lease.peer.uid;
         self.taken.free(pasid);
         self.usage.entry(uid).or_default().pasids -= 1;
         ops.push(StoreOp::Free { pasid });
-        Ok(())
     }
 
     fn end_lease(&mut self, id: LeaseId, quarantine_until: u64, ops: &mut Vec<StoreOp>) {
