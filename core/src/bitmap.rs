@@ -45,7 +45,8 @@
 //!   the next allocation takes the id back) is left *dirty*: its summary bits are not
 //!   set; when the allocation empties it again they are right as they stand and the
 //!   word is clean. Likewise the hint word an allocation empties keeps its summary
-//!   bits set while the hint moves past it. Summaries are exact for the leaves with the
+//!   bits set, and the hint stays on it until the next allocation moves past it: the
+//!   usual next step (the id freed again) finds everything in place. Summaries are exact for the leaves with the
 //!   dirty word counted as what its bits say, and the dirty word is always at or left
 //!   of the hint. It is cleaned for real (its summaries set or cleared, a cold path)
 //!   only when another word would become dirty or the hint moves below it.
@@ -302,9 +303,12 @@ impl IdBitmap {
         }
         self.leaves[w] = word | bit;
         self.returned = self.returned.wrapping_add(1);
-        if w == self.hint && word != 0 {
+        if w == self.hint {
             // The usual case (the lowest free id given back, or one beside it):
-            // nothing to move.
+            // nothing to move, but an emptied hint word's dirty state to settle.
+            if word == 0 {
+                self.hint_word_refilled(w);
+            }
             return true;
         }
         if w < self.hint {
@@ -319,9 +323,10 @@ impl IdBitmap {
             }
         } else {
             if word == 0 {
-                self.refilled_at_or_past_hint(w);
+                self.refilled_past_hint(w);
             }
-            if w > self.hint && w < self.resume {
+            // Right of the hint (the hint word returned above).
+            if w < self.resume {
                 self.resume = w;
             }
         }
@@ -387,7 +392,7 @@ impl IdBitmap {
         self.leaves[w] = left;
         self.taken = self.taken.wrapping_add(1);
         if left == 0 {
-            self.hint_word_now_full(w);
+            self.hint_word_emptied(w);
         }
         self.start + (w * 64) as u32 + word.trailing_zeros()
     }
@@ -403,13 +408,15 @@ impl IdBitmap {
         }
     }
 
-    /// The hint word `w` just lost its last free id: the hint goes to `resume`, and the
-    /// word keeps its summary bits (it becomes, or stays, the dirty word).
+    /// The hint word `w` just lost its last free id. The hint stays on it (every word
+    /// below is still full): the next allocation moves on from `resume`, and the usual
+    /// next step, a free of that id, finds it in place. The word keeps its summary
+    /// bits: it becomes, or stays, the dirty word.
     #[inline(always)]
-    fn hint_word_now_full(&mut self, w: usize) {
+    fn hint_word_emptied(&mut self, w: usize) {
         if self.dirty == w + 1 {
             // Bits clear (it was made the hint by a free): right again. Bits set: it
-            // stays dirty, now left of the hint.
+            // stays dirty.
             if !self.dirty_set {
                 self.dirty = 0;
             }
@@ -420,8 +427,21 @@ impl IdBitmap {
             self.dirty = w + 1;
             self.dirty_set = true;
         }
-        self.hint = self.resume;
-        self.resume = self.hint + 1;
+    }
+
+    /// A free put the first free id back into the hint word `w`: if it is the dirty
+    /// word with its bits set (emptied by an allocation), they are right again; with
+    /// its bits clear it stays dirty; any other empty hint word becomes dirty, its
+    /// bits clear.
+    #[inline(always)]
+    fn hint_word_refilled(&mut self, w: usize) {
+        if self.dirty == w + 1 {
+            if self.dirty_set {
+                self.dirty = 0;
+            }
+        } else {
+            self.word_now_dirty(w);
+        }
     }
 
     /// A free made the empty leaf word `w` the hint word: it becomes the dirty word with
@@ -440,21 +460,13 @@ impl IdBitmap {
         }
     }
 
-    /// A free put the first free id into leaf word `w >= hint`.
+    /// A free put the first free id into leaf word `w > hint` (never the dirty word,
+    /// which is at or left of the hint): its summaries say so now.
     #[cold]
     #[inline(never)]
-    fn refilled_at_or_past_hint(&mut self, w: usize) {
-        if self.dirty == w + 1 {
-            // The dirty word is the hint word here; its bits now say what it holds
-            // if they say "free", and otherwise it stays dirty as the hint word.
-            if self.dirty_set {
-                self.dirty = 0;
-            }
-        } else if w == self.hint {
-            self.word_now_dirty(w);
-        } else {
-            self.set_summaries(w);
-        }
+    fn refilled_past_hint(&mut self, w: usize) {
+        debug_assert!(self.dirty != w + 1, "the dirty word is right of the hint");
+        self.set_summaries(w);
     }
 
     /// Leaf word `w >= hint` just lost its last free id by a claim or `alloc_from`.
@@ -470,8 +482,9 @@ impl IdBitmap {
         }
     }
 
-    /// Lowest-free allocation when the hint word is full: find the next word with a
-    /// free id through the summaries, and move the hint there.
+    /// Lowest-free allocation when the hint word is full (an allocation emptied it and
+    /// left the hint on it): find the next word with a free id, at `resume` or through
+    /// the summaries, and move the hint there.
     #[cold]
     #[inline(never)]
     fn alloc_past_hint(&mut self) -> Option<u32> {

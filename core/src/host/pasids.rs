@@ -98,6 +98,7 @@ impl<S: HostPasidSource> Host<S> {
         }
         free_checked(g, gpasid, &self.layout)
     }
+
     /// The host PASID behind a guest's shared gPASID: what ENQCMD's PASID becomes.
     #[inline]
     pub fn translate(&self, guest: GuestId, gpasid: u32) -> Result<u32> {
