@@ -46,9 +46,9 @@
 //!   set; when the allocation empties it again they are right as they stand and the
 //!   word is clean. Likewise the hint word an allocation empties keeps its summary
 //!   bits set, and the hint stays on it until the next allocation moves past it: the
-//!   usual next step (the id freed again) finds everything in place. Summaries are exact for the leaves with the
-//!   dirty word counted as what its bits say, and the dirty word is always at or left
-//!   of the hint. It is cleaned for real (its summaries set or cleared, a cold path)
+//!   usual next step (the id freed again) finds everything in place. Summaries are
+//!   exact for the leaves with the dirty word counted as what its bits say, and the
+//!   dirty word is always at or left of the hint. It is cleaned for real (its summaries set or cleared, a cold path)
 //!   only when another word would become dirty or the hint moves below it.
 //!
 //! Unlike 0.1's "pending summaries" (which could leave a refilled word pending for good

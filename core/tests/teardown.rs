@@ -15,6 +15,8 @@ enum Spoil {
     Repeat(usize),
     /// One item with a host PASID that is not its own.
     Stranger(usize),
+    /// One item given twice, the second time with another host PASID.
+    Twin(usize),
 }
 
 fn spoil() -> impl Strategy<Value = Spoil> {
@@ -22,6 +24,7 @@ fn spoil() -> impl Strategy<Value = Spoil> {
         2 => Just(Spoil::Nothing),
         1 => any::<usize>().prop_map(Spoil::Repeat),
         1 => any::<usize>().prop_map(Spoil::Stranger),
+        1 => any::<usize>().prop_map(Spoil::Twin),
     ]
 }
 
@@ -89,6 +92,12 @@ proptest! {
                 let at = at % batch.len();
                 // Local items have no host PASID: giving one makes it a stranger too.
                 batch[at].hpasid = Some(batch[at].hpasid.map_or(5, |h| h ^ 1));
+                true
+            }
+            Spoil::Twin(at) if !batch.is_empty() => {
+                let mut twin = batch[at % batch.len()];
+                twin.hpasid = Some(twin.hpasid.map_or(5, |h| h ^ 1));
+                batch.insert(seed as usize % (batch.len() + 1), twin);
                 true
             }
             _ => false,

@@ -298,19 +298,16 @@ impl<S: HostPasidSource> Host<S> {
         if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
             return Err(Error::NotDraining { pasid: w[0].gpasid });
         }
-        self.check_sorted_runs(sorted)
-    }
-
-    /// Checks a sorted batch without repeats one guest's run at a time: one lookup of
-    /// the guest for its whole run.
-    fn check_sorted_runs(&self, sorted: &[Draining]) -> Result<()> {
-        for run in sorted.chunk_by(|a, b| a.guest == b.guest) {
-            match self.guest(run[0].guest) {
-                Ok(g) => run.iter().try_for_each(|item| g.check_draining(item))?,
-                Err(_) => run.iter().try_for_each(|item| self.check_orphan(item))?,
-            }
-        }
-        Ok(())
+        self.check_increasing(sorted).unwrap_or_else(|| {
+            // Sorted without repeats, so the order broke where one (guest, gPASID)
+            // comes with two host PASIDs: at most one of them drains as given, and
+            // every item before the pair passed (as a check in order would find).
+            let w = sorted
+                .windows(2)
+                .find(|w| (w[0].guest, w[0].gpasid) == (w[1].guest, w[1].gpasid))
+                .expect("a sorted batch breaks the strict order only at such a pair");
+            Err(Error::NotDraining { pasid: w[1].gpasid })
+        })
     }
 
     /// Checks a batch that goes up strictly by (guest, gPASID), as [`Host::draining`]
