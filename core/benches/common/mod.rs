@@ -541,6 +541,20 @@ impl criterion::measurement::Measurement for ThreadCpu {
     }
 }
 
+/// How long `f` takes on the clock the bench measures ([`cpu_clock`] or wall time): for
+/// `iter_custom` benches that time only part of each round.
+pub fn timed(f: impl FnOnce()) -> std::time::Duration {
+    if cpu_clock() {
+        let start = cpu_time::ThreadTime::now();
+        f();
+        start.elapsed()
+    } else {
+        let start = std::time::Instant::now();
+        f();
+        start.elapsed()
+    }
+}
+
 /// Formats nanoseconds of CPU time like criterion formats wall time.
 struct NanosFormatter;
 
