@@ -715,3 +715,25 @@ fn a_reclaim_frees_a_release_whose_answer_was_lost_and_ignores_a_strangers() {
         Op::Advance { ms: 1500 },
     ]);
 }
+
+#[test]
+fn a_reclaim_naming_one_release_twice_gives_it_back_once() {
+    run(vec![
+        Op::Open { uid: 0 },
+        Op::Alloc { lease: 0, count: 1 },
+        Op::Reclaim {
+            lease: 0,
+            drop_one: true,
+            release_dropped: true,
+            foreign: None,
+            // The dropped PASID itself (the lease's only one), so `released` names
+            // it twice.
+            released_foreign: Some(START),
+            bad_token: false,
+        },
+        // Ending the lease takes its spares off the uid's count: once each.
+        Op::Goodbye { lease: 0 },
+        Op::Open { uid: 0 },
+        Op::Alloc { lease: 1, count: 1 },
+    ]);
+}

@@ -486,13 +486,17 @@ impl Registry {
     }
 
     /// Takes `pasid`, held by lease `id`, off it: into its spares while they have
-    /// room (no store record: the store still gives it to the lease), else free.
+    /// room (no store record: the store still gives it to the lease), else free. A
+    /// PASID the lease does not hold (given back already: a reclaim may name one
+    /// release twice) changes nothing, so nothing is freed or counted twice.
     fn give_back(&mut self, id: LeaseId, pasid: u32, ops: &mut Vec<StoreOp>) {
         let lease = self
             .leases
             .get_mut(&id)
             .expect("the caller found the lease");
-        lease.held.remove(&pasid);
+        if !lease.held.remove(&pasid) {
+            return;
+        }
         if (lease.spare.len() as u32) < self.policy.spare {
             lease.spare.insert(pasid);
             return;
