@@ -74,6 +74,10 @@ use crate::error::Result;
 /// Enough levels for any `u32` capacity: 2^26 leaf words, then 2^20, 2^14, 2^8, 4, 1.
 const MAX_LEVELS: usize = 6;
 
+/// "Every id is used", as `alloc_past_hint` answers it: never an id, as a range ends at
+/// `u32::MAX` at most.
+const NO_ID: u32 = u32::MAX;
+
 /// A fixed-size set of ids in `range`, each free or used: the default source of a
 /// host's shared PASIDs ([`HostPasidSource`](crate::HostPasidSource)) and every guest's
 /// gPASID allocator.
@@ -243,12 +247,13 @@ impl IdBitmap {
     pub fn alloc(&mut self) -> Option<u32> {
         // Fast path: the hint word has a free id, and its lowest one is the answer.
         let w = self.hint;
-        if let Some(&word) = self.leaves.get(w) {
-            if word != 0 {
-                return Some(self.take_lowest(w, word));
-            }
-        }
-        self.alloc_past_hint()
+        let id = match self.leaves.get(w) {
+            Some(&word) if word != 0 => self.take_lowest(w, word),
+            _ => self.alloc_past_hint(),
+        };
+        // One value out of both paths, tested once, rather than a tag merged and
+        // tested again.
+        (id != NO_ID).then_some(id)
     }
 
     /// Marks the lowest free id at or after `start` used and returns it.
@@ -487,16 +492,19 @@ impl IdBitmap {
     /// the summaries, and move the hint there.
     #[cold]
     #[inline(never)]
-    fn alloc_past_hint(&mut self) -> Option<u32> {
+    fn alloc_past_hint(&mut self) -> u32 {
         // The hint word is full and so is every word before `resume`.
         let w = match self.leaves.get(self.resume) {
             Some(&word) if word != 0 => self.resume,
-            _ => self.free_word_from(self.resume + 1)?,
+            _ => match self.free_word_from(self.resume + 1) {
+                Some(w) => w,
+                None => return NO_ID,
+            },
         };
         self.hint = w;
         self.resume = w + 1;
         let word = self.leaves[w];
-        Some(self.take_lowest(w, word))
+        self.take_lowest(w, word)
     }
 
     /// The lowest free index at or after `bit`: mask the leaf word holding it and, only

@@ -105,6 +105,14 @@ pub trait HostPasidSource {
     fn free_count(&self) -> u32;
 }
 
+/// [`SourceError::Exhausted`], out of line: kept off the allocation's path, the compiler
+/// branches to it instead of packing both outcomes into one value and testing that.
+#[cold]
+#[inline(never)]
+fn exhausted() -> SourceError {
+    SourceError::Exhausted
+}
+
 /// The in-process source: the host owns its whole shared range.
 impl HostPasidSource for IdBitmap {
     fn range(&self) -> Range<u32> {
@@ -113,7 +121,10 @@ impl HostPasidSource for IdBitmap {
 
     #[inline(always)]
     fn alloc(&mut self) -> Result<u32, SourceError> {
-        IdBitmap::alloc(self).ok_or(SourceError::Exhausted)
+        match IdBitmap::alloc(self) {
+            Some(pasid) => Ok(pasid),
+            None => Err(exhausted()),
+        }
     }
 
     fn alloc_many(&mut self, count: u32, out: &mut Vec<u32>) -> Result<(), SourceError> {

@@ -112,42 +112,42 @@ impl<S: HostPasidSource> Host<S> {
     #[inline(always)]
     fn complete_one(&mut self, item: &Draining) -> Result<()> {
         let not = Error::NotDraining { pasid: item.gpasid };
+        // Each path gives its host PASID back itself: one test of `item.hpasid`.
         match live_guest_mut(&mut self.slots, item.guest) {
-            Ok(g) => {
-                let forgotten = match item.hpasid {
-                    Some(hpasid) => {
-                        // Fail closed, as in Guest::check_draining: no reuse while
-                        // the log may still owe the CPU's table this entry's
-                        // invalidation.
-                        if g.changes
-                            .as_ref()
-                            .is_some_and(|log| log.unmap_pending(item.gpasid))
-                            && g.remap.draining(item.gpasid) == Some(hpasid)
-                        {
-                            return Err(Error::ChangePending { pasid: item.gpasid });
-                        }
-                        g.remap.forget_draining(item.gpasid, hpasid)
+            Ok(g) => match item.hpasid {
+                Some(hpasid) => {
+                    // Fail closed, as in Guest::check_draining: no reuse while the
+                    // log may still owe the CPU's table this entry's invalidation.
+                    if g.changes
+                        .as_ref()
+                        .is_some_and(|log| log.unmap_pending(item.gpasid))
+                        && g.remap.draining(item.gpasid) == Some(hpasid)
+                    {
+                        return Err(Error::ChangePending { pasid: item.gpasid });
                     }
-                    None => g.draining_local.remove(&item.gpasid).is_some(),
-                };
-                if !forgotten {
-                    return Err(not);
+                    if !g.remap.forget_draining(item.gpasid, hpasid) {
+                        return Err(not);
+                    }
+                    g.pasids.free(item.gpasid);
+                    self.give_back(hpasid);
                 }
-                g.pasids.free(item.gpasid);
-            }
+                None => {
+                    if g.draining_local.remove(&item.gpasid).is_none() {
+                        return Err(not);
+                    }
+                    g.pasids.free(item.gpasid);
+                }
+            },
             Err(_) => {
-                let at = match (item.hpasid, self.orphans.binary_search(item)) {
-                    (Some(_), Ok(at)) => at,
-                    _ => return Err(not),
+                let (Some(hpasid), Ok(at)) = (item.hpasid, self.orphans.binary_search(item)) else {
+                    return Err(not);
                 };
                 self.orphans.remove(at);
                 if self.orphans.is_empty() {
                     self.orphans = Vec::new();
                 }
+                self.give_back(hpasid);
             }
-        }
-        if let Some(hpasid) = item.hpasid {
-            self.give_back(hpasid);
         }
         if !self.release_backlog.is_empty() {
             self.retry_releases();
