@@ -15,7 +15,8 @@
 #           crashes go to fuzz/artifacts/<target> (reproduce: cargo +nightly fuzz run
 #           <target> FILE).
 # miri      runs the core's tests, and the C layer's unit and ABI tests, under Miri (undefined behaviour, leaks), property
-#           tests at PROPTEST_CASES=4 (model.rs: 2 under cfg(miri)), minus the tests
+#           tests at PROPTEST_CASES=4 (model.rs: 2 under cfg(miri); remap.rs's model test
+#           reads it too since 2026-12-02, where its fixed 64 cases took ten minutes), minus the tests
 #           listed in MIRI_SKIP below, which only repeat natively-tested logic at
 #           sizes Miri would take many minutes over. MIRI_SCOPE=quick (the default
 #           when FUZZ_SECONDS <= 30) also leaves out model.rs and migrate.rs: about 4
