@@ -868,10 +868,7 @@ mod tests {
     }
 
     fn cases() -> u32 {
-        std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(48)
+        crate::test_support::proptest_cases(48)
     }
 
     proptest! {

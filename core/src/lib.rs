@@ -60,6 +60,21 @@ pub mod source;
 mod types;
 pub mod vcmd;
 
+/// Helpers shared by the unit tests.
+#[cfg(test)]
+mod test_support {
+    extern crate std;
+
+    /// Property-test cases: `PROPTEST_CASES` when set (what `scripts/harden.sh` sets
+    /// for Miri), else `default`.
+    pub(crate) fn proptest_cases(default: u32) -> u32 {
+        std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(default)
+    }
+}
+
 pub use bitmap::IdBitmap;
 pub use changes::TranslationChange;
 pub use contract::GuestContract;

@@ -530,8 +530,6 @@ impl TableView<'_> {
 
 #[cfg(test)]
 mod tests {
-    extern crate std;
-
     use super::*;
 
     #[test]
@@ -629,17 +627,12 @@ mod tests {
         assert!(t.heap_bytes() <= 4 * 4096 + 32 * 8, "{}", t.heap_bytes());
     }
 
-    /// 64 cases, or `PROPTEST_CASES` (what `scripts/harden.sh` sets for Miri, where 64
-    /// cases of this model test take ten minutes).
-    fn cases() -> u32 {
-        std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(64)
-    }
-
     proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(cases()))]
+        // `PROPTEST_CASES` when set: under Miri, 64 cases of this model test take ten
+        // minutes.
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(
+            crate::test_support::proptest_cases(64)
+        ))]
 
         /// The map against a `BTreeMap` and a set of tables ever touched, for ranges
         /// that start anywhere and gPASIDs dense from the bottom (as lowest-free gives
