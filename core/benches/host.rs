@@ -62,26 +62,62 @@ fn e_migrate<M: Measurement>(c: &mut Criterion<M>) {
     group.finish();
 }
 
-/// A host with `GUESTS` guests, each holding `PER_GUEST` shared PASIDs.
-fn populated() -> (Host, Vec<(GuestId, Vec<u32>)>) {
-    populated_with(GUESTS)
+/// A host of many guests, each holding the same `PER_GUEST` shared gPASIDs.
+struct Populated {
+    host: Host,
+    guests: Vec<GuestId>,
+    /// The gPASIDs every guest holds (lowest-free allocation gives each the same ones).
+    gpasids: Vec<u32>,
 }
 
-/// A host with `guests` guests, each holding `PER_GUEST` shared PASIDs.
-fn populated_with(guests: u32) -> (Host, Vec<(GuestId, Vec<u32>)>) {
-    let mut host = common::host();
-    let guests = (0..guests)
-        .map(|_| {
-            let g = host
-                .create_guest(GuestConfig::p2(PER_GUEST))
-                .expect("guest");
-            let ps = (0..PER_GUEST)
-                .map(|_| host.alloc(g, PasidKind::Shared).expect("alloc"))
-                .collect();
-            (g, ps)
-        })
-        .collect();
-    (host, guests)
+impl Populated {
+    /// `guests` guests, each holding `PER_GUEST` shared PASIDs.
+    fn new(guests: u32) -> Self {
+        let mut host = common::host();
+        let gpasids: Vec<u32> = (1..=PER_GUEST).collect();
+        let guests = (0..guests)
+            .map(|_| {
+                let g = host
+                    .create_guest(GuestConfig::p2(PER_GUEST))
+                    .expect("guest");
+                for &want in &gpasids {
+                    let got = host.alloc(g, PasidKind::Shared).expect("alloc");
+                    assert_eq!(got, want, "lowest free gPASID");
+                }
+                g
+            })
+            .collect();
+        Populated {
+            host,
+            guests,
+            gpasids,
+        }
+    }
+
+    /// One churn step on a random guest: free one of its shared gPASIDs, confirm the
+    /// teardown, allocate again. The freed gPASID is the guest's only free one, so the
+    /// alloc gives it back and the bench needs no per-guest list of its own (whose
+    /// cache misses would be counted as ours).
+    #[inline(always)]
+    fn churn(&mut self, rng: &mut impl Rng) {
+        let g = self.guests[rng.random_range(0..self.guests.len())];
+        let gpasid = self.gpasids[rng.random_range(0..self.gpasids.len())];
+        let freed = self.host.free(g, black_box(gpasid)).expect("free");
+        self.host.complete_teardown(&[freed]).expect("teardown");
+        let again = self.host.alloc(g, PasidKind::Shared).expect("alloc");
+        assert_eq!(
+            again, gpasid,
+            "the lowest free gPASID is the one just freed"
+        );
+    }
+
+    /// A translate of a random guest's random shared gPASID.
+    #[inline(always)]
+    fn translate(&self, rng: &mut impl Rng) -> u32 {
+        let g = self.guests[rng.random_range(0..self.guests.len())];
+        let gpasid = self.gpasids[rng.random_range(0..self.gpasids.len())];
+        self.host.translate(g, black_box(gpasid)).expect("mapped")
+    }
 }
 
 fn f_1000_guests<M: Measurement>(c: &mut Criterion<M>) {
@@ -89,15 +125,15 @@ fn f_1000_guests<M: Measurement>(c: &mut Criterion<M>) {
     group.sample_size(20);
     group.sampling_mode(SamplingMode::Flat);
     group.throughput(Throughput::Elements((GUESTS * PER_GUEST) as u64));
-    group.bench_function("create+fill", |b| b.iter(populated));
+    group.bench_function("create+fill", |b| b.iter(|| Populated::new(GUESTS)));
 
-    let (host, guests) = populated();
+    let mut p = Populated::new(GUESTS);
     group.bench_function("destroy", |b| {
         b.iter_batched_ref(
-            || host.clone(),
+            || p.host.clone(),
             |h| {
-                for (g, _) in &guests {
-                    h.destroy_guest(*g).expect("destroy");
+                for &g in &p.guests {
+                    h.destroy_guest(g).expect("destroy");
                 }
             },
             BatchSize::PerIteration,
@@ -105,20 +141,11 @@ fn f_1000_guests<M: Measurement>(c: &mut Criterion<M>) {
     });
 
     // Churn: one free and one alloc per element, on random guests.
-    let (mut host, mut guests) = (host, guests);
     let mut rng = common::rng();
     group.throughput(Throughput::Elements(1));
     group.sample_size(100);
     group.sampling_mode(SamplingMode::Auto);
-    group.bench_function("churn (free+alloc)", |b| {
-        b.iter(|| {
-            let (g, ps) = &mut guests[rng.random_range(0..GUESTS as usize)];
-            let slot = &mut ps[rng.random_range(0..PER_GUEST as usize)];
-            let freed = host.free(*g, black_box(*slot)).expect("free");
-            host.complete_teardown(&[freed]).expect("teardown");
-            *slot = host.alloc(*g, PasidKind::Shared).expect("alloc");
-        })
-    });
+    group.bench_function("churn (free+alloc)", |b| b.iter(|| p.churn(&mut rng)));
     group.finish();
 }
 
@@ -131,23 +158,13 @@ fn g_many_guests<M: Measurement>(c: &mut Criterion<M>) {
         &[10, 100, 1000, 8000]
     };
     for &n in counts {
-        let (mut host, mut guests) = populated_with(n);
+        let mut p = Populated::new(n);
         let mut rng = common::rng();
         group.bench_with_input(BenchmarkId::new("churn (free+alloc)", n), &n, |b, _| {
-            b.iter(|| {
-                let (g, ps) = &mut guests[rng.random_range(0..n as usize)];
-                let slot = &mut ps[rng.random_range(0..PER_GUEST as usize)];
-                let freed = host.free(*g, black_box(*slot)).expect("free");
-                host.complete_teardown(&[freed]).expect("teardown");
-                *slot = host.alloc(*g, PasidKind::Shared).expect("alloc");
-            })
+            b.iter(|| p.churn(&mut rng))
         });
         group.bench_with_input(BenchmarkId::new("translate", n), &n, |b, _| {
-            b.iter(|| {
-                let (g, ps) = &guests[rng.random_range(0..n as usize)];
-                let gpasid = ps[rng.random_range(0..PER_GUEST as usize)];
-                host.translate(*g, black_box(gpasid)).expect("mapped")
-            })
+            b.iter(|| p.translate(&mut rng))
         });
     }
     group.finish();
