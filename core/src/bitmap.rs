@@ -130,6 +130,14 @@ pub struct IdBitmap {
     depth: u8,
 }
 
+impl IdBitmap {
+    /// How many of the struct's first bytes an alloc or a free of the fast path reads:
+    /// through `dirty_set`. The guest slot's layout keeps them in one cache line.
+    #[cfg(test)]
+    pub(crate) const HOT_BYTES: usize =
+        core::mem::offset_of!(IdBitmap, dirty_set) + core::mem::size_of::<bool>();
+}
+
 impl PartialEq for IdBitmap {
     fn eq(&self, other: &Self) -> bool {
         // The leaves are the set; summaries may differ by a dirty word.

@@ -137,20 +137,24 @@ impl RidUsers {
 }
 
 /// One guest's PASIDs and devices.
-// `repr(C)`, in the order alloc, free and teardown read them: the configuration, the
-// change log's presence, the bind counts' length, then the hot heads of the gPASID
-// bitmap and of the translation map (both `repr(C)` with their hot fields first); what
-// only set-up, devices and migration read comes last.
+// `repr(C)`, what alloc, free and teardown read first, in as few of the slot's lines as
+// fit (on 64-bit targets, checked by `slot_layout` below): the change log's presence
+// and the bind counts' length in the slot's first line with its id, the gPASID
+// bitmap's hot head (`IdBitmap::HOT_BYTES`) filling the second, and the configuration
+// and the translation map's hot head (`RemapTable::HOT_BYTES`) in the fourth, which
+// the bitmap's cold tail leads to. The configuration sits there, not first, so that
+// the bitmap's head fits its line whole: three lines a step, not four. What only
+// set-up, devices and migration read comes last.
 #[derive(Debug, Clone)]
 #[repr(C)]
 pub(crate) struct Guest {
-    pub(crate) config: GuestConfig,
     /// The translation-change log, when the VMM turned it on.
     pub(crate) changes: Option<ChangeLog>,
     /// How many devices each bound gPASID is bound to.
     pub(crate) bind_counts: SortedMap<u32, u32>,
     /// gPASIDs the guest holds or that drain, of both kinds (p2 guests only).
     pub(crate) pasids: IdBitmap,
+    pub(crate) config: GuestConfig,
     /// The shared ones it holds, with their host PASIDs.
     pub(crate) remap: RemapTable,
     /// What the guest's vIOMMU told it; a p2 guest's gPASIDs come from its range.
@@ -649,5 +653,47 @@ impl Host<IdBitmap> {
     /// shared allocator included), counted directly.
     pub fn heap_bytes(&self) -> usize {
         self.heap_bytes_excluding_source() + self.source.heap_bytes()
+    }
+}
+#[cfg(all(test, target_pointer_width = "64"))]
+mod slot_layout {
+    use core::mem::{offset_of, size_of};
+
+    use super::{Guest, Slot};
+    use crate::bitmap::IdBitmap;
+    use crate::remap::RemapTable;
+
+    const LINE: usize = 64;
+
+    /// The cache lines of a slot that `len` bytes at slot offset `at` lie in.
+    fn lines(at: usize, len: usize) -> core::ops::RangeInclusive<usize> {
+        at / LINE..=(at + len - 1) / LINE
+    }
+
+    /// What a churn step (free, complete_teardown, alloc) reads of a guest's slot lies
+    /// in three lines: the id with the change log and bind counts, the bitmap's head,
+    /// and the configuration with the map's head.
+    #[test]
+    fn a_step_reads_three_lines_of_the_slot() {
+        let guest = offset_of!(Slot, guest);
+        let field = |at: usize| guest + at;
+        assert_eq!(lines(offset_of!(Slot, occupant), 4), 0..=0);
+        assert_eq!(lines(field(offset_of!(Guest, changes)), 32), 0..=0);
+        assert_eq!(
+            lines(
+                field(offset_of!(Guest, bind_counts)),
+                size_of::<[usize; 3]>()
+            ),
+            0..=0
+        );
+        assert_eq!(
+            lines(field(offset_of!(Guest, pasids)), IdBitmap::HOT_BYTES),
+            1..=1
+        );
+        assert_eq!(lines(field(offset_of!(Guest, config)), 8), 3..=3);
+        assert_eq!(
+            lines(field(offset_of!(Guest, remap)), RemapTable::HOT_BYTES),
+            3..=3
+        );
     }
 }
