@@ -36,8 +36,11 @@
 //! * **`resume`**, above the hint, with every word strictly between the two full. A
 //!   free below the hint remembers the old hint here, so once the freed id is handed
 //!   out again the hint goes straight back instead of climbing over the full stretch in
-//!   between: churn at high fill (free a random used id, allocate the lowest) then never
-//!   searches.
+//!   between. And while the hint word is full (an allocation emptied it), a free into
+//!   any word before `resume`, left or right of the hint, makes that word the hint
+//!   without moving `resume`: everything below it is full. Churn (free a random used
+//!   id, allocate the lowest) then never searches and never touches a summary, at any
+//!   fill, in order or after random frees.
 //! * **The dirty word** (at most one). No search ever reads a summary bit that covers
 //!   the hint word or anything left of it: every search starts at the hint or to its
 //!   right, checks that leaf word itself, and at each level climbs only to the right of
@@ -322,6 +325,19 @@ impl IdBitmap {
             if word == 0 {
                 self.hint_word_refilled(w);
             }
+            return true;
+        }
+        if w < self.resume && self.leaves.get(self.hint).is_none_or(|&h| h == 0) {
+            // Churn's usual case: an allocation emptied the hint word (and left the
+            // hint on it), and `w` lies before `resume`. Every word below `w` is full
+            // (below the hint, the hint word, and between the two when `w` is right of
+            // it), so `w`, full until now, is the lowest word with a free id: it becomes
+            // the hint, and `resume` still bounds a full stretch. The next allocation
+            // then takes the id from the hint word, with no search and no summary
+            // update, as when the freed id is the one just allocated.
+            debug_assert_eq!(word, 0, "a word before resume was full");
+            self.hint = w;
+            self.word_now_dirty(w);
             return true;
         }
         if w < self.hint {
