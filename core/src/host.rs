@@ -549,6 +549,7 @@ impl<S: HostPasidSource> Host<S> {
             .iter()
             .map(|(gpasid, hpasid)| (gpasid, Some(hpasid)));
         let draining = g.draining();
+        let before = self.orphans.len();
         // Reserved above, so this cannot allocate. Local gPASIDs need no draining once
         // their guest is gone: nobody else can be handed those numbers.
         self.orphans.extend(
@@ -560,8 +561,19 @@ impl<S: HostPasidSource> Host<S> {
                     hpasid,
                 }),
         );
-        // Sorted, so teardown confirmations find them by binary search (in place).
-        self.orphans.sort_unstable();
+        // Kept sorted, so teardown confirmations find them by binary search (in place).
+        // This guest's items are sorted among themselves, then moved as one block to
+        // where its id belongs: no orphan has its id yet (ids are never reused). Guests
+        // are mostly destroyed in id order, so the block is usually in place already;
+        // sorting the whole list instead made destroying many guests quadratic.
+        self.orphans[before..].sort_unstable();
+        if let Some(&first) = self.orphans.get(before) {
+            let at = self.orphans[..before].partition_point(|o| *o < first);
+            if at < before {
+                let block = self.orphans.len() - before;
+                self.orphans[at..].rotate_right(block);
+            }
+        }
         for &(rid, kind) in g.devices.keys() {
             self.remove_user(rid, kind, guest);
         }

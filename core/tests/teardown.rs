@@ -121,3 +121,32 @@ proptest! {
         }
     }
 }
+
+/// Guests destroyed out of id order leave the orphans sorted by guest and gPASID (each
+/// destroy moves its own block into place), so each one's teardown is found.
+#[test]
+fn orphans_stay_sorted_whatever_the_destroy_order() {
+    let layout = PasidLayout::new(20, 1..1024, 1024..1 << 19).unwrap();
+    let mut host = Host::new(layout, Platform::P2).unwrap();
+    let guests: Vec<_> = (0..5)
+        .map(|_| host.create_guest(GuestConfig::p2(8)).unwrap())
+        .collect();
+    for g in &guests {
+        for _ in 0..3 {
+            host.alloc(*g, PasidKind::Shared).unwrap();
+        }
+    }
+    for i in [3, 0, 4, 1, 2] {
+        host.destroy_guest(guests[i]).unwrap();
+        let listed: Vec<Draining> = host.draining().collect();
+        let mut sorted = listed.clone();
+        sorted.sort();
+        assert_eq!(listed, sorted);
+    }
+    let listed: Vec<Draining> = host.draining().collect();
+    assert_eq!(listed.len(), 15);
+    for item in listed.iter().rev() {
+        host.complete_teardown(core::slice::from_ref(item)).unwrap();
+    }
+    assert_eq!(host.draining_count(), 0);
+}
