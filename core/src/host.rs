@@ -154,6 +154,7 @@ pub(crate) struct Guest {
     pub(crate) bind_counts: SortedMap<u32, u32>,
     /// gPASIDs the guest holds or that drain, of both kinds (p2 guests only).
     pub(crate) pasids: IdBitmap,
+    /// Its platform and shared quota, as created or imported.
     pub(crate) config: GuestConfig,
     /// The shared ones it holds, with their host PASIDs.
     pub(crate) remap: RemapTable,
@@ -667,6 +668,7 @@ impl Host<IdBitmap> {
         self.heap_bytes_excluding_source() + self.source.heap_bytes()
     }
 }
+
 #[cfg(all(test, target_pointer_width = "64"))]
 mod slot_layout {
     use core::mem::{offset_of, size_of};
