@@ -123,30 +123,46 @@ proptest! {
 }
 
 /// Guests destroyed out of id order leave the orphans sorted by guest and gPASID (each
-/// destroy moves its own block into place), so each one's teardown is found.
+/// destroy moves its own block into place), so each one's teardown is found, one at a
+/// time or in a batch over several destroyed guests and a live one.
 #[test]
 fn orphans_stay_sorted_whatever_the_destroy_order() {
     let layout = PasidLayout::new(20, 1..1024, 1024..1 << 19).unwrap();
     let mut host = Host::new(layout, Platform::P2).unwrap();
-    let guests: Vec<_> = (0..5)
+    let guests: Vec<_> = (0..7)
         .map(|_| host.create_guest(GuestConfig::p2(8)).unwrap())
         .collect();
     for g in &guests {
-        for _ in 0..3 {
+        for _ in 0..4 {
             host.alloc(*g, PasidKind::Shared).unwrap();
         }
     }
-    for i in [3, 0, 4, 1, 2] {
+    for i in [3, 0, 5, 4, 1, 2] {
         host.destroy_guest(guests[i]).unwrap();
         let listed: Vec<Draining> = host.draining().collect();
         let mut sorted = listed.clone();
         sorted.sort();
         assert_eq!(listed, sorted);
     }
+    // The live guest's frees drain too.
+    let live = guests[6];
+    for gpasid in [1, 3] {
+        host.free(live, gpasid).unwrap();
+    }
     let listed: Vec<Draining> = host.draining().collect();
-    assert_eq!(listed.len(), 15);
-    for item in listed.iter().rev() {
+    assert_eq!(listed.len(), 6 * 4 + 2);
+    // Three one at a time, from the back; then the rest in one sorted batch (over the
+    // small-batch size, so the batch path's merging walk takes them off).
+    let (rest, singles) = listed.split_at(listed.len() - 3);
+    for item in singles.iter().rev() {
         host.complete_teardown(core::slice::from_ref(item)).unwrap();
     }
+    let orphans_left = rest.iter().filter(|d| d.guest != live).count();
+    assert!(rest.len() > 16 && orphans_left > 0);
+    host.complete_teardown(rest).unwrap();
     assert_eq!(host.draining_count(), 0);
+    // Each was released once: confirming any again is refused.
+    for item in &listed {
+        assert!(host.complete_teardown(core::slice::from_ref(item)).is_err());
+    }
 }

@@ -188,6 +188,7 @@ impl<S: HostPasidSource> Host<S> {
     /// list (and the orphans) instead of one removal per item, one lookup of the guest
     /// per run of its items.
     fn forget_draining_batch(&mut self, sorted: &[Draining]) {
+        let mut orphans_in_batch = false;
         for run in sorted.chunk_by(|a, b| a.guest == b.guest) {
             let guest = run[0].guest;
             match live_guest_mut(&mut self.slots, guest) {
@@ -208,9 +209,8 @@ impl<S: HostPasidSource> Host<S> {
                         g.pasids.free(d.gpasid);
                     }
                 }
-                Err(_) => self
-                    .orphans
-                    .retain(|o| o.guest != guest || run.binary_search(o).is_err()),
+                // Taken off the orphans below, in one pass for every destroyed guest.
+                Err(_) => orphans_in_batch = true,
             }
             // The run is still in L1: a second short pass, once the guest is let go.
             for d in run {
@@ -218,6 +218,17 @@ impl<S: HostPasidSource> Host<S> {
                     self.give_back(hpasid);
                 }
             }
+        }
+        if orphans_in_batch {
+            // Both sorted, so one merging walk (a pass per destroyed guest made
+            // confirming many destroyed guests' PASIDs at once quadratic). The batch
+            // was checked: an item equal to an orphan is that orphan, and no item of a
+            // live guest equals one.
+            let mut items = sorted.iter().peekable();
+            self.orphans.retain(|o| {
+                while items.next_if(|d| *d < o).is_some() {}
+                items.next_if(|d| *d == o).is_none()
+            });
         }
     }
 
