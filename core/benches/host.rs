@@ -94,14 +94,20 @@ impl Populated {
         }
     }
 
+    /// A random guest and one of its shared gPASIDs.
+    #[inline(always)]
+    fn pick(&self, rng: &mut impl Rng) -> (GuestId, u32) {
+        let g = self.guests[rng.random_range(0..self.guests.len())];
+        (g, self.gpasids[rng.random_range(0..self.gpasids.len())])
+    }
+
     /// One churn step on a random guest: free one of its shared gPASIDs, confirm the
     /// teardown, allocate again. The freed gPASID is the guest's only free one, so the
     /// alloc gives it back and the bench needs no per-guest list of its own (whose
     /// cache misses would be counted as ours).
     #[inline(always)]
     fn churn(&mut self, rng: &mut impl Rng) {
-        let g = self.guests[rng.random_range(0..self.guests.len())];
-        let gpasid = self.gpasids[rng.random_range(0..self.gpasids.len())];
+        let (g, gpasid) = self.pick(rng);
         let freed = self.host.free(g, black_box(gpasid)).expect("free");
         self.host.complete_teardown(&[freed]).expect("teardown");
         let again = self.host.alloc(g, PasidKind::Shared).expect("alloc");
@@ -114,8 +120,7 @@ impl Populated {
     /// A translate of a random guest's random shared gPASID.
     #[inline(always)]
     fn translate(&self, rng: &mut impl Rng) -> u32 {
-        let g = self.guests[rng.random_range(0..self.guests.len())];
-        let gpasid = self.gpasids[rng.random_range(0..self.gpasids.len())];
+        let (g, gpasid) = self.pick(rng);
         self.host.translate(g, black_box(gpasid)).expect("mapped")
     }
 }

@@ -673,9 +673,7 @@ impl Host<IdBitmap> {
 mod slot_layout {
     use core::mem::{offset_of, size_of};
 
-    use super::{Guest, Slot};
-    use crate::bitmap::IdBitmap;
-    use crate::remap::RemapTable;
+    use super::{ChangeLog, Guest, GuestConfig, IdBitmap, RemapTable, Slot, SortedMap};
 
     const LINE: usize = 64;
 
@@ -691,12 +689,18 @@ mod slot_layout {
     fn a_step_reads_three_lines_of_the_slot() {
         let guest = offset_of!(Slot, guest);
         let field = |at: usize| guest + at;
-        assert_eq!(lines(offset_of!(Slot, occupant), 4), 0..=0);
-        assert_eq!(lines(field(offset_of!(Guest, changes)), 32), 0..=0);
+        assert_eq!(lines(offset_of!(Slot, occupant), size_of::<u32>()), 0..=0);
+        assert_eq!(
+            lines(
+                field(offset_of!(Guest, changes)),
+                size_of::<Option<ChangeLog>>()
+            ),
+            0..=0
+        );
         assert_eq!(
             lines(
                 field(offset_of!(Guest, bind_counts)),
-                size_of::<[usize; 3]>()
+                size_of::<SortedMap<u32, u32>>()
             ),
             0..=0
         );
@@ -704,7 +708,10 @@ mod slot_layout {
             lines(field(offset_of!(Guest, pasids)), IdBitmap::HOT_BYTES),
             1..=1
         );
-        assert_eq!(lines(field(offset_of!(Guest, config)), 8), 3..=3);
+        assert_eq!(
+            lines(field(offset_of!(Guest, config)), size_of::<GuestConfig>()),
+            3..=3
+        );
         assert_eq!(
             lines(field(offset_of!(Guest, remap)), RemapTable::HOT_BYTES),
             3..=3
