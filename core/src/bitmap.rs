@@ -25,22 +25,30 @@
 //! Every path is therefore at most `depth` dependent loads up and `depth` down, with
 //! `depth = ceil(log64(capacity))`: 4 for 2^20 ids, 2 for a 4096-id guest range.
 //!
-//! # The hint, the resume point and the dirty word
+//! # The hint, the resume points and the dirty word
 //!
-//! Three small pieces of state keep the common pairs at one leaf word, on every
+//! Four small pieces of state keep the common pairs at one leaf word, on every
 //! history:
 //!
 //! * **`hint`**, a leaf word number with every word below it full. Lowest-free
 //!   allocation loads that word first; a free below it lowers it. It is a word, not a
 //!   bit: the lowest set bit of the hint word *is* the lowest free id.
-//! * **`resume`**, above the hint, with every word strictly between the two full. A
-//!   free below the hint remembers the old hint here, so once the freed id is handed
-//!   out again the hint goes straight back instead of climbing over the full stretch in
-//!   between. And while the hint word is full (an allocation emptied it), a free into
-//!   any word before `resume`, left or right of the hint, makes that word the hint
-//!   without moving `resume`: everything below it is full. Churn (free a random used
-//!   id, allocate the lowest) then never searches and never touches a summary, at any
-//!   fill, in order or after random frees.
+//! * **`resume`** and **`resume_next`**, above the hint and above each other, with every
+//!   word strictly between two of them full: where the search for a free word goes on
+//!   when the hint word is full, before it ever reads a summary. A free below the hint
+//!   pushes the old hint onto them, so once the freed id is handed out again the hint
+//!   goes straight back instead of climbing over the full stretch in between; a free
+//!   between them takes its place in the order. Two points, not one, so that two frees
+//!   into a full stretch (a full allocator giving back two ids and handing them out
+//!   again) are found again with no search at all. And while the hint word is full
+//!   (an allocation emptied it), a free into any word before `resume`, left or right of
+//!   the hint, makes that word the hint without moving the others: everything below
+//!   it is full. Churn (free a random used id, allocate the lowest) then never searches
+//!   and never touches a summary, at any fill, in order or after random frees.
+//! * **A free into a word that had a free id moves nothing**: such a word is the hint
+//!   word, a resume point or right of them all, and its summaries already say "free".
+//!   So a claim's undo and a free beside the lowest free id are a load, a store and a
+//!   count, like a flat bitset's.
 //! * **The dirty word** (at most one). No search ever reads a summary bit that covers
 //!   the hint word or anything left of it: every search starts at the hint or to its
 //!   right, checks that leaf word itself, and at each level climbs only to the right of
@@ -51,8 +59,13 @@
 //!   bits set, and the hint stays on it until the next allocation moves past it: the
 //!   usual next step (the id freed again) finds everything in place. Summaries are
 //!   exact for the leaves with the dirty word counted as what its bits say, and the
-//!   dirty word is always at or left of the hint. It is cleaned for real (its summaries set or cleared, a cold path)
-//!   only when another word would become dirty or the hint moves below it.
+//!   dirty word is always at or left of the hint. It is cleaned for real (its
+//!   summaries set or cleared, a cold path) only when another word would become dirty
+//!   or the hint moves below it.
+//!
+//! A summary update visits every level with no branch on the data (setting a bit that
+//! is set is harmless; whether a word emptied is carried up as a mask): a loop that
+//! stops at the first level left unchanged mispredicts its exit on random ids.
 //!
 //! Unlike 0.1's "pending summaries" (which could leave a refilled word pending for good
 //! after random frees, sending every later operation down two out-of-line calls),
@@ -105,13 +118,17 @@ pub struct IdBitmap {
     leaves: Box<[u64]>,
     /// Every leaf word below this one is full: where lowest-free allocation looks first.
     /// At most `leaves.len()`. Not part of the bitmap's value; equality ignores it.
-    hint: usize,
+    /// Word numbers are `u32` (there are at most 2^26 leaf words), which keeps the hot
+    /// head of the struct in one cache line.
+    hint: u32,
     /// Every leaf word strictly between `hint` and this one is full; `> hint`.
-    resume: usize,
+    resume: u32,
+    /// Every leaf word strictly between `resume` and this one is full; `> resume`.
+    resume_next: u32,
     /// One more than the dirty leaf word (0: none), at or left of `hint`, whose summary
     /// bits say `dirty_set` ("has a free id") whatever the word holds. Ignored by
-    /// equality, as are `hint` and `resume`.
-    dirty: usize,
+    /// equality, as are `hint` and the resume points.
+    dirty: u32,
     /// The first id.
     start: u32,
     /// How many ids (the range's length), kept rather than the range's end so that the
@@ -191,6 +208,7 @@ impl IdBitmap {
             leaves,
             hint: 0,
             resume: 1,
+            resume_next: 2,
             dirty: 0,
             dirty_set: false,
             taken: 0,
@@ -257,7 +275,7 @@ impl IdBitmap {
     #[inline(always)]
     pub fn alloc(&mut self) -> Option<u32> {
         // Fast path: the hint word has a free id, and its lowest one is the answer.
-        let w = self.hint;
+        let w = self.hint as usize;
         let id = match self.leaves.get(w) {
             Some(&word) if word != 0 => self.take_lowest(w, word),
             _ => self.alloc_past_hint(),
@@ -271,12 +289,15 @@ impl IdBitmap {
     #[inline]
     pub fn alloc_from(&mut self, start: u32) -> Option<u32> {
         let from = start.saturating_sub(self.start) as usize;
-        let index = self.free_index_at_or_after(from.max(self.hint * 64))?;
+        let index = self.free_index_at_or_after(from.max(self.hint as usize * 64))?;
         let w = index / 64;
-        if from <= self.hint * 64 {
+        if from <= self.hint as usize * 64 {
             // Everything between the hint and this word is used.
-            self.hint = w;
-            self.resume = self.resume.max(w + 1);
+            self.hint = w as u32;
+            if w >= self.resume as usize {
+                self.resume = w as u32 + 1;
+                self.resume_next = w as u32 + 2;
+            }
         }
         self.take(w, 1 << (index % 64));
         Some(self.start + index as u32)
@@ -286,7 +307,7 @@ impl IdBitmap {
     #[inline]
     pub fn first_free_from(&self, start: u32) -> Option<u32> {
         let from = start.saturating_sub(self.start) as usize;
-        self.free_index_at_or_after(from.max(self.hint * 64))
+        self.free_index_at_or_after(from.max(self.hint as usize * 64))
             .map(|index| self.start + index as u32)
     }
 
@@ -319,44 +340,44 @@ impl IdBitmap {
         }
         self.leaves[w] = word | bit;
         self.returned = self.returned.wrapping_add(1);
-        if w == self.hint {
-            // The usual case (the lowest free id given back, or one beside it):
-            // nothing to move, but an emptied hint word's dirty state to settle.
-            if word == 0 {
-                self.hint_word_refilled(w);
-            }
+        if word != 0 {
+            // The word had a free id already, so it is the hint word, `resume`,
+            // `resume_next` or right of them all (every word strictly between them is
+            // full), and its summaries say so (or it is the dirty word, whose bits
+            // stand): nothing moves. A claim's undo, and a free beside the lowest.
             return true;
         }
-        if w < self.resume && self.leaves.get(self.hint).is_none_or(|&h| h == 0) {
-            // Churn's usual case: an allocation emptied the hint word (and left the
-            // hint on it), and `w` lies before `resume`. Every word below `w` is full
-            // (below the hint, the hint word, and between the two when `w` is right of
-            // it), so `w`, full until now, is the lowest word with a free id: it becomes
-            // the hint, and `resume` still bounds a full stretch. The next allocation
-            // then takes the id from the hint word, with no search and no summary
-            // update, as when the freed id is the one just allocated.
-            debug_assert_eq!(word, 0, "a word before resume was full");
-            self.hint = w;
+        if w == self.hint as usize {
+            // The lowest free id given back into the emptied hint word: its dirty
+            // state to settle.
+            self.hint_word_refilled(w);
+            return true;
+        }
+        // Every word below `floor` is full: the hint word too when an allocation has
+        // emptied it (and left the hint on it), and then everything up to `resume`.
+        let hint_full = self.leaves.get(self.hint as usize).is_none_or(|&h| h == 0);
+        let floor = if hint_full { self.resume } else { self.hint };
+        if w < floor as usize {
+            // Full until now: the lowest word with a free id. Every word strictly
+            // between it and `floor` is full, so the bounds above stay true with
+            // `floor` as the first, and the next allocation takes the id from the new
+            // hint word, with no search and no summary update (see the module doc on
+            // the dirty word). Churn's usual case, left or right of an emptied hint.
+            if !hint_full {
+                self.resume_next = self.resume;
+                self.resume = self.hint;
+            }
+            self.hint = w as u32;
             self.word_now_dirty(w);
-            return true;
-        }
-        if w < self.hint {
-            self.resume = self.hint;
-            self.hint = w;
-            if word == 0 {
-                // The new hint word: leave its summaries alone (see the module doc).
-                self.word_now_dirty(w);
-            } else if w + 1 < self.dirty {
-                // The dirty word must stay at or left of the hint.
-                self.clean_dirty();
-            }
         } else {
-            if word == 0 {
-                self.refilled_past_hint(w);
-            }
-            // Right of the hint (the hint word returned above).
+            // Right of the hint: its summaries say so now.
+            self.refilled_past_hint(w);
+            let w = w as u32;
             if w < self.resume {
+                self.resume_next = self.resume;
                 self.resume = w;
+            } else if self.resume < w && w < self.resume_next {
+                self.resume_next = w;
             }
         }
         true
@@ -443,7 +464,7 @@ impl IdBitmap {
     /// bits: it becomes, or stays, the dirty word.
     #[inline(always)]
     fn hint_word_emptied(&mut self, w: usize) {
-        if self.dirty == w + 1 {
+        if self.dirty as usize == w + 1 {
             // Bits clear (it was made the hint by a free): right again. Bits set: it
             // stays dirty.
             if !self.dirty_set {
@@ -453,7 +474,7 @@ impl IdBitmap {
             if self.dirty != 0 {
                 self.clean_dirty();
             }
-            self.dirty = w + 1;
+            self.dirty = w as u32 + 1;
             self.dirty_set = true;
         }
     }
@@ -464,7 +485,7 @@ impl IdBitmap {
     /// bits clear.
     #[inline(always)]
     fn hint_word_refilled(&mut self, w: usize) {
-        if self.dirty == w + 1 {
+        if self.dirty as usize == w + 1 {
             if self.dirty_set {
                 self.dirty = 0;
             }
@@ -478,13 +499,13 @@ impl IdBitmap {
     /// bits say "free" and are right again).
     #[inline(always)]
     fn word_now_dirty(&mut self, w: usize) {
-        if self.dirty == w + 1 {
+        if self.dirty as usize == w + 1 {
             self.dirty = 0;
         } else {
             if self.dirty != 0 {
                 self.clean_dirty();
             }
-            self.dirty = w + 1;
+            self.dirty = w as u32 + 1;
             self.dirty_set = false;
         }
     }
@@ -494,7 +515,10 @@ impl IdBitmap {
     #[cold]
     #[inline(never)]
     fn refilled_past_hint(&mut self, w: usize) {
-        debug_assert!(self.dirty != w + 1, "the dirty word is right of the hint");
+        debug_assert!(
+            self.dirty as usize != w + 1,
+            "the dirty word is right of the hint"
+        );
         self.set_summaries(w);
     }
 
@@ -502,7 +526,7 @@ impl IdBitmap {
     #[cold]
     #[inline(never)]
     fn word_now_full(&mut self, w: usize) {
-        if self.dirty == w + 1 {
+        if self.dirty as usize == w + 1 {
             if !self.dirty_set {
                 self.dirty = 0;
             }
@@ -512,21 +536,33 @@ impl IdBitmap {
     }
 
     /// Lowest-free allocation when the hint word is full (an allocation emptied it and
-    /// left the hint on it): find the next word with a free id, at `resume` or through
-    /// the summaries, and move the hint there.
+    /// left the hint on it): find the next word with a free id, at `resume`, at
+    /// `resume_next` or through the summaries, and move the hint there.
     #[cold]
     #[inline(never)]
     fn alloc_past_hint(&mut self) -> u32 {
-        // The hint word is full and so is every word before `resume`.
-        let w = match self.leaves.get(self.resume) {
-            Some(&word) if word != 0 => self.resume,
-            _ => match self.free_word_from(self.resume + 1) {
-                Some(w) => w,
+        // The hint word is full and so is every word before `resume`, and between it
+        // and `resume_next`.
+        let has_free = |w: u32| self.leaves.get(w as usize).is_some_and(|&word| word != 0);
+        let w = if has_free(self.resume) {
+            self.resume
+        } else if has_free(self.resume_next) {
+            self.resume_next
+        } else {
+            match self.free_word_from(self.resume_next as usize + 1) {
+                Some(w) => w as u32,
                 None => return NO_ID,
-            },
+            }
         };
+        if w == self.resume {
+            self.resume = self.resume_next;
+            self.resume_next += 1;
+        } else {
+            self.resume = w + 1;
+            self.resume_next = w + 2;
+        }
         self.hint = w;
-        self.resume = w + 1;
+        let w = w as usize;
         let word = self.leaves[w];
         self.take_lowest(w, word)
     }
@@ -584,7 +620,7 @@ impl IdBitmap {
     #[cold]
     #[inline(never)]
     fn clean_dirty(&mut self) {
-        let w = core::mem::replace(&mut self.dirty, 0) - 1;
+        let w = core::mem::replace(&mut self.dirty, 0) as usize - 1;
         match (self.dirty_set, self.leaves[w] != 0) {
             (true, false) => self.clear_summaries(w),
             (false, true) => self.set_summaries(w),
@@ -592,33 +628,68 @@ impl IdBitmap {
         }
     }
 
-    /// Leaf word `word` turned all-used: clear its bit above, and so on up.
+    /// Leaf word `word` turned all-used: clear its bit above, and each ancestor's bit
+    /// whose word that empties. Where the walk stops is the data's: at level 1 when
+    /// the word's 63 neighbours are not all full (nearly always, unless the bitmap is
+    /// nearly full), anywhere above when it is. So level 1 alone may end the walk, a
+    /// branch that goes the same way call after call; above it every level is visited
+    /// with no branch on the data, whether the word below emptied carried as a 0/1
+    /// mask (a loop that stopped at the first word left non-empty mispredicted its exit
+    /// about every other time when a full bitmap gave back random ids). Each level's
+    /// word is known from `word` alone, so its load does not wait for the level below.
     #[cold]
     #[inline(never)]
-    fn clear_summaries(&mut self, mut word: usize) {
-        for l in 1..self.depth as usize {
-            let slot = &mut self.summary[self.offsets[l] as usize + word / 64];
-            *slot &= !(1 << (word % 64));
-            if *slot != 0 {
-                break;
-            }
-            word /= 64;
+    fn clear_summaries(&mut self, word: usize) {
+        let Some(first) = self.summary_word_mut(1, word) else {
+            return;
+        };
+        *first &= !(1 << (word % 64));
+        if *first != 0 {
+            return;
+        }
+        let mut emptied = 1u64;
+        let mut child = word / 64;
+        for l in 2..self.depth as usize {
+            let at = self.offsets[l] as usize + child / 64;
+            let left = self.summary[at] & !(emptied << (child % 64));
+            self.summary[at] = left;
+            emptied &= u64::from(left == 0);
+            child /= 64;
         }
     }
 
-    /// Leaf word `word` got its first free id: set its bit above, and so on up.
+    /// Leaf word `word` got its first free id: set its bit above, and so on up. As in
+    /// [`IdBitmap::clear_summaries`], level 1 alone may end the walk (its word had a
+    /// free id already); above it every level is visited with no branch on the data,
+    /// since setting a bit that is set already is harmless (every ancestor's child now
+    /// has a free id).
     #[cold]
     #[inline(never)]
-    fn set_summaries(&mut self, mut word: usize) {
-        for l in 1..self.depth as usize {
-            let slot = &mut self.summary[self.offsets[l] as usize + word / 64];
-            let was = *slot;
-            *slot = was | (1 << (word % 64));
-            if was != 0 {
-                break;
-            }
-            word /= 64;
+    fn set_summaries(&mut self, word: usize) {
+        let Some(first) = self.summary_word_mut(1, word) else {
+            return;
+        };
+        let was = *first;
+        *first = was | (1 << (word % 64));
+        if was != 0 {
+            return;
         }
+        let mut child = word / 64;
+        for l in 2..self.depth as usize {
+            self.summary[self.offsets[l] as usize + child / 64] |= 1 << (child % 64);
+            child /= 64;
+        }
+    }
+
+    /// The summary word of `level` that holds the bit of word `child` of the level
+    /// below; `None` above the top.
+    #[inline(always)]
+    fn summary_word_mut(&mut self, level: usize, child: usize) -> Option<&mut u64> {
+        if level >= self.depth as usize {
+            return None;
+        }
+        self.summary
+            .get_mut(self.offsets[level] as usize + child / 64)
     }
 }
 
@@ -638,7 +709,7 @@ mod tests {
         let depth = b.depth as usize;
         let child_word = |l: usize, i: usize| -> u64 {
             if l == 0 {
-                if i + 1 == b.dirty {
+                if i + 1 == b.dirty as usize {
                     u64::from(b.dirty_set)
                 } else {
                     b.leaves[i]
@@ -671,31 +742,31 @@ mod tests {
     }
 
     /// Checks the search bounds: every leaf word below the hint full, and strictly
-    /// between the hint and `resume`, and the dirty word (if any) at or left of the hint.
+    /// between the hint and `resume` and between `resume` and `resume_next`, and the
+    /// dirty word (if any) at or left of the hint.
     fn check_bounds(b: &IdBitmap) {
         let len = b.leaves.len();
-        assert!(b.hint <= len, "hint {}", b.hint);
-        assert!(b.resume > b.hint, "hint {} resume {}", b.hint, b.resume);
-        assert!(
-            b.leaves[..b.hint].iter().all(|&w| w == 0),
-            "a free id below hint {}",
-            b.hint
-        );
-        assert!(
-            b.leaves[(b.hint + 1).min(len)..b.resume.min(len)]
+        let [hint, resume, next, dirty] =
+            [b.hint, b.resume, b.resume_next, b.dirty].map(|w| w as usize);
+        assert!(hint <= len, "hint {hint}");
+        assert!(resume > hint, "hint {hint} resume {resume}");
+        assert!(next > resume, "resume {resume} next {next}");
+        let all_full = |words: Range<usize>| {
+            b.leaves[words.start.min(len)..words.end.min(len)]
                 .iter()
-                .all(|&w| w == 0),
-            "a free id between hint {} and resume {}",
-            b.hint,
-            b.resume
+                .all(|&w| w == 0)
+        };
+        assert!(all_full(0..hint), "a free id below hint {hint}");
+        assert!(
+            all_full(hint + 1..resume),
+            "a free id between hint {hint} and resume {resume}"
         );
-        if b.dirty != 0 {
-            assert!(
-                b.dirty - 1 <= b.hint,
-                "dirty {} hint {}",
-                b.dirty - 1,
-                b.hint
-            );
+        assert!(
+            all_full(resume + 1..next),
+            "a free id between resume {resume} and resume_next {next}"
+        );
+        if dirty != 0 {
+            assert!(dirty - 1 <= hint, "dirty {} hint {hint}", dirty - 1);
         }
     }
 
