@@ -63,9 +63,10 @@
 //!   summaries set or cleared, a cold path) only when another word would become dirty
 //!   or the hint moves below it.
 //!
-//! A summary update visits every level with no branch on the data (setting a bit that
-//! is set is harmless; whether a word emptied is carried up as a mask): a loop that
-//! stops at the first level left unchanged mispredicts its exit on random ids.
+//! A summary update may stop at level 1 (a branch that goes the same way call after
+//! call) and otherwise visits every level above with no branch on the data (setting a
+//! bit that is set is harmless; whether a word emptied is carried up as a mask): a loop
+//! that stops at the first level left unchanged mispredicts its exit on random ids.
 //!
 //! Unlike 0.1's "pending summaries" (which could leave a refilled word pending for good
 //! after random frees, sending every later operation down two out-of-line calls),
@@ -640,7 +641,7 @@ impl IdBitmap {
     #[cold]
     #[inline(never)]
     fn clear_summaries(&mut self, word: usize) {
-        let Some(first) = self.summary_word_mut(1, word) else {
+        let Some(first) = self.level_one_word_mut(word) else {
             return;
         };
         *first &= !(1 << (word % 64));
@@ -666,7 +667,7 @@ impl IdBitmap {
     #[cold]
     #[inline(never)]
     fn set_summaries(&mut self, word: usize) {
-        let Some(first) = self.summary_word_mut(1, word) else {
+        let Some(first) = self.level_one_word_mut(word) else {
             return;
         };
         let was = *first;
@@ -681,15 +682,14 @@ impl IdBitmap {
         }
     }
 
-    /// The summary word of `level` that holds the bit of word `child` of the level
-    /// below; `None` above the top.
+    /// The level-1 summary word that holds leaf word `word`'s bit; `None` when the
+    /// leaves are the top level.
     #[inline(always)]
-    fn summary_word_mut(&mut self, level: usize, child: usize) -> Option<&mut u64> {
-        if level >= self.depth as usize {
+    fn level_one_word_mut(&mut self, word: usize) -> Option<&mut u64> {
+        if self.depth < 2 {
             return None;
         }
-        self.summary
-            .get_mut(self.offsets[level] as usize + child / 64)
+        self.summary.get_mut(self.offsets[1] as usize + word / 64)
     }
 }
 
