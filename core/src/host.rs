@@ -143,8 +143,10 @@ impl RidUsers {
 // bitmap's hot head (`IdBitmap::HOT_BYTES`) filling the second, and the configuration
 // and the translation map's hot head (`RemapTable::HOT_BYTES`) in the fourth, which
 // the bitmap's cold tail leads to. The configuration sits there, not first, so that
-// the bitmap's head fits its line whole: three lines a step, not four. What only
-// set-up, devices and migration read comes last.
+// the bitmap's head fits its line whole: three lines a step, not four. The map's inline
+// head (its lowest 128 entries) lies after them, so the line of the entry a step works
+// on is a fixed offset from the slot too: all four loads issue at once, none waiting
+// for a pointer. What only set-up, devices and migration read comes last.
 #[derive(Debug, Clone)]
 #[repr(C)]
 pub(crate) struct Guest {

@@ -131,12 +131,13 @@ fn free_cmd(rev: VtdRevision, pasid: u64) -> u64 {
 /// The most a guest's own state may take, whatever it sends: its gPASID bitmap (one bit
 /// per gPASID plus summaries, at most 1/4 more), one 4 KiB translation table per 1024
 /// gPASIDs, a table index of 8 bytes per table, its slot in the host's guest table
-/// (512 bytes, room for the host's `Vec` doubling) and 512 bytes for each device.
-/// For the 1..4096 range and no device: 17,632 bytes.
+/// (under 1 KiB with the translation map's inline first 128 entries; twice that, room
+/// for the host's `Vec` doubling) and 512 bytes for each device.
+/// For the 1..4096 range and no device: 19,168 bytes.
 fn guest_bound(devices: usize) -> usize {
     let len = LOCAL_END as usize;
     let tables = len.div_ceil(1024);
-    (len / 8) * 5 / 4 + 64 + tables * (4096 + 8) + 512 + devices * 512
+    (len / 8) * 5 / 4 + 64 + tables * (4096 + 8) + 2 * 1024 + devices * 512
 }
 
 /// What a guest's draining list can add while its VMM does not confirm teardowns:
