@@ -4,7 +4,8 @@
 //!   on a second host (guest range 1..8192);
 //! * (f) `f_1000_guests`: a host with 1,000 guests of 64 shared PASIDs each: create them
 //!   and fill them, churn (free a random guest's random shared PASID, allocate one
-//!   again), destroy them all;
+//!   again), destroy them all, and confirm the 64,000 orphaned PASIDs' teardowns one
+//!   call each, in the order `Host::draining` lists them;
 //! * (g) `g_many_guests`: the same churn, and a translate of a random guest's random
 //!   shared gPASID, with 10, 100, 1,000 and 8,000 guests of 64 shared PASIDs each (8,000
 //!   fill 98% of the shared range): what a guest's footprint costs once the guests no
@@ -17,7 +18,7 @@ use std::hint::black_box;
 
 use criterion::measurement::Measurement;
 use criterion::{BatchSize, BenchmarkId, Criterion, SamplingMode, Throughput};
-use pasid_core::{GuestConfig, GuestId, Host, PasidKind};
+use pasid_core::{Draining, GuestConfig, GuestId, Host, PasidKind};
 use rand::Rng;
 
 const GUESTS: u32 = 1000;
@@ -139,6 +140,27 @@ fn f_1000_guests<M: Measurement>(c: &mut Criterion<M>) {
             |h| {
                 for &g in &p.guests {
                     h.destroy_guest(g).expect("destroy");
+                }
+            },
+            BatchSize::PerIteration,
+        )
+    });
+
+    // What a VMM does after destroying guests and invalidating, one confirmation at a
+    // time: until the orphan list kept holes, each took the rest of the list along.
+    let mut orphaned = p.host.clone();
+    for &g in &p.guests {
+        orphaned.destroy_guest(g).expect("destroy");
+    }
+    let items: Vec<Draining> = orphaned.draining().collect();
+    assert_eq!(items.len(), (GUESTS * PER_GUEST) as usize);
+    group.bench_function("confirm orphans one by one", |b| {
+        b.iter_batched_ref(
+            || orphaned.clone(),
+            |h| {
+                for item in &items {
+                    h.complete_teardown(std::slice::from_ref(item))
+                        .expect("teardown");
                 }
             },
             BatchSize::PerIteration,

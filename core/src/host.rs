@@ -20,6 +20,7 @@
 //! cannot churn past its quota. A destroyed guest's host PASIDs drain the same way.
 
 mod devices;
+mod orphans;
 mod pasids;
 mod teardown;
 
@@ -35,6 +36,7 @@ use crate::remap::RemapTable;
 use crate::sorted::{SortedMap, SortedSet};
 use crate::source::HostPasidSource;
 use crate::types::{DeviceKind, Draining, GuestConfig, GuestId, Platform, ProgrammedEntry, Rid};
+use orphans::Orphans;
 
 const SLOT_BITS: u32 = 16;
 const MAX_SLOTS: usize = 1 << SLOT_BITS;
@@ -61,7 +63,7 @@ pub struct Host<S = IdBitmap> {
     /// Who uses each RID, and how.
     pub(crate) rids: SortedMap<Rid, RidUsers>,
     /// Draining host PASIDs of destroyed guests (a live guest keeps its own), sorted.
-    pub(crate) orphans: Vec<Draining>,
+    pub(crate) orphans: Orphans,
     /// Host PASIDs whose teardown is confirmed but which the source did not take back
     /// (a broker that was unreachable): still ours, retried on the next teardown.
     pub(crate) release_backlog: Vec<u32>,
@@ -401,7 +403,7 @@ impl<S: HostPasidSource> Host<S> {
             slots: Vec::new(),
             free_slots: Vec::new(),
             rids: SortedMap::new(),
-            orphans: Vec::new(),
+            orphans: Orphans::default(),
             release_backlog: Vec::new(),
             host_id: 0,
             imported: Vec::new(),
@@ -552,10 +554,10 @@ impl<S: HostPasidSource> Host<S> {
             .iter()
             .map(|(gpasid, hpasid)| (gpasid, Some(hpasid)));
         let draining = g.draining();
-        let before = self.orphans.len();
         // Reserved above, so this cannot allocate. Local gPASIDs need no draining once
-        // their guest is gone: nobody else can be handed those numbers.
-        self.orphans.extend(
+        // their guest is gone: nobody else can be handed those numbers. No orphan has
+        // this guest's id yet (ids are never reused).
+        self.orphans.add_guest(
             held.chain(draining)
                 .filter(|(_, hpasid)| hpasid.is_some())
                 .map(|(gpasid, hpasid)| Draining {
@@ -564,19 +566,6 @@ impl<S: HostPasidSource> Host<S> {
                     hpasid,
                 }),
         );
-        // Kept sorted, so teardown confirmations find them by binary search (in place).
-        // This guest's items are sorted among themselves, then moved as one block to
-        // where its id belongs: no orphan has its id yet (ids are never reused). Guests
-        // are mostly destroyed in id order, so the block is usually in place already;
-        // sorting the whole list instead made destroying many guests quadratic.
-        self.orphans[before..].sort_unstable();
-        if let Some(&first) = self.orphans.get(before) {
-            let at = self.orphans[..before].partition_point(|o| *o < first);
-            if at < before {
-                let block = self.orphans.len() - before;
-                self.orphans[at..].rotate_right(block);
-            }
-        }
         for &(rid, kind) in g.devices.keys() {
             self.remove_user(rid, kind, guest);
         }
@@ -656,7 +645,7 @@ impl<S: HostPasidSource> Host<S> {
                 .values()
                 .map(|u| u.shared_wq.heap_bytes())
                 .sum::<usize>()
-            + self.orphans.capacity() * size_of::<Draining>()
+            + self.orphans.heap_bytes()
             + self.release_backlog.capacity() * 4
             + self.imported.capacity() * size_of::<MigrationIdentity>()
             + per_guest

@@ -90,7 +90,7 @@ impl<S: crate::source::HostPasidSource> Host<S> {
                 .guests()
                 .map(|id| self.guest_snapshot(id).expect("live guest"))
                 .collect(),
-            orphans: self.orphans.clone(),
+            orphans: self.orphans.iter().collect(),
         }
     }
 

@@ -33,7 +33,7 @@ impl<S: HostPasidSource> Host<S> {
                     hpasid,
                 })
             })
-            .chain(self.orphans.iter().copied())
+            .chain(self.orphans.iter())
     }
 
     /// How many PASIDs [`Host::draining`] lists.
@@ -55,7 +55,9 @@ impl<S: HostPasidSource> Host<S> {
     /// lists them), at most once in `items`, or [`Error::NotDraining`] names one that is
     /// not (the first, in a batch of up to 16) and nothing changes. The cost is linear in
     /// the batch for up to 16 items and for a sorted batch (as [`Host::draining`] lists
-    /// them), `n log n` for another, never quadratic. A guest whose change log is on
+    /// them), `n log n` for another, never quadratic; confirming destroyed guests'
+    /// PASIDs one call each costs a binary search per call, not a shift of the list of
+    /// them. A guest whose change log is on
     /// must have had its invalidation drained first ([`Error::ChangePending`]; see
     /// [`crate::changes`]). A source that cannot take a host PASID back at once (an
     /// unreachable broker) does not fail the call: the PASID stays this host's until
@@ -97,9 +99,6 @@ impl<S: HostPasidSource> Host<S> {
             self.check_sorted_batch(&sorted)?;
             self.forget_draining_batch(&sorted);
         }
-        if self.orphans.is_empty() && self.orphans.capacity() > 0 {
-            self.orphans = Vec::new();
-        }
         if !self.release_backlog.is_empty() {
             self.retry_releases();
         }
@@ -139,14 +138,14 @@ impl<S: HostPasidSource> Host<S> {
                 }
             },
             Err(_) => {
-                let (Some(hpasid), Ok(at)) = (item.hpasid, self.orphans.binary_search(item)) else {
+                if !self.orphans.remove(item) {
                     return Err(not);
-                };
-                self.orphans.remove(at);
-                if self.orphans.is_empty() {
-                    self.orphans = Vec::new();
                 }
-                self.give_back(hpasid);
+                // An orphan always has its host PASID (local ones do not drain once
+                // their guest is gone).
+                if let Some(hpasid) = item.hpasid {
+                    self.give_back(hpasid);
+                }
             }
         }
         if !self.release_backlog.is_empty() {
@@ -174,9 +173,7 @@ impl<S: HostPasidSource> Host<S> {
                 g.pasids.free(item.gpasid);
             }
             Err(_) => {
-                if let Ok(at) = self.orphans.binary_search(item) {
-                    self.orphans.remove(at);
-                }
+                self.orphans.remove(item);
             }
         }
         if let Some(hpasid) = item.hpasid {
@@ -224,11 +221,7 @@ impl<S: HostPasidSource> Host<S> {
             // confirming many destroyed guests' PASIDs at once quadratic). The batch
             // was checked: an item equal to an orphan is that orphan, and no item of a
             // live guest equals one.
-            let mut items = sorted.iter().peekable();
-            self.orphans.retain(|o| {
-                while items.next_if(|d| *d < o).is_some() {}
-                items.next_if(|d| *d == o).is_none()
-            });
+            self.orphans.remove_sorted(sorted);
         }
     }
 
@@ -284,8 +277,7 @@ impl<S: HostPasidSource> Host<S> {
 
     /// Whether `item`, of a destroyed guest, drains as given.
     fn check_orphan(&self, item: &Draining) -> Result<()> {
-        // The orphans are sorted (destroy_guest keeps them so).
-        if item.hpasid.is_some() && self.orphans.binary_search(item).is_ok() {
+        if self.orphans.contains(item) {
             Ok(())
         } else {
             Err(Error::NotDraining { pasid: item.gpasid })
