@@ -432,12 +432,6 @@ impl RemapTable {
 
     // ---- internals; `at` is a gPASID's offset from `base` ----
 
-    /// How many chunks from `base` on are flat: the front's, or the head's one.
-    #[inline]
-    fn flat_chunks(&self) -> usize {
-        (self.front.len() / CHUNK).max(1)
-    }
-
     /// The flat entries from `base` on: the head's while there is no front, the
     /// front's after. Which one depends on the map, not on the gPASID looked up, so in
     /// a chain of dependent lookups the choice is off the chain (and out of a loop over
@@ -461,7 +455,7 @@ impl RemapTable {
     /// Whether the chunk of `at` exists: in the head, the front or behind `dir`.
     #[inline]
     fn chunk_made(&self, at: usize) -> bool {
-        at < self.flat_chunks() * CHUNK || matches!(self.dir.get(at >> CHUNK_SHIFT), Some(Some(_)))
+        at < self.flat().len() || matches!(self.dir.get(at >> CHUNK_SHIFT), Some(Some(_)))
     }
 
     /// Sets the bit of `table`; true if it was clear (the table is new). Its memory was
@@ -497,7 +491,7 @@ impl RemapTable {
             self.more_tables_made.try_reserve_exact(more)?;
             self.more_tables_made.resize(t / 64, 0);
         }
-        let front_chunks = self.flat_chunks();
+        let front_chunks = self.flat().len() / CHUNK;
         if slot <= front_chunks + 1 {
             // Grow the front over `slot` (and the at most one empty chunk before it),
             // then over the chunks right after it that exist, moving them in; a new
@@ -547,7 +541,10 @@ fn is_draining(entry: u32) -> bool {
 }
 
 /// The entry at `at` in the flat part, if it lies there: the head's while `front` is
-/// empty, the front's after.
+/// empty, the front's after. From the two fields, so the caller can still borrow
+/// `dir`. Not a slice picked like [`RemapTable::flat`]: the head's own bounds test is
+/// against the constant 128, and the write paths (free, teardown, alloc) run about 20
+/// instructions a churn step fewer this way (callgrind).
 #[inline(always)]
 fn flat_entry_mut<'a>(head: &'a mut Chunk, front: &'a mut [u32], at: usize) -> Option<&'a mut u32> {
     match front.is_empty() {

@@ -38,16 +38,12 @@ impl Orphans {
 
     /// Whether `item` drains as an orphan, exactly as given.
     pub(crate) fn contains(&self, item: &Draining) -> bool {
-        // A hole never equals an item with a host PASID, and one without is no orphan.
-        item.hpasid.is_some() && self.items.binary_search(item).is_ok()
+        self.position(item).is_some()
     }
 
     /// Takes `item` off the list; false (and nothing changes) if it is not an orphan.
     pub(crate) fn remove(&mut self, item: &Draining) -> bool {
-        if item.hpasid.is_none() {
-            return false;
-        }
-        let Ok(at) = self.items.binary_search(item) else {
+        let Some(at) = self.position(item) else {
             return false;
         };
         self.items[at].hpasid = None;
@@ -99,6 +95,13 @@ impl Orphans {
     /// Heap bytes held.
     pub(crate) fn heap_bytes(&self) -> usize {
         self.items.capacity() * core::mem::size_of::<Draining>()
+    }
+
+    /// Where `item` is, if it drains as an orphan exactly as given. A hole never equals
+    /// an item with a host PASID, and an item without one is no orphan.
+    fn position(&self, item: &Draining) -> Option<usize> {
+        item.hpasid?;
+        self.items.binary_search(item).ok()
     }
 
     /// Drops the holes, and the memory once nothing is left.
