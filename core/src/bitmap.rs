@@ -58,10 +58,16 @@
 //!   word is clean. Likewise the hint word an allocation empties keeps its summary
 //!   bits set, and the hint stays on it until the next allocation moves past it: the
 //!   usual next step (the id freed again) finds everything in place. Summaries are
-//!   exact for the leaves with the dirty word counted as what its bits say, and the
-//!   dirty word is always at or left of the hint. It is cleaned for real (its
-//!   summaries set or cleared, a cold path) only when another word would become dirty
-//!   or the hint moves below it.
+//!   exact for the leaves with the dirty word counted as what its bits say. It is
+//!   cleaned for real (its summaries set or cleared, a cold path) only when another
+//!   word would become dirty or the hint moves below it.
+//! * **A claim's dirty word.** A claim that empties a word while no word is dirty
+//!   makes it the dirty word, its summary bits left saying "free", so that the usual
+//!   next step, the claim undone by a free, touches no summary either (on a nearly
+//!   full bitmap nearly every claim empties its word). That word may be right of the
+//!   hint, the one case where a search can read a stale bit: it can only say "free"
+//!   over a full word, so a search that lands on a full leaf word goes on past it, at
+//!   most once. Otherwise the dirty word is at or left of the hint.
 //!
 //! A summary update may stop at level 1 (a branch that goes the same way call after
 //! call) and otherwise visits every level above with no branch on the data (setting a
@@ -126,9 +132,10 @@ pub struct IdBitmap {
     resume: u32,
     /// Every leaf word strictly between `resume` and this one is full; `> resume`.
     resume_next: u32,
-    /// One more than the dirty leaf word (0: none), at or left of `hint`, whose summary
-    /// bits say `dirty_set` ("has a free id") whatever the word holds. Ignored by
-    /// equality, as are `hint` and the resume points.
+    /// One more than the dirty leaf word (0: none), whose summary bits say `dirty_set`
+    /// ("has a free id") whatever the word holds: at or left of `hint`, or right of it
+    /// full with `dirty_set` (a claim's). Ignored by equality, as are `hint` and the
+    /// resume points.
     dirty: u32,
     /// The first id.
     start: u32,
@@ -371,8 +378,14 @@ impl IdBitmap {
             self.hint = w as u32;
             self.word_now_dirty(w);
         } else {
-            // Right of the hint: its summaries say so now.
-            self.refilled_past_hint(w);
+            if self.dirty as usize == w + 1 {
+                // A claim emptied it and left its summaries saying "free" (see
+                // `word_now_full`): they are right again. A claim's undo.
+                self.dirty = 0;
+            } else {
+                // Right of the hint: its summaries say so now.
+                self.refilled_past_hint(w);
+            }
             let w = w as u32;
             if w < self.resume {
                 self.resume_next = self.resume;
@@ -511,29 +524,40 @@ impl IdBitmap {
         }
     }
 
-    /// A free put the first free id into leaf word `w > hint` (never the dirty word,
-    /// which is at or left of the hint): its summaries say so now.
+    /// A free put the first free id into leaf word `w > hint`, not the dirty word: its
+    /// summaries say so now.
     #[cold]
     #[inline(never)]
     fn refilled_past_hint(&mut self, w: usize) {
         debug_assert!(
             self.dirty as usize != w + 1,
-            "the dirty word is right of the hint"
+            "the dirty word is settled inline"
         );
         self.set_summaries(w);
     }
 
-    /// Leaf word `w >= hint` just lost its last free id by a claim or `alloc_from`.
-    #[cold]
-    #[inline(never)]
+    /// Leaf word `w >= hint` just lost its last free id by a claim or `alloc_from`. It
+    /// becomes the dirty word, its summary bits left saying "free": the usual next
+    /// step, the claim undone by a free, then finds them right again and touches no
+    /// summary. That is the one dirty word allowed right of the hint, and only with
+    /// its bits set: a search that lands on it finds the word full and goes on past it
+    /// (see `free_word_from`).
+    #[inline(always)]
     fn word_now_full(&mut self, w: usize) {
         if self.dirty as usize == w + 1 {
+            // Bits clear (a free made it the hint): right again.
             if !self.dirty_set {
                 self.dirty = 0;
             }
-        } else {
-            self.clear_summaries(w);
+            return;
         }
+        if self.dirty != 0 {
+            // What a summary walk costs, paid for the word that was dirty instead of
+            // for this one; in a run of claims and their frees, once.
+            self.clean_dirty();
+        }
+        self.dirty = w as u32 + 1;
+        self.dirty_set = true;
     }
 
     /// Lowest-free allocation when the hint word is full (an allocation emptied it and
@@ -585,10 +609,23 @@ impl IdBitmap {
     }
 
     /// The lowest non-zero leaf word at or after leaf word `bit` (a bit of level 1),
-    /// where `bit` is right of the hint: climb while the masked word is empty, then walk
-    /// down.
+    /// where `bit` is right of the hint.
     #[inline(never)]
-    fn free_word_from(&self, mut bit: usize) -> Option<usize> {
+    fn free_word_from(&self, bit: usize) -> Option<usize> {
+        let w = self.summarised_free_word_from(bit)?;
+        if self.leaves[w] != 0 {
+            return Some(w);
+        }
+        // The only word right of the hint whose summaries can say "free" while it is
+        // full is the dirty word a claim emptied, and there is one: past it, the
+        // summaries are exact.
+        self.summarised_free_word_from(w + 1)
+    }
+
+    /// The lowest leaf word at or after leaf word `bit` that the summaries say has a
+    /// free id: climb while the masked word is empty, then walk down.
+    #[inline(always)]
+    fn summarised_free_word_from(&self, mut bit: usize) -> Option<usize> {
         for l in 1..self.depth as usize {
             // Past the last word of the level below: nothing further right.
             if bit >= self.lens[l - 1] as usize {
@@ -743,7 +780,7 @@ mod tests {
 
     /// Checks the search bounds: every leaf word below the hint full, and strictly
     /// between the hint and `resume` and between `resume` and `resume_next`, and the
-    /// dirty word (if any) at or left of the hint.
+    /// dirty word (if any) at or left of the hint, or full with its bits set.
     fn check_bounds(b: &IdBitmap) {
         let len = b.leaves.len();
         let [hint, resume, next, dirty] =
@@ -766,7 +803,12 @@ mod tests {
             "a free id between resume {resume} and resume_next {next}"
         );
         if dirty != 0 {
-            assert!(dirty - 1 <= hint, "dirty {} hint {hint}", dirty - 1);
+            // Right of the hint only as a claim leaves it: full, its bits set.
+            assert!(
+                dirty - 1 <= hint || (b.dirty_set && b.leaves[dirty - 1] == 0),
+                "dirty {} hint {hint}",
+                dirty - 1
+            );
         }
     }
 
@@ -906,6 +948,39 @@ mod tests {
         assert_eq!(copy, b);
         assert!(b.free(11));
         assert_ne!(copy, b);
+    }
+
+    #[test]
+    fn a_claim_leaves_its_emptied_word_dirty_and_searches_skip_it() {
+        // 2^14 ids: three levels, so a search climbs and walks down onto the word.
+        let mut b = IdBitmap::new(0..1 << 14).unwrap();
+        // Words 0..=20 used by claims but for the last id of word 20.
+        for id in 0..1343 {
+            assert!(b.claim(id));
+        }
+        check_invariants(&b);
+        assert!(b.claim(1343));
+        assert_eq!(
+            (b.dirty, b.dirty_set),
+            (21, true),
+            "the claim's word is dirty"
+        );
+        assert!(b.dirty > b.hint + 1, "and right of the hint");
+        check_invariants(&b);
+        // Word 20's summary bit still says "free": searches land on it and go on.
+        assert_eq!(b.first_free_from(0), Some(1344));
+        assert_eq!(b.first_free_from(700), Some(1344));
+        let before = b.clone();
+        assert_eq!(b.alloc(), Some(1344));
+        assert_eq!(b.summary, before.summary, "word 21 keeps a free id");
+        check_invariants(&b);
+        // The claim undone: word 20's bits are right again as they stand.
+        assert!(b.free(1343));
+        assert_eq!(b.summary, before.summary);
+        assert_eq!(b.dirty, 0);
+        check_invariants(&b);
+        assert_eq!(b.alloc(), Some(1343));
+        assert_eq!(b.alloc(), Some(1345));
     }
 
     #[derive(Debug, Clone)]
