@@ -68,6 +68,16 @@
 //!   hint, the one case where a search can read a stale bit: it can only say "free"
 //!   over a full word, so a search that lands on a full leaf word goes on past it, at
 //!   most once. Otherwise the dirty word is at or left of the hint.
+//! * **`resume`'s summaries can wait.** Every search that could reach `resume` (one
+//!   that starts right of the hint and at or before it) reads `resume`'s leaf word
+//!   first, since every word between the hint and `resume` is full. So a free that
+//!   gives `resume` its first free id (or makes such a word `resume`) leaves its
+//!   summary bits clear and says so in a flag. When the hint moves onto it (the next
+//!   allocation but one) it becomes the dirty word, bits clear, and the allocation
+//!   that empties it finds them right; when it turns into `resume_next` its bits are
+//!   set for real. A full allocator given back two ids then hands them out again
+//!   with no summary walk at all, where it took two (a set for the higher id, a
+//!   clear once it was taken again).
 //!
 //! A summary update may stop at level 1 (a branch that goes the same way call after
 //! call) and otherwise visits every level above with no branch on the data (setting a
@@ -148,6 +158,9 @@ pub struct IdBitmap {
     taken: u32,
     returned: u32,
     dirty_set: bool,
+    /// `resume`'s summary bits are clear whatever the word holds: a free gave it its
+    /// first free id and left them (see the module doc). Never set for the dirty word.
+    resume_unsummarised: bool,
     /// Summary levels 1.., each after the one below, the top word last.
     summary: Box<[u64]>,
     /// Word offset in `summary` of each level `l >= 1` (entry 0 unused).
@@ -160,10 +173,10 @@ pub struct IdBitmap {
 
 impl IdBitmap {
     /// How many of the struct's first bytes an alloc or a free of the fast path reads:
-    /// through `dirty_set`. The guest slot's layout keeps them in one cache line.
+    /// through `resume_unsummarised`. The guest slot's layout keeps them in one cache line.
     #[cfg(test)]
     pub(crate) const HOT_BYTES: usize =
-        core::mem::offset_of!(IdBitmap, dirty_set) + core::mem::size_of::<bool>();
+        core::mem::offset_of!(IdBitmap, resume_unsummarised) + core::mem::size_of::<bool>();
 }
 
 impl PartialEq for IdBitmap {
@@ -219,6 +232,7 @@ impl IdBitmap {
             resume_next: 2,
             dirty: 0,
             dirty_set: false,
+            resume_unsummarised: false,
             taken: 0,
             returned: 0,
             start: range.start,
@@ -301,11 +315,12 @@ impl IdBitmap {
         let w = index / 64;
         if from <= self.hint as usize * 64 {
             // Everything between the hint and this word is used.
-            self.hint = w as u32;
             if w >= self.resume as usize {
+                self.leave_resume(w as u32);
                 self.resume = w as u32 + 1;
                 self.resume_next = w as u32 + 2;
             }
+            self.hint = w as u32;
         }
         self.take(w, 1 << (index % 64));
         Some(self.start + index as u32)
@@ -372,26 +387,44 @@ impl IdBitmap {
             // hint word, with no search and no summary update (see the module doc on
             // the dirty word). Churn's usual case, left or right of an emptied hint.
             if !hint_full {
+                self.settle_resume();
                 self.resume_next = self.resume;
                 self.resume = self.hint;
+                if self.dirty == self.hint + 1 {
+                    // The old hint was made the hint by a free, its summaries left
+                    // clear: as `resume` they can stay so.
+                    self.dirty = 0;
+                    self.resume_unsummarised = true;
+                }
             }
             self.hint = w as u32;
             self.word_now_dirty(w);
         } else {
-            if self.dirty as usize == w + 1 {
+            // Right of the hint.
+            let summarised = self.dirty as usize == w + 1;
+            if summarised {
                 // A claim emptied it and left its summaries saying "free" (see
                 // `word_now_full`): they are right again. A claim's undo.
                 self.dirty = 0;
-            } else {
-                // Right of the hint: its summaries say so now.
-                self.refilled_past_hint(w);
             }
             let w = w as u32;
-            if w < self.resume {
-                self.resume_next = self.resume;
-                self.resume = w;
-            } else if self.resume < w && w < self.resume_next {
-                self.resume_next = w;
+            if w <= self.resume {
+                // It is, or becomes, `resume`, which every search reads as a leaf word
+                // before any summary: its summaries can wait (see the module doc). A
+                // full allocator given back two ids: the higher one.
+                if w < self.resume {
+                    self.settle_resume();
+                    self.resume_next = self.resume;
+                    self.resume = w;
+                }
+                self.resume_unsummarised = !summarised;
+            } else {
+                if !summarised {
+                    self.refilled_past_hint(w as usize);
+                }
+                if w < self.resume_next {
+                    self.resume_next = w;
+                }
             }
         }
         true
@@ -544,6 +577,11 @@ impl IdBitmap {
     /// (see `free_word_from`).
     #[inline(always)]
     fn word_now_full(&mut self, w: usize) {
+        if self.resume_unsummarised && w == self.resume as usize {
+            // Its summary bits are clear, as it now is.
+            self.resume_unsummarised = false;
+            return;
+        }
         if self.dirty as usize == w + 1 {
             // Bits clear (a free made it the hint): right again.
             if !self.dirty_set {
@@ -579,6 +617,7 @@ impl IdBitmap {
                 None => return NO_ID,
             }
         };
+        self.leave_resume(w);
         if w == self.resume {
             self.resume = self.resume_next;
             self.resume_next += 1;
@@ -590,6 +629,40 @@ impl IdBitmap {
         let w = w as usize;
         let word = self.leaves[w];
         self.take_lowest(w, word)
+    }
+
+    /// `resume` stops being a resume point because the hint moves to word `w >=
+    /// resume`, every word before `w` full: when `w` is `resume` with its summaries
+    /// left clear, it becomes the dirty word (bits clear, at the hint, as a free would
+    /// have left it); otherwise `resume` is full and its clear bits are right.
+    #[inline(always)]
+    fn leave_resume(&mut self, w: u32) {
+        if core::mem::take(&mut self.resume_unsummarised) && w == self.resume {
+            if self.dirty != 0 {
+                self.clean_dirty();
+            }
+            self.dirty = w + 1;
+            self.dirty_set = false;
+        }
+    }
+
+    /// `resume` becomes `resume_next`, which a search may read through the summaries:
+    /// if they were left clear, they say what it holds now.
+    #[inline(always)]
+    fn settle_resume(&mut self) {
+        if core::mem::take(&mut self.resume_unsummarised) {
+            self.summarise_old_resume();
+        }
+    }
+
+    /// [`IdBitmap::settle_resume`]'s walk, when `resume` holds a free id.
+    #[cold]
+    #[inline(never)]
+    fn summarise_old_resume(&mut self) {
+        let w = self.resume as usize;
+        if self.leaves[w] != 0 {
+            self.set_summaries(w);
+        }
     }
 
     /// The lowest free index at or after `bit`: mask the leaf word holding it and, only
@@ -612,6 +685,12 @@ impl IdBitmap {
     /// where `bit` is right of the hint.
     #[inline(never)]
     fn free_word_from(&self, bit: usize) -> Option<usize> {
+        let resume = self.resume as usize;
+        if self.resume_unsummarised && bit <= resume && self.leaves[resume] != 0 {
+            // Every word from `bit` (right of the hint) to `resume` is full, and
+            // `resume`'s summaries may not say it has a free id.
+            return Some(resume);
+        }
         let w = self.summarised_free_word_from(bit)?;
         if self.leaves[w] != 0 {
             return Some(w);
@@ -748,6 +827,8 @@ mod tests {
             if l == 0 {
                 if i + 1 == b.dirty as usize {
                     u64::from(b.dirty_set)
+                } else if b.resume_unsummarised && i == b.resume as usize {
+                    0
                 } else {
                     b.leaves[i]
                 }
@@ -802,6 +883,10 @@ mod tests {
             all_full(resume + 1..next),
             "a free id between resume {resume} and resume_next {next}"
         );
+        if b.resume_unsummarised {
+            assert!(resume < len, "unsummarised resume {resume} past the end");
+            assert_ne!(dirty, resume + 1, "resume {resume} unsummarised and dirty");
+        }
         if dirty != 0 {
             // Right of the hint only as a claim leaves it: full, its bits set.
             assert!(
@@ -981,6 +1066,37 @@ mod tests {
         check_invariants(&b);
         assert_eq!(b.alloc(), Some(1343));
         assert_eq!(b.alloc(), Some(1345));
+    }
+
+    #[test]
+    fn a_full_bitmap_refilled_twice_walks_no_summary() {
+        let mut b = IdBitmap::new(4096..1 << 19).unwrap();
+        while b.alloc().is_some() {}
+        // Both orders of the two frees: the higher id's word becomes `resume`. The
+        // first round also cleans the dirty word the fill left (the last word's bits).
+        for (x, y) in [
+            (5_000, 6_000),
+            (70_000, 300_001),
+            (400_000, 9_000),
+            (200_000, 200_070),
+        ] {
+            let summary = b.summary.clone();
+            assert!(b.free(x));
+            assert!(b.free(y));
+            assert!(b.resume_unsummarised, "{x} {y}: resume's bits wait");
+            check_invariants(&b);
+            assert_eq!(b.first_free_from(0), Some(x.min(y)));
+            assert_eq!(b.first_free_from(x.min(y) + 1), Some(x.max(y)));
+            assert_eq!(b.alloc(), Some(x.min(y)));
+            check_invariants(&b);
+            assert_eq!(b.first_free_from(0), Some(x.max(y)));
+            assert_eq!(b.alloc(), Some(x.max(y)));
+            assert_eq!(b.alloc(), None);
+            check_invariants(&b);
+            if x != 5_000 {
+                assert_eq!(b.summary, summary, "{x} {y}: no summary word written");
+            }
+        }
     }
 
     #[derive(Debug, Clone)]
