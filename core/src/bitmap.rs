@@ -399,33 +399,13 @@ impl IdBitmap {
             }
             self.hint = w as u32;
             self.word_now_dirty(w);
+        } else if self.dirty as usize == w + 1 && w > self.resume as usize {
+            // A claim emptied it and left its summaries saying "free" (see
+            // `word_now_full`): they are right again. A claim's undo; the word had a
+            // free id, so it is not strictly between two resume points either.
+            self.dirty = 0;
         } else {
-            // Right of the hint.
-            let summarised = self.dirty as usize == w + 1;
-            if summarised {
-                // A claim emptied it and left its summaries saying "free" (see
-                // `word_now_full`): they are right again. A claim's undo.
-                self.dirty = 0;
-            }
-            let w = w as u32;
-            if w <= self.resume {
-                // It is, or becomes, `resume`, which every search reads as a leaf word
-                // before any summary: its summaries can wait (see the module doc). A
-                // full allocator given back two ids: the higher one.
-                if w < self.resume {
-                    self.settle_resume();
-                    self.resume_next = self.resume;
-                    self.resume = w;
-                }
-                self.resume_unsummarised = !summarised;
-            } else {
-                if !summarised {
-                    self.refilled_past_hint(w as usize);
-                }
-                if w < self.resume_next {
-                    self.resume_next = w;
-                }
-            }
+            self.refilled_right_of_hint(w);
         }
         true
     }
@@ -554,6 +534,38 @@ impl IdBitmap {
             }
             self.dirty = w as u32 + 1;
             self.dirty_set = false;
+        }
+    }
+
+    /// A free gave leaf word `w`, right of the hint (and at or right of `resume` when the
+    /// hint word is full), its first free id: the resume points and the summaries to
+    /// bring up to date. Out of line, so the free the churn loop runs stays small.
+    #[inline(never)]
+    fn refilled_right_of_hint(&mut self, w: usize) {
+        let summarised = self.dirty as usize == w + 1;
+        if summarised {
+            // A claim emptied it and left its summaries saying "free" (see
+            // `word_now_full`): they are right again. A claim's undo.
+            self.dirty = 0;
+        }
+        let w = w as u32;
+        if w <= self.resume {
+            // It is, or becomes, `resume`, which every search reads as a leaf word
+            // before any summary: its summaries can wait (see the module doc). A
+            // full allocator given back two ids: the higher one.
+            if w < self.resume {
+                self.settle_resume();
+                self.resume_next = self.resume;
+                self.resume = w;
+            }
+            self.resume_unsummarised = !summarised;
+        } else {
+            if !summarised {
+                self.refilled_past_hint(w as usize);
+            }
+            if w < self.resume_next {
+                self.resume_next = w;
+            }
         }
     }
 
