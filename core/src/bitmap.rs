@@ -61,8 +61,8 @@
 //!   exact for the leaves with the dirty word counted as what its bits say. It is
 //!   cleaned for real (its summaries set or cleared, a cold path) only when another
 //!   word would become dirty or the hint moves below it.
-//! * **A claim's dirty word.** A claim that empties a word while no word is dirty
-//!   makes it the dirty word, its summary bits left saying "free", so that the usual
+//! * **A claim's dirty word.** A claim that empties a word makes it the dirty word
+//!   (cleaning the one before, if any), its summary bits left saying "free", so the usual
 //!   next step, the claim undone by a free, touches no summary either (on a nearly
 //!   full bitmap nearly every claim empties its word). That word may be right of the
 //!   hint, the one case where a search can read a stale bit: it can only say "free"
@@ -173,7 +173,8 @@ pub struct IdBitmap {
 
 impl IdBitmap {
     /// How many of the struct's first bytes an alloc or a free of the fast path reads:
-    /// through `resume_unsummarised`. The guest slot's layout keeps them in one cache line.
+    /// through `resume_unsummarised`. The guest slot's layout keeps them in one cache
+    /// line.
     #[cfg(test)]
     pub(crate) const HOT_BYTES: usize =
         core::mem::offset_of!(IdBitmap, resume_unsummarised) + core::mem::size_of::<bool>();
@@ -576,7 +577,7 @@ impl IdBitmap {
     fn refilled_past_hint(&mut self, w: usize) {
         debug_assert!(
             self.dirty as usize != w + 1,
-            "the dirty word is settled inline"
+            "the dirty word is settled by the caller"
         );
         self.set_summaries(w);
     }
