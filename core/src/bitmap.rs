@@ -32,7 +32,12 @@
 //!
 //! * **`hint`**, a leaf word number with every word below it full. Lowest-free
 //!   allocation loads that word first; a free below it lowers it. It is a word, not a
-//!   bit: the lowest set bit of the hint word *is* the lowest free id.
+//!   bit: the lowest set bit of the hint word *is* the lowest free id. The hint word
+//!   itself lives in the struct, not in the leaves (whose entry for it is written back
+//!   when the hint moves): an allocation, and a free or claim beside the lowest free
+//!   id, read no leaf at all. A guest's bitmap sits in its slot, so with thousands of
+//!   guests a guest's churn step then misses on the slot alone, not on the slot and
+//!   then, waiting for the pointer, on the leaf it names.
 //! * **`resume`** and **`resume_next`**, above the hint and above each other, with every
 //!   word strictly between two of them full: where the search for a free word goes on
 //!   when the hint word is full, before it ever reads a summary. A free below the hint
@@ -133,6 +138,12 @@ const NO_ID: u32 = u32::MAX;
 pub struct IdBitmap {
     /// Leaf words, one bit per id. Bit set = free (see the module doc).
     leaves: Box<[u64]>,
+    /// Leaf word `hint` itself (0 when there are no leaves), kept in the struct and not
+    /// in `leaves`, whose entry for it is stale until the hint moves on and writes it
+    /// back: an allocation, and a free or a claim in the hint word, then touch no leaf.
+    /// With thousands of guests a guest's leaves are a cache miss, and one that waits
+    /// for the load of `leaves` itself.
+    hint_word: u64,
     /// Every leaf word below this one is full: where lowest-free allocation looks first.
     /// At most `leaves.len()`. Not part of the bitmap's value; equality ignores it.
     /// Word numbers are `u32` (there are at most 2^26 leaf words), which keeps the hot
@@ -183,7 +194,9 @@ impl IdBitmap {
 impl PartialEq for IdBitmap {
     fn eq(&self, other: &Self) -> bool {
         // The leaves are the set; summaries may differ by a dirty word.
-        self.range() == other.range() && self.used() == other.used() && self.leaves == other.leaves
+        self.range() == other.range()
+            && self.used() == other.used()
+            && self.leaf_words().eq(other.leaf_words())
     }
 }
 
@@ -227,6 +240,7 @@ impl IdBitmap {
         depth: u8,
     ) -> Self {
         IdBitmap {
+            hint_word: leaves.first().copied().unwrap_or(0),
             leaves,
             hint: 0,
             resume: 1,
@@ -299,9 +313,11 @@ impl IdBitmap {
     pub fn alloc(&mut self) -> Option<u32> {
         // Fast path: the hint word has a free id, and its lowest one is the answer.
         let w = self.hint as usize;
-        let id = match self.leaves.get(w) {
-            Some(&word) if word != 0 => self.take_lowest(w, word),
-            _ => self.alloc_past_hint(),
+        let word = self.hint_word;
+        let id = if word != 0 {
+            self.take_lowest(w, word)
+        } else {
+            self.alloc_past_hint()
         };
         // One value out of both paths, tested once, rather than a tag merged and
         // tested again.
@@ -321,7 +337,7 @@ impl IdBitmap {
                 self.resume = w as u32 + 1;
                 self.resume_next = w as u32 + 2;
             }
-            self.hint = w as u32;
+            self.move_hint(w, self.leaf(w));
         }
         self.take(w, 1 << (index % 64));
         Some(self.start + index as u32)
@@ -341,11 +357,31 @@ impl IdBitmap {
         let Some(index) = self.index_of(id) else {
             return false;
         };
+        let w = index / 64;
         let bit = 1 << (index % 64);
-        if self.leaves[index / 64] & bit == 0 {
+        if w == self.hint as usize {
+            return self.claim_in_hint_word(bit);
+        }
+        let leaf = &mut self.leaves[w];
+        let word = *leaf;
+        if word & bit == 0 {
             return false;
         }
-        self.take(index / 64, bit);
+        *leaf = word & !bit;
+        self.count_taken(w, word & !bit);
+        true
+    }
+
+    /// [`IdBitmap::claim`] in the hint word, held in the struct: out of line, as a
+    /// claim of an id beside the lowest free one is rare.
+    #[inline(never)]
+    fn claim_in_hint_word(&mut self, bit: u64) -> bool {
+        let word = self.hint_word;
+        if word & bit == 0 {
+            return false;
+        }
+        self.hint_word = word & !bit;
+        self.count_taken(self.hint as usize, word & !bit);
         true
     }
 
@@ -355,31 +391,41 @@ impl IdBitmap {
         let Some(index) = self.index_of(id) else {
             return false;
         };
-        // One load of the leaf word for the test and the update.
         let w = index / 64;
-        let word = self.leaves[w];
         let bit = 1 << (index % 64);
+        if w == self.hint as usize {
+            // Into the hint word, held in the struct: no leaf is touched.
+            let word = self.hint_word;
+            if word & bit != 0 {
+                return false;
+            }
+            self.hint_word = word | bit;
+            self.returned = self.returned.wrapping_add(1);
+            if word == 0 {
+                // The lowest free id given back into the emptied hint word: its dirty
+                // state to settle.
+                self.hint_word_refilled(w);
+            }
+            return true;
+        }
+        // One load of the leaf word for the test and the update.
+        let leaf = &mut self.leaves[w];
+        let word = *leaf;
         if word & bit != 0 {
             return false;
         }
-        self.leaves[w] = word | bit;
+        *leaf = word | bit;
         self.returned = self.returned.wrapping_add(1);
         if word != 0 {
-            // The word had a free id already, so it is the hint word, `resume`,
-            // `resume_next` or right of them all (every word strictly between them is
-            // full), and its summaries say so (or it is the dirty word, whose bits
-            // stand): nothing moves. A claim's undo, and a free beside the lowest.
-            return true;
-        }
-        if w == self.hint as usize {
-            // The lowest free id given back into the emptied hint word: its dirty
-            // state to settle.
-            self.hint_word_refilled(w);
+            // The word had a free id already, so it is `resume`, `resume_next` or right
+            // of them all (every word strictly between them is full), and its
+            // summaries say so (or it is the dirty word, whose bits stand): nothing
+            // moves. A claim's undo.
             return true;
         }
         // Every word below `floor` is full: the hint word too when an allocation has
         // emptied it (and left the hint on it), and then everything up to `resume`.
-        let hint_full = self.leaves.get(self.hint as usize).is_none_or(|&h| h == 0);
+        let hint_full = self.hint_word == 0;
         let floor = if hint_full { self.resume } else { self.hint };
         if w < floor as usize {
             // Full until now: the lowest word with a free id. Every word strictly
@@ -398,7 +444,7 @@ impl IdBitmap {
                     self.resume_unsummarised = true;
                 }
             }
-            self.hint = w as u32;
+            self.move_hint(w, word | bit);
             self.word_now_dirty(w);
         } else if self.dirty as usize == w + 1 && w > self.resume as usize {
             // A claim emptied it and left its summaries saying "free" (see
@@ -415,7 +461,7 @@ impl IdBitmap {
     #[inline(always)]
     pub fn is_used(&self, id: u32) -> bool {
         self.index_of(id)
-            .is_some_and(|index| self.leaves[index / 64] & (1 << (index % 64)) == 0)
+            .is_some_and(|index| self.leaf(index / 64) & (1 << (index % 64)) == 0)
     }
 
     /// How many ids are used.
@@ -434,7 +480,7 @@ impl IdBitmap {
     pub fn iter_used(&self) -> impl Iterator<Item = u32> + '_ {
         let capacity = self.capacity() as usize;
         let base = self.start;
-        self.leaves.iter().enumerate().flat_map(move |(w, &free)| {
+        self.leaf_words().enumerate().flat_map(move |(w, free)| {
             // Valid bits of this word: all but the padding of the last word.
             let valid = low_bits(capacity - w * 64);
             let mut used = !free & valid;
@@ -457,6 +503,36 @@ impl IdBitmap {
 
     // ---- internals; `index` is an id's offset from the range start ----
 
+    /// Leaf word `w` as it stands: the struct's `hint_word` when it is the hint word.
+    #[inline(always)]
+    fn leaf(&self, w: usize) -> u64 {
+        if w == self.hint as usize {
+            self.hint_word
+        } else {
+            self.leaves[w]
+        }
+    }
+
+    /// Every leaf word as it stands, in order.
+    fn leaf_words(&self) -> impl Iterator<Item = u64> + '_ {
+        let hint = self.hint as usize;
+        self.leaves
+            .iter()
+            .enumerate()
+            .map(move |(w, &word)| if w == hint { self.hint_word } else { word })
+    }
+
+    /// Moves the hint to leaf word `w`, which holds `word`: the old hint word goes back
+    /// into the leaves, and `w`'s comes out of them into the struct.
+    #[inline(always)]
+    fn move_hint(&mut self, w: usize, word: u64) {
+        let old = core::mem::replace(&mut self.hint, w as u32) as usize;
+        if let Some(leaf) = self.leaves.get_mut(old) {
+            *leaf = self.hint_word;
+        }
+        self.hint_word = word;
+    }
+
     #[inline(always)]
     fn index_of(&self, id: u32) -> Option<usize> {
         let index = id.wrapping_sub(self.start);
@@ -467,7 +543,7 @@ impl IdBitmap {
     #[inline(always)]
     fn take_lowest(&mut self, w: usize, word: u64) -> u32 {
         let left = word & (word - 1);
-        self.leaves[w] = left;
+        self.hint_word = left;
         self.taken = self.taken.wrapping_add(1);
         if left == 0 {
             self.hint_word_emptied(w);
@@ -478,8 +554,20 @@ impl IdBitmap {
     /// Marks the free bit `bit` of leaf word `w` used (`w >= hint`).
     #[inline(always)]
     fn take(&mut self, w: usize, bit: u64) {
-        let left = self.leaves[w] & !bit;
-        self.leaves[w] = left;
+        let left = if w == self.hint as usize {
+            self.hint_word &= !bit;
+            self.hint_word
+        } else {
+            self.leaves[w] &= !bit;
+            self.leaves[w]
+        };
+        self.count_taken(w, left);
+    }
+
+    /// Leaf word `w >= hint` lost a free id and now holds `left` (stored by the
+    /// caller): the count, and the summaries' bookkeeping if it is full.
+    #[inline(always)]
+    fn count_taken(&mut self, w: usize, left: u64) {
         self.taken = self.taken.wrapping_add(1);
         if left == 0 {
             self.word_now_full(w);
@@ -641,9 +729,9 @@ impl IdBitmap {
             self.resume = w + 1;
             self.resume_next = w + 2;
         }
-        self.hint = w;
         let w = w as usize;
         let word = self.leaves[w];
+        self.move_hint(w, word);
         self.take_lowest(w, word)
     }
 
@@ -689,7 +777,7 @@ impl IdBitmap {
             return None;
         }
         let w = bit / 64;
-        let masked = self.leaves[w] & (u64::MAX << (bit % 64));
+        let masked = self.leaf(w) & (u64::MAX << (bit % 64));
         if masked != 0 {
             return Some(w * 64 + masked.trailing_zeros() as usize);
         }
@@ -754,7 +842,7 @@ impl IdBitmap {
     #[inline(never)]
     fn clean_dirty(&mut self) {
         let w = core::mem::replace(&mut self.dirty, 0) as usize - 1;
-        match (self.dirty_set, self.leaves[w] != 0) {
+        match (self.dirty_set, self.leaf(w) != 0) {
             (true, false) => self.clear_summaries(w),
             (false, true) => self.set_summaries(w),
             _ => {}
@@ -846,7 +934,7 @@ mod tests {
                 } else if b.resume_unsummarised && i == b.resume as usize {
                     0
                 } else {
-                    b.leaves[i]
+                    b.leaf(i)
                 }
             } else {
                 b.summary[b.offsets[l] as usize + i]
@@ -869,9 +957,12 @@ mod tests {
         if depth > 0 {
             let last = b.leaves.len() - 1;
             let pad = !low_bits(b.capacity() as usize - last * 64);
-            assert_eq!(b.leaves[last] & pad, 0, "padding must stay used");
+            assert_eq!(b.leaf(last) & pad, 0, "padding must stay used");
         }
         assert_eq!(b.iter_used().count(), b.used() as usize);
+        if b.leaves.is_empty() {
+            assert_eq!(b.hint_word, 0, "no leaves, no hint word");
+        }
         check_bounds(b);
     }
 
@@ -886,9 +977,7 @@ mod tests {
         assert!(resume > hint, "hint {hint} resume {resume}");
         assert!(next > resume, "resume {resume} next {next}");
         let all_full = |words: Range<usize>| {
-            b.leaves[words.start.min(len)..words.end.min(len)]
-                .iter()
-                .all(|&w| w == 0)
+            (words.start.min(len)..words.end.min(len)).all(|w| b.leaf(w) == 0)
         };
         assert!(all_full(0..hint), "a free id below hint {hint}");
         assert!(
@@ -906,7 +995,7 @@ mod tests {
         if dirty != 0 {
             // Right of the hint only as a claim leaves it: full, its bits set.
             assert!(
-                dirty - 1 <= hint || (b.dirty_set && b.leaves[dirty - 1] == 0),
+                dirty - 1 <= hint || (b.dirty_set && b.leaf(dirty - 1) == 0),
                 "dirty {} hint {hint}",
                 dirty - 1
             );
