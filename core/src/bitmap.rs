@@ -362,13 +362,10 @@ impl IdBitmap {
         if w == self.hint as usize {
             return self.claim_in_hint_word(bit);
         }
-        let leaf = &mut self.leaves[w];
-        let word = *leaf;
-        if word & bit == 0 {
+        if self.leaves[w] & bit == 0 {
             return false;
         }
-        *leaf = word & !bit;
-        self.count_taken(w, word & !bit);
+        self.take(w, bit);
         true
     }
 
@@ -376,12 +373,10 @@ impl IdBitmap {
     /// claim of an id beside the lowest free one is rare.
     #[inline(never)]
     fn claim_in_hint_word(&mut self, bit: u64) -> bool {
-        let word = self.hint_word;
-        if word & bit == 0 {
+        if self.hint_word & bit == 0 {
             return false;
         }
-        self.hint_word = word & !bit;
-        self.count_taken(self.hint as usize, word & !bit);
+        self.take(self.hint as usize, bit);
         true
     }
 
@@ -515,11 +510,7 @@ impl IdBitmap {
 
     /// Every leaf word as it stands, in order.
     fn leaf_words(&self) -> impl Iterator<Item = u64> + '_ {
-        let hint = self.hint as usize;
-        self.leaves
-            .iter()
-            .enumerate()
-            .map(move |(w, &word)| if w == hint { self.hint_word } else { word })
+        (0..self.leaves.len()).map(|w| self.leaf(w))
     }
 
     /// Moves the hint to leaf word `w`, which holds `word`: the old hint word goes back
@@ -561,13 +552,6 @@ impl IdBitmap {
             self.leaves[w] &= !bit;
             self.leaves[w]
         };
-        self.count_taken(w, left);
-    }
-
-    /// Leaf word `w >= hint` lost a free id and now holds `left` (stored by the
-    /// caller): the count, and the summaries' bookkeeping if it is full.
-    #[inline(always)]
-    fn count_taken(&mut self, w: usize, left: u64) {
         self.taken = self.taken.wrapping_add(1);
         if left == 0 {
             self.word_now_full(w);
